@@ -1,0 +1,335 @@
+"""The one place that wires media → detectors → indexes → catalog → policy.
+
+    from scanner.api import Scanner
+    scanner = Scanner()                      # settings from CLI/env/scanner.toml defaults
+    scanner.add_reference(["poster.jpg"], title="Poster", rights_holder="Studio X")
+    scanner.build_index()
+    result = scanner.check("generated.png")  # AssetResult with verdict and findings
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from scanner.catalog import Catalog, NewWork
+from scanner.config import Settings, load_settings
+from scanner.detectors import Detector, Embedding, create
+from scanner.errors import ConfigError, IndexMismatchError, MediaError, ScannerError
+from scanner.index import IndexStore, VectorIndex, new_index
+from scanner.index.store import Manifest
+from scanner.media.files import Candidate, display_path, is_candidate_media, load, walk
+from scanner.media.image import decode_image, thumbnail_jpeg
+from scanner.media.sniff import IMAGE
+from scanner.policy import Calibration, Match, decide, load_calibration
+from scanner.types import AssetResult, Clearance, Reference, Verdict
+
+Progress = Callable[[int], None]  # called with the number of items just finished
+SEARCH_K = 10
+
+
+@dataclass
+class AddOutcome:
+    """Result of registering one file."""
+
+    path: str
+    reference: Reference | None = None
+    created: bool = False
+    error: str | None = None
+
+
+@dataclass
+class IndexReport:
+    """What ``build_index`` did for one detector."""
+
+    detector: str
+    model: str
+    added: int = 0
+    removed: int = 0
+    count: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    rebuilt: bool = False
+
+
+@dataclass
+class _Decoded:
+    candidate: Candidate
+    sha256: str | None = None
+    media_type: str | None = None
+    image: Image.Image | None = None
+    error: str | None = None
+
+
+class Scanner:
+    """Register references, keep indexes current and check assets against them."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or load_settings()
+        self.catalog = Catalog(self.settings.catalog)
+        self.store = IndexStore(self.settings.index_dir)
+        self._detectors: dict[str, Detector] | None = None
+        self._indexes: dict[str, tuple[VectorIndex, Manifest]] = {}
+        self._calibration: Calibration | None = None
+
+    # ----- references -------------------------------------------------------------
+    def add_reference(
+        self, paths: Sequence[str | os.PathLike], title: str | None = None, rights_holder: str = "unknown",
+        clearance: Clearance | str = Clearance.UNCLEARED,
+    ) -> list[AddOutcome]:
+        """Register image files as works. Same file twice (by sha256) is registered once."""
+        clearance = _clearance(clearance)
+        out = []
+        for p in paths:
+            path = os.fspath(p)
+            try:
+                loaded = load(path, self.settings.max_file_bytes)
+                if loaded.media_type != IMAGE:
+                    raise MediaError(f"{loaded.media_type} references are not supported yet (images only)")
+                img = decode_image(loaded.data, self.settings.max_pixels)
+            except MediaError as exc:
+                out.append(AddOutcome(display_path(path), error=str(exc)))
+                continue
+            work = NewWork(
+                sha256=loaded.sha256, title=title or Path(display_path(path)).stem, rights_holder=rights_holder,
+                clearance=clearance, media_type=loaded.media_type, path=os.path.abspath(display_path(path)),
+                width=img.width, height=img.height, thumbnail=thumbnail_jpeg(img),
+            )
+            ref, created = self.catalog.add_work(work)
+            out.append(AddOutcome(display_path(path), ref, created))
+        return out
+
+    def import_manifest(self, csv_path: Path, progress: Progress | None = None) -> list[AddOutcome]:
+        """Bulk register from a CSV with columns ``path`` and optional ``title``/``label``,
+        ``rights_holder``/``owner``, ``clearance``. Relative paths are relative to the CSV."""
+        rows = read_manifest(Path(csv_path))
+        out = []
+        for row in rows:
+            path = row["path"]
+            if not os.path.isabs(path):
+                path = str(Path(csv_path).parent / path)
+            try:
+                clearance = _clearance(row.get("clearance") or Clearance.UNCLEARED)
+            except ConfigError as exc:
+                out.append(AddOutcome(path, error=str(exc)))
+            else:
+                out.extend(self.add_reference(
+                    [path], title=row.get("title") or row.get("label") or None,
+                    rights_holder=row.get("rights_holder") or row.get("owner") or "unknown", clearance=clearance,
+                ))
+            if progress:
+                progress(1)
+        return out
+
+    def remove_references(self, keys: Iterable[str]) -> list[Reference]:
+        """Remove works by id or sha256 (prefix); indexes drop them at the next build."""
+        refs = [self.catalog.find(k) for k in keys]
+        self.catalog.remove(r.id for r in refs)
+        return refs
+
+    # ----- models and indexes -----------------------------------------------------
+    @property
+    def detectors(self) -> dict[str, Detector]:
+        """Enabled detectors, models loaded on first use."""
+        if self._detectors is None:
+            self._detectors = {name: create(name, self.settings) for name in self.settings.detectors}
+        return self._detectors
+
+    @property
+    def calibration(self) -> Calibration:
+        if self._calibration is None:
+            self._calibration = load_calibration(self.settings.calibration)
+        return self._calibration
+
+    def build_index(self, rebuild: bool = False, progress: Progress | None = None) -> list[IndexReport]:
+        """Bring every detector's index in line with the catalog (incremental unless ``rebuild``)."""
+        refs = {r.id: r for r in self.catalog.works(IMAGE)}
+        reports = []
+        for name, det in self.detectors.items():
+            reports.append(self._sync_one(name, det, refs, rebuild, progress))
+        return reports
+
+    def _sync_one(
+        self, name: str, det: Detector, refs: dict[int, Reference], rebuild: bool, progress: Progress | None,
+    ) -> IndexReport:
+        report = IndexReport(name, det.model_id, rebuilt=rebuild)
+        loaded = None
+        cached = self._indexes.get(name)
+        on_disk = self.store.manifest(name) if cached and not rebuild else None
+        if cached and on_disk and on_disk.checksum == cached[1].checksum:
+            loaded = cached  # already in memory and still current on disk
+        elif not rebuild:
+            try:
+                loaded = self.store.load(name, det.model_id, det.weights_sha256, det.dim, det.metric)
+            except IndexMismatchError as exc:
+                raise IndexMismatchError(str(exc).replace("; rebuild it with", "; replace it with")) from None
+        index, skipped = (loaded[0], dict(loaded[1].skipped)) if loaded else (new_index(det.metric, det.dim), {})
+        have = set(index.ids().tolist())
+        skipped = {k: v for k, v in skipped.items() if int(k) in refs}
+        gone = np.array(sorted(have - set(refs)), dtype=np.int64)
+        todo = [refs[i] for i in sorted(set(refs) - have) if str(i) not in skipped]
+        if gone.size:
+            report.removed = index.remove(gone)
+        for chunk in _chunks(todo, self.settings.batch_size):
+            images, ok = [], []
+            for ref in chunk:
+                try:
+                    loaded_file = load(ref.path, self.settings.max_file_bytes)
+                    images.append(decode_image(loaded_file.data, self.settings.max_pixels))
+                    ok.append(ref)
+                except MediaError as exc:
+                    skipped[str(ref.id)] = f"reference file unusable ({ref.path}): {exc}"
+            for ref, emb in zip(ok, det.embed_references(images)):
+                if emb.empty:
+                    skipped[str(ref.id)] = emb.note
+                else:
+                    index.add(np.array([ref.id]), emb.vectors[:1])
+                    report.added += 1
+            if progress:
+                progress(len(chunk))
+        if loaded is None or report.added or report.removed or skipped != loaded[1].skipped:
+            manifest = self.store.save(name, index, det.model_id, det.weights_sha256, skipped)
+        else:
+            manifest = loaded[1]
+        self._indexes[name] = (index, manifest)
+        report.count, report.skipped = len(index), skipped
+        return report
+
+    def pending_references(self) -> int:
+        """How many catalog works are not yet in (or skipped by) some detector's index."""
+        refs = {r.id for r in self.catalog.works(IMAGE)}
+        worst = 0
+        for name in self.settings.detectors:
+            m = self.store.manifest(name)
+            if m is None:
+                worst = max(worst, len(refs))
+            else:
+                worst = max(worst, abs(len(refs) - m.count - len(m.skipped)))
+        return worst
+
+    def _ready(self) -> dict[str, tuple[VectorIndex, Manifest]]:
+        """Indexes loaded and in line with the catalog (refreshed incrementally if needed)."""
+        self.build_index()
+        return self._indexes
+
+    # ----- checking ---------------------------------------------------------------
+    def check(self, path: str | os.PathLike) -> AssetResult:
+        """Check one file."""
+        return next(iter(self.scan([path])))
+
+    def list_assets(self, paths: Iterable[str | os.PathLike]) -> list[Candidate]:
+        """Files a scan of ``paths`` will check (media by name or content; others skipped)."""
+        return [c for c in walk(paths) if c.problem or is_candidate_media(c.path)]
+
+    def scan(
+        self, paths: Iterable[str | os.PathLike] | Sequence[Candidate], progress: Progress | None = None,
+        thumb_dir: Path | None = None,
+    ) -> Iterator[AssetResult]:
+        """Check every asset under ``paths``; yields one result per asset, in walk order.
+
+        With ``thumb_dir``, a JPEG thumbnail of every flagged image is written there as
+        ``<sha256>.jpg`` for the HTML report.
+        """
+        items = list(paths)
+        candidates = items if items and isinstance(items[0], Candidate) else self.list_assets(items)
+        indexes = self._ready()
+        calibration = self.calibration
+        refs = {r.id: r for r in self.catalog.works()}
+        thresholds = {n: calibration.thresholds(n, d.model_id, self.settings.stage) for n, d in self.detectors.items()}
+        models = {n: d.model_label for n, d in self.detectors.items()}
+        index_ids = {n: m.checksum[:16] for n, (_, m) in indexes.items()}
+        workers = max(1, min(8, os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers) as pool:
+            for chunk in _chunks(candidates, self.settings.batch_size):
+                decoded = list(pool.map(self._decode, chunk))
+                matches, notes = self._search([d for d in decoded if d.image is not None], indexes, refs, thresholds)
+                for d in decoded:
+                    result = self._result(d, matches, notes, models, index_ids, calibration.version)
+                    if thumb_dir is not None and d.image is not None and result.verdict is not Verdict.PASS:
+                        Path(thumb_dir).mkdir(parents=True, exist_ok=True)
+                        (Path(thumb_dir) / f"{d.sha256}.jpg").write_bytes(thumbnail_jpeg(d.image))
+                    yield result
+                if progress:
+                    progress(len(chunk))
+
+    def _decode(self, cand: Candidate) -> _Decoded:
+        if cand.problem:
+            return _Decoded(cand, error=cand.problem)
+        try:
+            f = load(cand.path, self.settings.max_file_bytes)
+        except MediaError as exc:
+            return _Decoded(cand, error=str(exc))
+        if f.media_type != IMAGE:
+            return _Decoded(cand, f.sha256, f.media_type,
+                            error=f"{f.media_type} assets cannot be checked yet: no {f.media_type} detector is enabled")
+        try:
+            return _Decoded(cand, f.sha256, f.media_type, image=decode_image(f.data, self.settings.max_pixels))
+        except MediaError as exc:
+            return _Decoded(cand, f.sha256, f.media_type, error=str(exc))
+
+    def _search(self, decoded: list[_Decoded], indexes, refs, thresholds):
+        matches: dict[int, list[Match]] = {id(d): [] for d in decoded}
+        notes: dict[int, list[str]] = {id(d): [] for d in decoded}
+        if not decoded:
+            return matches, notes
+        images = [d.image for d in decoded]
+        for name, det in self.detectors.items():
+            index, _ = indexes[name]
+            embs: list[Embedding] = det.embed_queries(images)
+            rows, owners = [], []
+            for d, emb in zip(decoded, embs):
+                if emb.empty:
+                    notes[id(d)].append(emb.note)
+                rows.extend(emb.vectors)
+                owners.extend([d] * emb.vectors.shape[0])
+            if not rows or len(index) == 0:
+                continue
+            scores, ids = index.search(np.stack(rows), min(SEARCH_K, len(index)))
+            for d, srow, irow in zip(owners, scores, ids):
+                for score, ref_id in zip(srow, irow):
+                    ref = refs.get(int(ref_id))
+                    if ref is not None:
+                        matches[id(d)].append(Match(name, det.model_id, ref, float(score), thresholds[name]))
+        return matches, notes
+
+    def _result(self, d: _Decoded, matches, notes, models, index_ids, calibration_version) -> AssetResult:
+        common = dict(path=d.candidate.display, sha256=d.sha256, media_type=d.media_type,
+                      stage=self.settings.stage.value, calibration=calibration_version)
+        if d.error is not None:
+            return AssetResult(verdict=Verdict.ERROR, error=d.error, **common)
+        verdict, findings = decide(matches[id(d)])
+        return AssetResult(verdict=verdict, findings=tuple(findings), models=dict(models), indexes=dict(index_ids),
+                           notes=tuple(notes[id(d)]), **common)
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for i in range(0, len(items), max(1, size)):
+        yield items[i:i + size]
+
+
+def _clearance(value: Clearance | str) -> Clearance:
+    try:
+        return Clearance(str(getattr(value, "value", value)).strip().lower())
+    except ValueError:
+        raise ConfigError(
+            f"unknown clearance {value!r}; use one of: {', '.join(c.value for c in Clearance)}"
+        ) from None
+
+
+def read_manifest(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "path" not in [f.strip().lower() for f in reader.fieldnames]:
+                raise ScannerError(f"{path}: a manifest needs a 'path' column (found: {reader.fieldnames})")
+            return [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
+    except FileNotFoundError:
+        raise ScannerError(f"manifest not found: {path}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ScannerError(f"{path} is not a readable CSV file: {exc}") from None

@@ -1,0 +1,58 @@
+"""`scanner index`: build and inspect the per-detector indexes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from scanner.api import Scanner
+from scanner.cli.common import console, esc, handle_errors, out, progress_bar, settings_from
+
+app = typer.Typer(help="Build and inspect the search indexes.", no_args_is_help=True)
+
+
+@app.command("build")
+@handle_errors
+def build(
+    ctx: typer.Context,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Re-embed every reference from scratch "
+                                                           "(needed after a model change).")] = False,
+) -> None:
+    """Bring indexes in line with the catalog (incremental: only new and removed works)."""
+    scanner = Scanner(settings_from(ctx))
+    n_refs = scanner.catalog.count()
+    console.print("loading models: " + ", ".join(scanner.settings.detectors))
+    detectors = scanner.detectors
+    work = n_refs * len(detectors) if rebuild else scanner.pending_references() * len(detectors)
+    with progress_bar("indexing", max(work, 1)) as advance:
+        reports = scanner.build_index(rebuild=rebuild, progress=advance)
+    table = Table("detector", "model", "added", "removed", "indexed", "not indexed")
+    for r in reports:
+        table.add_row(r.detector, esc(detectors[r.detector].model_label), str(r.added), str(r.removed), str(r.count),
+                      str(len(r.skipped)))
+    out.print(table)
+    for r in reports:
+        for ref_id, why in sorted(r.skipped.items(), key=lambda kv: int(kv[0])):
+            console.print(f"[yellow]note[/] {r.detector}: reference #{ref_id} not indexed: {esc(why)}")
+    console.print(f"indexes in {scanner.settings.index_dir}")
+
+
+@app.command("status")
+@handle_errors
+def status(ctx: typer.Context) -> None:
+    """Show each index's manifest and how far it is behind the catalog."""
+    scanner = Scanner(settings_from(ctx))
+    table = Table("detector", "model", "count", "not indexed", "dim", "metric", "created", "checksum")
+    for name in scanner.settings.detectors:
+        m = scanner.store.manifest(name)
+        if m is None:
+            table.add_row(name, "-", "not built", "", "", "", "", "")
+        else:
+            table.add_row(name, esc(m.model), str(m.count), str(len(m.skipped)), str(m.dim), m.metric, m.created,
+                          m.checksum[:12])
+    out.print(table)
+    pending = scanner.pending_references()
+    console.print(f"{scanner.catalog.count()} works in catalog; "
+                  + (f"{pending} not yet indexed (run `scanner index build`)" if pending else "indexes are current"))

@@ -1,0 +1,53 @@
+"""`scanner models`: list, download and install model weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from scanner.cli.common import console, esc, handle_errors, out, settings_from
+from scanner.detectors.weights import find_weights, get_spec, import_weights, pull_weights, registry
+
+app = typer.Typer(help="Model registry: which models exist and whether their weights are installed.",
+                  no_args_is_help=True)
+
+
+@app.command("list")
+@handle_errors
+def list_(ctx: typer.Context) -> None:
+    """List registered models and their install state."""
+    settings = settings_from(ctx)
+    table = Table("name", "detector", "installed", "dim", "description")
+    for spec in registry(settings).values():
+        if spec.test_only:
+            state = "test model (random weights)"
+        else:
+            path = find_weights(spec, settings)
+            state = esc(str(path)) if path else "[red]not installed[/]"
+        table.add_row(spec.name, spec.detector, state, str(spec.dim), esc(spec.description))
+    out.print(table)
+
+
+@app.command("pull")
+@handle_errors
+def pull(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Model name from `scanner models list`.")]) -> None:
+    """Download a model's weights (needs network access)."""
+    settings = settings_from(ctx)
+    path = pull_weights(get_spec(settings, name), settings)
+    console.print(f"installed {name} at {path}")
+
+
+@app.command("import")
+@handle_errors
+def import_(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name from `scanner models list`.")],
+    file: Annotated[Path, typer.Argument(help="Weights file obtained elsewhere.")],
+) -> None:
+    """Install a weights file (checked against the registry's sha256 when one is known)."""
+    settings = settings_from(ctx)
+    path = import_weights(get_spec(settings, name), settings, file)
+    console.print(f"installed {name} at {path}")

@@ -1,0 +1,1 @@
+"""Decoding by content: sniffing, safe image loading, folder walking."""

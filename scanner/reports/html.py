@@ -1,0 +1,110 @@
+"""Static HTML report: summary counts, then every flagged asset beside the reference it matches.
+
+Thumbnails live next to the page in ``thumbs/`` (asset thumbnails are written by the scan,
+reference thumbnails here from the catalog), so the folder can be zipped and sent as is.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from scanner.fsutil import atomic_write_bytes
+
+COLOURS = {"block": "#c62828", "review": "#ef6c00", "pass": "#2e7d32", "error": "#6a1b9a", "cleared": "#1565c0"}
+ORDER = {"block": 0, "error": 1, "review": 2, "pass": 3}
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#222;background:#fafafa}
+h1{margin-bottom:.2rem} .meta{color:#666;font-size:.9rem;margin-bottom:1rem}
+.counts span{display:inline-block;padding:.4rem .8rem;margin-right:.5rem;border-radius:4px;color:#fff;font-weight:600}
+.asset{background:#fff;border:1px solid #ddd;border-left:8px solid #999;margin:1rem 0;padding:1rem;border-radius:4px}
+.asset h2{font-size:1rem;margin:0 0 .5rem 0;word-break:break-all}
+.badge{color:#fff;padding:.1rem .5rem;border-radius:3px;font-size:.8rem;text-transform:uppercase;margin-right:.5rem}
+.pair{display:flex;gap:1rem;align-items:flex-start;margin:.6rem 0;flex-wrap:wrap}
+.pair figure{margin:0;text-align:center;font-size:.8rem;color:#555}
+.pair img{max-width:256px;max-height:256px;border:1px solid #ccc;background:#eee}
+table{border-collapse:collapse;font-size:.85rem} td,th{padding:.2rem .6rem;border-bottom:1px solid #eee;text-align:left}
+.note{color:#666;font-size:.85rem} .err{color:#6a1b9a;font-weight:600}
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _badge(level: str) -> str:
+    return f'<span class="badge" style="background:{COLOURS.get(level, "#999")}">{_e(level)}</span>'
+
+
+def write_html(
+    records: Sequence[Mapping[str, Any]], out: Path, ref_thumbnail: Callable[[int], bytes | None],
+    title: str = "Scan report", meta: Mapping[str, str] | None = None,
+) -> Path:
+    """Write ``out`` (an .html file) for JSONL-style ``records``; returns its path."""
+    out = Path(out)
+    thumbs = out.parent / "thumbs"
+    counts = Counter(r["verdict"] for r in records)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
+             f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"]
+    if meta:
+        parts.append('<div class="meta">' + " · ".join(f"{_e(k)}: {_e(v)}" for k, v in meta.items()) + "</div>")
+    parts.append('<div class="counts">' + "".join(
+        f'<span style="background:{COLOURS[v]}">{v}: {counts.get(v, 0)}</span>' for v in ("block", "review", "error", "pass")
+    ) + f" <span style='background:#555'>total: {len(records)}</span></div>")
+    flagged = sorted((r for r in records if r["verdict"] != "pass"), key=lambda r: (ORDER.get(r["verdict"], 9), r["path"]))
+    written: set[int] = set()
+    for r in flagged:
+        parts.append(_asset_html(r, thumbs, ref_thumbnail, written))
+    passed = [r for r in records if r["verdict"] == "pass"]
+    if passed:
+        parts.append(f"<h3>Passed ({len(passed)})</h3><table><tr><th>asset</th><th>sha256</th><th>notes</th></tr>")
+        parts.extend(f"<tr><td>{_e(r['path'])}</td><td><code>{_e((r.get('sha256') or '')[:16])}</code></td>"
+                     f"<td class='note'>{_e('; '.join(r.get('notes') or []))}</td></tr>" for r in passed)
+        parts.append("</table>")
+    parts.append("</body></html>")
+    atomic_write_bytes(out, "\n".join(parts).encode("utf-8"))
+    return out
+
+
+def _asset_html(r: Mapping[str, Any], thumbs: Path, ref_thumbnail: Callable[[int], bytes | None], written: set[int]) -> str:
+    verdict = r["verdict"]
+    head = (f'<div class="asset" style="border-left-color:{COLOURS.get(verdict, "#999")}">'
+            f"<h2>{_badge(verdict)}{_e(r['path'])}</h2>")
+    if verdict == "error":
+        return head + f'<div class="err">could not be checked: {_e(r.get("error"))}</div></div>'
+    body = [head]
+    asset_img = f"thumbs/{r['sha256']}.jpg" if r.get("sha256") and (thumbs / f"{r['sha256']}.jpg").exists() else ""
+    for f in r.get("findings", []):
+        ref_id = int(f["reference_id"])
+        if ref_id not in written:
+            data = ref_thumbnail(ref_id)
+            if data:
+                atomic_write_bytes(thumbs / f"ref-{ref_id}.jpg", data)
+            written.add(ref_id)
+        ref_img = f"thumbs/ref-{ref_id}.jpg" if (thumbs / f"ref-{ref_id}.jpg").exists() else ""
+        closer = "≤" if f["metric"] == "hamming" else "≥"
+        body.append(
+            '<div class="pair">'
+            + (f'<figure><img src="{_e(asset_img)}" alt="asset"><figcaption>asset</figcaption></figure>' if asset_img else "")
+            + (f'<figure><img src="{_e(ref_img)}" alt="reference"><figcaption>reference #{ref_id}</figcaption></figure>'
+               if ref_img else "")
+            + "<table>"
+            + f"<tr><th>finding</th><td>{_badge(f['level'])}</td></tr>"
+            + f"<tr><th>reference</th><td>#{ref_id} {_e(f['reference_title'])}</td></tr>"
+            + f"<tr><th>rights holder</th><td>{_e(f['rights_holder'])} ({_e(f['clearance'])})</td></tr>"
+            + f"<tr><th>detector</th><td>{_e(f['detector'])} — {_e(f['model'])}</td></tr>"
+            + f"<tr><th>score</th><td>{_e(f['score'])} ({_e(f['metric'])}; block {closer} {_e(f['threshold_block'])},"
+              f" review {closer} {_e(f['threshold_review'])})</td></tr>"
+            + (f"<tr><th>note</th><td>{_e(f['note'])}</td></tr>" if f.get("note") else "")
+            + "</table></div>"
+        )
+    models = r.get("models") or {}
+    if models:
+        body.append('<div class="note">models: ' + ", ".join(f"{_e(k)} = {_e(v)}" for k, v in models.items()) + "</div>")
+    if r.get("notes"):
+        body.append('<div class="note">' + _e("; ".join(r["notes"])) + "</div>")
+    body.append("</div>")
+    return "".join(body)

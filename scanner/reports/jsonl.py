@@ -1,0 +1,48 @@
+"""One JSON object per asset, flushed as soon as it is known (a killed scan keeps its lines)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from scanner.types import AssetResult
+
+
+class JsonlWriter:
+    """Append-only JSONL file; each line is written and flushed whole."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def write(self, result: AssetResult | dict[str, Any]) -> None:
+        record = result.to_dict() if isinstance(result, AssetResult) else result
+        self._fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+    def __enter__(self) -> "JsonlWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_results(path: Path) -> Iterator[dict[str, Any]]:
+    """Records of a JSONL report; a torn last line (killed writer) is ignored."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue

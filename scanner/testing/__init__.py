@@ -1,0 +1,1 @@
+"""Test kits and fixtures shared by the project's tests, benchmarks and sample generator."""

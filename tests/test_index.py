@@ -1,0 +1,382 @@
+"""FloatIndex / BinaryIndex over FAISS and the atomic, manifest-checked IndexStore."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from scanner.errors import IndexCorruptError, IndexMismatchError
+from scanner.index import BinaryIndex, FloatIndex, IndexStore, Manifest, new_index
+from scanner.index.store import MANIFEST
+from scanner.types import Metric
+
+W_SHA = "a" * 64
+OTHER_SHA = "b" * 64
+
+
+def _float_index(n: int = 20, dim: int = 16, seed: int = 0) -> tuple[FloatIndex, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    vecs = rng.normal(size=(n, dim)).astype(np.float32)
+    ids = np.arange(100, 100 + n, dtype=np.int64)
+    idx = FloatIndex(dim)
+    idx.add(ids, vecs)
+    return idx, ids, vecs
+
+
+def _binary_index(n: int = 20, bits: int = 256, seed: int = 0) -> tuple[BinaryIndex, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    hashes = rng.integers(0, 256, size=(n, bits // 8), dtype=np.uint8)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    idx = BinaryIndex(bits)
+    idx.add(ids, hashes)
+    return idx, ids, hashes
+
+
+def _hamming(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.unpackbits(np.bitwise_xor(a, b)).sum())
+
+
+# --------------------------------------------------------------------------- in-memory indexes
+
+
+def test_float_index_finds_itself_with_cosine_one():
+    idx, ids, vecs = _float_index()
+    scores, got = idx.search(vecs[:5], 3)
+    assert got.shape == (5, 3) and scores.shape == (5, 3)
+    assert list(got[:, 0]) == list(ids[:5])
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    # scores are sorted best first
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)
+
+
+def test_float_index_is_cosine_not_dot_product():
+    idx = FloatIndex(4)
+    idx.add([1, 2], np.array([[1, 0, 0, 0], [10, 10, 0, 0]], np.float32))
+    scores, got = idx.search(np.array([[100, 0, 0, 0]], np.float32), 2)
+    assert got[0, 0] == 1
+    np.testing.assert_allclose(scores[0], [1.0, np.sqrt(0.5)], atol=1e-5)
+
+
+def test_binary_index_exact_hamming_distances():
+    idx, ids, hashes = _binary_index()
+    q = hashes[3].copy()
+    q[0] ^= 0b00000111  # flip 3 bits
+    dist, got = idx.search(q, 2)
+    assert got[0, 0] == ids[3]
+    assert dist[0, 0] == 3
+    assert dist[0, 1] == _hamming(q, hashes[got[0, 1] - 1])
+
+
+def test_binary_dim_must_be_multiple_of_8():
+    with pytest.raises(ValueError):
+        BinaryIndex(250)
+
+
+@pytest.mark.parametrize("kind", ["float", "binary"])
+def test_add_replaces_existing_id(kind):
+    if kind == "float":
+        idx = FloatIndex(4)
+        a, b = np.array([[1, 0, 0, 0]], np.float32), np.array([[0, 1, 0, 0]], np.float32)
+    else:
+        idx = BinaryIndex(64)
+        a, b = np.zeros((1, 8), np.uint8), np.full((1, 8), 255, np.uint8)
+    idx.add([7], a)
+    idx.add([8], a)
+    idx.add([7], b)
+    assert sorted(idx.ids().tolist()) == [7, 8]
+    assert len(idx) == 2
+    _, got = idx.search(b, 1)
+    assert got[0, 0] == 7  # the replacement vector, not the old one, is stored under 7
+    _, got = idx.search(a, 2)
+    assert got[0, 0] == 8
+
+
+@pytest.mark.parametrize("kind", ["float", "binary"])
+def test_remove_counts_and_forgets(kind):
+    idx, ids, vecs = _float_index() if kind == "float" else _binary_index()
+    assert idx.remove(np.array([ids[0], ids[1], 999_999])) == 2
+    assert len(idx) == len(ids) - 2
+    assert idx.remove([ids[0]]) == 0
+    _, got = idx.search(vecs[0], 5)
+    assert ids[0] not in got[0] and ids[1] not in got[0]
+
+
+def test_search_on_empty_indexes():
+    scores, got = FloatIndex(8).search(np.ones((2, 8), np.float32), 3)
+    assert got.shape == (2, 3) and (got == -1).all()
+    assert scores.shape == (2, 3)
+    dist, got = BinaryIndex(64).search(np.zeros((1, 8), np.uint8), 4)
+    assert (got == -1).all()
+    assert (dist == 64).all()  # no neighbour is as far as it gets
+
+
+def test_search_k_larger_than_count_pads_with_minus_one():
+    idx, ids, vecs = _float_index(n=3)
+    _, got = idx.search(vecs[0], 5)
+    assert sorted(got[0, :3].tolist()) == sorted(ids.tolist())
+    assert (got[0, 3:] == -1).all()
+
+
+def test_remove_everything_then_search():
+    idx, ids, vecs = _binary_index(n=4)
+    idx.remove(ids)
+    assert len(idx) == 0
+    _, got = idx.search(vecs[0], 2)
+    assert (got == -1).all()
+
+
+def test_new_index_picks_type_by_metric():
+    assert isinstance(new_index(Metric.HAMMING, 256), BinaryIndex)
+    assert isinstance(new_index(Metric.COSINE, 32), FloatIndex)
+
+
+# --------------------------------------------------------------------------- IndexStore
+
+
+def test_load_without_index_returns_none(tmp_path):
+    store = IndexStore(tmp_path / "idx")
+    assert store.manifest("image.clip") is None
+    assert store.load("image.clip", "m", W_SHA, 16, Metric.COSINE) is None
+
+
+def test_float_round_trip_identical_search(tmp_path):
+    idx, ids, vecs = _float_index(n=50, dim=32)
+    store = IndexStore(tmp_path)
+    store.save("image.clip", idx, "clip-x", W_SHA)
+    loaded, manifest = store.load("image.clip", "clip-x", W_SHA, 32, Metric.COSINE)
+    assert isinstance(loaded, FloatIndex)
+    assert sorted(loaded.ids().tolist()) == sorted(ids.tolist())
+    q = np.random.default_rng(5).normal(size=(7, 32)).astype(np.float32)
+    s1, i1 = idx.search(q, 10)
+    s2, i2 = loaded.search(q, 10)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_array_equal(s1, s2)
+    assert manifest.count == 50
+
+
+def test_binary_round_trip_identical_search(tmp_path):
+    idx, ids, hashes = _binary_index(n=40)
+    store = IndexStore(tmp_path)
+    store.save("image.pdq", idx, "pdq", "")
+    loaded, manifest = store.load("image.pdq", "pdq", "", 256, Metric.HAMMING)
+    assert isinstance(loaded, BinaryIndex)
+    q = np.random.default_rng(9).integers(0, 256, size=(6, 32), dtype=np.uint8)
+    d1, i1 = idx.search(q, 8)
+    d2, i2 = loaded.search(q, 8)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_array_equal(d1, d2)
+    # the loaded index is still mutable: add/remove work after a round trip
+    loaded.add([1], hashes[5:6])
+    assert len(loaded) == 40
+    assert loaded.remove([2, 3]) == 2
+
+
+def test_manifest_fields(tmp_path):
+    idx, _, _ = _float_index(n=12, dim=16)
+    store = IndexStore(tmp_path)
+    m = store.save("image.clip", idx, "clip-x", W_SHA, skipped={"5": "flat image"})
+    on_disk = json.loads((tmp_path / "image.clip" / MANIFEST).read_text())
+    for key in ("detector", "model", "weights_sha256", "dim", "metric", "count", "checksum", "created"):
+        assert key in on_disk, key
+    assert on_disk["detector"] == "image.clip"
+    assert on_disk["model"] == "clip-x"
+    assert on_disk["weights_sha256"] == W_SHA
+    assert on_disk["dim"] == 16
+    assert on_disk["metric"] == "cosine"
+    assert on_disk["count"] == 12
+    assert len(on_disk["checksum"]) == 64
+    assert on_disk["skipped"] == {"5": "flat image"}
+    assert datetime.fromisoformat(on_disk["created"]).tzinfo is not None
+    assert (tmp_path / "image.clip" / on_disk["file"]).is_file()
+    assert store.manifest("image.clip") == m
+    assert isinstance(m, Manifest)
+
+
+@pytest.mark.parametrize(
+    "model, sha, dim, metric, detector, what",
+    [
+        ("other-model", W_SHA, 16, Metric.COSINE, "image.clip", "model"),
+        ("clip-x", OTHER_SHA, 16, Metric.COSINE, "image.clip", "weights"),
+        ("clip-x", W_SHA, 32, Metric.COSINE, "image.clip", "dimension"),
+        ("clip-x", W_SHA, 16, Metric.HAMMING, "image.clip", "metric"),
+    ],
+)
+def test_load_refuses_mismatch(tmp_path, model, sha, dim, metric, detector, what):
+    idx, _, _ = _float_index(dim=16)
+    store = IndexStore(tmp_path)
+    store.save("image.clip", idx, "clip-x", W_SHA)
+    with pytest.raises(IndexMismatchError) as err:
+        store.load(detector, model, sha, dim, metric)
+    msg = str(err.value)
+    assert "--rebuild" in msg
+    assert what in msg
+
+
+def test_load_refuses_manifest_of_another_detector(tmp_path):
+    idx, _, _ = _float_index(dim=16)
+    store = IndexStore(tmp_path)
+    store.save("image.clip", idx, "clip-x", W_SHA)
+    # someone copied the clip folder over the pdq one
+    (tmp_path / "image.pdq").mkdir()
+    for f in (tmp_path / "image.clip").iterdir():
+        (tmp_path / "image.pdq" / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(IndexMismatchError, match="--rebuild"):
+        store.load("image.pdq", "clip-x", W_SHA, 16, Metric.COSINE)
+
+
+def test_load_refuses_other_format_version(tmp_path):
+    idx, _, _ = _float_index(dim=16)
+    store = IndexStore(tmp_path)
+    store.save("image.clip", idx, "clip-x", W_SHA)
+    mpath = tmp_path / "image.clip" / MANIFEST
+    data = json.loads(mpath.read_text())
+    data["format_version"] = 999
+    mpath.write_text(json.dumps(data))
+    with pytest.raises(IndexMismatchError, match="format version"):
+        store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE)
+
+
+def test_flipped_bytes_in_data_file_is_corrupt(tmp_path):
+    idx, _, _ = _float_index()
+    store = IndexStore(tmp_path)
+    m = store.save("image.clip", idx, "clip-x", W_SHA)
+    data_file = tmp_path / "image.clip" / m.file
+    raw = bytearray(data_file.read_bytes())
+    mid = len(raw) // 2
+    raw[mid] ^= 0xFF
+    raw[mid + 1] ^= 0xFF
+    data_file.write_bytes(bytes(raw))
+    with pytest.raises(IndexCorruptError) as err:
+        store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE)
+    assert "--rebuild" in str(err.value)
+
+
+def test_truncated_data_file_is_corrupt(tmp_path):
+    idx, _, _ = _binary_index()
+    store = IndexStore(tmp_path)
+    m = store.save("image.pdq", idx, "pdq", "")
+    data_file = tmp_path / "image.pdq" / m.file
+    data_file.write_bytes(data_file.read_bytes()[:100])
+    with pytest.raises(IndexCorruptError):
+        store.load("image.pdq", "pdq", "", 256, Metric.HAMMING)
+
+
+def test_missing_data_file_is_corrupt(tmp_path):
+    idx, _, _ = _binary_index()
+    store = IndexStore(tmp_path)
+    m = store.save("image.pdq", idx, "pdq", "")
+    (tmp_path / "image.pdq" / m.file).unlink()
+    with pytest.raises(IndexCorruptError, match="missing"):
+        store.load("image.pdq", "pdq", "", 256, Metric.HAMMING)
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"detector": "image.pdq"}', ""])
+def test_unreadable_manifest_is_corrupt(tmp_path, content):
+    folder = tmp_path / "image.pdq"
+    folder.mkdir()
+    (folder / MANIFEST).write_text(content)
+    store = IndexStore(tmp_path)
+    with pytest.raises(IndexCorruptError, match="--rebuild"):
+        store.manifest("image.pdq")
+    with pytest.raises(IndexCorruptError):
+        store.load("image.pdq", "pdq", "", 256, Metric.HAMMING)
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_crash_during_manifest_write_keeps_previous_index(tmp_path, monkeypatch):
+    store = IndexStore(tmp_path)
+    old_idx, old_ids, old_vecs = _float_index(n=10, seed=1)
+    old_m = store.save("image.clip", old_idx, "clip-x", W_SHA)
+    folder = tmp_path / "image.clip"
+    before = _snapshot(folder)
+
+    new_idx, _, _ = _float_index(n=30, seed=2)
+    real_replace = os.replace
+
+    def crashing_replace(src, dst, *a, **kw):
+        if os.path.basename(os.fspath(dst)) == MANIFEST:
+            raise OSError(28, "No space left on device (simulated)")
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", crashing_replace)
+    with pytest.raises(OSError, match="simulated"):
+        store.save("image.clip", new_idx, "clip-x", W_SHA)
+    monkeypatch.undo()
+
+    # manifest and old data file untouched; no temp files left behind
+    after = _snapshot(folder)
+    assert after[MANIFEST] == before[MANIFEST]
+    assert after[old_m.file] == before[old_m.file]
+    assert not [n for n in after if n.endswith(".tmp")]
+
+    loaded, m = store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE)
+    assert m == old_m
+    assert m.count == 10
+    s1, i1 = old_idx.search(old_vecs, 3)
+    s2, i2 = loaded.search(old_vecs, 3)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_array_equal(s1, s2)
+
+    # the next successful save commits and cleans up the orphan left by the crash
+    m2 = store.save("image.clip", new_idx, "clip-x", W_SHA)
+    assert sorted(p.name for p in folder.glob("index-*.faiss")) == [m2.file]
+    assert store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE)[1].count == 30
+
+
+def test_crash_during_data_write_keeps_previous_index(tmp_path, monkeypatch):
+    store = IndexStore(tmp_path)
+    old_idx, _, _ = _binary_index(n=5)
+    old_m = store.save("image.pdq", old_idx, "pdq", "")
+    folder = tmp_path / "image.pdq"
+    before = _snapshot(folder)
+
+    real_replace = os.replace
+
+    def crashing_replace(src, dst, *a, **kw):
+        if os.path.basename(os.fspath(dst)).startswith("index-"):
+            raise OSError(5, "I/O error (simulated)")
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", crashing_replace)
+    with pytest.raises(OSError):
+        store.save("image.pdq", _binary_index(n=9, seed=3)[0], "pdq", "")
+    monkeypatch.undo()
+    assert _snapshot(folder) == before
+    assert store.load("image.pdq", "pdq", "", 256, Metric.HAMMING)[1] == old_m
+
+
+def test_successful_save_removes_old_data_files(tmp_path):
+    store = IndexStore(tmp_path)
+    folder = tmp_path / "image.pdq"
+    files = set()
+    for seed in range(3):
+        m = store.save("image.pdq", _binary_index(n=5 + seed, seed=seed)[0], "pdq", "")
+        files.add(m.file)
+        assert [p.name for p in folder.glob("index-*.faiss")] == [m.file]
+    assert len(files) == 3  # different contents, different file names
+    assert sorted(p.name for p in folder.iterdir()) == sorted([MANIFEST, m.file])
+
+
+def test_saving_same_index_twice_keeps_it_loadable(tmp_path):
+    store = IndexStore(tmp_path)
+    idx, _, _ = _binary_index()
+    m1 = store.save("image.pdq", idx, "pdq", "")
+    m2 = store.save("image.pdq", idx, "pdq", "")
+    assert m1.file == m2.file and m1.checksum == m2.checksum
+    assert store.load("image.pdq", "pdq", "", 256, Metric.HAMMING)[1].count == 20
+
+
+def test_detectors_have_separate_folders(tmp_path):
+    store = IndexStore(tmp_path)
+    store.save("image.pdq", _binary_index()[0], "pdq", "")
+    store.save("image.clip", _float_index()[0], "clip-x", W_SHA)
+    assert store.load("image.pdq", "pdq", "", 256, Metric.HAMMING)[1].count == 20
+    assert store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE)[1].count == 20
+    assert store.folder("image.pdq") != store.folder("image.clip")
