@@ -14,25 +14,25 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
 from scanner.catalog import Catalog, NewWork
 from scanner.config import Settings, load_settings
-from scanner.detectors import Detector, Embedding, create
+from scanner.detectors import Detector, create
 from scanner.errors import ConfigError, IndexMismatchError, MediaError, ScannerError
-from scanner.index import IndexStore, VectorIndex, new_index
+from scanner.index import IndexStore, VectorIndex
 from scanner.index.store import Manifest
 from scanner.media.files import Candidate, display_path, is_candidate_media, load, walk
+from scanner.media.decode import decode
 from scanner.media.image import decode_image, thumbnail_jpeg
 from scanner.media.sniff import IMAGE
 from scanner.policy import Calibration, Match, decide, load_calibration
 from scanner.types import AssetResult, Clearance, Reference, Verdict
 
 Progress = Callable[[int], None]  # called with the number of items just finished
-SEARCH_K = 10
 
 
 @dataclass
@@ -63,7 +63,7 @@ class _Decoded:
     candidate: Candidate
     sha256: str | None = None
     media_type: str | None = None
-    image: Image.Image | None = None
+    media: Any = None  # PIL image or audio clip, per media_type
     error: str | None = None
 
 
@@ -149,52 +149,53 @@ class Scanner:
 
     def build_index(self, rebuild: bool = False, progress: Progress | None = None) -> list[IndexReport]:
         """Bring every detector's index in line with the catalog (incremental unless ``rebuild``)."""
-        refs = {r.id: r for r in self.catalog.works(IMAGE)}
-        reports = []
-        for name, det in self.detectors.items():
-            reports.append(self._sync_one(name, det, refs, rebuild, progress))
-        return reports
+        return [self._sync_one(name, det, rebuild, progress) for name, det in self.detectors.items()]
 
-    def _sync_one(
-        self, name: str, det: Detector, refs: dict[int, Reference], rebuild: bool, progress: Progress | None,
-    ) -> IndexReport:
+    def _sources(self, det: Detector) -> dict[int, str]:
+        """Index id -> reference file for what ``det`` indexes."""
+        if det.references == "work":
+            return {r.id: r.path for r in self.catalog.works(det.modality)}
+        raise ConfigError(f"{det.name} indexes {det.references} references, which this catalog does not hold")
+
+    def _load_index(self, name: str, det: Detector) -> tuple[VectorIndex, Manifest] | None:
+        return self.store.load(name, det.model_id, det.weights_sha256, det.dim, det.metric, det.load_index, det.params)
+
+    def _sync_one(self, name: str, det: Detector, rebuild: bool, progress: Progress | None) -> IndexReport:
         report = IndexReport(name, det.model_id, rebuilt=rebuild)
+        sources = self._sources(det)
         loaded = None
         cached = self._indexes.get(name)
         on_disk = self.store.manifest(name) if cached and not rebuild else None
         if cached and on_disk and on_disk.checksum == cached[1].checksum:
             loaded = cached  # already in memory and still current on disk
         elif not rebuild:
-            try:
-                loaded = self.store.load(name, det.model_id, det.weights_sha256, det.dim, det.metric)
-            except IndexMismatchError as exc:
-                raise IndexMismatchError(str(exc).replace("; rebuild it with", "; replace it with")) from None
-        index, skipped = (loaded[0], dict(loaded[1].skipped)) if loaded else (new_index(det.metric, det.dim), {})
+            loaded = self._load_index(name, det)
+        index, skipped = (loaded[0], dict(loaded[1].skipped)) if loaded else (det.new_index(), {})
         have = set(index.ids().tolist())
-        skipped = {k: v for k, v in skipped.items() if int(k) in refs}
-        gone = np.array(sorted(have - set(refs)), dtype=np.int64)
-        todo = [refs[i] for i in sorted(set(refs) - have) if str(i) not in skipped]
+        skipped = {k: v for k, v in skipped.items() if int(k) in sources}
+        gone = np.array(sorted(have - set(sources)), dtype=np.int64)
+        todo = [i for i in sorted(set(sources) - have) if str(i) not in skipped]
         if gone.size:
-            report.removed = index.remove(gone)
+            index.remove(gone)
+            report.removed = int(gone.size)
         for chunk in _chunks(todo, self.settings.batch_size):
-            images, ok = [], []
-            for ref in chunk:
+            media, ok = [], []
+            for ref_id in chunk:
                 try:
-                    loaded_file = load(ref.path, self.settings.max_file_bytes)
-                    images.append(decode_image(loaded_file.data, self.settings.max_pixels))
-                    ok.append(ref)
+                    media.append(decode(load(sources[ref_id], self.settings.max_file_bytes), self.settings))
+                    ok.append(ref_id)
                 except MediaError as exc:
-                    skipped[str(ref.id)] = f"reference file unusable ({ref.path}): {exc}"
-            for ref, emb in zip(ok, det.embed_references(images)):
+                    skipped[str(ref_id)] = f"reference file unusable ({sources[ref_id]}): {exc}"
+            for ref_id, emb in zip(ok, det.embed_references(media)):
                 if emb.empty:
-                    skipped[str(ref.id)] = emb.note
+                    skipped[str(ref_id)] = emb.note
                 else:
-                    index.add(np.array([ref.id]), emb.vectors[:1])
+                    index.add(np.full(emb.vectors.shape[0], ref_id, dtype=np.int64), emb.vectors, emb.extra)
                     report.added += 1
             if progress:
                 progress(len(chunk))
         if loaded is None or report.added or report.removed or skipped != loaded[1].skipped:
-            manifest = self.store.save(name, index, det.model_id, det.weights_sha256, skipped)
+            manifest = self.store.save(name, index, det.model_id, det.weights_sha256, skipped, det.params)
         else:
             manifest = loaded[1]
         self._indexes[name] = (index, manifest)
@@ -202,15 +203,12 @@ class Scanner:
         return report
 
     def pending_references(self) -> int:
-        """How many catalog works are not yet in (or skipped by) some detector's index."""
-        refs = {r.id for r in self.catalog.works(IMAGE)}
+        """How many references are not yet in (or skipped by) some detector's index."""
         worst = 0
-        for name in self.settings.detectors:
+        for name, det in self.detectors.items():
+            sources = set(self._sources(det))
             m = self.store.manifest(name)
-            if m is None:
-                worst = max(worst, len(refs))
-            else:
-                worst = max(worst, abs(len(refs) - m.count - len(m.skipped)))
+            worst = max(worst, len(sources) if m is None else abs(len(sources) - m.count - len(m.skipped)))
         return worst
 
     def _ready(self) -> dict[str, tuple[VectorIndex, Manifest]]:
@@ -248,12 +246,12 @@ class Scanner:
         with ThreadPoolExecutor(workers) as pool:
             for chunk in _chunks(candidates, self.settings.batch_size):
                 decoded = list(pool.map(self._decode, chunk))
-                matches, notes = self._search([d for d in decoded if d.image is not None], indexes, refs, thresholds)
+                found = self._search([d for d in decoded if d.error is None], indexes, refs, thresholds)
                 for d in decoded:
-                    result = self._result(d, matches, notes, models, index_ids, calibration.version)
-                    if thumb_dir is not None and d.image is not None and result.verdict is not Verdict.PASS:
+                    result = self._result(d, *found.get(id(d), ([], [])), models, index_ids, calibration.version)
+                    if thumb_dir is not None and isinstance(d.media, Image.Image) and result.verdict is not Verdict.PASS:
                         Path(thumb_dir).mkdir(parents=True, exist_ok=True)
-                        (Path(thumb_dir) / f"{d.sha256}.jpg").write_bytes(thumbnail_jpeg(d.image))
+                        (Path(thumb_dir) / f"{d.sha256}.jpg").write_bytes(thumbnail_jpeg(d.media))
                     yield result
                 if progress:
                     progress(len(chunk))
@@ -265,47 +263,44 @@ class Scanner:
             f = load(cand.path, self.settings.max_file_bytes)
         except MediaError as exc:
             return _Decoded(cand, error=str(exc))
-        if f.media_type != IMAGE:
+        if not any(d.modality == f.media_type for d in self.detectors.values()):
+            enabled = ", ".join(self.detectors)
             return _Decoded(cand, f.sha256, f.media_type,
-                            error=f"{f.media_type} assets cannot be checked yet: no {f.media_type} detector is enabled")
+                            error=f"no enabled detector reads {f.media_type} assets (enabled: {enabled})")
         try:
-            return _Decoded(cand, f.sha256, f.media_type, image=decode_image(f.data, self.settings.max_pixels))
+            return _Decoded(cand, f.sha256, f.media_type, media=decode(f, self.settings))
         except MediaError as exc:
             return _Decoded(cand, f.sha256, f.media_type, error=str(exc))
 
-    def _search(self, decoded: list[_Decoded], indexes, refs, thresholds):
-        matches: dict[int, list[Match]] = {id(d): [] for d in decoded}
-        notes: dict[int, list[str]] = {id(d): [] for d in decoded}
-        if not decoded:
-            return matches, notes
-        images = [d.image for d in decoded]
+    def _search(self, decoded: list[_Decoded], indexes, refs, thresholds) -> dict[int, tuple[list[Match], list[str]]]:
+        """Matches and notes per decoded asset (keyed by ``id()``), all detectors, batched per detector."""
+        found: dict[int, tuple[list[Match], list[str]]] = {id(d): ([], []) for d in decoded}
         for name, det in self.detectors.items():
-            index, _ = indexes[name]
-            embs: list[Embedding] = det.embed_queries(images)
-            rows, owners = [], []
-            for d, emb in zip(decoded, embs):
-                if emb.empty:
-                    notes[id(d)].append(emb.note)
-                rows.extend(emb.vectors)
-                owners.extend([d] * emb.vectors.shape[0])
-            if not rows or len(index) == 0:
+            batch = [d for d in decoded if d.media_type == det.modality]
+            if not batch:
                 continue
-            scores, ids = index.search(np.stack(rows), min(SEARCH_K, len(index)))
-            for d, srow, irow in zip(owners, scores, ids):
-                for score, ref_id in zip(srow, irow):
-                    ref = refs.get(int(ref_id))
+            index, _ = indexes[name]
+            queries = det.embed_queries([d.media for d in batch])
+            for d, emb, hits in zip(batch, queries, det.search(index, queries)):
+                matches, notes = found[id(d)]
+                if emb.empty:
+                    notes.append(emb.note)
+                for hit in hits:
+                    ref = refs.get(hit.ref_id)
                     if ref is not None:
-                        matches[id(d)].append(Match(name, det.model_id, ref, float(score), thresholds[name]))
-        return matches, notes
+                        matches.append(Match(name, det.model_id, ref, hit.score, thresholds[name], hit.extra))
+        return found
 
-    def _result(self, d: _Decoded, matches, notes, models, index_ids, calibration_version) -> AssetResult:
+    def _result(self, d: _Decoded, matches: list[Match], notes: list[str], models, index_ids,
+                calibration_version: str) -> AssetResult:
         common = dict(path=d.candidate.display, sha256=d.sha256, media_type=d.media_type,
                       stage=self.settings.stage.value, calibration=calibration_version)
         if d.error is not None:
             return AssetResult(verdict=Verdict.ERROR, error=d.error, **common)
-        verdict, findings = decide(matches[id(d)])
-        return AssetResult(verdict=verdict, findings=tuple(findings), models=dict(models), indexes=dict(index_ids),
-                           notes=tuple(notes[id(d)]), **common)
+        verdict, findings = decide(matches)
+        used = [n for n, det in self.detectors.items() if det.modality == d.media_type]
+        return AssetResult(verdict=verdict, findings=tuple(findings), models={n: models[n] for n in used},
+                           indexes={n: index_ids[n] for n in used}, notes=tuple(notes), **common)
 
 
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:

@@ -1,5 +1,5 @@
 """Detectors turn media into comparable signals and declare their metric."""
 
-from scanner.detectors.base import Detector, Embedding, create, detector_names, register
+from scanner.detectors.base import Detector, Embedding, Hit, VectorDetector, create, detector_names, register
 
-__all__ = ["Detector", "Embedding", "create", "detector_names", "register"]
+__all__ = ["Detector", "Embedding", "Hit", "VectorDetector", "create", "detector_names", "register"]

@@ -1,57 +1,135 @@
-"""Detector contract and registry (keyed by name; duplicate names are rejected)."""
+"""Detector contract and registry (keyed by name; duplicate names are rejected).
+
+A detector turns decoded media into signals (``Embedding``), owns the index type those
+signals live in, and knows how to search it. Vector detectors (hashes and embeddings
+searched with FAISS) get all of that from ``VectorDetector``; detectors with their own
+index type (audio landmarks, local keypoints) override ``new_index``/``load_index``/``search``.
+"""
 
 from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Callable, ClassVar, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
-from PIL import Image
 
 from scanner.config import Settings
 from scanner.errors import ConfigError
+from scanner.index import VectorIndex
+from scanner.index.faiss_index import BinaryIndex, FloatIndex
 from scanner.types import Metric
+
+SEARCH_K = 10
 
 
 @dataclass(frozen=True)
 class Embedding:
-    """Signals for one image: zero or more rows. No rows means "not comparable", with ``note`` saying why."""
+    """Signals for one media item: zero or more rows. No rows means "not comparable", with ``note`` saying why.
+
+    ``extra`` holds per-row side arrays (face boxes, time spans, keypoints) that searches report back.
+    """
 
     vectors: np.ndarray
     note: str = ""
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
         return self.vectors.shape[0] == 0
 
 
+@dataclass(frozen=True)
+class Hit:
+    """A reference close to a query, with the evidence the detector can give (box, span, polygon...)."""
+
+    ref_id: int
+    score: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class Detector(ABC):
-    """One signal type. Subclasses set the class attributes and implement ``embed_references``."""
+    """One signal type. Subclasses set the class attributes and implement the abstract methods."""
 
     name: ClassVar[str]
-    modality: ClassVar[str]
+    modality: ClassVar[str]  # media it reads: "image" or "audio"
+    references: ClassVar[str] = "work"  # what its index holds: "work" or "talent"
     metric: ClassVar[Metric]
     model_id: str
     weights_sha256: str
-    dim: int  # float dimensions, or bits for binary signals
-
-    @abstractmethod
-    def embed_references(self, images: Sequence[Image.Image]) -> list[Embedding]:
-        """One row (or none, with a note) per reference image."""
-
-    def embed_queries(self, images: Sequence[Image.Image]) -> list[Embedding]:
-        """Rows to search for each asset; may add variants (flips, rotations). Default: as references."""
-        return self.embed_references(images)
+    dim: int
 
     @property
     def model_label(self) -> str:
         """Model id as reports show it (test models say so)."""
         return self.model_id
 
+    @property
+    def params(self) -> dict[str, Any]:
+        """Settings that change the signals; an index built with other params is refused."""
+        return {}
+
     def describe(self) -> str:
         return f"{self.name} [{self.model_label}]"
+
+    @abstractmethod
+    def embed_references(self, media: Sequence[Any]) -> list[Embedding]:
+        """Signals to index for each reference item (PIL image or audio clip, per ``modality``)."""
+
+    def embed_queries(self, media: Sequence[Any]) -> list[Embedding]:
+        """Signals to search for each asset; may add variants (flips, rotations). Default: as references."""
+        return self.embed_references(media)
+
+    @abstractmethod
+    def new_index(self) -> VectorIndex:
+        """An empty index of this detector's type."""
+
+    @abstractmethod
+    def load_index(self, data: bytes) -> VectorIndex:
+        """Inverse of ``VectorIndex.to_bytes`` for this detector's index type."""
+
+    @abstractmethod
+    def search(self, index: VectorIndex, queries: Sequence[Embedding]) -> list[list[Hit]]:
+        """Candidate hits per query (policy decides which are close enough to report)."""
+
+
+class VectorDetector(Detector):
+    """Detectors whose signals are fixed-size rows searched by FAISS (hashes or embeddings).
+
+    A query's rows are all searched; each reference keeps its closest row, and the hit
+    carries that row's ``extra`` entries (e.g. the face box) as evidence.
+    """
+
+    def new_index(self) -> VectorIndex:
+        return BinaryIndex(self.dim) if self.metric is Metric.HAMMING else FloatIndex(self.dim)
+
+    def load_index(self, data: bytes) -> VectorIndex:
+        cls = BinaryIndex if self.metric is Metric.HAMMING else FloatIndex
+        return cls.from_bytes(data, self.dim)
+
+    def search(self, index: VectorIndex, queries: Sequence[Embedding]) -> list[list[Hit]]:
+        out: list[list[Hit]] = [[] for _ in queries]
+        rows = [(qi, ri) for qi, q in enumerate(queries) for ri in range(q.vectors.shape[0])]
+        if not rows or len(index) == 0:
+            return out
+        matrix = np.concatenate([q.vectors for q in queries if not q.empty])
+        scores, ids = index.search(matrix, SEARCH_K)
+        best: list[dict[int, Hit]] = [{} for _ in queries]
+        for (qi, ri), srow, irow in zip(rows, scores, ids):
+            for score, ref_id in zip(srow, irow):
+                if ref_id < 0:
+                    continue
+                cur = best[qi].get(int(ref_id))
+                if cur is None or self.metric.closer(float(score), cur.score):
+                    extra = {k: _plain(v[ri]) for k, v in queries[qi].extra.items()}
+                    best[qi][int(ref_id)] = Hit(int(ref_id), float(score), extra)
+        return [list(b.values()) for b in best]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars/arrays to JSON-ready Python values."""
+    return value.tolist() if isinstance(value, np.ndarray) else value.item() if isinstance(value, np.generic) else value
 
 
 _REGISTRY: dict[str, Callable[[Settings], Detector]] = {}

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from scanner.config import Settings
-from scanner.detectors.base import Detector, Embedding, register
+from scanner.detectors.base import Embedding, VectorDetector, register
 from scanner.detectors.weights import ModelSpec, get_spec, require_weights
 from scanner.errors import ConfigError
 from scanner.types import Metric
@@ -46,7 +46,7 @@ def _build(spec: ModelSpec, settings: Settings):
 
 
 @register("image.clip")
-class ClipDetector(Detector):
+class ClipDetector(VectorDetector):
     modality = "image"
     metric = Metric.COSINE
 

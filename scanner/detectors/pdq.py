@@ -15,7 +15,7 @@ import pdqhash
 from PIL import Image
 
 from scanner.config import Settings
-from scanner.detectors.base import Detector, Embedding, register
+from scanner.detectors.base import Embedding, VectorDetector, register
 from scanner.types import Metric
 
 MIN_QUALITY = 50  # Meta's recommended floor for PDQ quality
@@ -34,7 +34,7 @@ def _pack(bits: np.ndarray) -> np.ndarray:
 
 
 @register("image.pdq")
-class PdqDetector(Detector):
+class PdqDetector(VectorDetector):
     modality = "image"
     metric = Metric.HAMMING
 

@@ -1,4 +1,10 @@
-"""The index contract every index type implements."""
+"""The index contract every index type implements.
+
+Rows are keyed by int64 reference ids; one reference may own several rows (several
+faces, many local descriptors, many audio landmarks). ``extra`` carries per-row side
+arrays an index type may need (landmark times, keypoint positions); indexes that do
+not need them ignore them.
+"""
 
 from __future__ import annotations
 
@@ -10,31 +16,27 @@ from scanner.types import Metric
 
 
 class VectorIndex(ABC):
-    """Vectors (float, cosine) or packed bit hashes (uint8, Hamming) keyed by int64 ids."""
+    """Searchable rows keyed by reference id. Search itself is index-type specific."""
 
     metric: Metric
     dim: int  # float dimensions, or bits for binary
     kind: str  # index type name recorded in the manifest
 
     @abstractmethod
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add vectors; an id already present is replaced."""
+    def add(self, ids: np.ndarray, vectors: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+        """Add rows (``ids[i]`` owns ``vectors[i]``)."""
 
     @abstractmethod
     def remove(self, ids: np.ndarray) -> int:
-        """Remove ids; returns how many were present."""
-
-    @abstractmethod
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` (scores, ids) per query row; missing slots have id -1."""
+        """Remove every row of these ids; returns how many rows went."""
 
     @abstractmethod
     def ids(self) -> np.ndarray:
-        """All ids held."""
+        """Distinct reference ids held."""
 
     @abstractmethod
     def to_bytes(self) -> bytes:
-        """Serialised form (what ``IndexStore`` writes)."""
+        """Serialised form (what ``IndexStore`` writes); the detector knows how to read it back."""
 
     def __len__(self) -> int:
         return int(self.ids().size)

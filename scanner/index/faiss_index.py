@@ -14,7 +14,10 @@ def _ids(ids: np.ndarray) -> np.ndarray:
 
 
 class FloatIndex(VectorIndex):
-    """Cosine similarity via inner product; vectors are normalised on the way in."""
+    """Cosine similarity via inner product; vectors are normalised on the way in.
+
+    ``len()`` counts distinct ids; re-adding an id adds rows (callers remove first to replace).
+    """
 
     metric = Metric.COSINE
     kind = "IDMap2,Flat,IP"
@@ -29,22 +32,21 @@ class FloatIndex(VectorIndex):
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         return np.ascontiguousarray(x / np.maximum(norms, 1e-12))
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = _ids(ids)
-        self.remove(ids)
-        self._index.add_with_ids(self._prep(vectors, self.dim), ids)
+    def add(self, ids: np.ndarray, vectors: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+        self._index.add_with_ids(self._prep(vectors, self.dim), _ids(ids))
 
     def remove(self, ids: np.ndarray) -> int:
         return int(self._index.remove_ids(faiss.IDSelectorBatch(_ids(ids))))
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (cosine similarities, ids) per query row; empty slots have id -1."""
         q = self._prep(vectors, self.dim)
         if self._index.ntotal == 0:
             return np.zeros((len(q), k), np.float32), np.full((len(q), k), -1, np.int64)
         return self._index.search(q, k)
 
     def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        return np.unique(faiss.vector_to_array(self._index.id_map).astype(np.int64))
 
     def to_bytes(self) -> bytes:
         return faiss.serialize_index(self._index).tobytes()
@@ -70,22 +72,21 @@ class BinaryIndex(VectorIndex):
     def _prep(self, vectors: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(vectors, dtype=np.uint8).reshape(-1, self.dim // 8))
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = _ids(ids)
-        self.remove(ids)
-        self._index.add_with_ids(self._prep(vectors), ids)
+    def add(self, ids: np.ndarray, vectors: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+        self._index.add_with_ids(self._prep(vectors), _ids(ids))
 
     def remove(self, ids: np.ndarray) -> int:
         return int(self._index.remove_ids(faiss.IDSelectorBatch(_ids(ids))))
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (Hamming distances, ids) per query row; empty slots have id -1."""
         q = self._prep(vectors)
         if self._index.ntotal == 0:
             return np.full((len(q), k), self.dim, np.int32), np.full((len(q), k), -1, np.int64)
         return self._index.search(q, k)
 
     def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        return np.unique(faiss.vector_to_array(self._index.id_map).astype(np.int64))
 
     def to_bytes(self) -> bytes:
         return faiss.serialize_index_binary(self._index).tobytes()
@@ -94,13 +95,3 @@ class BinaryIndex(VectorIndex):
     def from_bytes(cls, data: bytes, dim: int) -> "BinaryIndex":
         raw = faiss.deserialize_index_binary(np.frombuffer(data, dtype=np.uint8))
         return cls(dim, raw)
-
-
-def new_index(metric: Metric, dim: int) -> VectorIndex:
-    """Empty index for a detector's metric and dimension."""
-    return BinaryIndex(dim) if metric is Metric.HAMMING else FloatIndex(dim)
-
-
-def index_from_bytes(metric: Metric, dim: int, data: bytes) -> VectorIndex:
-    """Inverse of ``VectorIndex.to_bytes``."""
-    return BinaryIndex.from_bytes(data, dim) if metric is Metric.HAMMING else FloatIndex.from_bytes(data, dim)

@@ -9,11 +9,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable
 
 from scanner.errors import IndexCorruptError, IndexMismatchError
 from scanner.fsutil import atomic_write_bytes, atomic_write_json
 from scanner.index.base import VectorIndex
-from scanner.index.faiss_index import index_from_bytes
 from scanner.types import Metric
 
 MANIFEST = "manifest.json"
@@ -35,6 +35,7 @@ class Manifest:
     index_type: str
     file: str
     skipped: dict[str, str] = field(default_factory=dict)  # reference id -> why it has no signal
+    params: dict[str, Any] = field(default_factory=dict)  # detector settings that shape the signals
     format_version: int = FORMAT_VERSION
 
 
@@ -62,7 +63,7 @@ class IndexStore:
 
     def save(
         self, detector: str, index: VectorIndex, model: str, weights_sha256: str,
-        skipped: dict[str, str] | None = None,
+        skipped: dict[str, str] | None = None, params: dict[str, Any] | None = None,
     ) -> Manifest:
         """Write ``index`` atomically and return its new manifest."""
         data = index.to_bytes()
@@ -82,6 +83,7 @@ class IndexStore:
             index_type=index.kind,
             file=file,
             skipped=dict(skipped or {}),
+            params=dict(params or {}),
         )
         atomic_write_json(folder / MANIFEST, asdict(manifest))
         for old in folder.glob("index-*.faiss"):
@@ -90,13 +92,15 @@ class IndexStore:
         return manifest
 
     def load(
-        self, detector: str, model: str, weights_sha256: str, dim: int, metric: Metric
+        self, detector: str, model: str, weights_sha256: str, dim: int, metric: Metric,
+        reader: Callable[[bytes], VectorIndex], params: dict[str, Any] | None = None,
     ) -> tuple[VectorIndex, Manifest] | None:
-        """Load the index for ``detector``; refuse one built for another model or dimension."""
+        """Load the index for ``detector`` with ``reader``; refuse one built for another
+        model, weights, dimension or signal parameters."""
         manifest = self.manifest(detector)
         if manifest is None:
             return None
-        check_compatible(manifest, detector, model, weights_sha256, dim, metric)
+        check_compatible(manifest, detector, model, weights_sha256, dim, metric, params or {})
         path = self.folder(detector) / manifest.file
         try:
             data = path.read_bytes()
@@ -107,11 +111,12 @@ class IndexStore:
                 f"index file {path} does not match its manifest checksum; "
                 "rebuild with `scanner index build --rebuild`"
             )
-        return index_from_bytes(metric, dim, data), manifest
+        return reader(data), manifest
 
 
 def check_compatible(
-    manifest: Manifest, detector: str, model: str, weights_sha256: str, dim: int, metric: Metric
+    manifest: Manifest, detector: str, model: str, weights_sha256: str, dim: int, metric: Metric,
+    params: dict[str, Any] | None = None,
 ) -> None:
     """Raise ``IndexMismatchError`` unless the manifest matches the running detector."""
     problems = []
@@ -125,6 +130,8 @@ def check_compatible(
         problems.append(f"dimension {manifest.dim} (running {dim})")
     if manifest.metric != metric.value:
         problems.append(f"metric {manifest.metric} (running {metric.value})")
+    if params is not None and manifest.params != params:
+        problems.append(f"parameters {manifest.params} (running {params})")
     if manifest.format_version != FORMAT_VERSION:
         problems.append(f"format version {manifest.format_version} (running {FORMAT_VERSION})")
     if problems:
