@@ -135,7 +135,14 @@ def _plain(value: Any) -> Any:
 _REGISTRY: dict[str, Callable[[Settings], Detector]] = {}
 # Detector modules are imported on first use so a missing optional dependency only
 # affects the detector that needs it.
-_MODULES = {"image.pdq": "scanner.detectors.pdq", "image.clip": "scanner.detectors.clip"}
+_MODULES = {
+    "image.pdq": "scanner.detectors.pdq",
+    "image.clip": "scanner.detectors.clip",
+    "image.local": "scanner.detectors.local",
+    "image.face": "scanner.detectors.face",
+    "audio.fingerprint": "scanner.detectors.fingerprint",
+    "audio.voice": "scanner.detectors.voice",
+}
 
 
 def register(name: str) -> Callable:
