@@ -63,10 +63,14 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
                 items = value.split(",") if isinstance(value, str) else list(value)
                 out[key] = tuple(str(i).strip() for i in items if str(i).strip())
             elif isinstance(default, int):
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError("expected a whole number")
                 out[key] = int(value)
+                if out[key] < 1:
+                    raise ValueError("must be at least 1")
             else:
                 out[key] = str(value)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise ConfigError(f"bad value for '{key}': {value!r} ({exc})") from None
     return out
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from scanner.errors import IndexCorruptError, IndexMismatchError
-from scanner.index import BinaryIndex, FloatIndex, IndexStore, Manifest, new_index
+from scanner.index import BinaryIndex, FloatIndex, IndexStore, Manifest
 from scanner.index.store import MANIFEST
 from scanner.types import Metric
 
@@ -34,6 +34,14 @@ def _binary_index(n: int = 20, bits: int = 256, seed: int = 0) -> tuple[BinaryIn
     idx = BinaryIndex(bits)
     idx.add(ids, hashes)
     return idx, ids, hashes
+
+
+def _float_reader(dim: int = 16):
+    return lambda data: FloatIndex.from_bytes(data, dim)
+
+
+def _binary_reader(bits: int = 256):
+    return lambda data: BinaryIndex.from_bytes(data, bits)
 
 
 def _hamming(a: np.ndarray, b: np.ndarray) -> int:
@@ -77,7 +85,7 @@ def test_binary_dim_must_be_multiple_of_8():
 
 
 @pytest.mark.parametrize("kind", ["float", "binary"])
-def test_add_replaces_existing_id(kind):
+def test_readding_an_id_adds_rows_and_remove_first_replaces(kind):
     if kind == "float":
         idx = FloatIndex(4)
         a, b = np.array([[1, 0, 0, 0]], np.float32), np.array([[0, 1, 0, 0]], np.float32)
@@ -86,13 +94,34 @@ def test_add_replaces_existing_id(kind):
         a, b = np.zeros((1, 8), np.uint8), np.full((1, 8), 255, np.uint8)
     idx.add([7], a)
     idx.add([8], a)
-    idx.add([7], b)
-    assert sorted(idx.ids().tolist()) == [7, 8]
+    idx.add([7], b)  # a second row owned by reference 7
+    assert idx.ids().tolist() == [7, 8]  # distinct ids, sorted
     assert len(idx) == 2
     _, got = idx.search(b, 1)
-    assert got[0, 0] == 7  # the replacement vector, not the old one, is stored under 7
+    assert got[0, 0] == 7
+    _, got = idx.search(a, 3)
+    assert set(got[0, :2].tolist()) == {7, 8}  # 7's first row is still there
+    assert got[0, 2] == 7
+    # replacing = remove every row of the id, then add
+    assert idx.remove([7]) == 2
+    idx.add([7], b)
     _, got = idx.search(a, 2)
-    assert got[0, 0] == 8
+    assert got[0].tolist() == [8, 7]
+    assert len(idx) == 2
+
+
+@pytest.mark.parametrize("kind", ["float", "binary"])
+def test_one_id_many_rows_in_one_add(kind):
+    if kind == "float":
+        idx, rows = FloatIndex(8), np.random.default_rng(3).normal(size=(5, 8)).astype(np.float32)
+    else:
+        idx, rows = BinaryIndex(64), np.random.default_rng(3).integers(0, 256, (5, 8), dtype=np.uint8)
+    idx.add([1, 1, 1, 2, 2], rows)
+    assert len(idx) == 2
+    _, got = idx.search(rows[4], 5)
+    assert sorted(got[0].tolist()) == [1, 1, 1, 2, 2]
+    assert idx.remove([1]) == 3
+    assert idx.ids().tolist() == [2]
 
 
 @pytest.mark.parametrize("kind", ["float", "binary"])
@@ -129,9 +158,10 @@ def test_remove_everything_then_search():
     assert (got == -1).all()
 
 
-def test_new_index_picks_type_by_metric():
-    assert isinstance(new_index(Metric.HAMMING, 256), BinaryIndex)
-    assert isinstance(new_index(Metric.COSINE, 32), FloatIndex)
+def test_index_types_record_metric_and_kind():
+    assert BinaryIndex(256).metric is Metric.HAMMING and BinaryIndex(256).dim == 256
+    assert FloatIndex(32).metric is Metric.COSINE and FloatIndex(32).dim == 32
+    assert BinaryIndex(256).kind != FloatIndex(32).kind
 
 
 # --------------------------------------------------------------------------- IndexStore
@@ -140,14 +170,14 @@ def test_new_index_picks_type_by_metric():
 def test_load_without_index_returns_none(tmp_path):
     store = IndexStore(tmp_path / "idx")
     assert store.manifest("image.clip") is None
-    assert store.load("image.clip", "m", W_SHA, 16, Metric.COSINE) is None
+    assert store.load("image.clip", "m", W_SHA, 16, Metric.COSINE, _float_reader(16)) is None
 
 
 def test_float_round_trip_identical_search(tmp_path):
     idx, ids, vecs = _float_index(n=50, dim=32)
     store = IndexStore(tmp_path)
     store.save("image.clip", idx, "clip-x", W_SHA)
-    loaded, manifest = store.load("image.clip", "clip-x", W_SHA, 32, Metric.COSINE)
+    loaded, manifest = store.load("image.clip", "clip-x", W_SHA, 32, Metric.COSINE, _float_reader(32))
     assert isinstance(loaded, FloatIndex)
     assert sorted(loaded.ids().tolist()) == sorted(ids.tolist())
     q = np.random.default_rng(5).normal(size=(7, 32)).astype(np.float32)
@@ -162,7 +192,7 @@ def test_binary_round_trip_identical_search(tmp_path):
     idx, ids, hashes = _binary_index(n=40)
     store = IndexStore(tmp_path)
     store.save("image.pdq", idx, "pdq", "")
-    loaded, manifest = store.load("image.pdq", "pdq", "", 256, Metric.HAMMING)
+    loaded, manifest = store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, _binary_reader(256))
     assert isinstance(loaded, BinaryIndex)
     q = np.random.default_rng(9).integers(0, 256, size=(6, 32), dtype=np.uint8)
     d1, i1 = idx.search(q, 8)
@@ -210,7 +240,7 @@ def test_load_refuses_mismatch(tmp_path, model, sha, dim, metric, detector, what
     store = IndexStore(tmp_path)
     store.save("image.clip", idx, "clip-x", W_SHA)
     with pytest.raises(IndexMismatchError) as err:
-        store.load(detector, model, sha, dim, metric)
+        store.load(detector, model, sha, dim, metric, _float_reader(dim))
     msg = str(err.value)
     assert "--rebuild" in msg
     assert what in msg
@@ -225,7 +255,7 @@ def test_load_refuses_manifest_of_another_detector(tmp_path):
     for f in (tmp_path / "image.clip").iterdir():
         (tmp_path / "image.pdq" / f.name).write_bytes(f.read_bytes())
     with pytest.raises(IndexMismatchError, match="--rebuild"):
-        store.load("image.pdq", "clip-x", W_SHA, 16, Metric.COSINE)
+        store.load("image.pdq", "clip-x", W_SHA, 16, Metric.COSINE, _float_reader(16))
 
 
 def test_load_refuses_other_format_version(tmp_path):
@@ -237,7 +267,7 @@ def test_load_refuses_other_format_version(tmp_path):
     data["format_version"] = 999
     mpath.write_text(json.dumps(data))
     with pytest.raises(IndexMismatchError, match="format version"):
-        store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE)
+        store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE, _float_reader(16))
 
 
 def test_flipped_bytes_in_data_file_is_corrupt(tmp_path):
@@ -251,7 +281,7 @@ def test_flipped_bytes_in_data_file_is_corrupt(tmp_path):
     raw[mid + 1] ^= 0xFF
     data_file.write_bytes(bytes(raw))
     with pytest.raises(IndexCorruptError) as err:
-        store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE)
+        store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE, _float_reader(16))
     assert "--rebuild" in str(err.value)
 
 
@@ -262,7 +292,7 @@ def test_truncated_data_file_is_corrupt(tmp_path):
     data_file = tmp_path / "image.pdq" / m.file
     data_file.write_bytes(data_file.read_bytes()[:100])
     with pytest.raises(IndexCorruptError):
-        store.load("image.pdq", "pdq", "", 256, Metric.HAMMING)
+        store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, _binary_reader(256))
 
 
 def test_missing_data_file_is_corrupt(tmp_path):
@@ -271,7 +301,7 @@ def test_missing_data_file_is_corrupt(tmp_path):
     m = store.save("image.pdq", idx, "pdq", "")
     (tmp_path / "image.pdq" / m.file).unlink()
     with pytest.raises(IndexCorruptError, match="missing"):
-        store.load("image.pdq", "pdq", "", 256, Metric.HAMMING)
+        store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, _binary_reader(256))
 
 
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"detector": "image.pdq"}', ""])
@@ -283,7 +313,7 @@ def test_unreadable_manifest_is_corrupt(tmp_path, content):
     with pytest.raises(IndexCorruptError, match="--rebuild"):
         store.manifest("image.pdq")
     with pytest.raises(IndexCorruptError):
-        store.load("image.pdq", "pdq", "", 256, Metric.HAMMING)
+        store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, _binary_reader(256))
 
 
 def _snapshot(folder):
@@ -316,7 +346,7 @@ def test_crash_during_manifest_write_keeps_previous_index(tmp_path, monkeypatch)
     assert after[old_m.file] == before[old_m.file]
     assert not [n for n in after if n.endswith(".tmp")]
 
-    loaded, m = store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE)
+    loaded, m = store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE, _float_reader(16))
     assert m == old_m
     assert m.count == 10
     s1, i1 = old_idx.search(old_vecs, 3)
@@ -327,7 +357,7 @@ def test_crash_during_manifest_write_keeps_previous_index(tmp_path, monkeypatch)
     # the next successful save commits and cleans up the orphan left by the crash
     m2 = store.save("image.clip", new_idx, "clip-x", W_SHA)
     assert sorted(p.name for p in folder.glob("index-*.faiss")) == [m2.file]
-    assert store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE)[1].count == 30
+    assert store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE, _float_reader(16))[1].count == 30
 
 
 def test_crash_during_data_write_keeps_previous_index(tmp_path, monkeypatch):
@@ -349,7 +379,7 @@ def test_crash_during_data_write_keeps_previous_index(tmp_path, monkeypatch):
         store.save("image.pdq", _binary_index(n=9, seed=3)[0], "pdq", "")
     monkeypatch.undo()
     assert _snapshot(folder) == before
-    assert store.load("image.pdq", "pdq", "", 256, Metric.HAMMING)[1] == old_m
+    assert store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, _binary_reader(256))[1] == old_m
 
 
 def test_successful_save_removes_old_data_files(tmp_path):
@@ -370,13 +400,59 @@ def test_saving_same_index_twice_keeps_it_loadable(tmp_path):
     m1 = store.save("image.pdq", idx, "pdq", "")
     m2 = store.save("image.pdq", idx, "pdq", "")
     assert m1.file == m2.file and m1.checksum == m2.checksum
-    assert store.load("image.pdq", "pdq", "", 256, Metric.HAMMING)[1].count == 20
+    assert store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, _binary_reader(256))[1].count == 20
 
 
 def test_detectors_have_separate_folders(tmp_path):
     store = IndexStore(tmp_path)
     store.save("image.pdq", _binary_index()[0], "pdq", "")
     store.save("image.clip", _float_index()[0], "clip-x", W_SHA)
-    assert store.load("image.pdq", "pdq", "", 256, Metric.HAMMING)[1].count == 20
-    assert store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE)[1].count == 20
+    assert store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, _binary_reader(256))[1].count == 20
+    assert store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE, _float_reader(16))[1].count == 20
     assert store.folder("image.pdq") != store.folder("image.clip")
+
+
+def test_params_recorded_and_checked(tmp_path):
+    store = IndexStore(tmp_path)
+    params = {"min_quality": 50, "orientations": 8}
+    m = store.save("image.pdq", _binary_index()[0], "pdq", "", params=params)
+    assert m.params == params
+    assert json.loads((tmp_path / "image.pdq" / MANIFEST).read_text())["params"] == params
+    loaded = store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, _binary_reader(), params=params)
+    assert loaded[1].params == params
+    with pytest.raises(IndexMismatchError) as err:
+        store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, _binary_reader(), params={"min_quality": 70,
+                                                                                          "orientations": 8})
+    assert "parameters" in str(err.value) and "--rebuild" in str(err.value)
+    with pytest.raises(IndexMismatchError):
+        store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, _binary_reader())  # running with no params
+
+
+def test_index_without_params_loads_with_none(tmp_path):
+    store = IndexStore(tmp_path)
+    store.save("image.pdq", _binary_index()[0], "pdq", "")
+    assert store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, _binary_reader()) is not None
+    assert store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, _binary_reader(), params={}) is not None
+
+
+def test_params_survive_json_round_trip(tmp_path):
+    """Params are compared after a trip through JSON: a tuple value must still match itself."""
+    store = IndexStore(tmp_path)
+    params = {"sizes": (64, 128), "mode": "grey"}
+    store.save("image.x", _binary_index()[0], "x", "", params=params)
+    loaded = store.load("image.x", "x", "", 256, Metric.HAMMING, _binary_reader(), params=params)
+    assert loaded is not None
+
+
+def test_reader_gets_exactly_the_saved_bytes(tmp_path):
+    store = IndexStore(tmp_path)
+    idx = _binary_index()[0]
+    store.save("image.pdq", idx, "pdq", "")
+    seen = []
+
+    def reader(data):
+        seen.append(data)
+        return BinaryIndex.from_bytes(data, 256)
+
+    store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, reader)
+    assert seen == [idx.to_bytes()]

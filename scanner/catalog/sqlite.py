@@ -3,6 +3,7 @@ so an index entry can never point at a different work after a remove."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -94,8 +95,9 @@ class Catalog:
             ref = self.get(int(key))
             if ref:
                 return ref
-        if len(key) >= 6:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM works WHERE sha256 LIKE ?", (key.lower() + "%",)).fetchall()
+        if re.fullmatch(r"[0-9a-fA-F]{6,64}", key):
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM works WHERE substr(sha256, 1, ?) = ?",
+                                    (len(key), key.lower())).fetchall()
             if len(rows) == 1:
                 return _ref(rows[0])
             if len(rows) > 1:

@@ -46,6 +46,8 @@ def registry(settings: Settings) -> dict[str, ModelSpec]:
     for path in sorted(folder.glob("*.json")):
         try:
             data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise TypeError("expected a JSON object")
             data["sources"] = tuple(data.get("sources", ()))
             spec = ModelSpec(**data)
         except (ValueError, TypeError) as exc:
@@ -94,7 +96,8 @@ def _known_sha256(path: Path) -> str:
     receipt = path.parent / RECEIPT
     try:
         data = json.loads(receipt.read_text())
-        if data.get("file") == path.name and data.get("size") == path.stat().st_size:
+        st = path.stat()
+        if (data.get("file"), data.get("size"), data.get("mtime_ns")) == (path.name, st.st_size, st.st_mtime_ns):
             return str(data["sha256"])
     except (OSError, ValueError, KeyError):
         pass
@@ -108,7 +111,8 @@ def _known_sha256(path: Path) -> str:
 
 def _write_receipt(path: Path, digest: str, source: str) -> None:
     atomic_write_json(path.parent / RECEIPT, {
-        "file": path.name, "sha256": digest, "size": path.stat().st_size, "source": source,
+        "file": path.name, "sha256": digest, "size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns,
+        "source": source,
         "installed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
 

@@ -83,7 +83,7 @@ class IndexStore:
             index_type=index.kind,
             file=file,
             skipped=dict(skipped or {}),
-            params=dict(params or {}),
+            params=normalise(params or {}),
         )
         atomic_write_json(folder / MANIFEST, asdict(manifest))
         for old in folder.glob("index-*.faiss"):
@@ -130,7 +130,7 @@ def check_compatible(
         problems.append(f"dimension {manifest.dim} (running {dim})")
     if manifest.metric != metric.value:
         problems.append(f"metric {manifest.metric} (running {metric.value})")
-    if params is not None and manifest.params != params:
+    if params is not None and normalise(manifest.params) != normalise(params):
         problems.append(f"parameters {manifest.params} (running {params})")
     if manifest.format_version != FORMAT_VERSION:
         problems.append(f"format version {manifest.format_version} (running {FORMAT_VERSION})")
@@ -139,3 +139,8 @@ def check_compatible(
             f"the {detector} index was built with " + ", ".join(problems)
             + "; rebuild it with `scanner index build --rebuild` or run with the model it was built for"
         )
+
+
+def normalise(params: dict[str, Any]) -> dict[str, Any]:
+    """Params as they read back from JSON (tuples become lists, keys strings), for comparison."""
+    return json.loads(json.dumps(params, sort_keys=True))

@@ -32,7 +32,7 @@ def sniff(head: bytes) -> tuple[str, str] | None:
         return IMAGE, "gif"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return IMAGE, "webp"
-    if head[:2] == b"BM" and len(head) >= 26:
+    if head[:2] == b"BM" and len(head) >= 26 and head[6:10] == b"\0\0\0\0":
         return IMAGE, "bmp"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return IMAGE, "tiff"

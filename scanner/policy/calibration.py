@@ -50,11 +50,14 @@ def load_calibration(path: Path) -> Calibration:
         detectors = data["detectors"]
         for det, models in detectors.items():
             for model, entry in models.items():
-                Metric(entry["metric"])
+                metric = Metric(entry["metric"])
                 for stage in Stage:
-                    float(entry[stage.value]["block"]), float(entry[stage.value]["review"])
+                    block, review = float(entry[stage.value]["block"]), float(entry[stage.value]["review"])
+                    if not metric.closer_or_equal(block, review):
+                        raise ValueError(f"{det}/{model}/{stage.value}: block threshold {block} is less strict "
+                                         f"than review threshold {review}")
     except FileNotFoundError:
         raise CalibrationError(f"calibration file not found: {path}") from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CalibrationError(f"calibration file {path} is malformed: {exc!r}") from None
     return Calibration(str(data.get("version", "unversioned")), str(path), detectors)
