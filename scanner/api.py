@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+from datetime import date
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +29,13 @@ from scanner.index.store import Manifest
 from scanner.media.files import Candidate, display_path, is_candidate_media, load, walk
 from scanner.media.decode import decode
 from scanner.media.image import decode_image, thumbnail_jpeg
-from scanner.media.sniff import IMAGE
-from scanner.policy import Calibration, Match, decide, load_calibration
-from scanner.types import AssetResult, Clearance, Reference, Verdict
+from scanner.media.sniff import AUDIO, IMAGE
+from scanner.policy import Calibration, Match, consent_status, decide, load_calibration
+from scanner.types import AssetResult, Clearance, ConsentRecord, Reference, Talent, TalentSample, Verdict
 
 Progress = Callable[[int], None]  # called with the number of items just finished
+SAMPLE_KIND = {IMAGE: "face", AUDIO: "voice"}  # talent sample kind read by likeness detectors per modality
+TALENT_DETECTOR = {"face": "image.face", "voice": "audio.voice"}
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Scanner:
         self.catalog = Catalog(self.settings.catalog)
         self.store = IndexStore(self.settings.index_dir)
         self._detectors: dict[str, Detector] | None = None
+        self._loaded: dict[str, Detector] = {}
         self._indexes: dict[str, tuple[VectorIndex, Manifest]] = {}
         self._calibration: Calibration | None = None
 
@@ -138,8 +142,14 @@ class Scanner:
     def detectors(self) -> dict[str, Detector]:
         """Enabled detectors, models loaded on first use."""
         if self._detectors is None:
-            self._detectors = {name: create(name, self.settings) for name in self.settings.detectors}
+            self._detectors = {name: self.detector(name) for name in self.settings.detectors}
         return self._detectors
+
+    def detector(self, name: str) -> Detector:
+        """Any registered detector (enabled or not), loaded once."""
+        if name not in self._loaded:
+            self._loaded[name] = create(name, self.settings)
+        return self._loaded[name]
 
     @property
     def calibration(self) -> Calibration:
@@ -155,6 +165,8 @@ class Scanner:
         """Index id -> reference file for what ``det`` indexes."""
         if det.references == "work":
             return {r.id: r.path for r in self.catalog.works(det.modality)}
+        if det.references == "talent":
+            return {s.id: s.path for s in self.catalog.samples(SAMPLE_KIND[det.modality])}
         raise ConfigError(f"{det.name} indexes {det.references} references, which this catalog does not hold")
 
     def _load_index(self, name: str, det: Detector) -> tuple[VectorIndex, Manifest] | None:
@@ -236,19 +248,14 @@ class Scanner:
         """
         items = list(paths)
         candidates = items if items and isinstance(items[0], Candidate) else self.list_assets(items)
-        indexes = self._ready()
-        calibration = self.calibration
-        refs = {r.id: r for r in self.catalog.works()}
-        thresholds = {n: calibration.thresholds(n, d.model_id, self.settings.stage) for n, d in self.detectors.items()}
-        models = {n: d.model_label for n, d in self.detectors.items()}
-        index_ids = {n: m.checksum[:16] for n, (_, m) in indexes.items()}
+        ctx = self._context()
         workers = max(1, min(8, os.cpu_count() or 1))
         with ThreadPoolExecutor(workers) as pool:
             for chunk in _chunks(candidates, self.settings.batch_size):
                 decoded = list(pool.map(self._decode, chunk))
-                found = self._search([d for d in decoded if d.error is None], indexes, refs, thresholds)
+                found = self._search([d for d in decoded if d.error is None], ctx)
                 for d in decoded:
-                    result = self._result(d, *found.get(id(d), ([], [])), models, index_ids, calibration.version)
+                    result = self._result(d, *found.get(id(d), ([], [])), ctx)
                     if thumb_dir is not None and isinstance(d.media, Image.Image) and result.verdict is not Verdict.PASS:
                         Path(thumb_dir).mkdir(parents=True, exist_ok=True)
                         (Path(thumb_dir) / f"{d.sha256}.jpg").write_bytes(thumbnail_jpeg(d.media))
@@ -272,35 +279,96 @@ class Scanner:
         except MediaError as exc:
             return _Decoded(cand, f.sha256, f.media_type, error=str(exc))
 
-    def _search(self, decoded: list[_Decoded], indexes, refs, thresholds) -> dict[int, tuple[list[Match], list[str]]]:
+    def _context(self) -> "_ScanContext":
+        """Everything a scan looks up per hit, loaded once: indexes, references, consent, thresholds."""
+        indexes = self._ready()
+        live = {n: d for n, d in self.detectors.items() if len(indexes[n][0])}
+        stage = self.settings.stage
+        return _ScanContext(
+            indexes=indexes,
+            thresholds={n: self.calibration.thresholds(n, d.model_id, stage) for n, d in live.items()},
+            works={r.id: r for r in self.catalog.works()},
+            samples={s.id: s for s in self.catalog.samples()},
+            talents={t.id: t for t in self.catalog.talents()},
+            consents=self.catalog.consents(),
+            models={n: d.model_label for n, d in self.detectors.items()},
+            index_ids={n: m.checksum[:16] for n, (_, m) in indexes.items()},
+            calibration=self.calibration.version,
+            today=date.today(),
+        )
+
+    def _search(self, decoded: list[_Decoded], ctx: "_ScanContext") -> dict[int, tuple[list[Match], list[str]]]:
         """Matches and notes per decoded asset (keyed by ``id()``), all detectors, batched per detector."""
         found: dict[int, tuple[list[Match], list[str]]] = {id(d): ([], []) for d in decoded}
         for name, det in self.detectors.items():
             batch = [d for d in decoded if d.media_type == det.modality]
-            if not batch:
-                continue
-            index, _ = indexes[name]
+            index = ctx.indexes[name][0]
+            if not batch or not len(index):
+                continue  # nothing registered for this detector: no query work
             queries = det.embed_queries([d.media for d in batch])
             for d, emb, hits in zip(batch, queries, det.search(index, queries)):
                 matches, notes = found[id(d)]
                 if emb.empty:
                     notes.append(emb.note)
                 for hit in hits:
-                    ref = refs.get(hit.ref_id)
-                    if ref is not None:
-                        matches.append(Match(name, det.model_id, ref, hit.score, thresholds[name], hit.extra))
+                    match = ctx.match(det, hit, self.settings.project, _size_of(d.media))
+                    if match is not None:
+                        matches.append(match)
         return found
 
-    def _result(self, d: _Decoded, matches: list[Match], notes: list[str], models, index_ids,
-                calibration_version: str) -> AssetResult:
+    def _result(self, d: _Decoded, matches: list[Match], notes: list[str], ctx: "_ScanContext") -> AssetResult:
         common = dict(path=d.candidate.display, sha256=d.sha256, media_type=d.media_type,
-                      stage=self.settings.stage.value, calibration=calibration_version)
+                      stage=self.settings.stage.value, calibration=ctx.calibration)
         if d.error is not None:
             return AssetResult(verdict=Verdict.ERROR, error=d.error, **common)
-        verdict, findings = decide(matches)
+        verdict, findings = decide(matches, self.settings.union_review)
         used = [n for n, det in self.detectors.items() if det.modality == d.media_type]
-        return AssetResult(verdict=verdict, findings=tuple(findings), models={n: models[n] for n in used},
-                           indexes={n: index_ids[n] for n in used}, notes=tuple(notes), **common)
+        return AssetResult(verdict=verdict, findings=tuple(findings), models={n: ctx.models[n] for n in used},
+                           indexes={n: ctx.index_ids[n] for n in used}, notes=tuple(notes), **common)
+
+    def reference_thumbnail(self, finding: dict) -> bytes | None:
+        """Thumbnail of what a finding matched: the work, or the talent sample that matched."""
+        if finding.get("reference_kind") == "talent":
+            sample_id = (finding.get("extra") or {}).get("sample_id")
+            return self.catalog.sample_thumbnail(int(sample_id)) if sample_id is not None else None
+        return self.catalog.thumbnail(int(finding["reference_id"]))
+
+
+@dataclass
+class _ScanContext:
+    indexes: dict[str, tuple[VectorIndex, Manifest]]
+    thresholds: dict[str, Any]
+    works: dict[int, Reference]
+    samples: dict[int, TalentSample]
+    talents: dict[int, Talent]
+    consents: list[ConsentRecord]
+    models: dict[str, str]
+    index_ids: dict[str, str]
+    calibration: str
+    today: date
+
+    def match(self, det: Detector, hit: Any, project: str, size: list[int] | None) -> Match | None:
+        """A policy ``Match`` for a detector hit, with its reference (and consent) resolved."""
+        extra = dict(hit.extra)
+        if size:
+            extra.setdefault("asset_size", size)
+        if det.references == "talent":
+            sample = self.samples.get(hit.ref_id)
+            talent = self.talents.get(sample.talent_id) if sample else None
+            if talent is None:
+                return None
+            extra["sample_id"] = sample.id
+            records = [r for r in self.consents if r.talent_id == talent.id]
+            consent = consent_status(records, det.name, project, self.today)
+            return Match(det.name, det.model_id, talent, hit.score, self.thresholds[det.name], extra, consent)
+        ref = self.works.get(hit.ref_id)
+        if ref is None:
+            return None
+        return Match(det.name, det.model_id, ref, hit.score, self.thresholds[det.name], extra)
+
+
+def _size_of(media: Any) -> list[int] | None:
+    return list(media.size) if isinstance(media, Image.Image) else None
 
 
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:

@@ -40,6 +40,8 @@ class Settings:
     max_pixels: int = 512_000_000
     max_file_bytes: int = 4 * 1024**3
     device: str = "auto"
+    project: str = ""
+    union_review: bool = True
 
     def with_overrides(self, **values: Any) -> "Settings":
         """Copy with the non-None ``values`` applied (coerced to field types)."""
@@ -62,6 +64,11 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
             elif isinstance(default, tuple):
                 items = value.split(",") if isinstance(value, str) else list(value)
                 out[key] = tuple(str(i).strip() for i in items if str(i).strip())
+            elif isinstance(default, bool):
+                text = str(value).strip().lower()
+                if text not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                    raise ValueError("expected true or false")
+                out[key] = text in {"1", "true", "yes", "on"}
             elif isinstance(default, int):
                 if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                     raise ValueError("expected a whole number")

@@ -62,6 +62,54 @@ class Reference:
     height: int = 0
 
 
+class ConsentScope(str, Enum):
+    """What a consent record covers. ``digital-replica`` covers both face and voice."""
+
+    FACE = "face"
+    VOICE = "voice"
+    DIGITAL_REPLICA = "digital-replica"
+
+
+@dataclass(frozen=True)
+class Talent:
+    """A registered real person whose likeness needs documented consent."""
+
+    id: int
+    name: str
+    union_covered: bool
+    added_at: str
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class TalentSample:
+    """One reference photo or voice sample of a talent (the id its detector index uses)."""
+
+    id: int
+    talent_id: int
+    kind: str  # "face" or "voice"
+    sha256: str
+    path: str
+    added_at: str
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    """An append-only consent event: a grant, or a revocation of an earlier grant."""
+
+    id: int
+    talent_id: int
+    action: str  # "grant" or "revoke"
+    scope: str
+    project: str
+    valid_from: str  # ISO date
+    valid_until: str  # ISO date, "" for open-ended
+    document: str
+    revokes: int | None
+    recorded_at: str
+    recorded_by: str = ""
+
+
 @dataclass(frozen=True)
 class Finding:
     """One match between an asset and a reference, with the evidence a reviewer needs."""
@@ -74,11 +122,13 @@ class Finding:
     clearance: str
     score: float
     metric: str
-    level: str  # "block", "review" or "cleared"
+    level: str  # "block", "review", "cleared" (licensed/owned work) or "consented" (valid talent consent)
     threshold_block: float
     threshold_review: float
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    reference_kind: str = "work"  # "work" or "talent"
+    consent_id: int | None = None
 
 
 @dataclass(frozen=True)

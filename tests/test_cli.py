@@ -71,7 +71,7 @@ def test_scan_writes_reports_and_exit_1_when_flagged(cli, works, deliverables, t
     assert "copy_resized.jpg" in html and "block: 2" in html
     sha = res["copy_resized.jpg"]["sha256"]
     assert f'thumbs/{sha}.jpg' in html and (tmp_path / "out" / "thumbs" / f"{sha}.jpg").is_file()
-    assert (tmp_path / "out" / "thumbs" / f"ref-{res['copy_resized.jpg']['findings'][0]['reference_id']}.jpg").is_file()
+    assert (tmp_path / "out" / "thumbs" / f"ref-work-{res['copy_resized.jpg']['findings'][0]['reference_id']}.jpg").is_file()
     assert "2 block" in r.stdout
 
 

@@ -89,11 +89,11 @@ def test_env_types_are_coerced(monkeypatch):
 
 def test_every_field_reads_its_env_variable(monkeypatch):
     # a value that each field's coercion accepts
-    sample = {Path: "x/y", Stage: "ideation", tuple: "a,b", int: "7", str: "zzz"}
+    sample = {Path: "x/y", Stage: "ideation", tuple: "a,b", bool: "false", int: "7", str: "zzz"}
     expected = {}
     for f in fields(Settings):
         default = getattr(Settings, f.name)
-        t = next(t for t in (Path, Stage, tuple, int, str) if isinstance(default, t))
+        t = next(t for t in (Path, Stage, tuple, bool, int, str) if isinstance(default, t))
         monkeypatch.setenv(f"SCANNER_{f.name.upper()}", sample[t])
         expected[f.name] = t
     s = load_settings()

@@ -42,7 +42,7 @@ def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn
     if html:
         meta = {"stage": scanner.settings.stage.value, "calibration": scanner.calibration.version,
                 "generated": datetime.now().isoformat(timespec="seconds")}
-        page = write_html(records, out_dir / "report.html", scanner.catalog.thumbnail, "Scan report", meta)
+        page = write_html(records, out_dir / "report.html", scanner.reference_thumbnail, "Scan report", meta)
         console.print(f"HTML report: {esc(str(page))}")
     console.print(f"JSON lines:  {esc(str(out_dir / 'results.jsonl'))}")
     return exit_code(summary, fail_on)

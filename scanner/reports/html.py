@@ -13,7 +13,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from scanner.fsutil import atomic_write_bytes
 
-COLOURS = {"block": "#c62828", "review": "#ef6c00", "pass": "#2e7d32", "error": "#6a1b9a", "cleared": "#1565c0"}
+COLOURS = {"block": "#c62828", "review": "#ef6c00", "pass": "#2e7d32", "error": "#6a1b9a", "cleared": "#1565c0",
+           "consented": "#1565c0"}
 ORDER = {"block": 0, "error": 1, "review": 2, "pass": 3}
 
 CSS = """
@@ -40,7 +41,7 @@ def _badge(level: str) -> str:
 
 
 def write_html(
-    records: Sequence[Mapping[str, Any]], out: Path, ref_thumbnail: Callable[[int], bytes | None],
+    records: Sequence[Mapping[str, Any]], out: Path, ref_thumbnail: Callable[[Mapping[str, Any]], bytes | None],
     title: str = "Scan report", meta: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``out`` (an .html file) for JSONL-style ``records``; returns its path."""
@@ -55,7 +56,7 @@ def write_html(
         f'<span style="background:{COLOURS[v]}">{v}: {counts.get(v, 0)}</span>' for v in ("block", "review", "error", "pass")
     ) + f" <span style='background:#555'>total: {len(records)}</span></div>")
     flagged = sorted((r for r in records if r["verdict"] != "pass"), key=lambda r: (ORDER.get(r["verdict"], 9), r["path"]))
-    written: set[int] = set()
+    written: set[str] = set()
     for r in flagged:
         parts.append(_asset_html(r, thumbs, ref_thumbnail, written))
     passed = [r for r in records if r["verdict"] == "pass"]
@@ -69,7 +70,41 @@ def write_html(
     return out
 
 
-def _asset_html(r: Mapping[str, Any], thumbs: Path, ref_thumbnail: Callable[[int], bytes | None], written: set[int]) -> str:
+def _ref_key(f: Mapping[str, Any]) -> str:
+    if f.get("reference_kind") == "talent":
+        return f"talent-{f['reference_id']}-{(f.get('extra') or {}).get('sample_id', 'x')}"
+    return f"work-{f['reference_id']}"
+
+
+def _overlay(img: str, caption: str, size: Any, shapes: list[str]) -> str:
+    """A thumbnail with an SVG overlay in the image's own pixel coordinates (boxes, polygons)."""
+    if not img:
+        return ""
+    svg = ""
+    if size and shapes:
+        w, h = size
+        svg = (f'<svg viewBox="0 0 {w} {h}" preserveAspectRatio="none" '
+               f'style="position:absolute;left:0;top:0;width:100%;height:100%">{"".join(shapes)}</svg>')
+    return (f'<figure><div style="position:relative;display:inline-block;line-height:0">'
+            f'<img src="{_e(img)}" alt="{_e(caption)}">{svg}</div><figcaption>{_e(caption)}</figcaption></figure>')
+
+
+def _shapes(extra: Mapping[str, Any], which: str) -> list[str]:
+    """SVG shapes for a finding's evidence: a face box, or matched-region polygons."""
+    style = 'fill="none" stroke="#ffeb3b" stroke-width="1%" vector-effect="non-scaling-stroke"'
+    out = []
+    if which == "asset" and extra.get("box"):
+        x0, y0, x1, y1 = extra["box"]
+        out.append(f'<rect x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}" {style} style="stroke-width:3"/>')
+    poly = extra.get(f"{which}_polygon")
+    if poly:
+        pts = " ".join(f"{x},{y}" for x, y in poly)
+        out.append(f'<polygon points="{pts}" {style} style="stroke-width:3"/>')
+    return out
+
+
+def _asset_html(r: Mapping[str, Any], thumbs: Path, ref_thumbnail: Callable[[Mapping[str, Any]], bytes | None],
+                written: set[str]) -> str:
     verdict = r["verdict"]
     head = (f'<div class="asset" style="border-left-color:{COLOURS.get(verdict, "#999")}">'
             f"<h2>{_badge(verdict)}{_e(r['path'])}</h2>")
@@ -78,27 +113,29 @@ def _asset_html(r: Mapping[str, Any], thumbs: Path, ref_thumbnail: Callable[[int
     body = [head]
     asset_img = f"thumbs/{r['sha256']}.jpg" if r.get("sha256") and (thumbs / f"{r['sha256']}.jpg").exists() else ""
     for f in r.get("findings", []):
-        ref_id = int(f["reference_id"])
-        if ref_id not in written:
-            data = ref_thumbnail(ref_id)
+        ref_id, key, extra = int(f["reference_id"]), _ref_key(f), f.get("extra") or {}
+        if key not in written:
+            data = ref_thumbnail(f)
             if data:
-                atomic_write_bytes(thumbs / f"ref-{ref_id}.jpg", data)
-            written.add(ref_id)
-        ref_img = f"thumbs/ref-{ref_id}.jpg" if (thumbs / f"ref-{ref_id}.jpg").exists() else ""
+                atomic_write_bytes(thumbs / f"ref-{key}.jpg", data)
+            written.add(key)
+        ref_img = f"thumbs/ref-{key}.jpg" if (thumbs / f"ref-{key}.jpg").exists() else ""
         closer = "≤" if f["metric"] == "hamming" else "≥"
+        kind = "talent" if f.get("reference_kind") == "talent" else "reference"
         body.append(
             '<div class="pair">'
-            + (f'<figure><img src="{_e(asset_img)}" alt="asset"><figcaption>asset</figcaption></figure>' if asset_img else "")
-            + (f'<figure><img src="{_e(ref_img)}" alt="reference"><figcaption>reference #{ref_id}</figcaption></figure>'
-               if ref_img else "")
+            + _overlay(asset_img, "asset", extra.get("asset_size"), _shapes(extra, "asset"))
+            + _overlay(ref_img, f"{kind} #{ref_id}", extra.get("ref_size"), _shapes(extra, "ref"))
             + "<table>"
             + f"<tr><th>finding</th><td>{_badge(f['level'])}</td></tr>"
-            + f"<tr><th>reference</th><td>#{ref_id} {_e(f['reference_title'])}</td></tr>"
-            + f"<tr><th>rights holder</th><td>{_e(f['rights_holder'])} ({_e(f['clearance'])})</td></tr>"
+            + f"<tr><th>{kind}</th><td>#{ref_id} {_e(f['reference_title'])}</td></tr>"
+            + f"<tr><th>rights</th><td>{_e(f['rights_holder'])} ({_e(f['clearance'])})</td></tr>"
+            + _evidence_rows(extra)
             + f"<tr><th>detector</th><td>{_e(f['detector'])} — {_e(f['model'])}</td></tr>"
             + f"<tr><th>score</th><td>{_e(f['score'])} ({_e(f['metric'])}; block {closer} {_e(f['threshold_block'])},"
               f" review {closer} {_e(f['threshold_review'])})</td></tr>"
             + (f"<tr><th>note</th><td>{_e(f['note'])}</td></tr>" if f.get("note") else "")
+            + (f"<tr><th>consent</th><td>record #{_e(f['consent_id'])}</td></tr>" if f.get("consent_id") else "")
             + "</table></div>"
         )
     models = r.get("models") or {}
@@ -108,3 +145,26 @@ def _asset_html(r: Mapping[str, Any], thumbs: Path, ref_thumbnail: Callable[[int
         body.append('<div class="note">' + _e("; ".join(r["notes"])) + "</div>")
     body.append("</div>")
     return "".join(body)
+
+
+def _evidence_rows(extra: Mapping[str, Any]) -> str:
+    """Time spans and match counts, when the detector gave them."""
+    rows = []
+    if "asset_start" in extra:
+        rows.append(f"<tr><th>asset span</th><td>{_secs(extra['asset_start'])} – {_secs(extra['asset_end'])}</td></tr>")
+    if "ref_start" in extra:
+        rows.append(f"<tr><th>reference span</th><td>{_secs(extra['ref_start'])} – {_secs(extra['ref_end'])}</td></tr>")
+    if "start" in extra and "end" in extra:
+        rows.append(f"<tr><th>time span</th><td>{_secs(extra['start'])} – {_secs(extra['end'])}</td></tr>")
+    for key in ("matches", "inliers", "ref_visible", "time_scale"):
+        if key in extra:
+            rows.append(f"<tr><th>{key.replace('_', ' ')}</th><td>{_e(extra[key])}</td></tr>")
+    return "".join(rows)
+
+
+def _secs(value: Any) -> str:
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        return _e(value)
+    return f"{int(t // 3600):02d}:{int(t % 3600 // 60):02d}:{t % 60:06.3f}"

@@ -1,0 +1,50 @@
+"""Is a likeness use covered by documented consent? Pure function of the consent history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Sequence
+
+from scanner.types import ConsentRecord
+
+# Which consent scopes cover a finding of each likeness detector.
+COVERING_SCOPES = {
+    "image.face": ("face", "digital-replica"),
+    "audio.voice": ("voice", "digital-replica"),
+}
+
+
+@dataclass(frozen=True)
+class ConsentStatus:
+    """Outcome of the consent check; ``record`` is the grant it rests on (valid or not)."""
+
+    valid: bool
+    reason: str
+    record: ConsentRecord | None = None
+
+
+def consent_status(records: Sequence[ConsentRecord], detector: str, project: str, today: date) -> ConsentStatus:
+    """Consent for one talent's likeness as found by ``detector``, in ``project``, on ``today``."""
+    scopes = COVERING_SCOPES.get(detector, ())
+    kind = scopes[0] if scopes else detector
+    revoked = {r.revokes: r for r in records if r.action == "revoke" and r.revokes is not None}
+    grants = [r for r in records if r.action == "grant" and r.scope in scopes and r.project in (project, "*")]
+    if not grants:
+        where = f"project {project!r}" if project else "this scan (no --project given; only '*' grants apply)"
+        return ConsentStatus(False, f"no consent on record for {kind} likeness in {where}")
+    day = today.isoformat()
+    problems: list[ConsentStatus] = []
+    for g in sorted(grants, key=lambda r: (r.valid_until or "9999-12-31", r.id), reverse=True):
+        label = f"consent #{g.id} ({g.scope}, project {g.project}, document {g.document})"
+        rev = revoked.get(g.id)
+        if rev is not None and rev.valid_from <= day:
+            problems.append(ConsentStatus(False, f"{label} was revoked on {rev.valid_from} (record #{rev.id})", g))
+        elif g.valid_from and day < g.valid_from:
+            problems.append(ConsentStatus(False, f"{label} only starts on {g.valid_from}", g))
+        elif g.valid_until and day > g.valid_until:
+            problems.append(ConsentStatus(False, f"{label} expired on {g.valid_until}", g))
+        else:
+            until = f"until {g.valid_until}" if g.valid_until else "open-ended"
+            return ConsentStatus(True, f"covered by {label}, valid {until}", g)
+    return problems[0]
