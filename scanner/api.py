@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from scanner.catalog import Catalog, NewWork
+from scanner.catalog import Catalog, NewSample, NewWork
 from scanner.config import Settings, load_settings
 from scanner.detectors import Detector, create
 from scanner.errors import ConfigError, IndexMismatchError, MediaError, ScannerError
@@ -136,6 +136,74 @@ class Scanner:
         refs = [self.catalog.find(k) for k in keys]
         self.catalog.remove(r.id for r in refs)
         return refs
+
+    # ----- talent -----------------------------------------------------------------
+    def add_talent(self, name: str, photos: Sequence[str | os.PathLike] = (), voices: Sequence[str | os.PathLike] = (),
+                   union_covered: bool = False, notes: str = "") -> Talent:
+        """Register a real person with reference photos (exactly one face each) and voice samples."""
+        if not photos and not voices:
+            raise ScannerError(f"talent {name!r} needs at least one --photo or --voice sample")
+        samples = self._talent_samples(photos, "face") + self._talent_samples(voices, "voice")
+        return self.catalog.add_talent(name, union_covered, notes, samples)
+
+    def add_talent_samples(self, key: str, photos: Sequence[str | os.PathLike] = (),
+                           voices: Sequence[str | os.PathLike] = ()) -> list[TalentSample]:
+        """Attach more photos/voice samples to an existing talent."""
+        talent = self.catalog.find_talent(key)
+        samples = self._talent_samples(photos, "face") + self._talent_samples(voices, "voice")
+        return self.catalog.add_samples(talent.id, samples)
+
+    def import_talent(self, csv_path: Path, progress: Progress | None = None) -> list[tuple[str, str | None]]:
+        """Bulk register from a CSV with ``name`` and ``photo`` and/or ``voice`` columns (one sample per row;
+        rows with the same name are grouped) and optional ``union_covered``. Returns (name, error) per talent."""
+        groups: dict[str, dict[str, Any]] = {}
+        for row in read_manifest(Path(csv_path), required="name"):
+            g = groups.setdefault(row["name"], {"photos": [], "voices": [], "union": False})
+            for col, key in (("photo", "photos"), ("voice", "voices")):
+                if row.get(col):
+                    p = row[col] if os.path.isabs(row[col]) else str(Path(csv_path).parent / row[col])
+                    g[key].append(p)
+            g["union"] |= row.get("union_covered", "").lower() in {"1", "true", "yes", "y"}
+        out = []
+        for name, g in groups.items():
+            try:
+                existing = self.catalog.talent_by_name(name)
+                if existing:
+                    self.add_talent_samples(name, g["photos"], g["voices"])
+                else:
+                    self.add_talent(name, g["photos"], g["voices"], g["union"])
+                out.append((name, None))
+            except ScannerError as exc:
+                out.append((name, str(exc)))
+            if progress:
+                progress(1)
+        return out
+
+    def _talent_samples(self, paths: Sequence[str | os.PathLike], kind: str) -> list[NewSample]:
+        """Validated samples: a photo must show exactly one face, a voice sample must contain speech."""
+        if not paths:
+            return []
+        det = self.detector(TALENT_DETECTOR[kind])
+        samples, problems = [], []
+        for p in paths:
+            path = display_path(p)
+            try:
+                f = load(os.fspath(p), self.settings.max_file_bytes)
+                if f.media_type != det.modality:
+                    raise MediaError(f"a {kind} sample must be {det.modality}, this file is {f.media_type}")
+                media = decode(f, self.settings)
+            except MediaError as exc:
+                problems.append(f"{path}: {exc}")
+                continue
+            emb = det.embed_references([media])[0]
+            if emb.empty:
+                problems.append(f"{path}: {emb.note}")
+                continue
+            thumb = thumbnail_jpeg(media) if isinstance(media, Image.Image) else None
+            samples.append(NewSample(kind, f.sha256, os.path.abspath(path), thumb))
+        if problems:
+            raise ScannerError("rejected " + "; ".join(problems))
+        return samples
 
     # ----- models and indexes -----------------------------------------------------
     @property
@@ -385,12 +453,13 @@ def _clearance(value: Clearance | str) -> Clearance:
         ) from None
 
 
-def read_manifest(path: Path) -> list[dict[str, str]]:
+def read_manifest(path: Path, required: str = "path") -> list[dict[str, str]]:
+    """Rows of a CSV manifest with lower-cased, stripped keys; ``required`` column must exist."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            if not reader.fieldnames or "path" not in [f.strip().lower() for f in reader.fieldnames]:
-                raise ScannerError(f"{path}: a manifest needs a 'path' column (found: {reader.fieldnames})")
+            if not reader.fieldnames or required not in [f.strip().lower() for f in reader.fieldnames]:
+                raise ScannerError(f"{path}: the CSV needs a '{required}' column (found: {reader.fieldnames})")
             return [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
     except FileNotFoundError:
         raise ScannerError(f"manifest not found: {path}") from None

@@ -9,7 +9,7 @@ import typer
 
 from scanner import __version__
 from scanner.cli import demo as demo_cmd
-from scanner.cli import index, models, refs
+from scanner.cli import index, models, refs, talent
 from scanner.cli import scan as scan_cmd
 
 app = typer.Typer(
@@ -23,6 +23,8 @@ app = typer.Typer(
 app.add_typer(refs.app, name="refs")
 app.add_typer(index.app, name="index")
 app.add_typer(models.app, name="models")
+app.add_typer(talent.app, name="talent")
+app.add_typer(talent.consent_app, name="consent")
 app.command("scan")(scan_cmd.scan)
 app.command("check")(scan_cmd.check)
 app.command("demo")(demo_cmd.demo)

@@ -20,6 +20,8 @@ from scanner.types import Stage
 console = Console(stderr=True, highlight=False)
 out = Console(highlight=False, soft_wrap=True)
 
+ProjectOpt = Annotated[Optional[str], typer.Option("--project", help="Production the assets belong to "
+                                                   "(talent consent is checked for this project).")]
 StageOpt = Annotated[Optional[Stage], typer.Option("--stage", help="Delivery stage: thresholds differ for ideation and final.")]
 
 
