@@ -73,8 +73,10 @@ class _Decoded:
 class Scanner:
     """Register references, keep indexes current and check assets against them."""
 
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, caller: str = "api"):
+        """``caller`` is who asks (``cli:<user>``, ``key:<id>``); every answer is written to the audit trail."""
         self.settings = settings or load_settings()
+        self.caller = caller
         self.catalog = Catalog(self.settings.catalog)
         self.store = IndexStore(self.settings.index_dir)
         self._detectors: dict[str, Detector] | None = None
@@ -324,6 +326,8 @@ class Scanner:
                 found = self._search([d for d in decoded if d.error is None], ctx)
                 for d in decoded:
                     result = self._result(d, *found.get(id(d), ([], [])), ctx)
+                    self.catalog.append_audit(self.caller, {**result.to_dict(), "weights": ctx.weights,
+                                                            "project": self.settings.project})
                     if thumb_dir is not None and isinstance(d.media, Image.Image) and result.verdict is not Verdict.PASS:
                         Path(thumb_dir).mkdir(parents=True, exist_ok=True)
                         (Path(thumb_dir) / f"{d.sha256}.jpg").write_bytes(thumbnail_jpeg(d.media))
@@ -360,6 +364,7 @@ class Scanner:
             talents={t.id: t for t in self.catalog.talents()},
             consents=self.catalog.consents(),
             models={n: d.model_label for n, d in self.detectors.items()},
+            weights={n: d.weights_sha256 for n, d in self.detectors.items()},
             index_ids={n: m.checksum[:16] for n, (_, m) in indexes.items()},
             calibration=self.calibration.version,
             today=date.today(),
@@ -411,6 +416,7 @@ class _ScanContext:
     talents: dict[int, Talent]
     consents: list[ConsentRecord]
     models: dict[str, str]
+    weights: dict[str, str]
     index_ids: dict[str, str]
     calibration: str
     today: date

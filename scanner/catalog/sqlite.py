@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
+from scanner.catalog.audit import SCHEMA as AUDIT_SCHEMA
+from scanner.catalog.audit import AuditStore
 from scanner.catalog.talent import SCHEMA as TALENT_SCHEMA
 from scanner.catalog.talent import TalentStore
 from scanner.errors import CatalogError
@@ -50,8 +52,8 @@ class NewWork:
     thumbnail: bytes | None = None
 
 
-class Catalog(TalentStore):
-    """Works registered as references (keyed by sha256), talent and consent."""
+class Catalog(TalentStore, AuditStore):
+    """Works registered as references (keyed by sha256), talent, consent and the audit trail."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -60,7 +62,7 @@ class Catalog(TalentStore):
         try:
             self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA + TALENT_SCHEMA)
+            self._db.executescript(SCHEMA + TALENT_SCHEMA + AUDIT_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"cannot open catalog {self.path}: {exc}") from None
 

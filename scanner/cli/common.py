@@ -33,6 +33,16 @@ def settings_from(ctx: typer.Context, **overrides: Any) -> Settings:
     return load_settings(config, **root)
 
 
+def cli_caller() -> str:
+    """Audit-trail caller id for commands run by a person."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        return "cli"
+
+
 def handle_errors(fn: Callable) -> Callable:
     """Turn user-facing errors into one line on stderr and an exit code, never a traceback."""
 

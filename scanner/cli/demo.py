@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from scanner.api import Scanner
-from scanner.cli.common import console, esc, handle_errors, progress_bar, settings_from
+from scanner.cli.common import cli_caller, console, esc, handle_errors, progress_bar, settings_from
 from scanner.cli.scan import run_scan
 from scanner.config import REPO_ROOT
 from scanner.detectors.weights import get_spec
@@ -37,7 +37,7 @@ def demo(
         console.print(f"[yellow]image.clip runs the test model {clip_model} (random weights): its findings "
                       "show the pipeline, not real semantic similarity. Install the real model with "
                       "`scanner models pull clip-vit-b-32-laion2b` and pass --clip-model clip-vit-b-32-laion2b.[/]")
-    scanner = Scanner(settings)
+    scanner = Scanner(settings, caller=cli_caller())
     manifest = SAMPLE / "catalog.csv"
     with progress_bar("registering sample works", sum(1 for _ in open(manifest)) - 1) as advance:
         outcomes = scanner.import_manifest(manifest, progress=advance)

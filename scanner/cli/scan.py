@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from scanner.api import Scanner
-from scanner.cli.common import ProjectOpt, StageOpt, console, esc, handle_errors, out, progress_bar, settings_from
+from scanner.cli.common import ProjectOpt, StageOpt, cli_caller, console, esc, handle_errors, out, progress_bar, settings_from
 from scanner.reports import FailOn, JsonlWriter, exit_code, summarize
 from scanner.reports.html import COLOURS, write_html
 
@@ -80,7 +80,7 @@ def scan(
     html: Annotated[bool, typer.Option("--html/--no-html", help="Write report.html.")] = True,
 ) -> None:
     """Scan deliverables against the catalog; write JSON lines + HTML; exit 0 pass, 1 flagged, 2 unchecked."""
-    scanner = Scanner(settings_from(ctx, stage=stage, project=project))
+    scanner = Scanner(settings_from(ctx, stage=stage, project=project), caller=cli_caller())
     out_dir = out_dir or Path("reports") / datetime.now().strftime("scan-%Y%m%d-%H%M%S")
     raise typer.Exit(run_scan(scanner, paths, out_dir, fail_on, html))
 
@@ -93,7 +93,7 @@ def check(
     fail_on: FailOnOpt = FailOn.REVIEW,
 ) -> None:
     """Check one asset and print its JSON result (same exit codes as scan)."""
-    scanner = Scanner(settings_from(ctx, stage=stage, project=project))
+    scanner = Scanner(settings_from(ctx, stage=stage, project=project), caller=cli_caller())
     result = scanner.check(file)
     out.print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False), markup=False, highlight=False)
     raise typer.Exit(exit_code(summarize([result]), fail_on))
