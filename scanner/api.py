@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 from datetime import date
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +70,7 @@ class _Decoded:
     media_type: str | None = None
     media: Any = None  # PIL image or audio clip, per media_type
     error: str | None = None
+    reused: AssetResult | None = None
 
 
 class Scanner:
@@ -307,24 +310,34 @@ class Scanner:
         """Files a scan of ``paths`` will check (media by name or content; others skipped)."""
         return [c for c in walk(paths) if c.problem or is_candidate_media(c.path)]
 
+    def config_fingerprint(self) -> str:
+        """Hash of everything that shapes a result: detectors, models, weights, indexes, calibration,
+        stage, project. Results made under the same fingerprint for the same bytes can be reused."""
+        return self._context().config
+
     def scan(
         self, paths: Iterable[str | os.PathLike] | Sequence[Candidate], progress: Progress | None = None,
-        thumb_dir: Path | None = None,
+        thumb_dir: Path | None = None, reuse: dict[str, dict] | None = None,
     ) -> Iterator[AssetResult]:
         """Check every asset under ``paths``; yields one result per asset, in walk order.
 
         With ``thumb_dir``, a JPEG thumbnail of every flagged image is written there as
-        ``<sha256>.jpg`` for the HTML report.
+        ``<sha256>.jpg`` for the HTML report. ``reuse`` maps asset paths to earlier records
+        (see ``jobs.resume``): an asset whose bytes still hash the same is not checked again.
         """
         items = list(paths)
         candidates = items if items and isinstance(items[0], Candidate) else self.list_assets(items)
         ctx = self._context()
+        reuse = {p: r for p, r in (reuse or {}).items() if r.get("config") == ctx.config}
         workers = max(1, min(8, os.cpu_count() or 1))
         with ThreadPoolExecutor(workers) as pool:
             for chunk in _chunks(candidates, self.settings.batch_size):
-                decoded = list(pool.map(self._decode, chunk))
-                found = self._search([d for d in decoded if d.error is None], ctx)
+                decoded = list(pool.map(lambda c: self._decode(c, reuse), chunk))
+                found = self._search([d for d in decoded if d.error is None and d.reused is None], ctx)
                 for d in decoded:
+                    if d.reused is not None:
+                        yield d.reused
+                        continue
                     result = self._result(d, *found.get(id(d), ([], [])), ctx)
                     self.catalog.append_audit(self.caller, {**result.to_dict(), "weights": ctx.weights,
                                                             "project": self.settings.project})
@@ -335,13 +348,16 @@ class Scanner:
                 if progress:
                     progress(len(chunk))
 
-    def _decode(self, cand: Candidate) -> _Decoded:
+    def _decode(self, cand: Candidate, reuse: dict[str, dict]) -> _Decoded:
         if cand.problem:
             return _Decoded(cand, error=cand.problem)
         try:
             f = load(cand.path, self.settings.max_file_bytes)
         except MediaError as exc:
             return _Decoded(cand, error=str(exc))
+        earlier = reuse.get(cand.display)
+        if earlier is not None and earlier.get("sha256") == f.sha256:
+            return _Decoded(cand, f.sha256, f.media_type, reused=AssetResult.from_dict(earlier))
         if not any(d.modality == f.media_type for d in self.detectors.values()):
             enabled = ", ".join(self.detectors)
             return _Decoded(cand, f.sha256, f.media_type,
@@ -356,13 +372,23 @@ class Scanner:
         indexes = self._ready()
         live = {n: d for n, d in self.detectors.items() if len(indexes[n][0])}
         stage = self.settings.stage
+        consents = self.catalog.consents()
+        config = {
+            "detectors": {n: [d.model_id, d.weights_sha256, d.params] for n, d in self.detectors.items()},
+            "indexes": {n: m.checksum for n, (_, m) in indexes.items()},
+            "calibration": self.calibration.version, "stage": stage.value, "project": self.settings.project,
+            "union_review": self.settings.union_review,
+            # consent can change or expire without any index change
+            "consent": [r.id for r in consents][-1:], "day": date.today().isoformat(),
+        }
         return _ScanContext(
+            config=hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16],
             indexes=indexes,
             thresholds={n: self.calibration.thresholds(n, d.model_id, stage) for n, d in live.items()},
             works={r.id: r for r in self.catalog.works()},
             samples={s.id: s for s in self.catalog.samples()},
             talents={t.id: t for t in self.catalog.talents()},
-            consents=self.catalog.consents(),
+            consents=consents,
             models={n: d.model_label for n, d in self.detectors.items()},
             weights={n: d.weights_sha256 for n, d in self.detectors.items()},
             index_ids={n: m.checksum[:16] for n, (_, m) in indexes.items()},
@@ -397,7 +423,8 @@ class Scanner:
         verdict, findings = decide(matches, self.settings.union_review)
         used = [n for n, det in self.detectors.items() if det.modality == d.media_type]
         return AssetResult(verdict=verdict, findings=tuple(findings), models={n: ctx.models[n] for n in used},
-                           indexes={n: ctx.index_ids[n] for n in used}, notes=tuple(notes), **common)
+                           indexes={n: ctx.index_ids[n] for n in used}, notes=tuple(notes), config=ctx.config,
+                           **common)
 
     def reference_thumbnail(self, finding: dict) -> bytes | None:
         """Thumbnail of what a finding matched: the work, or the talent sample that matched."""
@@ -409,6 +436,7 @@ class Scanner:
 
 @dataclass
 class _ScanContext:
+    config: str
     indexes: dict[str, tuple[VectorIndex, Manifest]]
     thresholds: dict[str, Any]
     works: dict[int, Reference]

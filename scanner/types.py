@@ -146,6 +146,19 @@ class AssetResult:
     calibration: str = ""
     indexes: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    config: str = ""  # fingerprint of models, weights, indexes, calibration, stage, project
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AssetResult":
+        """Inverse of ``to_dict`` (reads JSONL records back, e.g. to resume or merge)."""
+        known = {f for f in cls.__dataclass_fields__}
+        data = {k: v for k, v in d.items() if k in known}
+        data["verdict"] = Verdict(d["verdict"])
+        finding_fields = set(Finding.__dataclass_fields__)
+        data["findings"] = tuple(Finding(**{k: v for k, v in f.items() if k in finding_fields})
+                                 for f in d.get("findings", []))
+        data["notes"] = tuple(d.get("notes", ()))
+        return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the JSONL/HTTP record format)."""

@@ -27,6 +27,7 @@ app.add_typer(talent.app, name="talent")
 app.add_typer(talent.consent_app, name="consent")
 app.command("scan")(scan_cmd.scan)
 app.command("check")(scan_cmd.check)
+app.command("merge")(scan_cmd.merge)
 app.command("demo")(demo_cmd.demo)
 
 

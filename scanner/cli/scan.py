@@ -12,18 +12,32 @@ from rich.table import Table
 
 from scanner.api import Scanner
 from scanner.cli.common import ProjectOpt, StageOpt, cli_caller, console, esc, handle_errors, out, progress_bar, settings_from
+from scanner.jobs import shards
+from scanner.jobs.resume import previous_results
+from scanner.jobs.shards import Shard
 from scanner.reports import FailOn, JsonlWriter, exit_code, summarize
+from scanner.reports.jsonl import write_jsonl
 from scanner.reports.html import COLOURS, write_html
 
 FailOnOpt = Annotated[FailOn, typer.Option("--fail-on", help="Verdicts that make the exit code 1 "
                                                              "(assets that could not be checked always give 2).")]
 
 
-def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn, html: bool = True) -> int:
-    """Scan ``paths`` into ``out_dir`` (results.jsonl, report.html), print a summary, return the exit code."""
-    candidates = scanner.list_assets(paths)
+def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn, html: bool = True,
+             shard: Shard | None = None, resume: bool = True) -> int:
+    """Scan ``paths`` into ``out_dir`` (results.jsonl, report.html), print a summary, return the exit code.
+
+    With ``shard``, only that shard's assets are scanned, into ``out_dir/shard-K-of-N``. With
+    ``resume``, results already in the folder for unchanged assets and configuration are reused.
+    """
+    candidates = shards.select(scanner.list_assets(paths), [str(p) for p in paths], shard)
+    if shard is not None:
+        out_dir = out_dir / shard.folder
+        console.print(f"shard {shard.index + 1}/{shard.count}: {len(candidates)} assets")
     if not candidates:
         console.print(f"[yellow]no media files found under {esc(', '.join(map(str, paths)))}[/]")
+        if shard is not None:  # an empty shard still reports, so merge sees a complete set
+            JsonlWriter(out_dir / "results.jsonl").close()
         return 0
     console.print(f"{len(candidates)} assets to check; detectors: "
                   + esc(", ".join(d.describe() for d in scanner.detectors.values())))
@@ -31,21 +45,31 @@ def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn
     if pending:
         with progress_bar("updating indexes", pending * len(scanner.detectors)) as advance:
             scanner.build_index(progress=advance)
+    results_path = out_dir / "results.jsonl"
+    reuse = previous_results(results_path, scanner.config_fingerprint()) if resume else {}
+    if reuse:
+        console.print(f"resuming: {len(reuse)} earlier results in {esc(str(out_dir))} can be reused")
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
-    with JsonlWriter(out_dir / "results.jsonl") as jsonl, progress_bar("scanning", len(candidates)) as advance:
-        for result in scanner.scan(candidates, progress=advance, thumb_dir=out_dir / "thumbs"):
+    with JsonlWriter(results_path) as jsonl, progress_bar("scanning", len(candidates)) as advance:
+        for result in scanner.scan(candidates, progress=advance, thumb_dir=out_dir / "thumbs", reuse=reuse):
             jsonl.write(result)
             records.append(result.to_dict())
-    summary = summarize(records)
+    write_jsonl(results_path, records)  # the final file holds exactly this run's assets, in walk order
+    return _report(scanner, records, out_dir, fail_on, html)
+
+
+def _report(scanner: Scanner, records: list[dict], out_dir: Path, fail_on: FailOn, html: bool) -> int:
     _print_summary(records)
     if html:
         meta = {"stage": scanner.settings.stage.value, "calibration": scanner.calibration.version,
                 "generated": datetime.now().isoformat(timespec="seconds")}
+        if scanner.settings.project:
+            meta["project"] = scanner.settings.project
         page = write_html(records, out_dir / "report.html", scanner.reference_thumbnail, "Scan report", meta)
         console.print(f"HTML report: {esc(str(page))}")
     console.print(f"JSON lines:  {esc(str(out_dir / 'results.jsonl'))}")
-    return exit_code(summary, fail_on)
+    return exit_code(summarize(records), fail_on)
 
 
 def _print_summary(records: list[dict]) -> None:
@@ -78,11 +102,35 @@ def scan(
     project: ProjectOpt = None,
     fail_on: FailOnOpt = FailOn.REVIEW,
     html: Annotated[bool, typer.Option("--html/--no-html", help="Write report.html.")] = True,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Scan only shard K of N (K/N, 1-based) into "
+                                                 "OUT/shard-K-of-N; combine with `scanner merge OUT`.")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Reuse results already in --out for "
+                                         "unchanged assets and configuration.")] = True,
 ) -> None:
     """Scan deliverables against the catalog; write JSON lines + HTML; exit 0 pass, 1 flagged, 2 unchecked."""
+    part = Shard.parse(shard) if shard else None
     scanner = Scanner(settings_from(ctx, stage=stage, project=project), caller=cli_caller())
-    out_dir = out_dir or Path("reports") / datetime.now().strftime("scan-%Y%m%d-%H%M%S")
-    raise typer.Exit(run_scan(scanner, paths, out_dir, fail_on, html))
+    if out_dir is None:
+        if part is not None:
+            raise typer.BadParameter("--shard needs an explicit --out shared by all shards", param_hint="--out")
+        out_dir = Path("reports") / datetime.now().strftime("scan-%Y%m%d-%H%M%S")
+    raise typer.Exit(run_scan(scanner, paths, out_dir, fail_on, html, part, resume))
+
+
+def merge(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Argument(help="The --out folder the shards wrote into.")],
+    fail_on: FailOnOpt = FailOn.REVIEW,
+    html: Annotated[bool, typer.Option("--html/--no-html", help="Write report.html.")] = True,
+) -> None:
+    """Combine shard results (FOLDER/shard-K-of-N) into one report and one exit code."""
+    scanner = Scanner(settings_from(ctx))
+    folders = shards.shard_folders(folder)
+    records = shards.merge_records(folders)
+    write_jsonl(folder / "results.jsonl", records)
+    shards.copy_thumbs(folders, folder)
+    console.print(f"merged {len(folders)} shards, {len(records)} assets")
+    raise typer.Exit(_report(scanner, records, folder, fail_on, html))
 
 
 def check(
@@ -100,4 +148,5 @@ def check(
 
 
 scan = handle_errors(scan)
+merge = handle_errors(merge)
 check = handle_errors(check)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from scanner.fsutil import atomic_write_bytes
 from scanner.types import AssetResult
 
 
@@ -46,3 +47,9 @@ def read_results(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except ValueError:
                 continue
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """Replace ``path`` atomically with exactly ``records``."""
+    text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+    atomic_write_bytes(Path(path), text.encode("utf-8"))

@@ -1,0 +1,1 @@
+"""Running scans at scale: shards for farm tasks, resume, merge, and the Ray engine."""

@@ -1,0 +1,102 @@
+"""Deterministic partition of an asset list into farm shards, and merging their results.
+
+An asset's shard depends only on its path relative to the scanned root, so every farm
+task computes the same partition independently and re-runs are stable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from scanner.errors import ConfigError
+from scanner.media.files import Candidate, display_path
+from scanner.reports.jsonl import read_results
+
+SHARD_DIR = re.compile(r"^shard-(\d+)-of-(\d+)$")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` (0-based) of ``count``."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``K/N`` with 1 <= K <= N (farm task numbering is usually 1-based)."""
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+        if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+            raise ConfigError(f"--shard must look like K/N with 1 <= K <= N, got {text!r}")
+        return cls(int(m.group(1)) - 1, int(m.group(2)))
+
+    @property
+    def folder(self) -> str:
+        return f"shard-{self.index + 1:04d}-of-{self.count:04d}"
+
+
+def shard_key(path: str, roots: Sequence[str]) -> str:
+    """Path relative to the root it was found under (stable across machines with different mounts)."""
+    p = display_path(path)
+    for root in roots:
+        r = display_path(os.path.abspath(root))
+        ap = display_path(os.path.abspath(p))
+        if ap == r or ap.startswith(r.rstrip(os.sep) + os.sep):
+            return os.path.relpath(ap, os.path.dirname(r) if ap == r else r)
+    return p
+
+
+def in_shard(key: str, shard: Shard) -> bool:
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % shard.count == shard.index
+
+
+def select(candidates: Iterable[Candidate], roots: Sequence[str], shard: Shard | None) -> list[Candidate]:
+    """The candidates belonging to ``shard`` (all of them when ``shard`` is None)."""
+    items = list(candidates)
+    if shard is None:
+        return items
+    return [c for c in items if in_shard(shard_key(c.path, roots), shard)]
+
+
+def shard_folders(root: Path) -> list[Path]:
+    """Shard result folders under ``root`` (``shard-K-of-N``), checked for a complete, consistent set."""
+    found = sorted(p for p in Path(root).iterdir() if p.is_dir() and SHARD_DIR.match(p.name))
+    if not found:
+        raise ConfigError(f"no shard-K-of-N folders with results under {root}")
+    counts = {int(SHARD_DIR.match(p.name).group(2)) for p in found}
+    if len(counts) != 1:
+        raise ConfigError(f"shard folders under {root} come from different shard counts: {sorted(counts)}")
+    n = counts.pop()
+    have = {int(SHARD_DIR.match(p.name).group(1)) for p in found if (p / "results.jsonl").is_file()}
+    missing = sorted(set(range(1, n + 1)) - have)
+    if missing:
+        raise ConfigError(f"shards {missing} of {n} have no results.jsonl under {root}: run them before merging")
+    return found
+
+
+def merge_records(folders: Sequence[Path]) -> list[dict]:
+    """All shard records, one per asset path (a later record of the same path wins), sorted by path."""
+    merged: dict[str, dict] = {}
+    for folder in folders:
+        for rec in read_results(folder / "results.jsonl"):
+            merged[rec["path"]] = rec
+    return [merged[k] for k in sorted(merged)]
+
+
+def copy_thumbs(folders: Sequence[Path], out: Path) -> None:
+    """Gather shard thumbnails next to the merged report."""
+    dest = out / "thumbs"
+    dest.mkdir(parents=True, exist_ok=True)
+    for folder in folders:
+        src = folder / "thumbs"
+        if src.is_dir():
+            for f in src.iterdir():
+                if not (dest / f.name).exists():
+                    shutil.copy2(f, dest / f.name)

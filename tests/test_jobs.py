@@ -1,0 +1,120 @@
+"""Farm shards, merge and resume give the same results as one plain scan."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from scanner.cli import app
+from scanner.errors import ConfigError
+from scanner.jobs.shards import Shard, in_shard, shard_key
+from scanner.testing.fixtures import artwork
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def farm(tmp_path, monkeypatch, works, deliverables):
+    """A workspace with works registered and a deliverables folder of 12 assets."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SCANNER_DETECTORS", "image.pdq")
+    for seed in range(600, 608):
+        artwork(seed).save(deliverables / f"extra_{seed}.jpg", quality=80)
+    assert runner.invoke(app, ["refs", "add", *map(str, works)]).exit_code == 0
+    return deliverables
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def _essence(records: list[dict]) -> list[tuple]:
+    return sorted((Path(r["path"]).name, r["verdict"], r["sha256"],
+                   tuple((f["reference_id"], f["score"]) for f in r["findings"])) for r in records)
+
+
+def test_shard_parse():
+    assert Shard.parse("2/5") == Shard(1, 5)
+    for bad in ("0/3", "4/3", "x", "", "1/0"):
+        with pytest.raises(ConfigError):
+            Shard.parse(bad)
+
+
+def test_partition_is_complete_disjoint_and_mount_independent(tmp_path):
+    keys = [f"ep1/shot_{i:03d}.exr" for i in range(200)]
+    owners = [[k for k in keys if in_shard(k, Shard(i, 4))] for i in range(4)]
+    assert sorted(sum(owners, [])) == sorted(keys)
+    assert all(owners)  # every shard gets work
+    a, b = tmp_path / "mnt_a" / "deliv", tmp_path / "other" / "deliv"
+    assert shard_key(str(a / "x" / "y.png"), [str(a)]) == shard_key(str(b / "x" / "y.png"), [str(b)])
+
+
+def test_shards_then_merge_equal_single_scan(farm, tmp_path):
+    single = runner.invoke(app, ["scan", str(farm), "--out", str(tmp_path / "single")])
+    codes = [runner.invoke(app, ["scan", str(farm), "--out", str(tmp_path / "farm"), "--shard", f"{k}/3"]).exit_code
+             for k in (1, 2, 3)]
+    assert codes.count(1) >= 1  # the copies land in some shard
+    merged = runner.invoke(app, ["merge", str(tmp_path / "farm")])
+    assert merged.exit_code == single.exit_code == 1, merged.output
+    assert _essence(_records(tmp_path / "farm" / "results.jsonl")) == _essence(
+        _records(tmp_path / "single" / "results.jsonl"))
+    assert (tmp_path / "farm" / "report.html").is_file()
+
+
+def test_merge_refuses_incomplete_set(farm, tmp_path):
+    runner.invoke(app, ["scan", str(farm), "--out", str(tmp_path / "farm"), "--shard", "1/3"])
+    r = runner.invoke(app, ["merge", str(tmp_path / "farm")])
+    assert r.exit_code == 2 and "[2, 3]" in r.output
+
+
+def test_resume_reuses_unchanged_and_redoes_changed(farm, tmp_path):
+    out = tmp_path / "out"
+    first = runner.invoke(app, ["scan", str(farm), "--out", str(out)])
+    full = _records(out / "results.jsonl")
+    again = runner.invoke(app, ["scan", str(farm), "--out", str(out)])
+    assert f"{len(full)} earlier results" in again.output
+    assert _essence(_records(out / "results.jsonl")) == _essence(full) and again.exit_code == first.exit_code
+    artwork(999).save(farm / "extra_600.jpg", quality=80)  # changed bytes: must be checked again
+    runner.invoke(app, ["scan", str(farm), "--out", str(out)])
+    changed = {Path(r["path"]).name: r for r in _records(out / "results.jsonl")}
+    old = {Path(r["path"]).name: r for r in full}
+    assert changed["extra_600.jpg"]["sha256"] != old["extra_600.jpg"]["sha256"]
+
+
+def test_killed_scan_rerun_gives_same_report(farm, tmp_path):
+    reference = tmp_path / "ref"
+    runner.invoke(app, ["scan", str(farm), "--out", str(reference)])
+    expected = _records(reference / "results.jsonl")
+    out = tmp_path / "killed"
+    out.mkdir()
+    lines = (reference / "results.jsonl").read_text().splitlines()
+    # what a kill leaves: some complete lines and a torn last line
+    (out / "results.jsonl").write_text("\n".join(lines[:5]) + "\n" + lines[5][: len(lines[5]) // 2])
+    r = runner.invoke(app, ["scan", str(farm), "--out", str(out)])
+    assert "5 earlier results" in r.output
+    assert _records(out / "results.jsonl") == expected
+
+
+def test_config_change_invalidates_reuse(farm, tmp_path, works):
+    out = tmp_path / "out"
+    runner.invoke(app, ["scan", str(farm), "--out", str(out)])
+    extra = tmp_path / "new_work.png"
+    artwork(4242).save(extra)
+    runner.invoke(app, ["refs", "add", str(extra)])
+    r = runner.invoke(app, ["scan", str(farm), "--out", str(out)])
+    assert "earlier results" not in r.output  # new index checksum: everything is checked again
+
+
+def test_errors_are_redone_on_resume(farm, tmp_path):
+    out = tmp_path / "out"
+    bad = farm / "broken.png"
+    bad.write_text("not an image")
+    runner.invoke(app, ["scan", str(farm), "--out", str(out)])
+    shutil.copy(farm / "extra_601.jpg", bad)  # fixed in place
+    r = runner.invoke(app, ["scan", str(farm), "--out", str(out)])
+    recs = {Path(x["path"]).name: x for x in _records(out / "results.jsonl")}
+    assert recs["broken.png"]["verdict"] == "pass" and r.exit_code == 1
