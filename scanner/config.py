@@ -43,6 +43,12 @@ class Settings:
     project: str = ""
     union_review: bool = True
 
+    def absolute(self) -> "Settings":
+        """Copy with every path made absolute (for worker processes that run in another directory)."""
+        paths = {f.name: Path(os.path.abspath(getattr(self, f.name))) for f in fields(self)
+                 if isinstance(getattr(self, f.name), Path)}
+        return replace(self, **paths)
+
     def with_overrides(self, **values: Any) -> "Settings":
         """Copy with the non-None ``values`` applied (coerced to field types)."""
         clean = {k: v for k, v in values.items() if v is not None}

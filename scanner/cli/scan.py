@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from enum import Enum
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, List, Optional
@@ -19,12 +21,17 @@ from scanner.reports import FailOn, JsonlWriter, exit_code, summarize
 from scanner.reports.jsonl import write_jsonl
 from scanner.reports.html import COLOURS, write_html
 
+class Engine(str, Enum):
+    LOCAL = "local"
+    RAY = "ray"
+
+
 FailOnOpt = Annotated[FailOn, typer.Option("--fail-on", help="Verdicts that make the exit code 1 "
                                                              "(assets that could not be checked always give 2).")]
 
 
 def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn, html: bool = True,
-             shard: Shard | None = None, resume: bool = True) -> int:
+             shard: Shard | None = None, resume: bool = True, engine: str = "local", address: str | None = None) -> int:
     """Scan ``paths`` into ``out_dir`` (results.jsonl, report.html), print a summary, return the exit code.
 
     With ``shard``, only that shard's assets are scanned, into ``out_dir/shard-K-of-N``. With
@@ -51,10 +58,20 @@ def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn
         console.print(f"resuming: {len(reuse)} earlier results in {esc(str(out_dir))} can be reused")
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
+    thumbs = out_dir / "thumbs"
     with JsonlWriter(results_path) as jsonl, progress_bar("scanning", len(candidates)) as advance:
-        for result in scanner.scan(candidates, progress=advance, thumb_dir=out_dir / "thumbs", reuse=reuse):
+        if engine == "ray":
+            from scanner.jobs.ray_engine import scan_with_ray
+
+            results = scan_with_ray(scanner.settings, candidates, scanner.caller, address,
+                                    os.path.abspath(thumbs), reuse)
+        else:
+            results = scanner.scan(candidates, progress=advance, thumb_dir=thumbs, reuse=reuse)
+        for result in results:
             jsonl.write(result)
             records.append(result.to_dict())
+            if engine == "ray":
+                advance(1)
     write_jsonl(results_path, records)  # the final file holds exactly this run's assets, in walk order
     return _report(scanner, records, out_dir, fail_on, html)
 
@@ -106,6 +123,10 @@ def scan(
                                                  "OUT/shard-K-of-N; combine with `scanner merge OUT`.")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Reuse results already in --out for "
                                          "unchanged assets and configuration.")] = True,
+    engine: Annotated[Engine, typer.Option("--engine", help="local: this process; ray: a Ray cluster.")] =
+    Engine.LOCAL,
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: start a "
+                                                   "local Ray, or RAY_ADDRESS).")] = None,
 ) -> None:
     """Scan deliverables against the catalog; write JSON lines + HTML; exit 0 pass, 1 flagged, 2 unchecked."""
     part = Shard.parse(shard) if shard else None
@@ -114,7 +135,7 @@ def scan(
         if part is not None:
             raise typer.BadParameter("--shard needs an explicit --out shared by all shards", param_hint="--out")
         out_dir = Path("reports") / datetime.now().strftime("scan-%Y%m%d-%H%M%S")
-    raise typer.Exit(run_scan(scanner, paths, out_dir, fail_on, html, part, resume))
+    raise typer.Exit(run_scan(scanner, paths, out_dir, fail_on, html, part, resume, engine.value, address))
 
 
 def merge(
