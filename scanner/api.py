@@ -263,7 +263,19 @@ class Scanner:
         if gone.size:
             index.remove(gone)
             report.removed = int(gone.size)
-        for chunk in _chunks(todo, self.settings.batch_size):
+        self._embed_into(index, det, todo, sources, skipped, report, progress)
+        if loaded is None or report.added or report.removed or skipped != loaded[1].skipped:
+            manifest = self.store.save(name, index, det.model_id, det.weights_sha256, skipped, det.params)
+        else:
+            manifest = loaded[1]
+        self._indexes[name] = (index, manifest)
+        report.count, report.skipped = len(index), skipped
+        return report
+
+    def _embed_into(self, index: VectorIndex, det: Detector, ref_ids: Sequence[int], sources: dict[int, str],
+                    skipped: dict[str, str], report: IndexReport, progress: Progress | None) -> None:
+        """Decode and embed references in batches into ``index``; unusable ones go to ``skipped``."""
+        for chunk in _chunks(list(ref_ids), self.settings.batch_size):
             media, ok = [], []
             for ref_id in chunk:
                 try:
@@ -279,13 +291,43 @@ class Scanner:
                     report.added += 1
             if progress:
                 progress(len(chunk))
-        if loaded is None or report.added or report.removed or skipped != loaded[1].skipped:
-            manifest = self.store.save(name, index, det.model_id, det.weights_sha256, skipped, det.params)
-        else:
-            manifest = loaded[1]
-        self._indexes[name] = (index, manifest)
-        report.count, report.skipped = len(index), skipped
-        return report
+
+    def build_index_part(self, root: Path, keep: Callable[[int], bool], progress: Progress | None = None
+                         ) -> list[IndexReport]:
+        """Farm-task index build: embed only the references ``keep`` selects into a separate store at
+        ``root`` (one ``IndexStore``); ``merge_index_parts`` combines such parts into the live index."""
+        store, reports = IndexStore(root), []
+        for name, det in self.detectors.items():
+            sources = {i: p for i, p in self._sources(det).items() if keep(i)}
+            report, index, skipped = IndexReport(name, det.model_id, rebuilt=True), det.new_index(), {}
+            self._embed_into(index, det, sorted(sources), sources, skipped, report, progress)
+            store.save(name, index, det.model_id, det.weights_sha256, skipped, det.params)
+            report.count, report.skipped = len(index), skipped
+            reports.append(report)
+        return reports
+
+    def merge_index_parts(self, roots: Sequence[Path]) -> list[IndexReport]:
+        """Merge part stores built by ``build_index_part`` into the live indexes (atomically, per detector).
+        Refuses parts built with other models/params, and a set of parts that misses catalog references."""
+        reports = []
+        for name, det in self.detectors.items():
+            merged, skipped = det.new_index(), {}
+            for root in roots:
+                part = IndexStore(root).load(name, det.model_id, det.weights_sha256, det.dim, det.metric,
+                                             det.load_index, det.params)
+                if part is None:
+                    raise ScannerError(f"index part {root} has no {name} index")
+                merged.merge(part[0])
+                skipped.update(part[1].skipped)
+            missing = set(self._sources(det)) - set(merged.ids().tolist()) - {int(k) for k in skipped}
+            if missing:
+                raise ScannerError(f"the {len(roots)} index parts miss {len(missing)} catalog references for {name} "
+                                   f"(e.g. #{min(missing)}): build every part against the same catalog")
+            manifest = self.store.save(name, merged, det.model_id, det.weights_sha256, skipped, det.params)
+            self._indexes[name] = (merged, manifest)
+            reports.append(IndexReport(name, det.model_id, added=len(merged), count=len(merged), skipped=skipped,
+                                       rebuilt=True))
+        return reports
 
     def pending_references(self) -> int:
         """How many references are not yet in (or skipped by) some detector's index."""

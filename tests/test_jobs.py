@@ -118,3 +118,29 @@ def test_errors_are_redone_on_resume(farm, tmp_path):
     r = runner.invoke(app, ["scan", str(farm), "--out", str(out)])
     recs = {Path(x["path"]).name: x for x in _records(out / "results.jsonl")}
     assert recs["broken.png"]["verdict"] == "pass" and r.exit_code == 1
+
+
+def test_index_parts_built_by_shards_merge_to_the_full_index(farm, tmp_path, works):
+    for i in range(5):  # more references so that every part gets some
+        p = tmp_path / f"more_{i}.png"
+        artwork(700 + i).save(p)
+        runner.invoke(app, ["refs", "add", str(p)])
+    for k in (1, 2, 3):
+        r = runner.invoke(app, ["index", "build", "--shard", f"{k}/3", "--out", str(tmp_path / "parts")])
+        assert r.exit_code == 0, r.output
+    merged = runner.invoke(app, ["index", "merge", str(tmp_path / "parts")])
+    assert merged.exit_code == 0, merged.output
+    status = runner.invoke(app, ["index", "status"])
+    assert "indexes are current" in status.output
+    single = runner.invoke(app, ["scan", str(farm), "--out", str(tmp_path / "a")])
+    assert single.exit_code == 1
+    runner.invoke(app, ["index", "build", "--rebuild"])
+    rebuilt = runner.invoke(app, ["scan", str(farm), "--out", str(tmp_path / "b")])
+    assert _essence(_records(tmp_path / "a" / "results.jsonl")) == _essence(_records(tmp_path / "b" / "results.jsonl"))
+    assert rebuilt.exit_code == 1
+
+
+def test_index_merge_refuses_missing_parts(farm, tmp_path):
+    runner.invoke(app, ["index", "build", "--shard", "1/2", "--out", str(tmp_path / "parts")])
+    r = runner.invoke(app, ["index", "merge", str(tmp_path / "parts")])
+    assert r.exit_code == 2 and "[2]" in r.output

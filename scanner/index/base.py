@@ -38,5 +38,9 @@ class VectorIndex(ABC):
     def to_bytes(self) -> bytes:
         """Serialised form (what ``IndexStore`` writes); the detector knows how to read it back."""
 
+    def merge(self, other: "VectorIndex") -> None:
+        """Add every row of ``other`` (an index of the same type, built by another shard)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot merge shards")
+
     def __len__(self) -> int:
         return int(self.ids().size)

@@ -48,6 +48,11 @@ class FloatIndex(VectorIndex):
     def ids(self) -> np.ndarray:
         return np.unique(faiss.vector_to_array(self._index.id_map).astype(np.int64))
 
+    def merge(self, other: VectorIndex) -> None:
+        if not isinstance(other, FloatIndex) or other.dim != self.dim:
+            raise ValueError("can only merge a FloatIndex of the same dimension")
+        self._index.merge_from(other._index)
+
     def to_bytes(self) -> bytes:
         return faiss.serialize_index(self._index).tobytes()
 
@@ -88,6 +93,15 @@ class BinaryIndex(VectorIndex):
     def ids(self) -> np.ndarray:
         return np.unique(faiss.vector_to_array(self._index.id_map).astype(np.int64))
 
+    def merge(self, other: VectorIndex) -> None:
+        if not isinstance(other, BinaryIndex) or other.dim != self.dim:
+            raise ValueError("can only merge a BinaryIndex of the same dimension")
+        # faiss has no merge_from for binary IDMaps: copy the flat codes and their ids
+        codes = faiss.vector_to_array(faiss.downcast_IndexBinary(other._index.index).xb).reshape(-1, self.dim // 8)
+        ids = faiss.vector_to_array(other._index.id_map).astype(np.int64)
+        if ids.size:
+            self._index.add_with_ids(np.ascontiguousarray(codes), ids)
+
     def to_bytes(self) -> bytes:
         return faiss.serialize_index_binary(self._index).tobytes()
 
@@ -95,3 +109,440 @@ class BinaryIndex(VectorIndex):
     def from_bytes(cls, data: bytes, dim: int) -> "BinaryIndex":
         raw = faiss.deserialize_index_binary(np.frombuffer(data, dtype=np.uint8))
         return cls(dim, raw)
+
+
+# =========================================================================== approximate indexes
+#
+# Rows of the approximate indexes are keyed by private, never reused int64 *row keys*;
+# ``_keys``/``_refs`` (sorted by key) map them to reference ids. One reference may own
+# several rows, and row keys give every row a unique handle the indexes can remove or
+# reconstruct (FAISS id maps cannot reconstruct by an id that several rows share).
+#
+# Removal: IVF indexes delete rows for real (``remove_ids``). HNSW graphs cannot drop a
+# node, so removed rows become tombstones: they stay in the graph as stepping stones but
+# an ``IDSelectorNot`` keeps them out of every result (filtered inside the search, so k
+# results still come back). When tombstones pass ``COMPACT_SHARE`` of the rows the graph
+# is rebuilt from its stored vectors without them.
+#
+# Serialised form: ``MAGIC``, a JSON header (kind, dim, params, next key), then named
+# sections (row keys, reference ids, tombstone flags, FAISS index bytes).
+
+import json  # noqa: E402
+import struct  # noqa: E402
+
+MAGIC = b"SCNIDX01"
+COMPACT_SHARE = 0.25
+
+
+def _pack(header: dict, sections: dict[str, bytes]) -> bytes:
+    head = json.dumps({**header, "sections": {k: len(v) for k, v in sections.items()}}, sort_keys=True).encode()
+    return MAGIC + struct.pack("<Q", len(head)) + head + b"".join(sections.values())
+
+
+def _unpack(data: bytes) -> tuple[dict, dict[str, memoryview]]:
+    view = memoryview(data)
+    if bytes(view[:8]) != MAGIC:
+        raise ValueError("not a scanner approximate index (bad magic)")
+    (n,) = struct.unpack("<Q", view[8:16])
+    header = json.loads(bytes(view[16:16 + n]))
+    pos = 16 + n
+    sections = {}
+    for name, size in header["sections"].items():
+        sections[name] = view[pos:pos + size]
+        pos += size
+    if pos != len(view):
+        raise ValueError("approximate index data is truncated or has trailing bytes")
+    return header, sections
+
+
+def _arr(buf: memoryview, dtype) -> np.ndarray:
+    return np.frombuffer(bytes(buf), dtype=dtype).copy()
+
+
+class _KeyedIndex(VectorIndex):
+    """Shared bookkeeping of the approximate indexes (row keys, reference ids, tombstones)."""
+
+    plan_kind: str = ""
+    binary: bool = False
+    exact_scores: bool = True  # returned scores are the true metric values (not PQ estimates)
+
+    def __init__(self, dim: int, params: dict):
+        self.dim = int(dim)
+        self.params = dict(params)
+        self._keys = np.zeros(0, np.int64)
+        self._refs = np.zeros(0, np.int64)
+        self._alive = np.zeros(0, bool)
+        self._next = 0
+        self._selector = None  # cached search-time filter of tombstones
+        self._index = self._new_raw()
+
+    # ---- per type
+    def _new_raw(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _raw_add(self, keys: np.ndarray, x: np.ndarray) -> None:
+        self._index.add_with_ids(x, keys)
+
+    def _raw_remove(self, keys: np.ndarray) -> None:
+        """Default (graphs): tombstone; subclasses with real removal override."""
+        self._selector = None
+        if (~self._alive).sum() > COMPACT_SHARE * max(1, self._alive.size):
+            self.compact()
+
+    def _raw_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _serialize_raw(self) -> bytes:
+        if self.binary:
+            return faiss.serialize_index_binary(self._index).tobytes()
+        return faiss.serialize_index(self._index).tobytes()
+
+    def _deserialize_raw(self, data: bytes):
+        arr = np.frombuffer(data, dtype=np.uint8)
+        return faiss.deserialize_index_binary(arr) if self.binary else faiss.deserialize_index(arr)
+
+    def _stored_rows(self) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - graphs only
+        raise NotImplementedError
+
+    # ---- contract
+    def _prep(self, vectors: np.ndarray) -> np.ndarray:
+        if self.binary:
+            return np.ascontiguousarray(np.asarray(vectors, dtype=np.uint8).reshape(-1, self.dim // 8))
+        return FloatIndex._prep(vectors, self.dim)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+        refs = _ids(ids)
+        x = self._prep(vectors)
+        if x.shape[0] != refs.shape[0]:
+            raise ValueError(f"{refs.shape[0]} ids for {x.shape[0]} vectors")
+        if x.shape[0] == 0:
+            return
+        keys = np.arange(self._next, self._next + x.shape[0], dtype=np.int64)
+        self._raw_add(keys, x)
+        self._next += x.shape[0]
+        self._keys = np.concatenate([self._keys, keys])
+        self._refs = np.concatenate([self._refs, refs])
+        self._alive = np.concatenate([self._alive, np.ones(x.shape[0], bool)])
+
+    def remove(self, ids: np.ndarray) -> int:
+        hit = np.isin(self._refs, _ids(ids)) & self._alive
+        n = int(hit.sum())
+        if n:
+            self._alive[hit] = False
+            self._raw_remove(self._keys[hit])
+        return n
+
+    def ids(self) -> np.ndarray:
+        return np.unique(self._refs[self._alive])
+
+    @property
+    def rows(self) -> int:
+        """Live rows (a reference may own several)."""
+        return int(self._alive.sum())
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (scores, reference ids) per query row, best first; empty slots have id -1."""
+        q = self._prep(vectors)
+        if self.rows == 0 or q.shape[0] == 0:
+            fill = (np.full((len(q), k), self.dim, np.int32) if self.binary else np.zeros((len(q), k), np.float32))
+            return fill, np.full((len(q), k), -1, np.int64)
+        scores, keys = self._raw_search(q, k)
+        return scores, self._to_refs(keys)
+
+    def _to_refs(self, keys: np.ndarray) -> np.ndarray:
+        out = np.full(keys.shape, -1, np.int64)
+        ok = keys >= 0
+        pos = np.searchsorted(self._keys, keys[ok])
+        out[ok] = self._refs[np.minimum(pos, self._keys.size - 1)]
+        return out
+
+    def _dead_selector(self):
+        """IDSelector that keeps tombstoned rows out of results (None when there are none)."""
+        if self._alive.all():
+            return None
+        if self._selector is None:
+            dead = np.ascontiguousarray(self._keys[~self._alive])
+            batch = faiss.IDSelectorBatch(dead)
+            sel = faiss.IDSelectorNot(batch)
+            sel._batch = batch  # keep the inner selector alive as long as the outer one
+            self._selector = sel
+        return self._selector
+
+    def compact(self) -> None:
+        """Rebuild without tombstoned rows (graphs only; IVF removes rows for real)."""
+        if self._alive.all():
+            return
+        keys, x = self._stored_rows()
+        keep = np.isin(keys, self._keys[self._alive])
+        self._index = self._new_raw()
+        if keep.any():
+            self._raw_add(np.ascontiguousarray(keys[keep]), np.ascontiguousarray(x[keep]))
+        self._keys, self._refs = self._keys[self._alive], self._refs[self._alive]
+        self._alive = np.ones(self._keys.size, bool)
+        self._selector = None
+
+    def to_bytes(self) -> bytes:
+        header = {"kind": self.plan_kind, "dim": self.dim, "params": self.params, "next": self._next}
+        return _pack(header, {
+            "keys": self._keys.tobytes(), "refs": self._refs.tobytes(),
+            "alive": self._alive.astype(np.uint8).tobytes(), "faiss": self._serialize_raw(),
+            **self._extra_sections(),
+        })
+
+    def _extra_sections(self) -> dict[str, bytes]:
+        return {}
+
+    def _load_extra(self, sections: dict[str, memoryview]) -> None:
+        pass
+
+    @classmethod
+    def from_bytes(cls, data: bytes, dim: int) -> "_KeyedIndex":
+        header, sections = _unpack(data)
+        if header["kind"] != cls.plan_kind:
+            raise ValueError(f"index data holds a {header['kind']} index, not {cls.plan_kind}")
+        if int(header["dim"]) != int(dim):
+            raise ValueError(f"index data has dimension {header['dim']}, expected {dim}")
+        self = cls(dim, header["params"])
+        self._next = int(header["next"])
+        self._keys = _arr(sections["keys"], np.int64)
+        self._refs = _arr(sections["refs"], np.int64)
+        self._alive = _arr(sections["alive"], np.uint8).astype(bool)
+        self._index = self._deserialize_raw(bytes(sections["faiss"]))
+        self._load_extra(sections)
+        return self
+
+    def __len__(self) -> int:
+        return int(self.ids().size)
+
+
+class HNSWIndex(_KeyedIndex):
+    """Cosine similarity over an HNSW graph of full float vectors (scores are exact for
+    what it returns; it may miss a neighbour: recall < 1). Removal: tombstones."""
+
+    metric = Metric.COSINE
+    plan_kind = "hnsw"
+
+    def __init__(self, dim: int, params: dict | None = None):
+        p = {"M": 32, "ef_construction": 80, "ef_search": 96, **(params or {})}
+        super().__init__(dim, p)
+        self.kind = f"HNSW{p['M']},Flat,IP"
+
+    def _new_raw(self):
+        graph = faiss.IndexHNSWFlat(self.dim, int(self.params["M"]), faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = int(self.params["ef_construction"])
+        return faiss.IndexIDMap2(graph)
+
+    def _raw_search(self, q, k):
+        sp = faiss.SearchParametersHNSW()
+        sp.efSearch = max(int(self.params["ef_search"]), k)
+        sel = self._dead_selector()
+        if sel is not None:
+            sp.sel = sel
+        return self._index.search(q, k, params=sp)
+
+    def _stored_rows(self):
+        graph = faiss.downcast_index(self._index.index)
+        n = graph.ntotal
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64), graph.storage.reconstruct_n(0, n)
+
+
+class BinaryHNSWIndex(_KeyedIndex):
+    """Hamming distance over an HNSW graph of packed bits. Removal: tombstones."""
+
+    metric = Metric.HAMMING
+    plan_kind = "binary-hnsw"
+    binary = True
+
+    def __init__(self, dim: int, params: dict | None = None):
+        if dim % 8:
+            raise ValueError("binary index dimension must be a multiple of 8 bits")
+        p = {"M": 16, "ef_construction": 64, "ef_search": 64, **(params or {})}
+        super().__init__(dim, p)
+        self.kind = f"BinaryIDMap2,BinaryHNSW{p['M']}"
+
+    def _new_raw(self):
+        graph = faiss.IndexBinaryHNSW(self.dim, int(self.params["M"]))
+        graph.hnsw.efConstruction = int(self.params["ef_construction"])
+        return faiss.IndexBinaryIDMap2(graph)
+
+    def _raw_search(self, q, k):
+        sp = faiss.SearchParametersHNSW()
+        sp.efSearch = max(int(self.params["ef_search"]), k)
+        sel = self._dead_selector()
+        if sel is not None:
+            sp.sel = sel
+        return self._index.search(q, k, params=sp)
+
+    def _stored_rows(self):
+        graph = faiss.downcast_IndexBinary(self._index.index)
+        codes = graph.storage.reconstruct_n(0, graph.ntotal)
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64), codes
+
+
+class _IVFMixin:
+    """Training on the first add and real removal, for IVF indexes."""
+
+    def _train_count(self) -> int:
+        return int(self.params["train_size"])
+
+    def _min_train(self) -> int:  # pragma: no cover - per type
+        raise NotImplementedError
+
+    def _ensure_trained(self, x: np.ndarray) -> None:
+        if self._index.is_trained:
+            return
+        need = self._min_train()
+        if x.shape[0] < need:
+            raise ValueError(
+                f"{self.plan_kind} needs at least {need} vectors in its first add to train "
+                f"(got {x.shape[0]}); use a flat index for small sets"
+            )
+        n = min(x.shape[0], self._train_count())
+        sample = x if n == x.shape[0] else x[np.random.default_rng(1234).choice(x.shape[0], n, replace=False)]
+        self._index.train(np.ascontiguousarray(sample))
+        self.params["trained_on"] = int(n)
+
+    def _raw_remove(self, keys: np.ndarray) -> None:
+        self._index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(keys)))
+        self._keys, self._refs = self._keys[self._alive], self._refs[self._alive]
+        self._alive = self._alive[self._alive]
+
+
+def _ivf_params(nprobe: int):
+    sp = faiss.SearchParametersIVF()
+    sp.nprobe = int(nprobe)
+    return sp
+
+
+class IVFPQIndex(_IVFMixin, _KeyedIndex):
+    """Cosine similarity, inverted file + product quantisation, for collections too large
+    to hold as floats. Trains on (a sample of) the first ``add``.
+
+    ``refine`` ("sq8", "fp16" or "none"): candidates (``k * k_factor`` per query) are
+    re-scored against a scalar-quantised copy of each vector, so returned scores are close
+    to exact (SQ8: about 1e-3 cosine) and thresholds calibrated on exact scores still
+    apply. With "none" the scores are PQ estimates (``exact_scores`` is False)."""
+
+    metric = Metric.COSINE
+    plan_kind = "ivfpq"
+
+    def __init__(self, dim: int, params: dict | None = None):
+        p = {"nlist": 1024, "m": max(1, dim // 8), "nbits": 8, "nprobe": 32, "refine": "sq8", "k_factor": 8,
+             "train_size": 100_000, **(params or {})}
+        if dim % int(p["m"]):
+            raise ValueError(f"PQ m={p['m']} must divide the dimension {dim}")
+        self._store = None
+        super().__init__(dim, p)
+        self.exact_scores = p["refine"] != "none"
+        ref = {"sq8": ",Refine(SQ8)", "fp16": ",Refine(SQfp16)"}.get(p["refine"], "")
+        self.kind = f"IVF{p['nlist']},PQ{p['m']}x{p['nbits']}{ref},IP"
+
+    def _new_raw(self):
+        p = self.params
+        quantizer = faiss.IndexFlatIP(self.dim)
+        index = faiss.IndexIVFPQ(quantizer, self.dim, int(p["nlist"]), int(p["m"]), int(p["nbits"]),
+                                 faiss.METRIC_INNER_PRODUCT)
+        index.own_fields = True
+        quantizer.this.disown()
+        qt = {"sq8": faiss.ScalarQuantizer.QT_8bit, "fp16": faiss.ScalarQuantizer.QT_fp16}.get(p["refine"])
+        if qt is not None:
+            self._store = faiss.IndexIDMap2(faiss.IndexScalarQuantizer(self.dim, qt, faiss.METRIC_INNER_PRODUCT))
+        return index
+
+    def _min_train(self) -> int:
+        return max(int(self.params["nlist"]), 2 ** int(self.params["nbits"]))
+
+    def _raw_add(self, keys, x):
+        self._ensure_trained(x)
+        if self._store is not None and not self._store.is_trained:
+            n = min(x.shape[0], self._train_count())
+            self._store.train(np.ascontiguousarray(x[:n]))
+        self._index.add_with_ids(x, keys)
+        if self._store is not None:
+            self._store.add_with_ids(x, keys)
+
+    def _raw_remove(self, keys):
+        if self._store is not None:
+            self._store.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(keys)))
+        super()._raw_remove(keys)
+
+    def _raw_search(self, q, k):
+        p = self.params
+        if self._store is None:
+            return self._index.search(q, k, params=_ivf_params(p["nprobe"]))
+        kc = max(k, k * int(p["k_factor"]))
+        _, cand = self._index.search(q, kc, params=_ivf_params(p["nprobe"]))
+        ok = cand >= 0
+        scores = np.full(cand.shape, -np.inf, np.float32)
+        if ok.any():
+            vecs = self._store.reconstruct_batch(np.ascontiguousarray(cand[ok]))
+            rows = np.nonzero(ok)[0]
+            scores[ok] = np.einsum("ij,ij->i", vecs, q[rows])
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        top_s = np.take_along_axis(scores, order, axis=1)
+        top_k = np.take_along_axis(cand, order, axis=1)
+        top_k[~np.isfinite(top_s)] = -1
+        top_s[~np.isfinite(top_s)] = 0.0
+        if top_s.shape[1] < k:  # fewer rows than k
+            pad = k - top_s.shape[1]
+            top_s = np.pad(top_s, ((0, 0), (0, pad)))
+            top_k = np.pad(top_k, ((0, 0), (0, pad)), constant_values=-1)
+        return top_s, top_k
+
+    def _extra_sections(self):
+        if self._store is None:
+            return {}
+        return {"refine": faiss.serialize_index(self._store).tobytes()}
+
+    def _load_extra(self, sections):
+        if "refine" in sections:
+            self._store = faiss.deserialize_index(np.frombuffer(bytes(sections["refine"]), dtype=np.uint8))
+
+
+class BinaryIVFIndex(_IVFMixin, _KeyedIndex):
+    """Hamming distance, inverted file over binary k-means cells; codes are stored whole,
+    so distances are exact (recall < 1 only from the cells not probed)."""
+
+    metric = Metric.HAMMING
+    plan_kind = "binary-ivf"
+    binary = True
+
+    def __init__(self, dim: int, params: dict | None = None):
+        if dim % 8:
+            raise ValueError("binary index dimension must be a multiple of 8 bits")
+        p = {"nlist": 1024, "nprobe": 32, "train_size": 200_000, **(params or {})}
+        super().__init__(dim, p)
+        self.kind = f"BinaryIVF{p['nlist']}"
+
+    def _new_raw(self):
+        quantizer = faiss.IndexBinaryFlat(self.dim)
+        index = faiss.IndexBinaryIVF(quantizer, self.dim, int(self.params["nlist"]))
+        index.own_fields = True
+        quantizer.this.disown()
+        return index
+
+    def _min_train(self) -> int:
+        return int(self.params["nlist"])
+
+    def _raw_add(self, keys, x):
+        self._ensure_trained(x)
+        self._index.add_with_ids(x, keys)
+
+    def _raw_search(self, q, k):
+        return self._index.search(q, k, params=_ivf_params(self.params["nprobe"]))
+
+
+APPROXIMATE = {cls.plan_kind: cls for cls in (HNSWIndex, IVFPQIndex, BinaryHNSWIndex, BinaryIVFIndex)}
+
+
+def load_index(data: bytes, dim: int, metric: Metric) -> VectorIndex:
+    """Any index this module writes, from its ``to_bytes`` (flat ones are plain FAISS bytes)."""
+    if bytes(data[:8]) == MAGIC:
+        header, _ = _unpack(data)
+        cls = APPROXIMATE.get(header.get("kind"))
+        if cls is None:
+            raise ValueError(f"unknown index kind {header.get('kind')!r}")
+        if cls.metric is not metric:
+            raise ValueError(f"a {header['kind']} index is for {cls.metric.value}, not {metric.value}")
+        return cls.from_bytes(data, dim)
+    return BinaryIndex.from_bytes(data, dim) if metric is Metric.HAMMING else FloatIndex.from_bytes(data, dim)

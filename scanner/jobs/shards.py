@@ -65,8 +65,11 @@ def select(candidates: Iterable[Candidate], roots: Sequence[str], shard: Shard |
     return [c for c in items if in_shard(shard_key(c.path, roots), shard)]
 
 
-def shard_folders(root: Path) -> list[Path]:
-    """Shard result folders under ``root`` (``shard-K-of-N``), checked for a complete, consistent set."""
+def shard_folders(root: Path, marker: str = "results.jsonl") -> list[Path]:
+    """Shard folders under ``root`` (``shard-K-of-N``), checked for a complete, consistent set;
+    each must contain ``marker`` somewhere inside (results, or an index manifest)."""
+    if not Path(root).is_dir():
+        raise ConfigError(f"folder not found: {root}")
     found = sorted(p for p in Path(root).iterdir() if p.is_dir() and SHARD_DIR.match(p.name))
     if not found:
         raise ConfigError(f"no shard-K-of-N folders with results under {root}")
@@ -74,10 +77,11 @@ def shard_folders(root: Path) -> list[Path]:
     if len(counts) != 1:
         raise ConfigError(f"shard folders under {root} come from different shard counts: {sorted(counts)}")
     n = counts.pop()
-    have = {int(SHARD_DIR.match(p.name).group(1)) for p in found if (p / "results.jsonl").is_file()}
+    have = {int(SHARD_DIR.match(p.name).group(1)) for p in found
+            if (p / marker).is_file() or any(p.glob(f"*/{marker}"))}
     missing = sorted(set(range(1, n + 1)) - have)
     if missing:
-        raise ConfigError(f"shards {missing} of {n} have no results.jsonl under {root}: run them before merging")
+        raise ConfigError(f"shards {missing} of {n} have no {marker} under {root}: run them before merging")
     return found
 
 
