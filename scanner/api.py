@@ -260,6 +260,8 @@ class Scanner:
         skipped = {k: v for k, v in skipped.items() if int(k) in sources}
         gone = np.array(sorted(have - set(sources)), dtype=np.int64)
         todo = [i for i in sorted(set(sources) - have) if str(i) not in skipped]
+        if loaded is cached and cached is not None and (gone.size or todo):
+            index = det.load_index(index.to_bytes())  # never mutate an index a running scan may hold
         if gone.size:
             index.remove(gone)
             report.removed = int(gone.size)
@@ -409,9 +411,13 @@ class Scanner:
         except MediaError as exc:
             return _Decoded(cand, f.sha256, f.media_type, error=str(exc))
 
+    def loaded_indexes(self) -> dict[str, Manifest]:
+        """Manifests of the indexes currently in memory, by detector."""
+        return {name: manifest for name, (_, manifest) in self._indexes.items()}
+
     def _context(self) -> "_ScanContext":
         """Everything a scan looks up per hit, loaded once: indexes, references, consent, thresholds."""
-        indexes = self._ready()
+        indexes = dict(self._ready())  # a snapshot: a hot swap during this scan does not change it
         live = {n: d for n, d in self.detectors.items() if len(indexes[n][0])}
         stage = self.settings.stage
         consents = self.catalog.consents()

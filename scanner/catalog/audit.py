@@ -91,13 +91,16 @@ class AuditStore:
     def verify_audit(self) -> tuple[int, int | None]:
         """(records checked, id of the first broken record or None when the chain is intact)."""
         prev, n = GENESIS, 0
-        for row in self._db.execute("SELECT id, at, caller, record, prev_hash, hash FROM audit ORDER BY id"):
+        rows = self._db.execute("SELECT id, at, caller, sha256, verdict, record, prev_hash, hash FROM audit ORDER BY id")
+        for row in rows:
             n += 1
-            rid, at, caller, canonical, prev_hash, digest = row
-            try:
+            rid, at, caller, sha256, verdict, canonical, prev_hash, digest = row
+            try:  # the plain columns must agree with the hashed record too
                 data = json.loads(canonical)
-                consistent = data.get("at") == at and data.get("caller") == caller
-            except ValueError:
+                rec = data.get("record", {})
+                consistent = (data.get("at"), data.get("caller"), rec.get("sha256"), str(rec.get("verdict"))) == (
+                    at, caller, sha256, verdict)
+            except (ValueError, AttributeError):
                 consistent = False
             if not consistent or prev_hash != prev or chain_hash(prev, canonical) != digest:
                 return n, rid

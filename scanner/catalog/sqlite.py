@@ -12,6 +12,8 @@ from typing import Iterable
 
 from scanner.catalog.audit import SCHEMA as AUDIT_SCHEMA
 from scanner.catalog.audit import AuditStore
+from scanner.catalog.keys import SCHEMA as KEYS_SCHEMA
+from scanner.catalog.keys import KeyStore
 from scanner.catalog.talent import SCHEMA as TALENT_SCHEMA
 from scanner.catalog.talent import TalentStore
 from scanner.errors import CatalogError
@@ -52,8 +54,8 @@ class NewWork:
     thumbnail: bytes | None = None
 
 
-class Catalog(TalentStore, AuditStore):
-    """Works registered as references (keyed by sha256), talent, consent and the audit trail."""
+class Catalog(TalentStore, AuditStore, KeyStore):
+    """Works registered as references (keyed by sha256), talent, consent, the audit trail and API keys."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -62,7 +64,7 @@ class Catalog(TalentStore, AuditStore):
         try:
             self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA + TALENT_SCHEMA + AUDIT_SCHEMA)
+            self._db.executescript(SCHEMA + TALENT_SCHEMA + AUDIT_SCHEMA + KEYS_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"cannot open catalog {self.path}: {exc}") from None
 

@@ -9,7 +9,7 @@ import typer
 
 from scanner import __version__
 from scanner.cli import demo as demo_cmd
-from scanner.cli import index, models, refs, talent
+from scanner.cli import index, models, refs, service, talent
 from scanner.cli import scan as scan_cmd
 
 app = typer.Typer(
@@ -29,6 +29,9 @@ app.command("scan")(scan_cmd.scan)
 app.command("check")(scan_cmd.check)
 app.command("merge")(scan_cmd.merge)
 app.command("demo")(demo_cmd.demo)
+app.command("serve")(service.serve)
+app.add_typer(service.keys_app, name="keys")
+app.add_typer(service.audit_app, name="audit")
 
 
 def _version(value: bool) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import faiss
-import numpy as np
+import os
+
+# Idle OpenMP threads spin by default; with tiny per-request searches that costs ~70 ms a call.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import faiss  # noqa: E402
+import numpy as np  # noqa: E402
 
 from scanner.index.base import VectorIndex
 from scanner.types import Metric
@@ -135,7 +140,7 @@ COMPACT_SHARE = 0.25
 
 
 def _pack(header: dict, sections: dict[str, bytes]) -> bytes:
-    head = json.dumps({**header, "sections": {k: len(v) for k, v in sections.items()}}, sort_keys=True).encode()
+    head = json.dumps({**header, "sections": [[k, len(v)] for k, v in sections.items()]}, sort_keys=True).encode()
     return MAGIC + struct.pack("<Q", len(head)) + head + b"".join(sections.values())
 
 
@@ -147,7 +152,7 @@ def _unpack(data: bytes) -> tuple[dict, dict[str, memoryview]]:
     header = json.loads(bytes(view[16:16 + n]))
     pos = 16 + n
     sections = {}
-    for name, size in header["sections"].items():
+    for name, size in header["sections"]:
         sections[name] = view[pos:pos + size]
         pos += size
     if pos != len(view):
@@ -323,7 +328,7 @@ class HNSWIndex(_KeyedIndex):
     plan_kind = "hnsw"
 
     def __init__(self, dim: int, params: dict | None = None):
-        p = {"M": 32, "ef_construction": 80, "ef_search": 96, **(params or {})}
+        p = {"M": 32, "ef_construction": 40, "ef_search": 64, **(params or {})}
         super().__init__(dim, p)
         self.kind = f"HNSW{p['M']},Flat,IP"
 
@@ -416,18 +421,18 @@ def _ivf_params(nprobe: int):
 
 class IVFPQIndex(_IVFMixin, _KeyedIndex):
     """Cosine similarity, inverted file + product quantisation, for collections too large
-    to hold as floats. Trains on (a sample of) the first ``add``.
+    even for 8-bit vectors. Trains on (a sample of) the first ``add``.
 
-    ``refine`` ("sq8", "fp16" or "none"): candidates (``k * k_factor`` per query) are
-    re-scored against a scalar-quantised copy of each vector, so returned scores are close
-    to exact (SQ8: about 1e-3 cosine) and thresholds calibrated on exact scores still
-    apply. With "none" the scores are PQ estimates (``exact_scores`` is False)."""
+    ``refine`` ("none", "sq8" or "fp16"): with "none" (the default) scores are PQ estimates
+    (``exact_scores`` is False: re-score hits before applying a threshold). Otherwise
+    candidates (``k * k_factor`` per query) are re-scored against a scalar-quantised copy
+    of each vector held in memory, so returned scores are close to exact."""
 
     metric = Metric.COSINE
     plan_kind = "ivfpq"
 
     def __init__(self, dim: int, params: dict | None = None):
-        p = {"nlist": 1024, "m": max(1, dim // 8), "nbits": 8, "nprobe": 32, "refine": "sq8", "k_factor": 8,
+        p = {"nlist": 1024, "m": max(1, dim // 16), "nbits": 8, "nprobe": 128, "refine": "none", "k_factor": 16,
              "train_size": 100_000, **(params or {})}
         if dim % int(p["m"]):
             raise ValueError(f"PQ m={p['m']} must divide the dimension {dim}")
@@ -466,9 +471,17 @@ class IVFPQIndex(_IVFMixin, _KeyedIndex):
             self._store.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(keys)))
         super()._raw_remove(keys)
 
+    def search(self, vectors: np.ndarray, k: int, rescore: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """As ``VectorIndex.search``; ``rescore=False`` returns PQ estimates (for measuring them)."""
+        self._rescore = rescore
+        try:
+            return super().search(vectors, k)
+        finally:
+            self._rescore = True
+
     def _raw_search(self, q, k):
         p = self.params
-        if self._store is None:
+        if self._store is None or not getattr(self, "_rescore", True):
             return self._index.search(q, k, params=_ivf_params(p["nprobe"]))
         kc = max(k, k * int(p["k_factor"]))
         _, cand = self._index.search(q, kc, params=_ivf_params(p["nprobe"]))
@@ -499,6 +512,39 @@ class IVFPQIndex(_IVFMixin, _KeyedIndex):
             self._store = faiss.deserialize_index(np.frombuffer(bytes(sections["refine"]), dtype=np.uint8))
 
 
+class IVFSQIndex(_IVFMixin, _KeyedIndex):
+    """Cosine similarity, inverted file over 8-bit scalar-quantised vectors (``dim`` bytes a
+    row, 4x smaller than floats). Scores are within about 1e-3 of exact; recall is limited
+    only by the cells not probed. Trains (k-means cells, per-dimension ranges) on the first
+    ``add``; removal is real."""
+
+    metric = Metric.COSINE
+    plan_kind = "ivf-sq8"
+
+    def __init__(self, dim: int, params: dict | None = None):
+        p = {"nlist": 1024, "nprobe": 128, "train_size": 100_000, **(params or {})}
+        super().__init__(dim, p)
+        self.kind = f"IVF{p['nlist']},SQ8,IP"
+
+    def _new_raw(self):
+        quantizer = faiss.IndexFlatIP(self.dim)
+        index = faiss.IndexIVFScalarQuantizer(quantizer, self.dim, int(self.params["nlist"]),
+                                              faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT, False)
+        index.own_fields = True
+        quantizer.this.disown()
+        return index
+
+    def _min_train(self) -> int:
+        return int(self.params["nlist"])
+
+    def _raw_add(self, keys, x):
+        self._ensure_trained(x)
+        self._index.add_with_ids(x, keys)
+
+    def _raw_search(self, q, k):
+        return self._index.search(q, k, params=_ivf_params(self.params["nprobe"]))
+
+
 class BinaryIVFIndex(_IVFMixin, _KeyedIndex):
     """Hamming distance, inverted file over binary k-means cells; codes are stored whole,
     so distances are exact (recall < 1 only from the cells not probed)."""
@@ -510,7 +556,7 @@ class BinaryIVFIndex(_IVFMixin, _KeyedIndex):
     def __init__(self, dim: int, params: dict | None = None):
         if dim % 8:
             raise ValueError("binary index dimension must be a multiple of 8 bits")
-        p = {"nlist": 1024, "nprobe": 32, "train_size": 200_000, **(params or {})}
+        p = {"nlist": 1024, "nprobe": 128, "train_size": 200_000, **(params or {})}
         super().__init__(dim, p)
         self.kind = f"BinaryIVF{p['nlist']}"
 
@@ -532,7 +578,7 @@ class BinaryIVFIndex(_IVFMixin, _KeyedIndex):
         return self._index.search(q, k, params=_ivf_params(self.params["nprobe"]))
 
 
-APPROXIMATE = {cls.plan_kind: cls for cls in (HNSWIndex, IVFPQIndex, BinaryHNSWIndex, BinaryIVFIndex)}
+APPROXIMATE = {cls.plan_kind: cls for cls in (HNSWIndex, IVFSQIndex, IVFPQIndex, BinaryHNSWIndex, BinaryIVFIndex)}
 
 
 def load_index(data: bytes, dim: int, metric: Metric) -> VectorIndex:

@@ -1,0 +1,35 @@
+"""Settings of the HTTP service (the scanner's own settings stay in ``scanner.config``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MiB = 1024 * 1024
+SERVICE_MAX_PIXELS = 100_000_000  # default cap for uploads: a batch of bigger images would not fit in memory
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """How the service listens, what it accepts and how it queues work.
+
+    ``max_pending`` bounds the requests held at once (receiving, queued or being checked);
+    past it requests get 503 with ``Retry-After``. ``max_batch`` requests that are waiting
+    together go to the models in one ``Scanner.scan`` call; the worker waits at most
+    ``batch_wait_ms`` for a batch to fill. ``index_poll_s``: how often an idle worker looks
+    for a rebuilt index on disk (requests always check first).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    allow_roots: tuple[Path, ...] = ()
+    require_auth: bool = True
+    max_upload_bytes: int = 100 * MiB
+    max_batch: int = 16
+    batch_wait_ms: float = 2.0
+    max_pending: int = 64
+    request_timeout_s: float = 60.0
+    index_poll_s: float = 5.0
+    temp_parent: Path | None = None  # where the private upload folder is made (default: the system temp dir)
+    max_field_bytes: int = 4096
+    max_json_bytes: int = 64 * 1024
