@@ -30,7 +30,8 @@ from scanner.index import IndexStore, VectorIndex
 from scanner.index.store import Manifest
 from scanner.media.files import Candidate, display_path, is_candidate_media, load, walk
 from scanner.media.decode import decode
-from scanner.media.image import decode_image, thumbnail_jpeg
+from scanner.media.image import thumbnail_jpeg
+from scanner.media.waveform import waveform_jpeg
 from scanner.media.sniff import AUDIO, IMAGE
 from scanner.policy import Calibration, Match, consent_status, decide, load_calibration
 from scanner.types import AssetResult, Clearance, ConsentRecord, Reference, Talent, TalentSample, Verdict
@@ -92,23 +93,25 @@ class Scanner:
         self, paths: Sequence[str | os.PathLike], title: str | None = None, rights_holder: str = "unknown",
         clearance: Clearance | str = Clearance.UNCLEARED,
     ) -> list[AddOutcome]:
-        """Register image files as works. Same file twice (by sha256) is registered once."""
+        """Register image or audio files as works. Same file twice (by sha256) is registered once."""
         clearance = _clearance(clearance)
         out = []
         for p in paths:
             path = os.fspath(p)
             try:
                 loaded = load(path, self.settings.max_file_bytes)
-                if loaded.media_type != IMAGE:
-                    raise MediaError(f"{loaded.media_type} references are not supported yet (images only)")
-                img = decode_image(loaded.data, self.settings.max_pixels)
+                if loaded.media_type not in (IMAGE, AUDIO):
+                    raise MediaError(f"{loaded.media_type} references are not supported (images and audio only)")
+                media = decode(loaded, self.settings)
             except MediaError as exc:
                 out.append(AddOutcome(display_path(path), error=str(exc)))
                 continue
+            size = media.size if isinstance(media, Image.Image) else (0, 0)
             work = NewWork(
                 sha256=loaded.sha256, title=title or Path(display_path(path)).stem, rights_holder=rights_holder,
                 clearance=clearance, media_type=loaded.media_type, path=os.path.abspath(display_path(path)),
-                width=img.width, height=img.height, thumbnail=thumbnail_jpeg(img),
+                width=size[0], height=size[1], thumbnail=_thumbnail(media),
+                duration=getattr(media, "duration", 0.0),
             )
             ref, created = self.catalog.add_work(work)
             out.append(AddOutcome(display_path(path), ref, created))
@@ -204,8 +207,7 @@ class Scanner:
             if emb.empty:
                 problems.append(f"{path}: {emb.note}")
                 continue
-            thumb = thumbnail_jpeg(media) if isinstance(media, Image.Image) else None
-            samples.append(NewSample(kind, f.sha256, os.path.abspath(path), thumb))
+            samples.append(NewSample(kind, f.sha256, os.path.abspath(path), _thumbnail(media)))
         if problems:
             raise ScannerError("rejected " + "; ".join(problems))
         return samples
@@ -385,9 +387,9 @@ class Scanner:
                     result = self._result(d, *found.get(id(d), ([], [])), ctx)
                     self.catalog.append_audit(self.caller, {**result.to_dict(), "weights": ctx.weights,
                                                             "project": self.settings.project})
-                    if thumb_dir is not None and isinstance(d.media, Image.Image) and result.verdict is not Verdict.PASS:
+                    if thumb_dir is not None and d.media is not None and result.verdict is not Verdict.PASS:
                         Path(thumb_dir).mkdir(parents=True, exist_ok=True)
-                        (Path(thumb_dir) / f"{d.sha256}.jpg").write_bytes(thumbnail_jpeg(d.media))
+                        (Path(thumb_dir) / f"{d.sha256}.jpg").write_bytes(_thumbnail(d.media))
                     yield result
                 if progress:
                     progress(len(chunk))
@@ -458,7 +460,8 @@ class Scanner:
                 if emb.empty:
                     notes.append(emb.note)
                 for hit in hits:
-                    match = ctx.match(det, hit, self.settings.project, _size_of(d.media))
+                    match = ctx.match(det, hit, self.settings.project, _size_of(d.media),
+                                      getattr(d.media, "duration", None))
                     if match is not None:
                         matches.append(match)
         return found
@@ -497,11 +500,14 @@ class _ScanContext:
     calibration: str
     today: date
 
-    def match(self, det: Detector, hit: Any, project: str, size: list[int] | None) -> Match | None:
+    def match(self, det: Detector, hit: Any, project: str, size: list[int] | None,
+              duration: float | None = None) -> Match | None:
         """A policy ``Match`` for a detector hit, with its reference (and consent) resolved."""
         extra = dict(hit.extra)
         if size:
             extra.setdefault("asset_size", size)
+        if duration:
+            extra.setdefault("asset_duration", round(duration, 3))
         if det.references == "talent":
             sample = self.samples.get(hit.ref_id)
             talent = self.talents.get(sample.talent_id) if sample else None
@@ -514,11 +520,18 @@ class _ScanContext:
         ref = self.works.get(hit.ref_id)
         if ref is None:
             return None
+        if ref.duration:
+            extra.setdefault("ref_duration", round(ref.duration, 3))
         return Match(det.name, det.model_id, ref, hit.score, self.thresholds[det.name], extra)
 
 
 def _size_of(media: Any) -> list[int] | None:
     return list(media.size) if isinstance(media, Image.Image) else None
+
+
+def _thumbnail(media: Any) -> bytes:
+    """Report thumbnail: the picture, or a waveform strip for audio."""
+    return thumbnail_jpeg(media) if isinstance(media, Image.Image) else waveform_jpeg(media)
 
 
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:

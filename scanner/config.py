@@ -39,6 +39,7 @@ class Settings:
     batch_size: int = 32
     max_pixels: int = 512_000_000
     max_file_bytes: int = 4 * 1024**3
+    max_audio_seconds: int = 3 * 3600
     device: str = "auto"
     project: str = ""
     union_review: bool = True

@@ -60,6 +60,7 @@ class Reference:
     added_at: str
     width: int = 0
     height: int = 0
+    duration: float = 0.0  # seconds, for audio works
 
 
 class ConsentScope(str, Enum):

@@ -31,12 +31,13 @@ CREATE TABLE IF NOT EXISTS works (
     added_at TEXT NOT NULL,
     width INTEGER NOT NULL DEFAULT 0,
     height INTEGER NOT NULL DEFAULT 0,
-    thumbnail BLOB
+    thumbnail BLOB,
+    duration REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_COLUMNS = "id, sha256, title, rights_holder, clearance, media_type, path, added_at, width, height"
+_COLUMNS = "id, sha256, title, rights_holder, clearance, media_type, path, added_at, width, height, duration"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class NewWork:
     width: int = 0
     height: int = 0
     thumbnail: bytes | None = None
+    duration: float = 0.0
 
 
 class Catalog(TalentStore, AuditStore, KeyStore):
@@ -79,9 +81,9 @@ class Catalog(TalentStore, AuditStore, KeyStore):
         with self._db:
             cur = self._db.execute(
                 "INSERT INTO works (sha256, title, rights_holder, clearance, media_type, path, added_at,"
-                " width, height, thumbnail) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " width, height, thumbnail, duration) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (work.sha256, work.title, work.rights_holder, Clearance(work.clearance).value, work.media_type,
-                 work.path, _now(), work.width, work.height, work.thumbnail),
+                 work.path, _now(), work.width, work.height, work.thumbnail, float(work.duration)),
             )
         ref = self.get(int(cur.lastrowid))
         assert ref is not None
@@ -139,5 +141,5 @@ def _now() -> str:
 def _ref(row: tuple) -> Reference:
     return Reference(
         id=row[0], sha256=row[1], title=row[2], rights_holder=row[3], clearance=Clearance(row[4]),
-        media_type=row[5], path=row[6], added_at=row[7], width=row[8], height=row[9],
+        media_type=row[5], path=row[6], added_at=row[7], width=row[8], height=row[9], duration=row[10],
     )

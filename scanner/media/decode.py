@@ -7,14 +7,15 @@ from typing import Any
 from scanner.config import Settings
 from scanner.errors import MediaError
 from scanner.media.files import LoadedFile
+from scanner.media.audio import decode_audio
 from scanner.media.image import decode_image
 from scanner.media.sniff import AUDIO, IMAGE
 
 
 def decode(loaded: LoadedFile, settings: Settings) -> Any:
-    """A PIL image for images; audio and video raise ``MediaError`` until their decoders land."""
+    """A PIL image for images, an ``AudioClip`` (mono, 16 kHz) for audio."""
     if loaded.media_type == IMAGE:
         return decode_image(loaded.data, settings.max_pixels)
     if loaded.media_type == AUDIO:
-        raise MediaError("audio assets cannot be checked yet: no audio decoder/detector is enabled")
+        return decode_audio(loaded.data, max_seconds=settings.max_audio_seconds)
     raise MediaError(f"{loaded.media_type} assets cannot be checked yet: no {loaded.media_type} detector is enabled")

@@ -89,6 +89,14 @@ def _overlay(img: str, caption: str, size: Any, shapes: list[str]) -> str:
             f'<img src="{_e(img)}" alt="{_e(caption)}">{svg}</div><figcaption>{_e(caption)}</figcaption></figure>')
 
 
+def _frame(extra: Mapping[str, Any], which: str) -> Any:
+    """Overlay coordinate frame: pixel size for images, [duration, 1] for waveform strips."""
+    if extra.get(f"{which}_size"):
+        return extra[f"{which}_size"]
+    duration = extra.get(f"{which}_duration")
+    return [duration, 1] if duration else None
+
+
 def _shapes(extra: Mapping[str, Any], which: str) -> list[str]:
     """SVG shapes for a finding's evidence: a face box, or matched-region polygons."""
     style = 'fill="none" stroke="#ffeb3b" stroke-width="1%" vector-effect="non-scaling-stroke"'
@@ -96,6 +104,12 @@ def _shapes(extra: Mapping[str, Any], which: str) -> list[str]:
     if which == "asset" and extra.get("box"):
         x0, y0, x1, y1 = extra["box"]
         out.append(f'<rect x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}" {style} style="stroke-width:3"/>')
+    span = (extra.get(f"{which}_start"), extra.get(f"{which}_end"))
+    if which == "asset" and span[0] is None:
+        span = (extra.get("start"), extra.get("end"))  # voice segments
+    if span[0] is not None and extra.get(f"{which}_duration"):
+        a, b = float(span[0]), float(span[1])
+        out.append(f'<rect x="{a}" y="0" width="{max(b - a, 0.01)}" height="1" fill="#ffeb3b" fill-opacity="0.45"/>')
     poly = extra.get(f"{which}_polygon")
     if poly:
         pts = " ".join(f"{x},{y}" for x, y in poly)
@@ -124,8 +138,8 @@ def _asset_html(r: Mapping[str, Any], thumbs: Path, ref_thumbnail: Callable[[Map
         kind = "talent" if f.get("reference_kind") == "talent" else "reference"
         body.append(
             '<div class="pair">'
-            + _overlay(asset_img, "asset", extra.get("asset_size"), _shapes(extra, "asset"))
-            + _overlay(ref_img, f"{kind} #{ref_id}", extra.get("ref_size"), _shapes(extra, "ref"))
+            + _overlay(asset_img, "asset", _frame(extra, "asset"), _shapes(extra, "asset"))
+            + _overlay(ref_img, f"{kind} #{ref_id}", _frame(extra, "ref"), _shapes(extra, "ref"))
             + "<table>"
             + f"<tr><th>finding</th><td>{_badge(f['level'])}</td></tr>"
             + f"<tr><th>{kind}</th><td>#{ref_id} {_e(f['reference_title'])}</td></tr>"
