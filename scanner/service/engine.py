@@ -313,8 +313,8 @@ class Engine:
             for job, result in zip(group, scanner.scan([Candidate(job.intake.path) for job in group])):
                 if result.path != job.intake.path:  # results come back in input order
                     raise RuntimeError(f"result for {result.path!r} where {job.intake.path!r} was expected")
+                self.counters["checked"] += 1  # before answering, so a client never sees a stale count
                 job.complete(Outcome(_relabel(result, job.intake.label), job.audit_id))
-                self.counters["checked"] += 1
         finally:
             audit.jobs = {}
             scanner.settings = self.settings
