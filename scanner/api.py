@@ -13,9 +13,9 @@ import csv
 import hashlib
 import json
 import os
-from datetime import date
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from datetime import date
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -28,11 +28,13 @@ from scanner.detectors import Detector, create
 from scanner.errors import ConfigError, IndexMismatchError, MediaError, ScannerError
 from scanner.index import IndexStore, VectorIndex
 from scanner.index.store import Manifest
-from scanner.media.files import Candidate, display_path, is_candidate_media, load, walk
+from scanner.media.audio import decode_audio
 from scanner.media.decode import decode
+from scanner.media.files import Candidate, display_path, is_candidate_media, load, walk
 from scanner.media.image import thumbnail_jpeg
+from scanner.media.sniff import AUDIO, IMAGE, VIDEO
+from scanner.media.video import SamplingReport, iter_frames, probe_video
 from scanner.media.waveform import waveform_jpeg
-from scanner.media.sniff import AUDIO, IMAGE
 from scanner.policy import Calibration, Match, consent_status, decide, load_calibration
 from scanner.types import AssetResult, Clearance, ConsentRecord, Reference, Talent, TalentSample, Verdict
 
@@ -388,8 +390,7 @@ class Scanner:
                     self.catalog.append_audit(self.caller, {**result.to_dict(), "weights": ctx.weights,
                                                             "project": self.settings.project})
                     if thumb_dir is not None and d.media is not None and result.verdict is not Verdict.PASS:
-                        Path(thumb_dir).mkdir(parents=True, exist_ok=True)
-                        (Path(thumb_dir) / f"{d.sha256}.jpg").write_bytes(_thumbnail(d.media))
+                        _write_thumbs(Path(thumb_dir), d, result)
                     yield result
                 if progress:
                     progress(len(chunk))
@@ -404,14 +405,24 @@ class Scanner:
         earlier = reuse.get(cand.display)
         if earlier is not None and earlier.get("sha256") == f.sha256:
             return _Decoded(cand, f.sha256, f.media_type, reused=AssetResult.from_dict(earlier))
-        if not any(d.modality == f.media_type for d in self.detectors.values()):
+        try:
+            if f.media_type == VIDEO:
+                info = probe_video(f.data)
+                if not info.has_video and info.has_audio:  # an audio-only MP4/M4A/MKV
+                    f = replace(f, media_type=AUDIO)
+                else:
+                    return self._modalities_or_error(cand, f, VideoAsset(f.data, info), (IMAGE, AUDIO))
+            return self._modalities_or_error(cand, f, None, (f.media_type,))
+        except MediaError as exc:
+            return _Decoded(cand, f.sha256, f.media_type, error=str(exc))
+
+    def _modalities_or_error(self, cand: Candidate, f: Any, media: Any, needs: tuple[str, ...]) -> _Decoded:
+        """Decoded media, or an error when no enabled detector can read any part of it."""
+        if not any(d.modality in needs for d in self.detectors.values()):
             enabled = ", ".join(self.detectors)
             return _Decoded(cand, f.sha256, f.media_type,
                             error=f"no enabled detector reads {f.media_type} assets (enabled: {enabled})")
-        try:
-            return _Decoded(cand, f.sha256, f.media_type, media=decode(f, self.settings))
-        except MediaError as exc:
-            return _Decoded(cand, f.sha256, f.media_type, error=str(exc))
+        return _Decoded(cand, f.sha256, f.media_type, media=media if media is not None else decode(f, self.settings))
 
     def loaded_indexes(self) -> dict[str, Manifest]:
         """Manifests of the indexes currently in memory, by detector."""
@@ -449,8 +460,11 @@ class Scanner:
     def _search(self, decoded: list[_Decoded], ctx: "_ScanContext") -> dict[int, tuple[list[Match], list[str]]]:
         """Matches and notes per decoded asset (keyed by ``id()``), all detectors, batched per detector."""
         found: dict[int, tuple[list[Match], list[str]]] = {id(d): ([], []) for d in decoded}
+        for d in decoded:
+            if isinstance(d.media, VideoAsset):
+                self._search_video(d, ctx, *found[id(d)])
         for name, det in self.detectors.items():
-            batch = [d for d in decoded if d.media_type == det.modality]
+            batch = [d for d in decoded if d.media_type == det.modality and not isinstance(d.media, VideoAsset)]
             index = ctx.indexes[name][0]
             if not batch or not len(index):
                 continue  # nothing registered for this detector: no query work
@@ -466,13 +480,55 @@ class Scanner:
                         matches.append(match)
         return found
 
+    def _search_video(self, d: _Decoded, ctx: "_ScanContext", matches: list[Match], notes: list[str]) -> None:
+        """Stream sampled frames through the image detectors and the audio track through the audio ones.
+
+        Frame matches carry the frame's time, timecode and number; the frame that gave each
+        reference's best score is kept (as a thumbnail) for the report.
+        """
+        video: VideoAsset = d.media
+        live = {n: det for n, det in self.detectors.items() if len(ctx.indexes[n][0])}
+        image_dets = {n: det for n, det in live.items() if det.modality == IMAGE}
+        if image_dets:
+            report = SamplingReport()
+            frames = iter_frames(video.data, max_seconds=self.settings.max_audio_seconds,
+                                 max_pixels=self.settings.max_pixels, report=report)
+            for chunk in _chunks_iter(frames, self.settings.batch_size):
+                images = [f.image for f in chunk]
+                for name, det in image_dets.items():
+                    queries = det.embed_queries(images)
+                    for frame, hits in zip(chunk, det.search(ctx.indexes[name][0], queries)):
+                        for hit in hits:
+                            m = ctx.match(det, hit, self.settings.project, list(frame.image.size))
+                            if m is not None:
+                                m.extra.update(time=round(frame.time, 3), timecode=frame.timecode, frame=frame.index)
+                                matches.append(m)
+                                video.keep(frame)
+            notes.extend(f"video: {n}" for n in report.notes)
+            notes.append(f"video: {report.sampled} frames sampled of {report.decoded} decoded "
+                         f"({report.cuts} cuts), at most {report.max_gap:.1f} s apart")
+        audio_dets = {n: det for n, det in live.items() if det.modality == AUDIO}
+        if audio_dets and video.info.has_audio:
+            clip = decode_audio(video.data, max_seconds=self.settings.max_audio_seconds)
+            for name, det in audio_dets.items():
+                (emb,) = det.embed_queries([clip])
+                if emb.empty:
+                    notes.append(f"audio track: {emb.note}")
+                for hit in det.search(ctx.indexes[name][0], [emb])[0]:
+                    m = ctx.match(det, hit, self.settings.project, None, clip.duration)
+                    if m is not None:
+                        matches.append(m)
+        elif audio_dets:
+            notes.append("video has no audio track: audio detectors had nothing to check")
+
     def _result(self, d: _Decoded, matches: list[Match], notes: list[str], ctx: "_ScanContext") -> AssetResult:
         common = dict(path=d.candidate.display, sha256=d.sha256, media_type=d.media_type,
                       stage=self.settings.stage.value, calibration=ctx.calibration)
         if d.error is not None:
             return AssetResult(verdict=Verdict.ERROR, error=d.error, **common)
         verdict, findings = decide(matches, self.settings.union_review)
-        used = [n for n, det in self.detectors.items() if det.modality == d.media_type]
+        modalities = (IMAGE, AUDIO) if d.media_type == VIDEO else (d.media_type,)
+        used = [n for n, det in self.detectors.items() if det.modality in modalities]
         return AssetResult(verdict=verdict, findings=tuple(findings), models={n: ctx.models[n] for n in used},
                            indexes={n: ctx.index_ids[n] for n in used}, notes=tuple(notes), config=ctx.config,
                            **common)
@@ -527,6 +583,44 @@ class _ScanContext:
 
 def _size_of(media: Any) -> list[int] | None:
     return list(media.size) if isinstance(media, Image.Image) else None
+
+
+def _write_thumbs(folder: Path, d: _Decoded, result: AssetResult) -> None:
+    """Report thumbnails: the asset (first matched frame for video) and each matched video frame."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(d.media, VideoAsset):
+        for f in result.findings:
+            frame = d.media.kept.get(f.extra.get("frame"))
+            if frame is not None:
+                (folder / f"{d.sha256}-f{frame.index}.jpg").write_bytes(thumbnail_jpeg(frame.image))
+        return
+    (folder / f"{d.sha256}.jpg").write_bytes(_thumbnail(d.media))
+
+
+def _chunks_iter(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of up to ``size`` items from any iterator (streams long videos in bounded batches)."""
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@dataclass
+class VideoAsset:
+    """A video being checked: its bytes, header facts, and the frames that matched something."""
+
+    data: bytes
+    info: Any
+    kept: dict[int, Any] = field(default_factory=dict)
+    max_kept: int = 64
+
+    def keep(self, frame: Any) -> None:
+        if frame.index not in self.kept and len(self.kept) < self.max_kept:
+            self.kept[frame.index] = frame
 
 
 def _thumbnail(media: Any) -> bytes:

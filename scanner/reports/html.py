@@ -136,9 +136,12 @@ def _asset_html(r: Mapping[str, Any], thumbs: Path, ref_thumbnail: Callable[[Map
         ref_img = f"thumbs/ref-{key}.jpg" if (thumbs / f"ref-{key}.jpg").exists() else ""
         closer = "≤" if f["metric"] == "hamming" else "≥"
         kind = "talent" if f.get("reference_kind") == "talent" else "reference"
+        frame_img = f"thumbs/{r['sha256']}-f{extra['frame']}.jpg" if "frame" in extra else ""
+        shown = frame_img if frame_img and (thumbs / frame_img[len("thumbs/"):]).exists() else asset_img
         body.append(
             '<div class="pair">'
-            + _overlay(asset_img, "asset", _frame(extra, "asset"), _shapes(extra, "asset"))
+            + _overlay(shown, f"asset @ {extra['timecode']}" if "timecode" in extra else "asset", _frame(extra, "asset"),
+                       _shapes(extra, "asset"))
             + _overlay(ref_img, f"{kind} #{ref_id}", _frame(extra, "ref"), _shapes(extra, "ref"))
             + "<table>"
             + f"<tr><th>finding</th><td>{_badge(f['level'])}</td></tr>"
@@ -170,6 +173,8 @@ def _evidence_rows(extra: Mapping[str, Any]) -> str:
         rows.append(f"<tr><th>reference span</th><td>{_secs(extra['ref_start'])} – {_secs(extra['ref_end'])}</td></tr>")
     if "start" in extra and "end" in extra:
         rows.append(f"<tr><th>time span</th><td>{_secs(extra['start'])} – {_secs(extra['end'])}</td></tr>")
+    if "timecode" in extra:
+        rows.append(f"<tr><th>timecode</th><td>{_e(extra['timecode'])} (frame {_e(extra.get('frame'))})</td></tr>")
     for key in ("matches", "inliers", "ref_visible", "time_scale"):
         if key in extra:
             rows.append(f"<tr><th>{key.replace('_', ' ')}</th><td>{_e(extra[key])}</td></tr>")
