@@ -35,6 +35,8 @@ class Settings:
     calibration: Path = Path(__file__).resolve().parent / "policy" / "calibration.json"
     detectors: tuple[str, ...] = ("image.pdq", "image.clip")
     clip_model: str = "clip-vit-b-32-laion2b"
+    face_model: str = "face-dlib-resnet-v1"
+    voice_model: str = "voice-resemblyzer-ge2e"
     stage: Stage = Stage.FINAL
     batch_size: int = 32
     max_pixels: int = 512_000_000

@@ -9,7 +9,9 @@ import typer
 from rich.table import Table
 
 from scanner.cli.common import console, esc, handle_errors, out, settings_from
+from scanner.detectors.package_weights import main_weights
 from scanner.detectors.weights import find_weights, get_spec, import_weights, pull_weights, registry
+from scanner.errors import ScannerError
 
 app = typer.Typer(help="Model registry: which models exist and whether their weights are installed.",
                   no_args_is_help=True)
@@ -26,6 +28,11 @@ def list_(ctx: typer.Context) -> None:
             state = "test model (random weights)"
         else:
             path = find_weights(spec, settings)
+            if path is None and spec.config.get("package"):
+                try:
+                    path = main_weights(spec, settings)[0]
+                except ScannerError:
+                    path = None
             state = esc(str(path)) if path else "[red]not installed[/]"
         table.add_row(spec.name, spec.detector, state, str(spec.dim), esc(spec.description))
     out.print(table)

@@ -1,0 +1,784 @@
+"""Likeness benchmark: faces (``image.face``) and voices (``audio.voice``) on real data; threshold calibration.
+
+    .venv/bin/python benchmarks/likeness.py [--faces DIR] [--voices DIR] [--music DIR] [--quick]
+        [--skip-faces] [--skip-voices] [--write-calibration [PATH]] [--compare-cnn]
+
+Faces (``--faces``, default ``../shared/data/faces``): real photos of 13 people from the deepface
+test set. ``master.csv`` lists 300 labelled pairs over 25 photos (38 same-person, 262
+different-person); ``face-recognition-pivot.csv``, when present, labels 280 more pairs over 61
+photos. Identities are the connected components of the same-person pairs of both files (a
+different-person pair inside one component would stop the run). Two protocols:
+
+* ``master.csv``: its pairs as listed. 262 impostor pairs resolve a false-accept rate (FAR) of
+  1/262 = 0.38 %: 1 % FAR allows 2 impostor pairs above the threshold, 0.1 % FAR allows none
+  (so it is really "FAR 0 of 262").
+* all pairs of the labelled photos (61 photos: 140 same-person, 1,690 different-person
+  pairs): resolution 1/1690 = 0.059 %; 1 % FAR allows 16 impostors, 0.1 % allows 1.
+
+Each photo is embedded as a talent reference (exactly one face) and as a query (every face;
+a pair's score is the best query face against the reference). Transforms: a subset of the
+photos (two per person; one in ``--quick``) goes through copy transforms (resize, JPEG,
+crop, colour, grey, mirror, rotation) and generation-like edits (blur, posterize, edge
+enhance, a bilateral-filter "cartoon", OpenCV stylization, noise); each transformed photo is
+scored against every reference: against its own photo ("self"), other photos of the same
+person (TAR) and other people (FAR).
+
+Voices (``--voices``, default ``../shared/data/voices``): 5 LibriSpeech test-other speakers x 10
+utterances (CC-BY-4.0). EER: every utterance embedded as a reference, all pairs (225
+same-speaker, 1,000 different-speaker). Talent protocol: each speaker enrols with the
+concatenation of its first 3 utterances; queries are cut from the concatenation of the other
+7 (``queries`` per speaker, at different offsets) at 3, 5 and 10 s, under conditions: clean,
+white noise at 10 dB SNR, music at 10 dB SNR (``--music``, default ``../shared/data/music``;
+synthetic if absent), MP3 32 kbit/s, Ogg Vorbis, and telephone band (8 kHz). A query's score
+against a talent is its best window (what the detector's search reports).
+
+Thresholds. A match is ``score >= threshold`` (cosine, 4 decimals). At a target FAR ``f`` over
+``n`` impostor comparisons, the threshold is the smallest 4-decimal value that at most
+``floor(f * n)`` impostor scores reach. The atomic comparison is one face (one voice window)
+against one reference, because that is what a threshold is applied to:
+
+* faces: impostors are (query face, other person's reference) over all labelled photos,
+  clean and transformed; the stored threshold is the stricter of the clean-photo and the
+  pooled (clean + every transform) thresholds.
+* voices: impostors are (window, other speaker's enrolment) over every duration and
+  condition; the stored threshold is the stricter of the clean-only and pooled ones.
+
+Calibration. ``--write-calibration`` merges into ``scanner/policy/calibration.json`` (other
+entries kept) ``detectors["image.face"][<model>]`` and ``detectors["audio.voice"][<model>]``::
+
+    final    = {"block": threshold at 0.1 % FAR, "review": threshold at 1 % FAR}
+    ideation = {"block": threshold at 0.1 % FAR, "review": same as block}
+
+plus ``measured`` (pair counts, FAR resolution, TAR, EER, source). ``version`` becomes
+``<UTC date>-likeness-<8 hex of sha256 over every stored threshold>``. For likeness the
+policy decides consent: a talent match at or above ``review`` is a finding, and consent
+(scope, project, dates, revocation) decides whether it blocks.
+
+Read the figures with their sample sizes: 13 face identities and 5 speakers (10 speaker
+pairs) are far too few to pin a 0.1 % operating point; pairs are correlated (the same
+photo appears in many pairs). Per asset, the chance of a false match grows with the number
+of faces (windows) and registered talents: about ``1 - (1 - FAR) ** (faces x talents)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import math
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from scanner.config import Settings  # noqa: E402
+from scanner.fsutil import atomic_write_json  # noqa: E402
+from scanner.media.audio import AudioClip  # noqa: E402
+
+SHARED = REPO_ROOT.parent / "shared" / "data"
+FAR_LEVELS = (0.01, 0.001)  # review, block
+SR = 16_000
+
+
+# =============================================================== statistics
+
+
+def threshold_at_far(impostors: np.ndarray, far: float) -> float:
+    """Smallest 4-decimal threshold that at most floor(far * n) impostor scores reach."""
+    imp = np.sort(np.asarray(impostors, np.float64))[::-1]
+    allowed = int(math.floor(far * imp.size + 1e-9))
+    if allowed >= imp.size:
+        return -1.0
+    thr = math.floor(imp[allowed] * 1e4) / 1e4 + 1e-4  # just above the first impostor that must not pass
+    while (imp >= thr).sum() > allowed:
+        thr += 1e-4
+    return round(thr, 4)
+
+
+def rate(scores: np.ndarray, thr: float) -> float:
+    return float((np.asarray(scores) >= thr).mean()) if len(scores) else float("nan")
+
+
+def eer(genuine: np.ndarray, impostors: np.ndarray) -> tuple[float, float]:
+    """(equal error rate, threshold): where the false-reject and false-accept rates cross."""
+    g, i = np.sort(np.asarray(genuine, np.float64)), np.sort(np.asarray(impostors, np.float64))
+    cands = np.unique(np.concatenate([g, i]))
+    frr = np.searchsorted(g, cands, "left") / g.size  # genuine below the threshold
+    far = 1 - np.searchsorted(i, cands, "left") / i.size  # impostors at or above it
+    k = int(np.argmin(np.abs(frr - far)))
+    return float((frr[k] + far[k]) / 2), float(cands[k])
+
+
+def pct(x: float) -> str:
+    return "  n/a" if x != x else f"{100 * x:5.1f}%"
+
+
+def rss_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux ``clear_refs`` 5) so the next peak is measured alone."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_since_reset_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return rss_mb()
+
+
+# =============================================================== faces
+
+
+def face_identities(folder: Path) -> tuple[dict[str, int], list[tuple[str, str, bool]]]:
+    """Photo -> identity id (components of same-person pairs), and master.csv's pairs."""
+    parent: dict[str, str] = {}
+
+    def root(a: str) -> str:
+        parent.setdefault(a, a)
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    labelled: list[tuple[str, str, bool]] = []
+    master: list[tuple[str, str, bool]] = []
+    for name in ("master.csv", "face-recognition-pivot.csv"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                row = {k.strip().lower(): (v or "").strip() for k, v in row.items()}
+                a, b = Path(row["file_x"]).name, Path(row["file_y"]).name
+                same = row["decision"] == "Yes"
+                if not ((folder / a).is_file() and (folder / b).is_file()):
+                    continue
+                labelled.append((a, b, same))
+                if name == "master.csv":
+                    master.append((a, b, same))
+    for a, b, same in labelled:
+        root(a), root(b)
+        if same:
+            parent[root(a)] = root(b)
+    for a, b, same in labelled:
+        if not same and root(a) == root(b):
+            sys.exit(f"faces: {a} and {b} are labelled different people but linked as the same person")
+    roots = sorted({root(a) for a in parent})
+    return {a: roots.index(root(a)) for a in sorted(parent)}, master
+
+
+def _cv2():
+    try:
+        import cv2
+        return cv2
+    except ImportError:
+        return None
+
+
+def _jpeg(img: Image.Image, q: int) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=q)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def _crop(img: Image.Image, keep: float) -> Image.Image:
+    w, h = img.size
+    dw, dh = int(w * (1 - keep) / 2), int(h * (1 - keep) / 2)
+    return img.crop((dw, dh, w - dw, h - dh))
+
+
+def _cartoon(img: Image.Image) -> Image.Image:
+    cv2 = _cv2()
+    a = np.asarray(img)
+    for _ in range(4):
+        a = cv2.bilateralFilter(a, 9, 60, 7)
+    grey = cv2.medianBlur(cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2GRAY), 7)
+    edges = cv2.adaptiveThreshold(grey, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 9, 3)
+    quant = (a // 32) * 32 + 16
+    return Image.fromarray(np.where(edges[..., None] > 0, quant, 0).astype(np.uint8))
+
+
+def _stylize(img: Image.Image) -> Image.Image:
+    cv2 = _cv2()
+    return Image.fromarray(cv2.stylization(np.ascontiguousarray(np.asarray(img)), sigma_s=60, sigma_r=0.45))
+
+
+def _noise(img: Image.Image) -> Image.Image:
+    a = np.asarray(img).astype(np.float32) + np.random.default_rng(0).normal(0, 12, (img.height, img.width, 3))
+    return Image.fromarray(a.clip(0, 255).astype(np.uint8))
+
+
+FaceTransform = Callable[[Image.Image], Image.Image]
+FACE_TRANSFORMS: dict[str, tuple[str, FaceTransform]] = {
+    "original": ("copy", lambda im: im),
+    "resize 50%": ("copy", lambda im: im.resize((im.width // 2, im.height // 2), Image.Resampling.BILINEAR)),
+    "resize 25%": ("copy", lambda im: im.resize((im.width // 4, im.height // 4), Image.Resampling.BILINEAR)),
+    "JPEG q30": ("copy", lambda im: _jpeg(im, 30)),
+    "crop 75%": ("copy", lambda im: _crop(im, 0.75)),
+    "colour": ("copy", lambda im: ImageEnhance.Brightness(ImageEnhance.Color(im).enhance(1.8)).enhance(0.8)),
+    "grey": ("copy", lambda im: ImageOps.grayscale(im).convert("RGB")),
+    "mirror": ("copy", ImageOps.mirror),
+    "rotate 15": ("copy", lambda im: im.rotate(15, Image.Resampling.BICUBIC, expand=True, fillcolor=(128, 128, 128))),
+    "blur r2": ("generation", lambda im: im.filter(ImageFilter.GaussianBlur(2))),
+    "blur r4": ("generation", lambda im: im.filter(ImageFilter.GaussianBlur(4))),
+    "posterize 3b": ("generation", lambda im: ImageOps.posterize(im, 3)),
+    "edge enhance": ("generation", lambda im: im.filter(ImageFilter.EDGE_ENHANCE_MORE)),
+    "cartoon": ("generation", _cartoon),
+    "stylization": ("generation", _stylize),
+    "noise s12": ("generation", _noise),
+}
+QUICK_FACE_TRANSFORMS = ("original", "resize 50%", "JPEG q30", "crop 75%", "colour", "blur r2", "posterize 3b",
+                         "cartoon")
+
+
+@dataclass
+class FaceResult:
+    lines: list[str] = field(default_factory=list)
+    entry: dict = field(default_factory=dict)
+    model_id: str = ""
+
+
+def run_faces(folder: Path, quick: bool, compare_cnn: bool) -> FaceResult:
+    from scanner.detectors.face import FaceDetector
+
+    out = FaceResult()
+    say = out.lines.append
+    ident, master = face_identities(folder)
+    names = sorted(ident, key=lambda n: (ident[n], n))
+    n_ids = len(set(ident.values()))
+    det = FaceDetector(Settings())
+    say(f"FACES  {folder}  model {det.model_id} (weights {det.weights_sha256[:12]}), params {det.params}")
+    say(f"  {len(names)} labelled photos, {n_ids} people; master.csv {len(master)} pairs")
+
+    images = {n: Image.open(folder / n).convert("RGB") for n in names}
+    t0 = time.perf_counter()
+    refs = dict(zip(names, det.embed_references([images[n] for n in names])))
+    t_ref = time.perf_counter() - t0
+    rejected = {n: e.note for n, e in refs.items() if e.empty}
+    queries = dict(zip(names, det.embed_queries([images[n] for n in names])))
+    say(f"  references: {len(names) - len(rejected)} accepted, {len(rejected)} rejected {rejected or ''}"
+        f" ({t_ref / len(names) * 1000:.0f} ms/photo)")
+    ref_names = [n for n in names if n not in rejected]
+    R = np.stack([refs[n].vectors[0] for n in ref_names])
+    ref_id = np.array([ident[n] for n in ref_names])
+
+    def pair_score(query_rows: np.ndarray, ref_name: str) -> float:
+        if ref_name in rejected or query_rows.shape[0] == 0:
+            return -1.0
+        return float((query_rows @ refs[ref_name].vectors[0]).max())
+
+    # ---- protocol 1: master.csv as listed (query side: every face of file_y)
+    m_gen = np.array([pair_score(queries[b].vectors, a) for a, b, s in master if s])
+    m_imp = np.array([pair_score(queries[b].vectors, a) for a, b, s in master if not s])
+    # ---- protocol 2: all pairs of labelled photos (each unordered pair once)
+    gen, imp = [], []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            (gen if ident[a] == ident[b] else imp).append(pair_score(queries[b].vectors, a))
+    gen, imp = np.array(gen), np.array(imp)
+
+    say("")
+    say("  verification (photo vs photo, clean)        genuine  impostor  FAR resolution   TAR@1%FAR  TAR@0.1%FAR"
+        "  thr@1%   thr@0.1%")
+    clean_thr = {}
+    for label, g, im in (("master.csv pairs", m_gen, m_imp), ("all labelled pairs", gen, imp)):
+        t1, t01 = threshold_at_far(im, 0.01), threshold_at_far(im, 0.001)
+        clean_thr[label] = (t1, t01)
+        say(f"  {label:42} {len(g):7d}  {len(im):8d}  1/{len(im)} = {100 / len(im):.3f}%  "
+            f" {pct(rate(g, t1))}     {pct(rate(g, t01))}    {t1:.4f}   {t01:.4f}")
+    say(f"  scores: genuine min/median {gen.min():.4f}/{np.median(gen):.4f}; impostor median/max "
+        f"{np.median(imp):.4f}/{imp.max():.4f}; master.csv: every genuine > max impostor: {m_gen.min() > m_imp.max()}")
+    say("  (at 0.1 % the master.csv threshold only says 'above every impostor': 0.1 % of 262 pairs is 0 pairs)")
+
+    # ---- transforms
+    per_id: dict[int, list[str]] = {}
+    for n in names:
+        if n not in rejected:
+            per_id.setdefault(ident[n], []).append(n)
+    subset = [n for ns in per_id.values() for n in ns[: 1 if quick else 2]]
+    tnames = QUICK_FACE_TRANSFORMS if quick else tuple(FACE_TRANSFORMS)
+    if _cv2() is None:
+        tnames = tuple(t for t in tnames if t not in ("cartoon", "stylization"))
+    say("")
+    say(f"  transforms: {len(subset)} photos ({'1' if quick else '2'} per person) x {len(tnames)} transforms, "
+        "each scored against all references")
+    say("  transform       kind        faces found  self med/min     TAR@review  TAR@block  FAR@review  FAR@block"
+        "  max impostor")
+    pooled_imp: list[float] = list(imp)
+    table = {}
+    n_faces, t_embed, px = 0, 0.0, 0
+    rows_by_t = {}
+    for tname in tnames:
+        kind, fn = FACE_TRANSFORMS[tname]
+        timgs = [fn(images[n]) for n in subset]
+        t0 = time.perf_counter()
+        embs = det.embed_queries(timgs)
+        t_embed += time.perf_counter() - t0
+        px += sum(im.width * im.height for im in timgs)
+        n_faces += sum(e.vectors.shape[0] for e in embs)
+        rows_by_t[tname] = (timgs, embs)
+    # thresholds from clean photos first; the transforms then add impostor comparisons
+    for tname in tnames:
+        _, embs = rows_by_t[tname]
+        for n, e in zip(subset, embs):
+            if e.empty:
+                continue
+            s = (e.vectors @ R.T).max(axis=0)
+            pooled_imp.extend(s[(ref_id != ident[n])].tolist())
+    pooled_imp_arr = np.array(pooled_imp)
+    t_review = max(clean_thr["all labelled pairs"][0], threshold_at_far(pooled_imp_arr, 0.01))
+    t_block = max(clean_thr["all labelled pairs"][1], threshold_at_far(pooled_imp_arr, 0.001))
+    for tname in tnames:
+        kind = FACE_TRANSFORMS[tname][0]
+        _, embs = rows_by_t[tname]
+        selfs, g, im = [], [], []
+        found = 0
+        for n, e in zip(subset, embs):
+            if e.empty:
+                s = np.full(len(ref_names), -1.0)
+            else:
+                found += 1
+                s = (e.vectors @ R.T).max(axis=0)
+            own = np.array([r == n for r in ref_names])
+            selfs.append(float(s[own][0]))
+            g.extend(s[(ref_id == ident[n]) & ~own].tolist())
+            im.extend(s[ref_id != ident[n]].tolist())
+        selfs, g, im = np.array(selfs), np.array(g), np.array(im)
+        found_selfs = selfs[selfs > -1]
+        med = f"{np.median(found_selfs):.3f}/{found_selfs.min():.3f}" if found_selfs.size else "  -  /  -  "
+        table[tname] = {"kind": kind, "found": found / len(subset), "self_median": float(np.median(selfs)),
+                        "tar_review": rate(g, t_review), "tar_block": rate(g, t_block),
+                        "far_review": rate(im, t_review), "far_block": rate(im, t_block)}
+        say(f"  {tname:15} {kind:11} {found:3d}/{len(subset):<3d}     {med:15}  {pct(rate(g, t_review))}     "
+            f"{pct(rate(g, t_block))}    {pct(rate(im, t_review))}     {pct(rate(im, t_block))}     {im.max():.4f}")
+    say(f"  (TAR over {len(g)} same-person other-photo pairs per transform; FAR over {len(im)} impostor pairs "
+        "per transform; a photo with no face found counts as a miss)")
+
+    # ---- thresholds and speed
+    say("")
+    say(f"  thresholds: clean all-pairs {clean_thr['all labelled pairs']}, pooled with transforms "
+        f"({pooled_imp_arr.size} impostor comparisons, resolution {100 / pooled_imp_arr.size:.4f}%) "
+        f"({threshold_at_far(pooled_imp_arr, 0.01)}, {threshold_at_far(pooled_imp_arr, 0.001)})")
+    say(f"  calibrated (stricter of the two): review {t_review:.4f} (1% FAR), block {t_block:.4f} (0.1% FAR)")
+    say(f"  on clean all-pairs: TAR@review {pct(rate(gen, t_review))}, TAR@block {pct(rate(gen, t_block))}, "
+        f"FAR@review {pct(rate(imp, t_review))}, FAR@block {pct(rate(imp, t_block))}")
+    for talents in (100, 1000):
+        say(f"  per query face vs {talents} talents, if comparisons were independent: P(false review) "
+            f"~ {pct(1 - (1 - 0.01) ** talents)}, P(false block) ~ {pct(1 - (1 - 0.001) ** talents)}")
+    speed = {"faces_per_s": n_faces / t_embed, "images_per_s": len(tnames) * len(subset) / t_embed,
+             "mp_per_s": px / 1e6 / t_embed}
+    say(f"  speed (embed_queries, 1 process): {speed['images_per_s']:.2f} images/s, "
+        f"{speed['faces_per_s']:.2f} faces/s, "
+        f"{speed['mp_per_s']:.2f} MP/s over {len(tnames) * len(subset)} images; peak RSS {rss_mb():.0f} MB")
+
+    if compare_cnn:
+        say("")
+        say("  HOG vs MMOD-CNN detection on hard transforms (faces found / photos, seconds per photo):")
+        cnn = FaceDetector(Settings(), detector="cnn")
+        for tname in ("original", "resize 25%", "rotate 15", "stylization", "blur r4"):
+            if tname not in rows_by_t and tname in FACE_TRANSFORMS:
+                rows_by_t[tname] = ([FACE_TRANSFORMS[tname][1](images[n]) for n in subset], None)
+            timgs = rows_by_t[tname][0][:8]
+            res = []
+            for d in (det, cnn):
+                t0 = time.perf_counter()
+                found = sum(1 for im in timgs if d.detect(im))
+                res.append(f"{found}/{len(timgs)} in {(time.perf_counter() - t0) / len(timgs):.2f} s")
+            say(f"    {tname:12}  HOG {res[0]:18}  CNN {res[1]}")
+
+    out.model_id = det.model_id
+    out.entry = {
+        "metric": "cosine",
+        "final": {"block": t_block, "review": t_review},
+        "ideation": {"block": t_block, "review": t_block},
+        "measured": {
+            "source": f"benchmarks/likeness.py on {folder.name}/ ({len(names)} photos, {n_ids} people)",
+            "protocol": "face vs talent reference (cosine of L2-normalised dlib descriptors); threshold = stricter "
+                        "of clean photo pairs and clean+transformed pairs",
+            "genuine_pairs": int(gen.size), "impostor_pairs": int(imp.size),
+            "far_resolution": round(1 / imp.size, 6),
+            "impostor_comparisons_pooled": int(pooled_imp_arr.size),
+            "tar_at_1pct_far": round(rate(gen, t_review), 4), "tar_at_0_1pct_far": round(rate(gen, t_block), 4),
+            "far_at_review": round(rate(imp, t_review), 5), "far_at_block": round(rate(imp, t_block), 5),
+            "master_csv": {"genuine": int(m_gen.size), "impostor": int(m_imp.size),
+                           "tar_at_review": round(rate(m_gen, t_review), 4),
+                           "far_at_review": round(rate(m_imp, t_review), 4)},
+            "transforms": {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in v.items()}
+                           for k, v in table.items()},
+            "speed": {k: round(v, 3) for k, v in speed.items()},
+        },
+    }
+    return out
+
+
+# =============================================================== voices
+
+
+def _load_audio(path: Path) -> np.ndarray:
+    """16 kHz mono float32 (the project's decoder when present, else soundfile)."""
+    try:
+        from scanner.media.audio import decode_audio
+        return decode_audio(path.read_bytes()).samples
+    except ImportError:
+        import soundfile as sf
+
+        from scanner.detectors.voice import to_16k
+
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        return to_16k(data.mean(axis=1), sr)
+
+
+def _mix(x: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    noise = np.resize(noise, x.shape)
+    px, pn = float(np.mean(x ** 2)), float(np.mean(noise ** 2)) + 1e-12
+    return (x + noise * math.sqrt(px / (pn * 10 ** (snr_db / 10)))).astype(np.float32)
+
+
+def _mp3(x: np.ndarray, kbps: int = 32) -> np.ndarray:
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp3") as out:
+        stream = out.add_stream("libmp3lame", rate=SR)
+        stream.layout = "mono"
+        stream.bit_rate = kbps * 1000
+        pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16)
+        for i in range(0, pcm.size, 1152 * 8):
+            frame = av.AudioFrame.from_ndarray(pcm[None, i: i + 1152 * 8], format="s16", layout="mono")
+            frame.sample_rate = SR
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return _decode_bytes(buf.getvalue(), x.size)
+
+
+def _ogg(x: np.ndarray) -> np.ndarray:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(x, -1, 1), SR, format="OGG", subtype="VORBIS")
+    return _decode_bytes(buf.getvalue(), x.size)
+
+
+def _decode_bytes(data: bytes, n: int) -> np.ndarray:
+    try:
+        from scanner.media.audio import decode_audio
+        y = decode_audio(data).samples
+    except ImportError:
+        import av
+
+        from scanner.detectors.voice import to_16k
+
+        with av.open(io.BytesIO(data)) as c:
+            chunks, sr = [], SR
+            for frame in c.decode(audio=0):
+                a = frame.to_ndarray()
+                chunks.append(a.mean(axis=0) if a.ndim == 2 else a)
+                sr = frame.sample_rate
+            y = to_16k(np.concatenate(chunks).astype(np.float32), sr)
+    return y[:n] if y.size >= n else np.pad(y, (0, n - y.size))
+
+
+def _phone(x: np.ndarray) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    return resample_poly(resample_poly(x, 1, 2), 2, 1).astype(np.float32)[: x.size]
+
+
+def synth_music(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    out = np.zeros(n)
+    for k in range(int(seconds / 0.25)):
+        a = int(k * 0.25 * SR)
+        seg = np.arange(min(int(0.5 * SR), n - a)) / SR
+        f0 = 196 * 2 ** (rng.choice([0, 3, 5, 7, 10, 12]) / 12)
+        out[a: a + seg.size] += np.exp(-seg * 5) * sum(np.sin(2 * np.pi * f0 * h * seg) / h for h in range(1, 6))
+    return (out / np.abs(out).max() * 0.5).astype(np.float32)
+
+
+def music_bed(folder: Path | None, seconds: float) -> tuple[np.ndarray, str]:
+    if folder and folder.is_dir():
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".ogg", ".flac", ".wav", ".mp3"})
+        if files:
+            x = _load_audio(files[0])
+            return np.resize(x, int(seconds * SR)), files[0].name
+    return synth_music(seconds), "synthetic"
+
+
+@dataclass
+class VoiceResult:
+    lines: list[str] = field(default_factory=list)
+    entry: dict = field(default_factory=dict)
+    model_id: str = ""
+
+
+def run_voices(folder: Path, music_dir: Path | None, quick: bool, long_minutes: float) -> VoiceResult:
+    from scanner.detectors.voice import VoiceDetector
+
+    out = VoiceResult()
+    say = out.lines.append
+    det = VoiceDetector(Settings())
+    speakers = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    files = {s: sorted((folder / s).glob("*.flac")) for s in speakers}
+    audio = {s: [_load_audio(f) for f in files[s]] for s in speakers}
+    n_utts = sum(len(v) for v in files.values())
+    say(f"VOICES  {folder}  model {det.model_id} (weights {det.weights_sha256[:12]}), params {det.params}")
+    say(f"  {len(speakers)} speakers, {n_utts} utterances, "
+        f"{sum(a.size for v in audio.values() for a in v) / SR:.0f} s of audio")
+
+    # ---- EER: utterance vs utterance
+    t0 = time.perf_counter()
+    embs = {s: det.embed_references([AudioClip(a, SR) for a in audio[s]]) for s in speakers}
+    t_ref = time.perf_counter() - t0
+    rows = [(s, e.vectors[0]) for s in speakers for e in embs[s] if not e.empty]
+    n_empty = n_utts - len(rows)
+    spk = np.array([s for s, _ in rows])
+    M = np.stack([v for _, v in rows])
+    sims = M @ M.T
+    upper = np.triu(np.ones_like(sims, bool), 1)
+    u_gen, u_imp = sims[upper & (spk[:, None] == spk[None, :])], sims[upper & (spk[:, None] != spk[None, :])]
+    u_eer, u_eer_t = eer(u_gen, u_imp)
+    say(f"  utterance vs utterance (clean, whole utterances, {len(rows)} embedded, {n_empty} too short): "
+        f"{u_gen.size} same-speaker / {u_imp.size} different-speaker pairs: EER {pct(u_eer)} at {u_eer_t:.3f}")
+    say(f"    same-speaker median {np.median(u_gen):.3f} (min {u_gen.min():.3f}); different-speaker median "
+        f"{np.median(u_imp):.3f} (max {u_imp.max():.3f})")
+
+    # ---- talent protocol: enrol 3 utterances, query the rest
+    enrol = det.embed_references([AudioClip(np.concatenate(audio[s][:3]), SR) for s in speakers])
+    E = np.stack([e.vectors[0] for e in enrol])
+    enrol_speech = ", ".join(f"{e.extra['speech_s'][0]:.0f}" for e in enrol)
+    pool = {s: np.concatenate(audio[s][3:]) for s in speakers}
+    n_q = 2 if quick else 4
+    durations = (3.0, 5.0, 10.0)
+    bed, bed_name = music_bed(music_dir, 60.0)
+    noise = np.random.default_rng(1).standard_normal(int(60 * SR)).astype(np.float32)
+    conditions: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "clean": lambda x: x,
+        "white noise 10 dB": lambda x: _mix(x, noise, 10.0),
+        "music 10 dB": lambda x: _mix(x, bed, 10.0),
+        "MP3 32 kbit/s": _mp3,
+        "Ogg Vorbis": _ogg,
+        "phone 8 kHz": _phone,
+    }
+    if quick:
+        conditions = {k: v for k, v in conditions.items() if k in ("clean", "white noise 10 dB", "MP3 32 kbit/s")}
+    say("")
+    say(f"  talent protocol: enrolment = first 3 utterances per speaker "
+        f"({enrol_speech} s of speech); {n_q} queries per speaker "
+        f"and duration cut from the other 7; music bed: {bed_name}")
+    win_gen: dict[str, list[float]] = {c: [] for c in conditions}
+    win_imp: dict[str, list[float]] = {c: [] for c in conditions}
+    per_query: dict[tuple[str, float], tuple[list[float], list[float]]] = {}
+    t_q, audio_s = 0.0, 0.0
+    for c, fn in conditions.items():
+        for d in durations:
+            gen_q, imp_q = [], []
+            clips, owners = [], []
+            for si, s in enumerate(speakers):
+                for k in range(n_q):
+                    start = int((k * 11.0) * SR) % max(1, pool[s].size - int(d * SR))
+                    clips.append(AudioClip(fn(pool[s][start: start + int(d * SR)]), SR))
+                    owners.append(si)
+            t0 = time.perf_counter()
+            qs = det.embed_queries(clips)
+            t_q += time.perf_counter() - t0
+            audio_s += sum(cl.duration for cl in clips)
+            for si, q in zip(owners, qs):
+                if q.empty:
+                    gen_q.append(-1.0)
+                    imp_q.extend([-1.0] * (len(speakers) - 1))
+                    continue
+                s = q.vectors @ E.T  # windows x speakers
+                win_gen[c].extend(s[:, si].tolist())
+                win_imp[c].extend(np.delete(s, si, axis=1).ravel().tolist())
+                best = s.max(axis=0)
+                gen_q.append(float(best[si]))
+                imp_q.extend(np.delete(best, si).tolist())
+            per_query[(c, d)] = (gen_q, imp_q)
+    all_imp = np.array([v for c in conditions for v in win_imp[c]])
+    clean_imp = np.array(win_imp["clean"])
+    t_review = max(threshold_at_far(all_imp, 0.01), threshold_at_far(clean_imp, 0.01))
+    t_block = max(threshold_at_far(all_imp, 0.001), threshold_at_far(clean_imp, 0.001))
+    all_gen = np.array([v for c in conditions for v in win_gen[c]])
+    w_eer, w_eer_t = eer(all_gen, all_imp)
+    say(f"  per window (3 s of speech) vs enrolment, all conditions: {all_gen.size} genuine / {all_imp.size} impostor "
+        f"comparisons (FAR resolution {100 / all_imp.size:.3f}%): EER {pct(w_eer)} at {w_eer_t:.3f}")
+    say(f"  thresholds: clean-only ({clean_imp.size} impostor windows) {threshold_at_far(clean_imp, 0.01)} / "
+        f"{threshold_at_far(clean_imp, 0.001)}; pooled {threshold_at_far(all_imp, 0.01)} / "
+        f"{threshold_at_far(all_imp, 0.001)}")
+    say(f"  calibrated (stricter): review {t_review:.4f} (1% FAR per window), "
+        f"block {t_block:.4f} (0.1% FAR per window)")
+    say(f"  window TAR: at review {pct(rate(all_gen, t_review))}, at block {pct(rate(all_gen, t_block))}")
+    say("")
+    say("  query (best window vs talent)  duration   EER     TAR@review  TAR@block  FAR@review  FAR@block"
+        "   (per query-talent pair)")
+    table = {}
+    for c in conditions:
+        for d in durations:
+            g, im = (np.array(v) for v in per_query[(c, d)])
+            e, _ = eer(g, im)
+            table[f"{c} {d:g}s"] = {"eer": round(e, 4), "tar_review": round(rate(g, t_review), 4),
+                                    "tar_block": round(rate(g, t_block), 4),
+                                    "far_review": round(rate(im, t_review), 4),
+                                    "far_block": round(rate(im, t_block), 4)}
+            say(f"  {c:30} {d:5.0f} s   {pct(e)}    {pct(rate(g, t_review))}     {pct(rate(g, t_block))}    "
+                f"{pct(rate(im, t_review))}     {pct(rate(im, t_block))}")
+    n_gen = len(speakers) * n_q
+    say(f"  ({n_gen} genuine / {n_gen * (len(speakers) - 1)} impostor query-talent pairs per row)")
+
+    # ---- speed: the talent queries, then one long file
+    ref_audio_s = sum(a.size for v in audio.values() for a in v) / SR
+    speed = {"query_x_realtime": audio_s / t_q, "reference_x_realtime": ref_audio_s / t_ref}
+    say("")
+    say(f"  speed (1 thread): queries {speed['query_x_realtime']:.0f}x real time ({audio_s:.0f} s of audio), "
+        f"references {speed['reference_x_realtime']:.0f}x real time")
+    minutes = long_minutes
+    n = int(minutes * 60 * SR)
+    long = np.zeros(n, np.float32)  # talk with 0.7 s pauses, repeated, over the music bed at 15 dB
+    talk = [a for s in speakers for a in audio[s]]
+    pos, k = 0, 0
+    while pos < n:
+        a = talk[k % len(talk)][: n - pos]
+        long[pos: pos + a.size] = a
+        pos += a.size + int(0.7 * SR)
+        k += 1
+    gain = math.sqrt(float(np.mean(np.square(long[: 600 * SR]))) / (float(np.mean(np.square(bed))) * 10 ** 1.5))
+    for i in range(0, n, bed.size):
+        long[i: i + bed.size] += gain * bed[: n - i]
+    measured = reset_peak_rss()
+    before = peak_rss_since_reset_mb()
+    t0 = time.perf_counter()
+    q = det.embed_queries([AudioClip(long, SR)])[0]
+    dt = time.perf_counter() - t0
+    peak = peak_rss_since_reset_mb() - before if measured else float("nan")
+    speed.update({"long_file_minutes": minutes, "long_file_seconds": round(dt, 1),
+                  "long_file_windows": q.vectors.shape[0], "long_file_extra_rss_mb": round(peak, 1)})
+    say(f"  {minutes:.0f}-minute file (speech with pauses over music at 15 dB): {dt:.1f} s "
+        f"({minutes * 60 / dt:.0f}x real time), {q.vectors.shape[0]} windows; note: {q.note!r}")
+    say(f"    memory: peak RSS rose {peak:.0f} MB above the {before:.0f} MB before the call "
+        f"(the clip itself: {long.nbytes / 2**20:.0f} MB)")
+
+    out.model_id = det.model_id
+    out.entry = {
+        "metric": "cosine",
+        "final": {"block": t_block, "review": t_review},
+        "ideation": {"block": t_block, "review": t_block},
+        "measured": {
+            "source": f"benchmarks/likeness.py on {folder.name}/ ({len(speakers)} speakers, {n_utts} utterances)",
+            "protocol": "3 s speech window vs talent enrolment (3 utterances); threshold = stricter of clean-only "
+                        "and pooled conditions " + ", ".join(conditions),
+            "genuine_windows": int(all_gen.size), "impostor_windows": int(all_imp.size),
+            "far_resolution": round(1 / all_imp.size, 6),
+            "window_tar_at_review": round(rate(all_gen, t_review), 4),
+            "window_tar_at_block": round(rate(all_gen, t_block), 4),
+            "window_eer": round(w_eer, 4), "utterance_eer": round(u_eer, 4),
+            "queries": table,
+            "speed": {k: (round(v, 2) if isinstance(v, float) else v) for k, v in speed.items()},
+        },
+    }
+    return out
+
+
+# =============================================================== calibration file
+
+
+def thresholds_digest(detectors: dict) -> str:
+    core = {det: {model: {k: e[k] for k in ("metric", "final", "ideation")} for model, e in models.items()}
+            for det, models in detectors.items()}
+    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def write_calibration(path: Path, entries: dict[tuple[str, str], dict]) -> str:
+    """Merge ``entries`` into the calibration file (other detectors/models kept); returns the new version."""
+    data: dict = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data.get("detectors"), dict):
+                raise ValueError("no 'detectors' object")
+        except (ValueError, TypeError) as exc:
+            sys.exit(f"refusing to overwrite unreadable calibration file {path}: {exc!r}")
+    detectors = data.setdefault("detectors", {})
+    for (det, model), entry in entries.items():
+        detectors.setdefault(det, {})[model] = entry
+    now = datetime.now(timezone.utc)
+    data["version"] = f"{now.date().isoformat()}-likeness-{thresholds_digest(detectors)}"
+    mine = "; ".join(e["measured"]["source"] for e in entries.values())
+    others = [p for p in str(data.get("source", "")).split("; ") if p and not p.startswith("benchmarks/likeness.py")]
+    data["source"] = "; ".join(others + [mine])
+    data["created"] = now.isoformat(timespec="seconds")
+    atomic_write_json(path, data)
+    return data["version"]
+
+
+# =============================================================== main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--faces", type=Path, default=SHARED / "faces")
+    ap.add_argument("--voices", type=Path, default=SHARED / "voices")
+    ap.add_argument("--music", type=Path, default=SHARED / "music")
+    ap.add_argument("--quick", action="store_true", help="fewer photos, transforms, queries and conditions")
+    ap.add_argument("--skip-faces", action="store_true")
+    ap.add_argument("--skip-voices", action="store_true")
+    ap.add_argument("--long-minutes", type=float, default=None,
+                    help="length of the long-file speed test (default 60, 10 with --quick)")
+    ap.add_argument("--compare-cnn", action="store_true", help="also time the MMOD CNN face detector (slow)")
+    ap.add_argument("--write-calibration", nargs="?", type=Path, const=Settings().calibration, default=None,
+                    metavar="PATH", help="merge thresholds into the calibration file (default: the package's)")
+    args = ap.parse_args(argv)
+    started = time.perf_counter()
+    entries: dict[tuple[str, str], dict] = {}
+    if not args.skip_faces:
+        if not args.faces.is_dir():
+            print(f"faces: {args.faces} not found; skipped")
+        else:
+            r = run_faces(args.faces, args.quick, args.compare_cnn)
+            print("\n".join(r.lines), flush=True)
+            entries[("image.face", r.model_id)] = r.entry
+            print()
+    if not args.skip_voices:
+        if not args.voices.is_dir():
+            print(f"voices: {args.voices} not found; skipped")
+        else:
+            minutes = args.long_minutes if args.long_minutes is not None else (10.0 if args.quick else 60.0)
+            r = run_voices(args.voices, args.music, args.quick, minutes)
+            print("\n".join(r.lines), flush=True)
+            entries[("audio.voice", r.model_id)] = r.entry
+            print()
+    if args.write_calibration and entries:
+        version = write_calibration(args.write_calibration, entries)
+        print(f"calibration written to {args.write_calibration} (version {version}): "
+              + ", ".join(f"{d}/{m}" for d, m in entries))
+    print(f"total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
