@@ -62,17 +62,23 @@ def decode_audio(data: bytes, target_sr: int = DEFAULT_SR, max_seconds: float = 
     ``max_seconds`` (checked from the header when it declares a duration, and again while
     decoding, so an over-long file is refused without decoding all of it).
     """
-    blocks: list[np.ndarray] = []
-    total = 0
     limit = int(max_seconds * target_sr)
     info: dict = {}
+    buf = np.zeros(0, np.float32)  # grown in place: the header's duration sizes it when it declares one
+    total = 0
     for block in _stream(data, target_sr, max_seconds, info):
-        total += block.shape[0]
-        if total > limit + target_sr // 10:  # resampler edge effects are not a reason to refuse
+        if total + block.shape[0] > limit + target_sr // 10:  # resampler edge effects are not a reason to refuse
             raise MediaError(_too_long(max_seconds))
-        blocks.append(block)
-    samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-    samples = samples[:limit] if samples.shape[0] > limit else samples
+        if total + block.shape[0] > buf.shape[0]:
+            declared = info.get("declared") or 0.0
+            want = max(int(declared * target_sr * 1.01) + target_sr, int(buf.shape[0] * 1.5), total + block.shape[0])
+            grown = np.empty(min(want, limit + target_sr), np.float32)
+            grown[:total] = buf[:total]
+            buf = grown
+        buf[total:total + block.shape[0]] = block
+        total += block.shape[0]
+    n = min(total, limit)
+    samples = buf[:n] if buf.shape[0] <= 1.1 * n + target_sr else buf[:n].copy()  # no large idle tail
     declared = info.get("declared")
     decoded_s = samples.shape[0] / float(target_sr)
     if declared and decoded_s < declared - max(TRUNCATION_SLACK_S, 0.02 * declared):
@@ -82,6 +88,7 @@ def decode_audio(data: bytes, target_sr: int = DEFAULT_SR, max_seconds: float = 
         )
     if samples.shape[0] == 0:
         raise MediaError("the audio stream holds no decodable samples (empty, corrupt or truncated)")
+    np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)  # float PCM may hold anything
     np.clip(samples, -1.0, 1.0, out=samples)
     return AudioClip(
         samples=samples, sr=target_sr, source_sr=info.get("source_sr", 0), channels=info.get("channels", 0),

@@ -1,0 +1,208 @@
+"""Inverted hash index for audio landmarks: hash -> (reference id, anchor time, anchor pitch, span).
+
+A row is one landmark of one reference. Rows are kept sorted by hash in flat numpy
+columns with a CSR-style directory ``offsets`` (rows of hash ``h`` are
+``offsets[h]:offsets[h + 1]``), so a lookup is two array reads per probe, the hash itself
+is never stored per row, and the index serialises to a plain ``np.savez`` archive (no
+pickle). Bytes per stored row::
+
+    ref int32 (4) + anchor frame uint32 (4) + anchor pitch uint16 (2) + span uint8 (1) = 11 B
+
+plus the directory: one offset per possible hash value (the fingerprint's hash space is
+about 2.5 M values: 10 MB as uint32 while the index holds fewer than 2**32 rows, whatever its size).
+
+Added rows wait in an unsorted side list and are merged (one sort) on the next lookup
+or save, so building an index from many references costs one sort, not one per add.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import NamedTuple
+
+import numpy as np
+
+from scanner.errors import IndexCorruptError
+from scanner.index.base import VectorIndex
+from scanner.types import Metric
+
+FORMAT = 2
+_COLUMNS = ("ref", "t", "f", "dt")
+_DTYPES = {"ref": np.int32, "t": np.uint32, "f": np.uint16, "dt": np.uint8}
+BYTES_PER_ROW = sum(np.dtype(d).itemsize for d in _DTYPES.values())
+REF_ID_MAX = np.iinfo(np.int32).max
+MAX_HASH = 2**28  # the directory has one entry per hash value up to the largest one stored
+
+
+class Matches(NamedTuple):
+    """Rows found for a batch of query hashes: ``query[i]`` (position in the looked-up array)
+    matched a reference landmark with these column values."""
+
+    query: np.ndarray  # int64 positions into the looked-up hashes
+    ref: np.ndarray  # int32 reference ids
+    t: np.ndarray  # uint32 anchor frame in the reference
+    f: np.ndarray  # uint16 anchor pitch (detector units)
+    dt: np.ndarray  # uint8 landmark span in frames
+
+
+class LandmarkIndex(VectorIndex):
+    """Landmark rows grouped by exact hash.
+
+    ``add(ids, vectors, extra)``: ``vectors[:, 0]`` holds the hashes (0 <= hash < ``MAX_HASH``);
+    ``extra`` needs ``"t"`` (anchor frame), ``"f"`` (anchor pitch, 0..65535) and ``"dt"``
+    (span in frames, 0..255). Other ``extra`` keys are ignored.
+    """
+
+    metric = Metric.COSINE  # detector scores are "higher is stronger"
+    kind = "landmark-inverted-v2"
+
+    def __init__(self, dim: int = 1, offsets: np.ndarray | None = None, columns: dict[str, np.ndarray] | None = None):
+        self.dim = dim
+        self._offsets = offsets if offsets is not None else np.zeros(1, np.uint32)
+        self._cols = columns if columns is not None else {k: np.zeros(0, d) for k, d in _DTYPES.items()}
+        self._pending: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+        self._ids_cache: np.ndarray | None = None
+
+    # ----- contract -----------------------------------------------------------
+    def add(self, ids: np.ndarray, vectors: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        vectors = np.asarray(vectors)
+        hashes = vectors.reshape(vectors.shape[0], -1)[:, 0] if vectors.ndim else vectors.reshape(-1)
+        n = ids.shape[0]
+        if hashes.shape[0] != n:
+            raise ValueError(f"{n} ids for {hashes.shape[0]} landmark rows")
+        if n == 0:
+            return
+        extra = extra or {}
+        missing = [k for k in ("t", "f", "dt") if k not in extra]
+        if missing:
+            raise ValueError(f"landmark rows need extra columns {missing}")
+        if ids.min() < 0 or ids.max() > REF_ID_MAX:
+            raise ValueError(f"reference ids must be in 0..{REF_ID_MAX}")
+        hashes = np.asarray(hashes, dtype=np.int64)
+        if hashes.min() < 0 or hashes.max() >= MAX_HASH:
+            raise ValueError(f"landmark hashes must be in 0..{MAX_HASH - 1}")
+        cols = {
+            "ref": ids.astype(np.int32),
+            "t": _fit(extra["t"], np.uint32, n, "t"),
+            "f": _fit(extra["f"], np.uint16, n, "f"),
+            "dt": _fit(extra["dt"], np.uint8, n, "dt"),
+        }
+        self._pending.append((hashes, cols))
+        self._ids_cache = None
+
+    def remove(self, ids: np.ndarray) -> int:
+        self._merge()
+        drop = np.isin(self._cols["ref"], np.asarray(ids, dtype=np.int64).reshape(-1).astype(np.int32))
+        gone = int(drop.sum())
+        if gone:
+            keep = ~drop
+            hashes = self._hashes()[keep]
+            self._cols = {k: v[keep] for k, v in self._cols.items()}
+            self._offsets = _directory(hashes)
+            self._ids_cache = None
+        return gone
+
+    def ids(self) -> np.ndarray:
+        if self._ids_cache is None:
+            parts = [self._cols["ref"]] + [c["ref"] for _, c in self._pending]
+            self._ids_cache = np.unique(np.concatenate(parts)).astype(np.int64)
+        return self._ids_cache
+
+    def to_bytes(self) -> bytes:
+        self._merge()
+        buf = io.BytesIO()
+        np.savez(buf, format=np.array([FORMAT], np.int32), offsets=self._offsets, **self._cols)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, dim: int = 1) -> "LandmarkIndex":
+        """Read ``to_bytes`` output; anything else raises ``IndexCorruptError`` (rebuild the index)."""
+        try:
+            return cls._read(data, dim)
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise IndexCorruptError(
+                f"landmark index is unreadable ({exc}); rebuild with `scanner index build --rebuild`"
+            ) from None
+
+    @classmethod
+    def _read(cls, data: bytes, dim: int) -> "LandmarkIndex":
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if int(z["format"][0]) != FORMAT:
+                raise ValueError(f"format {int(z['format'][0])}, this version reads {FORMAT}")
+            offsets = np.ascontiguousarray(z["offsets"])
+            if offsets.dtype not in (np.uint32, np.int64):
+                raise ValueError(f"directory of type {offsets.dtype}")
+            cols = {k: np.ascontiguousarray(z[k]).astype(_DTYPES[k], copy=False) for k in _COLUMNS}
+        n = {v.shape[0] for v in cols.values()}
+        if len(n) != 1:
+            raise ValueError("columns of different lengths")
+        if offsets.size == 0 or offsets[0] != 0 or offsets[-1] != n.pop() or np.any(offsets[1:] < offsets[:-1]):
+            raise ValueError("directory does not match the rows")
+        return cls(dim, offsets, cols)
+
+    # ----- landmark specifics -------------------------------------------------
+    @property
+    def rows(self) -> int:
+        """Landmarks held (all references)."""
+        return int(self._cols["ref"].shape[0] + sum(h.shape[0] for h, _ in self._pending))
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the rows and the directory."""
+        return self.rows * BYTES_PER_ROW + self._offsets.nbytes
+
+    def lookup(self, hashes: np.ndarray) -> Matches:
+        """Every stored row whose hash equals one of ``hashes`` (duplicates in ``hashes`` match again)."""
+        self._merge()
+        q = np.asarray(hashes, dtype=np.int64).reshape(-1)
+        top = self._offsets.size - 1
+        if top <= 0 or q.size == 0:
+            e = np.zeros(0, np.int64)
+            c = self._cols
+            return Matches(e, c["ref"][:0], c["t"][:0], c["f"][:0], c["dt"][:0])
+        ok = (q >= 0) & (q < top)
+        qq = np.where(ok, q, 0)
+        lo = self._offsets[qq].astype(np.int64)
+        counts = np.where(ok, self._offsets[qq + 1].astype(np.int64) - lo, 0)
+        total = int(counts.sum())
+        query = np.repeat(np.arange(q.size, dtype=np.int64), counts)
+        # position of each match: lo of its query plus its rank within that query's run
+        starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
+        pos = starts + np.arange(total, dtype=np.int64)
+        c = self._cols
+        return Matches(query, c["ref"][pos], c["t"][pos], c["f"][pos], c["dt"][pos])
+
+    def _hashes(self) -> np.ndarray:
+        """The hash of every merged row (rebuilt from the directory)."""
+        return np.repeat(np.arange(self._offsets.size - 1, dtype=np.int64), np.diff(self._offsets.astype(np.int64)))
+
+    def _merge(self) -> None:
+        if not self._pending:
+            return
+        hashes = np.concatenate([self._hashes()] + [h for h, _ in self._pending])
+        merged = {k: np.concatenate([self._cols[k]] + [c[k] for _, c in self._pending]) for k in _COLUMNS}
+        order = np.argsort(hashes, kind="stable")
+        self._cols = {k: np.ascontiguousarray(v[order]) for k, v in merged.items()}
+        self._offsets = _directory(hashes[order])
+        self._pending = []
+
+
+def _directory(sorted_hashes: np.ndarray) -> np.ndarray:
+    """CSR offsets for sorted hashes: rows of hash h are offsets[h]:offsets[h+1]."""
+    size = int(sorted_hashes[-1]) + 1 if sorted_hashes.size else 0
+    counts = np.bincount(sorted_hashes, minlength=size) if size else np.zeros(0, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return offsets.astype(np.uint32 if offsets[-1] < 2**32 else np.int64)  # 4 bytes per hash value while it can
+
+
+def _fit(values: np.ndarray, dtype, n: int, name: str) -> np.ndarray:
+    arr = np.asarray(values).reshape(-1)
+    if arr.shape[0] != n:
+        raise ValueError(f"extra[{name!r}] has {arr.shape[0]} values for {n} rows")
+    info = np.iinfo(dtype)
+    arr = np.rint(arr) if arr.dtype.kind == "f" else arr
+    if arr.size and (arr.min() < info.min or arr.max() > info.max):
+        raise ValueError(f"extra[{name!r}] values must be in {info.min}..{info.max}")
+    return arr.astype(dtype)
