@@ -74,6 +74,7 @@ class _Decoded:
     media: Any = None  # PIL image or audio clip, per media_type
     error: str | None = None
     reused: AssetResult | None = None
+    incomplete: str | None = None  # part of the asset could not be checked
 
 
 class Scanner:
@@ -408,7 +409,9 @@ class Scanner:
         try:
             if f.media_type == VIDEO:
                 info = probe_video(f.data)
-                if not info.has_video and info.has_audio:  # an audio-only MP4/M4A/MKV
+                if not info.has_video and not info.has_audio:
+                    raise MediaError("container has neither a video nor an audio stream")
+                if not info.has_video:  # an audio-only MP4/M4A/MKV
                     f = replace(f, media_type=AUDIO)
                 else:
                     return self._modalities_or_error(cand, f, VideoAsset(f.data, info), (IMAGE, AUDIO))
@@ -462,7 +465,10 @@ class Scanner:
         found: dict[int, tuple[list[Match], list[str]]] = {id(d): ([], []) for d in decoded}
         for d in decoded:
             if isinstance(d.media, VideoAsset):
-                self._search_video(d, ctx, *found[id(d)])
+                try:
+                    self._search_video(d, ctx, *found[id(d)])
+                except MediaError as exc:  # a stream that breaks mid-way fails this asset only
+                    d.error = str(exc)
         for name, det in self.detectors.items():
             batch = [d for d in decoded if d.media_type == det.modality and not isinstance(d.media, VideoAsset)]
             index = ctx.indexes[name][0]
@@ -505,6 +511,9 @@ class Scanner:
                                 matches.append(m)
                                 video.keep(frame)
             notes.extend(f"video: {n}" for n in report.notes)
+            if report.truncated:
+                d.incomplete = (f"video is truncated or damaged after {report.last_time:.1f} s: "
+                                "the rest could not be checked")
             notes.append(f"video: {report.sampled} frames sampled of {report.decoded} decoded "
                          f"({report.cuts} cuts), at most {report.max_gap:.1f} s apart")
         audio_dets = {n: det for n, det in live.items() if det.modality == AUDIO}
@@ -527,6 +536,11 @@ class Scanner:
         if d.error is not None:
             return AssetResult(verdict=Verdict.ERROR, error=d.error, **common)
         verdict, findings = decide(matches, self.settings.union_review)
+        if d.incomplete and verdict is not Verdict.BLOCK:  # what was not seen cannot pass
+            common["error"] = d.incomplete
+            verdict = Verdict.ERROR
+        elif d.incomplete:
+            notes = [*notes, d.incomplete]
         modalities = (IMAGE, AUDIO) if d.media_type == VIDEO else (d.media_type,)
         used = [n for n, det in self.detectors.items() if det.modality in modalities]
         return AssetResult(verdict=verdict, findings=tuple(findings), models={n: ctx.models[n] for n in used},

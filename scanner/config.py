@@ -33,7 +33,7 @@ class Settings:
     model_registry: Path = REPO_ROOT / "models"
     model_cache: Path = Path(os.path.expanduser("~/.cache/scanner/models"))
     calibration: Path = Path(__file__).resolve().parent / "policy" / "calibration.json"
-    detectors: tuple[str, ...] = ("image.pdq", "image.clip")
+    detectors: tuple[str, ...] = ("image.pdq", "image.clip", "image.face", "audio.fingerprint", "audio.voice")
     clip_model: str = "clip-vit-b-32-laion2b"
     face_model: str = "face-dlib-resnet-v1"
     voice_model: str = "voice-resemblyzer-ge2e"

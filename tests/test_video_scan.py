@@ -59,3 +59,18 @@ def test_video_in_cli_report(tmp_path, monkeypatch, works):
     assert r.exit_code == 2
     html = (tmp_path / "out" / "report.html").read_text()
     assert "timecode" in html and f"-f{recs['reel.mov']['findings'][0]['extra']['frame']}.jpg" in html
+
+
+def test_truncated_video_is_never_a_pass(settings, works, tmp_path):
+    from scanner.api import Scanner as _Scanner
+
+    deliv = tmp_path / "v"
+    deliv.mkdir()
+    _clip(deliv / "full.mp4", [(902, 3.0), (903, 3.0)])
+    data = (deliv / "full.mp4").read_bytes()
+    (deliv / "cut.mp4").write_bytes(data[: int(len(data) * 0.6)])
+    s = _Scanner(settings)
+    s.add_reference(works)
+    res = {Path(r.path).name: r for r in s.scan([deliv])}
+    assert res["full.mp4"].verdict.value == "pass"
+    assert res["cut.mp4"].verdict.value == "error" and res["cut.mp4"].error

@@ -1,0 +1,234 @@
+"""Index types by collection size: build time, bytes, query latency, recall against exact search.
+
+    .venv/bin/python benchmarks/index_scale.py [--sizes 1000,10000,100000,300000,1000000]
+        [--queries 100] [--threads 1] [--memory-gb G] [--full] [--seed 0]
+
+Data. Synthetic, shaped like real signals: 512-d float vectors from a Gaussian mixture
+(1024 clusters, per-dimension spread decaying as ``(1 + i) ** -0.5``, a shared mean
+direction, L2-normalised: same-cluster pairs average cosine 0.68, other pairs 0.18,
+like image embeddings), and 256-bit hashes as random-hyperplane signs of those vectors
+(so near vectors give near hashes, as perceptual hashes of near images do).
+
+Queries, ``--queries`` of them, half of each kind:
+
+* *copies*: a reference vector plus noise (cosine 0.97 to its source); its hash is the
+  hash of the noisy vector (a few bits flipped). ``copy@1`` is the share of copies whose
+  top hit is their source: the copy-detection case.
+* *fresh*: new draws from the mixture (generic nearest-neighbour search).
+
+Measures, per size and index type, in the same run: build time (add + train), bytes of
+the serialised index, query latency (one batch of all queries, per query ms), recall@10
+(share of the exact top-10 rows found, exact = flat in the same run, over all queries),
+copy@1, the score error (largest |score - exact score| over rows both searches returned;
+Hamming distances are exact in every type), and ``*`` marks the type ``choose_index`` picks for that size (with
+``--memory-gb`` as the budget, none by default).
+
+Time. Sized to finish in under 10 minutes on 2 cores: the float HNSW graph at 1M rows
+(~10 min to build here) and binary HNSW graphs above 100k rows run only with ``--full``
+(the table prints an extrapolated build time instead). FAISS runs with ``--threads`` OpenMP threads
+(default 1: on a shared 2-core box OpenMP's spinning threads are slower than one
+thread). The machine's load average is printed: other processes inflate timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import faiss  # noqa: E402
+
+from scanner.index import choose  # noqa: E402
+from scanner.index.faiss_index import (  # noqa: E402
+    BinaryHNSWIndex, BinaryIndex, BinaryIVFIndex, FloatIndex, HNSWIndex, IVFPQIndex, IVFSQIndex,
+)
+from scanner.types import Metric  # noqa: E402
+
+DIM, BITS, CLUSTERS = 512, 256, 1024
+NOISE, COPY_NOISE, MEAN_WEIGHT = 0.8, 0.25, 0.6
+
+
+class Mixture:
+    def __init__(self, seed: int):
+        rng = np.random.default_rng(seed)
+        self.scale = ((1.0 + np.arange(DIM)) ** -0.5).astype(np.float32)
+        self.scale /= np.linalg.norm(self.scale) / math.sqrt(DIM)
+        self.centers = rng.standard_normal((CLUSTERS, DIM), dtype=np.float32) * self.scale
+        mean = rng.standard_normal(DIM, dtype=np.float32) * self.scale
+        self.mean = mean * (MEAN_WEIGHT * math.sqrt(DIM) / np.linalg.norm(mean))
+        self.planes = rng.standard_normal((DIM, BITS), dtype=np.float32)
+
+    def draw(self, n: int, rng: np.random.Generator, chunk: int = 100_000) -> np.ndarray:
+        out = np.empty((n, DIM), np.float32)
+        for s in range(0, n, chunk):
+            e = min(n, s + chunk)
+            x = self.centers[rng.integers(0, CLUSTERS, e - s)]
+            x += NOISE * rng.standard_normal((e - s, DIM), dtype=np.float32) * self.scale
+            x += self.mean
+            out[s:e] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return out
+
+    def copies(self, src: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        x = src + COPY_NOISE * rng.standard_normal(src.shape, dtype=np.float32) / math.sqrt(DIM)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def hashes(self, x: np.ndarray, chunk: int = 100_000) -> np.ndarray:
+        out = np.empty((x.shape[0], BITS // 8), np.uint8)
+        for s in range(0, x.shape[0], chunk):
+            out[s:s + chunk] = np.packbits((x[s:s + chunk] @ self.planes) > 0, axis=1)
+        return out
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = sum(len(set(f[f >= 0].tolist()) & set(t[t >= 0].tolist())) for f, t in zip(found, truth))
+    return hits / max(1, int((truth >= 0).sum()))
+
+
+def plan_params(kind: str, n: int, metric: Metric) -> dict:
+    """Parameters ``choose_index`` would give ``kind`` at this size (whether or not it picks it);
+    IVF-PQ is built with its SQ8 re-scoring copy so both of its variants come from one build."""
+    dim = DIM if metric is Metric.COSINE else BITS
+    extra = {"refine": "sq8"} if kind == "ivfpq" else {}
+    return dict(choose.plan_for(kind, n, dim, metric, **extra).params)
+
+
+def run_size(n: int, args, mix: Mixture, rows: list, hnsw_rate: dict) -> None:
+    rng = np.random.default_rng(args.seed + n)
+    gen_t = time.perf_counter()
+    x = mix.draw(n, rng)
+    ids = np.arange(n, dtype=np.int64)
+    q_copy = max(1, args.queries // 2)
+    src = rng.choice(n, q_copy, replace=False)
+    q = np.concatenate([mix.copies(x[src], rng), mix.draw(args.queries - q_copy, rng)])
+    hx, hq = mix.hashes(x), mix.hashes(q)
+    print(f"\n[{n:,} rows] data generated in {time.perf_counter() - gen_t:.1f} s", flush=True)
+    budget = None if args.memory_gb is None else int(args.memory_gb * 1024**3)
+
+    for metric, data, queries in ((Metric.COSINE, x, q), (Metric.HAMMING, hx, hq)):
+        dim = DIM if metric is Metric.COSINE else BITS
+        chosen = choose.choose_index(n, dim, metric, budget)
+        flat = FloatIndex(dim) if metric is Metric.COSINE else BinaryIndex(dim)
+        _, build = timed(lambda: flat.add(ids, data))
+        (s0, i0), lat = timed(lambda: flat.search(queries, 10))
+        nbytes = len(flat.to_bytes())
+        copy1 = float(np.mean(i0[:q_copy, 0] == src))
+        rows.append((n, metric.value, "flat", build, nbytes, 1000 * lat / len(queries), 1.0, copy1, 0.0,
+                     chosen.kind == "flat", ""))
+        print(f"  {metric.value:7s} flat        build {build:7.1f} s  {lat * 1000 / len(queries):7.2f} ms/q",
+              flush=True)
+        del flat
+        gc.collect()
+        kinds = ["hnsw", "ivf-sq8", "ivfpq"] if metric is Metric.COSINE else ["binary-hnsw", "binary-ivf"]
+        for kind in kinds:
+            if kind in ("ivfpq", "ivf-sq8", "binary-ivf") and n < choose.IVF_MIN // 2:
+                for k2 in ([kind, "ivfpq-raw"] if kind == "ivfpq" else [kind]):
+                    rows.append((n, metric.value, k2, None, None, None, None, None, None, False,
+                                 f"n/a: too few rows to train (< {choose.IVF_MIN // 2})"))
+                continue
+            if (kind == "hnsw" and n >= 1_000_000 or kind == "binary-hnsw" and n > 100_000) and not args.full:
+                rate = hnsw_rate.get(kind)
+                est = f"~{n / rate / 60:.0f} min build (extrapolated)" if rate else "not run"
+                rows.append((n, metric.value, kind, None, None, None, None, None, None, chosen.kind == kind,
+                             f"skipped without --full: {est}"))
+                continue
+            cls = {"hnsw": HNSWIndex, "ivf-sq8": IVFSQIndex, "ivfpq": IVFPQIndex, "binary-hnsw": BinaryHNSWIndex,
+                   "binary-ivf": BinaryIVFIndex}[kind]
+            index = cls(dim, plan_params(kind, n, metric))
+            _, build = timed(lambda: index.add(ids, data))
+            if kind in ("hnsw", "binary-hnsw"):
+                hnsw_rate[kind] = n / build / (1 + math.log10(max(10, n)) / 10)  # rough n log n
+            blob = index.to_bytes()
+            variants = [(kind, True)] + ([("ivfpq-raw", False)] if kind == "ivfpq" else [])
+            for name, rescore in variants:
+                if kind == "ivfpq":
+                    (s, i), lat = timed(lambda: index.search(queries, 10, rescore=rescore))
+                    nbytes = len(blob) if rescore else len(blob) - len(faiss.serialize_index(index._store))
+                else:
+                    (s, i), lat = timed(lambda: index.search(queries, 10))
+                    nbytes = len(blob)
+                rec = recall_at(i, i0)
+                copy1 = float(np.mean(i[:q_copy, 0] == src))
+                err = score_error(s, i, s0, i0)
+                picked = chosen.kind == kind and (name != "ivfpq-raw") == (chosen.params.get("refine", "sq8") != "none")
+                rows.append((n, metric.value, name, build, nbytes, 1000 * lat / len(queries), rec, copy1, err,
+                             picked, "same build as ivfpq" if name == "ivfpq-raw" else ""))
+                print(f"  {metric.value:7s} {name:11s} build {build:7.1f} s  {lat * 1000 / len(queries):7.2f} ms/q  "
+                      f"recall@10 {rec:.3f}", flush=True)
+            del index, blob
+            gc.collect()
+
+
+def score_error(s: np.ndarray, i: np.ndarray, s0: np.ndarray, i0: np.ndarray) -> float:
+    """Largest |score - exact score| over the rows both searches returned for a query."""
+    worst = 0.0
+    for srow, irow, s0row, i0row in zip(s, i, s0, i0):
+        exact = {int(a): float(b) for a, b in zip(i0row, s0row) if a >= 0}
+        for a, b in zip(irow, srow):
+            if int(a) in exact:
+                worst = max(worst, abs(float(b) - exact[int(a)]))
+    return worst
+
+
+def fmt_bytes(b: int | None) -> str:
+    if b is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if b < 1024 or unit == "GB":
+            return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
+        b /= 1024
+    return str(b)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="1000,10000,100000,300000,1000000")
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--memory-gb", type=float, default=None)
+    ap.add_argument("--full", action="store_true", help="also build HNSW graphs at 1M rows (slow)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    faiss.omp_set_num_threads(args.threads)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    mix = Mixture(args.seed)
+    rows: list = []
+    hnsw_rate: dict = {}
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()
+    for n in sizes:
+        run_size(n, args, mix, rows, hnsw_rate)
+    total = time.perf_counter() - t0
+    print("\n== Index scale ==")
+    print(f"{args.queries} queries ({args.queries // 2} copies, rest fresh), {args.threads} FAISS thread(s), "
+          f"load average {load0[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, total {total:.0f} s")
+    head = ("rows", "metric", "type", "build s", "bytes", "ms/query", "recall@10", "copy@1", "score err", "note")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" for _ in head) + "|")
+    for n, metric, kind, build, nbytes, ms, rec, copy1, err, chosen, note in rows:
+        cells = [f"{n:,}", metric, kind + (" *" if chosen else ""),
+                 "-" if build is None else f"{build:.2f}", fmt_bytes(nbytes),
+                 "-" if ms is None else f"{ms:.3f}", "-" if rec is None else f"{rec:.3f}",
+                 "-" if copy1 is None else f"{copy1:.2f}", "-" if err is None else f"{err:.4f}", note]
+        print("| " + " | ".join(cells) + " |")
+    print("\n* = choose_index's pick for that size"
+          + ("" if args.memory_gb is None else f" with a {args.memory_gb:g} GB budget") + ". "
+          "ivf-sq8 = IVF over 8-bit vectors; ivfpq = IVF-PQ (32 B codes) with SQ8 re-scoring of 16x k "
+          "candidates; ivfpq-raw = the same index's PQ scores without re-scoring (bytes without the SQ8 copy).")
+
+
+if __name__ == "__main__":
+    main()

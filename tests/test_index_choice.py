@@ -1,0 +1,415 @@
+"""Index type chosen by size and memory; approximate indexes: round trip, recall, removal."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from scanner.index import IndexStore
+from scanner.index.choose import (
+    BINARY_FLAT_MAX, FLAT_MAX, HNSW_MAX, IVF_MIN, IndexPlan, choose_index, flat_bytes, hnsw_bytes, ivf_nlist,
+    ivf_nprobe, make_index, plan_for, pq_m,
+)
+from scanner.index.faiss_index import (
+    MAGIC, BinaryHNSWIndex, BinaryIndex, BinaryIVFIndex, FloatIndex, HNSWIndex, IVFPQIndex, IVFSQIndex,
+    load_index,
+)
+from scanner.types import Metric
+
+DIM = 128
+BITS = 256
+W_SHA = "a" * 64
+
+
+# --------------------------------------------------------------------------- data
+
+
+def clustered(n: int, dim: int = DIM, clusters: int = 64, seed: int = 0) -> np.ndarray:
+    """Gaussian mixture with a decaying spectrum and a shared mean, L2-normalised (embedding-like)."""
+    rng = np.random.default_rng(seed)
+    scale = ((1.0 + np.arange(dim)) ** -0.5).astype(np.float32)
+    scale /= np.linalg.norm(scale) / math.sqrt(dim)
+    centers = rng.standard_normal((clusters, dim), dtype=np.float32) * scale
+    mean = rng.standard_normal(dim, dtype=np.float32) * scale
+    x = centers[rng.integers(0, clusters, n)] + 0.8 * rng.standard_normal((n, dim), dtype=np.float32) * scale
+    x += 0.6 * math.sqrt(dim) * mean / np.linalg.norm(mean)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def hashes(x: np.ndarray, bits: int = BITS, seed: int = 1) -> np.ndarray:
+    planes = np.random.default_rng(seed).standard_normal((x.shape[1], bits), dtype=np.float32)
+    return np.packbits((x @ planes) > 0, axis=1)
+
+
+def copies(x: np.ndarray, seed: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y = x + 0.25 * rng.standard_normal(x.shape, dtype=np.float32) / math.sqrt(x.shape[1])
+    return (y / np.linalg.norm(y, axis=1, keepdims=True)).astype(np.float32)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return sum(len(set(f[f >= 0]) & set(t[t >= 0])) for f, t in zip(found, truth)) / truth.size
+
+
+@pytest.fixture(scope="module")
+def data():
+    x = clustered(5000)
+    q = np.concatenate([copies(x[:50]), clustered(50, seed=9)])
+    return x, q, np.arange(5000, dtype=np.int64)
+
+
+FLOAT_PARAMS = {
+    "hnsw": {"M": 32, "ef_construction": 40, "ef_search": 64},
+    "ivfpq": {"nlist": 64, "m": pq_m(DIM), "nbits": 8, "nprobe": 16, "k_factor": 16, "train_size": 5000},
+    "ivf-sq8": {"nlist": 64, "nprobe": 16, "train_size": 5000},
+}
+
+
+def _hnsw(x, ids) -> HNSWIndex:
+    ix = HNSWIndex(DIM, FLOAT_PARAMS["hnsw"])
+    ix.add(ids, x)
+    return ix
+
+
+def _ivfpq(x, ids, refine="sq8") -> IVFPQIndex:
+    ix = IVFPQIndex(DIM, {**FLOAT_PARAMS["ivfpq"], "refine": refine})
+    ix.add(ids, x)
+    return ix
+
+
+def _ivfsq(x, ids) -> IVFSQIndex:
+    ix = IVFSQIndex(DIM, FLOAT_PARAMS["ivf-sq8"])
+    ix.add(ids, x)
+    return ix
+
+
+def _bhnsw(h, ids) -> BinaryHNSWIndex:
+    ix = BinaryHNSWIndex(BITS, {"M": 16, "ef_construction": 64, "ef_search": 64})
+    ix.add(ids, h)
+    return ix
+
+
+def _bivf(h, ids) -> BinaryIVFIndex:
+    ix = BinaryIVFIndex(BITS, {"nlist": 64, "nprobe": 16, "train_size": 5000})
+    ix.add(ids, h)
+    return ix
+
+
+@pytest.fixture(scope="module")
+def built(data):
+    x, q, ids = data
+    h = hashes(x)
+    return {
+        "hnsw": _hnsw(x, ids), "ivfpq": _ivfpq(x, ids), "ivfpq-raw": _ivfpq(x, ids, "none"), "ivf-sq8": _ivfsq(x, ids),
+        "binary-hnsw": _bhnsw(h, ids), "binary-ivf": _bivf(h, ids),
+    }
+
+
+def _queries(kind, q):
+    return hashes(q) if kind.startswith("binary") else q
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+def test_float_rule_at_boundaries():
+    assert choose_index(0, 512, Metric.COSINE).kind == "flat"
+    assert choose_index(FLAT_MAX, 512, Metric.COSINE).kind == "flat"
+    mid = choose_index(FLAT_MAX + 1, 512, Metric.COSINE)
+    assert mid.kind == "hnsw" and not mid.exact and mid.exact_scores and mid.params["M"] == 32
+    assert mid.params["ef_search"] == 128
+    assert choose_index(HNSW_MAX, 512, "cosine").kind == "hnsw"
+    big = choose_index(HNSW_MAX + 1, 512, Metric.COSINE)
+    assert big.kind == "ivf-sq8" and big.exact_scores and not big.exact
+    assert big.params["nlist"] == ivf_nlist(HNSW_MAX + 1) and big.params["nprobe"] == ivf_nprobe(big.params["nlist"])
+    assert big.params["train_size"] <= 200_000
+    assert big.expected_bytes < flat_bytes(HNSW_MAX + 1, 512, Metric.COSINE) / 3
+
+
+def test_float_rule_under_a_memory_budget():
+    n = 50_000
+    flat = flat_bytes(n, 512, Metric.COSINE)
+    assert choose_index(n, 512, Metric.COSINE, memory_bytes=flat).kind == "flat"
+    tight = choose_index(n, 512, Metric.COSINE, memory_bytes=flat - 1)
+    assert tight.kind == "ivf-sq8" and tight.fits and tight.expected_bytes <= flat - 1 and tight.exact_scores
+    # below 8-bit vectors: PQ codes, approximate scores
+    pq = choose_index(n, 512, Metric.COSINE, memory_bytes=n * 200)
+    assert pq.kind == "ivfpq" and pq.params["refine"] == "none" and not pq.exact_scores
+    assert pq.params["m"] == 32 and pq.fits
+    smaller = choose_index(n, 512, Metric.COSINE, memory_bytes=n * 65)
+    assert smaller.kind == "ivfpq" and smaller.params["m"] < pq.params["m"] and smaller.fits
+    hopeless = choose_index(n, 512, Metric.COSINE, memory_bytes=1000)
+    assert hopeless.kind == "ivfpq" and not hopeless.fits
+    # too few rows to train IVF-PQ: flat, flagged as not fitting
+    few = choose_index(IVF_MIN - 1, 512, Metric.COSINE, memory_bytes=1000)
+    assert few.kind == "flat" and not few.fits
+    # HNSW that does not fit falls to IVF-SQ8 even in its size range
+    graph = hnsw_bytes(200_000, 512, Metric.COSINE, 32)
+    assert choose_index(200_000, 512, Metric.COSINE, memory_bytes=graph).kind == "hnsw"
+    assert choose_index(200_000, 512, Metric.COSINE, memory_bytes=graph - 1).kind == "ivf-sq8"
+
+
+def test_binary_rule_at_boundaries():
+    assert choose_index(BINARY_FLAT_MAX, 256, Metric.HAMMING).kind == "flat"
+    big = choose_index(BINARY_FLAT_MAX + 1, 256, Metric.HAMMING)
+    assert big.kind == "binary-ivf" and big.exact_scores and not big.exact
+    tight = choose_index(100_000, 256, Metric.HAMMING, memory_bytes=flat_bytes(100_000, 256, Metric.HAMMING) - 1)
+    assert tight.kind == "binary-ivf"  # same codes, smaller id bookkeeping
+    assert choose_index(1000, 256, Metric.HAMMING, memory_bytes=10).kind == "flat"
+
+
+def test_rule_is_pure_and_sizes_grow():
+    a = choose_index(123_456, 512, Metric.COSINE, 10**10)
+    assert a == choose_index(123_456, 512, "cosine", 10**10)
+    sizes = [choose_index(n, 512, Metric.COSINE).expected_bytes for n in (10, 10_000, 10**6, 10**7)]
+    assert sizes == sorted(sizes)
+    assert choose_index(200_000, 512, Metric.COSINE).expected_bytes == pytest.approx(2e5 * (2048 + 8 * 32), rel=0.15)
+    assert choose_index(10**6, 512, Metric.COSINE).expected_bytes == pytest.approx(10**6 * 512, rel=0.1)
+
+
+def test_plan_for_gives_the_rules_parameters():
+    forced, chosen = plan_for("ivf-sq8", HNSW_MAX + 1, 512, Metric.COSINE), choose_index(HNSW_MAX + 1, 512, "cosine")
+    assert (forced.kind, forced.params, forced.expected_bytes) == (chosen.kind, chosen.params, chosen.expected_bytes)
+    pq = plan_for("ivfpq", 10**6, 512, Metric.COSINE, refine="sq8")
+    assert pq.exact_scores and pq.params["m"] == 32 and pq.params["refine"] == "sq8"
+    assert not plan_for("ivfpq", 10**6, 512, Metric.COSINE).exact_scores
+    assert plan_for("binary-hnsw", 10, 256, Metric.HAMMING).params["M"] == 16
+    assert not plan_for("hnsw", 10**6, 512, Metric.COSINE, memory_bytes=10**6).fits
+    with pytest.raises(ValueError, match="no 'hnsw' index for hamming"):
+        plan_for("hnsw", 10, 256, Metric.HAMMING)
+
+
+def test_rule_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        choose_index(-1, 512, Metric.COSINE)
+    with pytest.raises(ValueError):
+        choose_index(10, 0, Metric.COSINE)
+    with pytest.raises(ValueError):
+        choose_index(10, 100, Metric.HAMMING)  # not whole bytes
+
+
+def test_helpers():
+    assert ivf_nlist(1) == 64 and ivf_nlist(10**6) == 1024 and ivf_nlist(10**10) == 16384
+    assert all(n & (n - 1) == 0 for n in (ivf_nlist(c) for c in (10, 5000, 123_456, 10**8)))
+    assert ivf_nprobe(64) == 16 and ivf_nprobe(1024) == 128 and ivf_nprobe(16384) == 512
+    assert pq_m(512) == 32 and pq_m(512, 24) == 16 and pq_m(100) == 5 and 100 % pq_m(100, 7) == 0
+
+
+@pytest.mark.parametrize("kind, metric, cls", [
+    ("flat", Metric.COSINE, FloatIndex), ("flat", Metric.HAMMING, BinaryIndex), ("hnsw", Metric.COSINE, HNSWIndex),
+    ("ivfpq", Metric.COSINE, IVFPQIndex), ("ivf-sq8", Metric.COSINE, IVFSQIndex),
+    ("binary-ivf", Metric.HAMMING, BinaryIVFIndex),
+    ("binary-hnsw", Metric.HAMMING, BinaryHNSWIndex),
+])
+def test_make_index(kind, metric, cls):
+    dim = 256
+    plan = IndexPlan(kind, metric, dim, 0, {"nlist": 64} if "ivf" in kind else {})
+    ix = make_index(plan)
+    assert isinstance(ix, cls) and ix.metric is metric and ix.dim == dim and len(ix) == 0
+    with pytest.raises(ValueError):
+        make_index(IndexPlan(kind if kind != "flat" else "nope", Metric.HAMMING if metric is Metric.COSINE
+                             else Metric.COSINE, dim, 0))
+
+
+# --------------------------------------------------------------------------- recall (floors measured, with margin)
+
+# Measured on this data (5k rows, 128-d, 64 clusters; 50 copies + 50 fresh queries; deterministic):
+# hnsw 0.996, ivf-sq8 0.962, ivfpq re-scored 0.944, binary-hnsw 0.967, binary-ivf 0.973, raw PQ 0.424
+# (copies found first: 1.0 for all but raw PQ, 0.68). Floors sit ~0.04 below.
+RECALL_FLOOR = {"hnsw": 0.96, "ivf-sq8": 0.92, "ivfpq": 0.90, "binary-hnsw": 0.92, "binary-ivf": 0.93,
+                "ivfpq-raw": 0.38}
+
+
+@pytest.mark.parametrize("kind", sorted(RECALL_FLOOR))
+def test_recall_against_flat(kind, data, built):
+    x, q, ids = data
+    if kind.startswith("binary"):
+        flat = BinaryIndex(BITS)
+        flat.add(ids, hashes(x))
+    else:
+        flat = FloatIndex(DIM)
+        flat.add(ids, x)
+    qq = _queries(kind, q)
+    s0, i0 = flat.search(qq, 10)
+    s, i = built[kind].search(qq, 10)
+    r = recall(i, i0)
+    assert r >= RECALL_FLOOR[kind], f"{kind} recall@10 {r:.3f}"
+    # copies find their source first (raw PQ scores do not reliably: why the rule re-scores or avoids them)
+    assert np.mean(i[:50, 0] == np.arange(50)) >= (0.6 if kind == "ivfpq-raw" else 1.0)
+    if kind != "ivfpq-raw":  # returned scores are (near-)exact for the rows they return
+        for srow, irow, s0row, i0row in zip(s, i, s0, i0):
+            exact = dict(zip(i0row.tolist(), s0row.tolist()))
+            for sc, ref in zip(srow.tolist(), irow.tolist()):
+                if ref in exact:
+                    assert abs(sc - exact[ref]) <= (0.01 if kind in ("ivfpq", "ivf-sq8") else 1e-4)
+    assert np.all(np.diff(s, axis=1) <= 1e-6) if not kind.startswith("binary") else np.all(np.diff(s, axis=1) >= 0)
+
+
+# --------------------------------------------------------------------------- round trip
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq", "ivfpq-raw", "ivf-sq8", "binary-hnsw", "binary-ivf"])
+def test_round_trip_gives_identical_results(kind, data, built):
+    _, q, _ = data
+    ix = built[kind]
+    metric = Metric.HAMMING if kind.startswith("binary") else Metric.COSINE
+    blob = ix.to_bytes()
+    assert blob[:8] == MAGIC
+    back = load_index(blob, ix.dim, metric)
+    assert type(back) is type(ix) and back.kind == ix.kind and back.params == ix.params
+    qq = _queries(kind, q)
+    s1, i1 = ix.search(qq, 10)
+    s2, i2 = back.search(qq, 10)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_array_equal(s1, s2)
+    assert back.to_bytes() == blob
+    np.testing.assert_array_equal(back.ids(), ix.ids())
+
+
+def test_round_trip_keeps_tombstones_and_removals(data):
+    x, q, ids = data
+    for ix, qq, metric in ((_hnsw(x[:1000], ids[:1000]), q, Metric.COSINE),
+                           (_bhnsw(hashes(x[:1000]), ids[:1000]), hashes(q), Metric.HAMMING)):
+        ix.remove(np.arange(0, 100))
+        back = load_index(ix.to_bytes(), ix.dim, metric)
+        s1, i1 = ix.search(qq, 10)
+        s2, i2 = back.search(qq, 10)
+        np.testing.assert_array_equal(i1, i2)
+        assert not np.isin(i2, np.arange(100)).any() and len(back) == 900
+
+
+def test_flat_bytes_still_load_and_kinds_are_checked(data):
+    x, q, ids = data
+    flat = FloatIndex(DIM)
+    flat.add(ids[:10], x[:10])
+    back = load_index(flat.to_bytes(), DIM, Metric.COSINE)
+    assert isinstance(back, FloatIndex) and len(back) == 10
+    blob = _hnsw(x[:200], ids[:200]).to_bytes()
+    with pytest.raises(ValueError, match="for cosine"):
+        load_index(blob, BITS, Metric.HAMMING)
+    with pytest.raises(ValueError, match="dimension"):
+        load_index(blob, DIM * 2, Metric.COSINE)
+    with pytest.raises(ValueError, match="truncated"):
+        load_index(blob[:-10], DIM, Metric.COSINE)
+    with pytest.raises(ValueError, match="not ivfpq"):
+        IVFPQIndex.from_bytes(blob, DIM)
+
+
+def test_index_store_round_trip(tmp_path, data):
+    x, q, ids = data
+    ix = _ivfpq(x, ids)
+    store = IndexStore(tmp_path)
+    manifest = store.save("image.clip", ix, "m", W_SHA)
+    assert manifest.index_type == ix.kind and manifest.count == 5000 and ix.kind.startswith("IVF64,PQ8x8,Refine(SQ8)")
+    loaded, _ = store.load("image.clip", "m", W_SHA, DIM, Metric.COSINE,
+                           lambda b: load_index(b, DIM, Metric.COSINE))
+    np.testing.assert_array_equal(loaded.search(q, 5)[1], ix.search(q, 5)[1])
+
+
+# --------------------------------------------------------------------------- removal and edge cases
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq", "ivf-sq8", "binary-hnsw", "binary-ivf"])
+def test_remove(kind, data):
+    x, q, ids = data
+    n = 2000
+    refs = ids[:n] // 2  # every reference owns two rows
+    vecs = hashes(x[:n]) if kind.startswith("binary") else x[:n]
+    ix = {"hnsw": lambda: HNSWIndex(DIM, FLOAT_PARAMS["hnsw"]),
+          "ivfpq": lambda: IVFPQIndex(DIM, {**FLOAT_PARAMS["ivfpq"], "nlist": 32, "refine": "sq8"}),
+          "ivf-sq8": lambda: IVFSQIndex(DIM, {"nlist": 32, "nprobe": 8}),
+          "binary-hnsw": lambda: BinaryHNSWIndex(BITS),
+          "binary-ivf": lambda: BinaryIVFIndex(BITS, {"nlist": 32, "nprobe": 8})}[kind]()
+    ix.add(refs, vecs)
+    assert len(ix) == n // 2 and ix.rows == n
+    gone = np.arange(0, 100)
+    assert ix.remove(gone) == 200
+    assert ix.remove(gone) == 0 and ix.remove(np.array([10**9])) == 0
+    assert len(ix) == n // 2 - 100 and ix.rows == n - 200
+    assert not np.isin(gone, ix.ids()).any()
+    s, found = ix.search(vecs[:300], 10)
+    assert not np.isin(found, gone).any()
+    # the rows of the remaining references are still found first
+    assert np.all(found[200:300, 0] == refs[200:300])
+    # removed ids can come back with new rows
+    ix.add(np.array([5]), vecs[10:11])
+    _, again = ix.search(vecs[10:11], 1)
+    assert again[0, 0] == 5 and 5 in ix.ids()
+
+
+def test_hnsw_compacts_when_tombstones_pile_up(data):
+    x, q, ids = data
+    ix = _hnsw(x[:1000], ids[:1000])
+    ix.remove(np.arange(0, 200))  # 20 %: tombstones only
+    assert ix._index.ntotal == 1000 and ix.rows == 800
+    ix.remove(np.arange(200, 300))  # 30 %: rebuilt without them
+    assert ix._index.ntotal == 700 and ix.rows == 700 and ix._alive.all()
+    _, found = ix.search(x[300:400], 1)
+    assert np.all(found[:, 0] == np.arange(300, 400))
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq", "ivf-sq8", "binary-hnsw", "binary-ivf"])
+def test_empty_and_short_results(kind, data):
+    x, q, ids = data
+    binary = kind.startswith("binary")
+    cls = {"hnsw": HNSWIndex, "ivfpq": IVFPQIndex, "ivf-sq8": IVFSQIndex, "binary-hnsw": BinaryHNSWIndex,
+           "binary-ivf": BinaryIVFIndex}[kind]
+    ix = cls(BITS if binary else DIM, {"nlist": 16, "refine": "sq8"} if "ivf" in kind else {})
+    qq = hashes(q[:3]) if binary else q[:3]
+    s, i = ix.search(qq, 4)
+    assert i.shape == (3, 4) and (i == -1).all()
+    vecs = hashes(x[:300]) if binary else x[:300]
+    ix.add(np.arange(300) % 3, vecs)  # 3 references, 100 rows each
+    ix.remove(np.array([0, 1]))
+    s, i = ix.search(qq, 150)
+    assert i.shape == (3, 150) and set(i[i >= 0].tolist()) == {2} and (i[:, 100:] == -1).all()
+
+
+def test_ivf_needs_enough_rows_to_train(data):
+    x, q, ids = data
+    ix = IVFPQIndex(DIM, {"nlist": 64})  # PQ codebooks need 2**nbits = 256 rows
+    with pytest.raises(ValueError, match="at least 256"):
+        ix.add(ids[:100], x[:100])
+    assert len(ix) == 0
+    with pytest.raises(ValueError, match="must divide"):
+        IVFPQIndex(DIM, {"m": 7})
+
+
+def test_add_validates_shapes(data):
+    x, q, ids = data
+    with pytest.raises(ValueError, match="ids for"):
+        HNSWIndex(DIM).add(ids[:3], x[:2])
+
+
+# --------------------------------------------------------------------------- shard merge
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf-sq8", "binary-hnsw", "binary-ivf"])
+def test_merge_shards(kind, data):
+    x, q, ids = data
+    binary = kind.startswith("binary")
+    vecs = hashes(x[:3000]) if binary else x[:3000]
+    make = {"hnsw": lambda: HNSWIndex(DIM), "ivf-sq8": lambda: IVFSQIndex(DIM, {"nlist": 32, "nprobe": 32}),
+            "binary-hnsw": lambda: BinaryHNSWIndex(BITS),
+            "binary-ivf": lambda: BinaryIVFIndex(BITS, {"nlist": 32, "nprobe": 32})}[kind]
+    a, b = make(), make()
+    a.add(ids[:1500], vecs[:1500])
+    b.add(ids[1500:3000], vecs[1500:3000])
+    b.remove(np.arange(1500, 1600))
+    a.merge(b)
+    assert len(a) == 2900 and not np.isin(np.arange(1500, 1600), a.ids()).any()
+    s, found = a.search(vecs[1600:1700], 1)
+    assert np.all(found[:, 0] == np.arange(1600, 1700))
+    if not binary:
+        assert np.all(s[:, 0] > 0.99)
+    with pytest.raises(ValueError, match="same dimension"):
+        a.merge(FloatIndex(DIM))
+
+
+def test_merge_refuses_lossy_pq(data):
+    x, q, ids = data
+    a, b = _ivfpq(x, ids, "none"), _ivfpq(x[:600], ids[:600], "none")
+    with pytest.raises(ValueError, match="rebuild"):
+        a.merge(b)
