@@ -260,7 +260,7 @@ class Scanner:
             loaded = cached  # already in memory and still current on disk
         elif not rebuild:
             loaded = self._load_index(name, det)
-        index, skipped = (loaded[0], dict(loaded[1].skipped)) if loaded else (det.new_index(), {})
+        index, skipped = (loaded[0], dict(loaded[1].skipped)) if loaded else (det.new_index(len(sources)), {})
         have = set(index.ids().tolist())
         skipped = {k: v for k, v in skipped.items() if int(k) in sources}
         gone = np.array(sorted(have - set(sources)), dtype=np.int64)
@@ -281,7 +281,10 @@ class Scanner:
 
     def _embed_into(self, index: VectorIndex, det: Detector, ref_ids: Sequence[int], sources: dict[int, str],
                     skipped: dict[str, str], report: IndexReport, progress: Progress | None) -> None:
-        """Decode and embed references in batches into ``index``; unusable ones go to ``skipped``."""
+        """Decode and embed references in batches into ``index``; unusable ones go to ``skipped``.
+
+        An empty index gets all rows in one ``add`` (IVF indexes train on their first add)."""
+        pending: list[tuple[np.ndarray, np.ndarray, dict]] = []
         for chunk in _chunks(list(ref_ids), self.settings.batch_size):
             media, ok = [], []
             for ref_id in chunk:
@@ -294,10 +297,14 @@ class Scanner:
                 if emb.empty:
                     skipped[str(ref_id)] = emb.note
                 else:
-                    index.add(np.full(emb.vectors.shape[0], ref_id, dtype=np.int64), emb.vectors, emb.extra)
+                    pending.append((np.full(emb.vectors.shape[0], ref_id, dtype=np.int64), emb.vectors, emb.extra))
                     report.added += 1
+            if len(index):  # already trained: add as we go, memory stays bounded
+                _add_rows(index, pending)
+                pending = []
             if progress:
                 progress(len(chunk))
+        _add_rows(index, pending)
 
     def build_index_part(self, root: Path, keep: Callable[[int], bool], progress: Progress | None = None
                          ) -> list[IndexReport]:
@@ -306,7 +313,7 @@ class Scanner:
         store, reports = IndexStore(root), []
         for name, det in self.detectors.items():
             sources = {i: p for i, p in self._sources(det).items() if keep(i)}
-            report, index, skipped = IndexReport(name, det.model_id, rebuilt=True), det.new_index(), {}
+            report, index, skipped = IndexReport(name, det.model_id, rebuilt=True), det.new_index(len(sources)), {}
             self._embed_into(index, det, sorted(sources), sources, skipped, report, progress)
             store.save(name, index, det.model_id, det.weights_sha256, skipped, det.params)
             report.count, report.skipped = len(index), skipped
@@ -318,7 +325,7 @@ class Scanner:
         Refuses parts built with other models/params, and a set of parts that misses catalog references."""
         reports = []
         for name, det in self.detectors.items():
-            merged, skipped = det.new_index(), {}
+            merged, skipped = det.new_index(len(self._sources(det))), {}
             for root in roots:
                 part = IndexStore(root).load(name, det.model_id, det.weights_sha256, det.dim, det.metric,
                                              det.load_index, det.params)
@@ -640,6 +647,15 @@ class VideoAsset:
 def _thumbnail(media: Any) -> bytes:
     """Report thumbnail: the picture, or a waveform strip for audio."""
     return thumbnail_jpeg(media) if isinstance(media, Image.Image) else waveform_jpeg(media)
+
+
+def _add_rows(index: VectorIndex, rows: list[tuple[np.ndarray, np.ndarray, dict]]) -> None:
+    """One ``add`` for many references' rows (``extra`` arrays concatenated key by key)."""
+    if not rows:
+        return
+    keys = set(rows[0][2])
+    extra = {k: np.concatenate([np.asarray(r[2][k]) for r in rows]) for k in keys if all(k in r[2] for r in rows)}
+    index.add(np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows]), extra)
 
 
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:

@@ -18,7 +18,8 @@ import numpy as np
 from scanner.config import Settings
 from scanner.errors import ConfigError
 from scanner.index import VectorIndex
-from scanner.index.faiss_index import BinaryIndex, FloatIndex
+from scanner.index.choose import choose_index, make_index
+from scanner.index.faiss_index import load_index
 from scanner.types import Metric
 
 SEARCH_K = 10
@@ -82,8 +83,8 @@ class Detector(ABC):
         return self.embed_references(media)
 
     @abstractmethod
-    def new_index(self) -> VectorIndex:
-        """An empty index of this detector's type."""
+    def new_index(self, expected_rows: int = 0) -> VectorIndex:
+        """An empty index of this detector's type, sized for about ``expected_rows`` rows."""
 
     @abstractmethod
     def load_index(self, data: bytes) -> VectorIndex:
@@ -101,12 +102,12 @@ class VectorDetector(Detector):
     carries that row's ``extra`` entries (e.g. the face box) as evidence.
     """
 
-    def new_index(self) -> VectorIndex:
-        return BinaryIndex(self.dim) if self.metric is Metric.HAMMING else FloatIndex(self.dim)
+    def new_index(self, expected_rows: int = 0) -> VectorIndex:
+        """Exact below the size bound of ``choose_index``, approximate (HNSW, IVF) above it."""
+        return make_index(choose_index(expected_rows, self.dim, self.metric))
 
     def load_index(self, data: bytes) -> VectorIndex:
-        cls = BinaryIndex if self.metric is Metric.HAMMING else FloatIndex
-        return cls.from_bytes(data, self.dim)
+        return load_index(data, self.dim, self.metric)
 
     def search(self, index: VectorIndex, queries: Sequence[Embedding]) -> list[list[Hit]]:
         out: list[list[Hit]] = [[] for _ in queries]

@@ -1,0 +1,501 @@
+"""``image.local``: partial copies found by local keypoints verified with a homography.
+
+A registered work that fills only part of an asset (a poster on a wall, a logo on a
+shirt, a tight crop), warped, mirrored, recoloured or partly hidden, still shares many
+distinctive local patches with it. This detector
+
+1. finds up to ``ref_keypoints`` (references) / ``query_keypoints`` (assets, on the image
+   and on its mirror) SIFT keypoints, spread over the image, on a greyscale copy whose
+   long side is at most ``work_side`` px, and describes them with RootSIFT (L1-normalised
+   SIFT, element-wise square root: Euclidean distance then behaves like the Hellinger
+   kernel, which matches SIFT histograms better than plain L2);
+2. retrieves, for every asset keypoint, its nearest reference keypoints in a
+   ``LocalIndex`` (FAISS: exact 8-bit codes while small, IVF-PQ when large), keeping a
+   match when it passes Lowe's ratio test against the next keypoint of the same
+   reference (or the k-th neighbour overall when that is closer to it);
+3. verifies the references with the most matches (``max_candidates``) by fitting a
+   homography with MAGSAC (OpenCV ``USAC_MAGSAC``), separately for direct and mirrored
+   matches, and rejects implausible fits (folded or tiny quads, wrong handedness,
+   inliers on a line, extreme scale);
+4. reports a hit only from verified matches: ``score`` = number of one-to-one inliers.
+
+Why RootSIFT and not ORB: measured on scenes built from ``../shared/data/images``
+(see ``benchmarks/partial_copy.py`` and the module notes there): at matched false
+positives RootSIFT found clearly more copies (notably at 0.3x scale and with blur),
+and unrelated images reached at most ~12 MAGSAC inliers with RootSIFT against ~80
+with ORB, whose FAST corners fire on gradients and JPEG blocks and produce degenerate
+but numerous inliers.
+
+Coordinates. Everything a hit carries is in the pixels of the PIL images this
+detector was given (the asset as decoded, the reference as indexed); ``asset_size``
+and ``ref_size`` say what those were so a report can scale to another resolution.
+Mirrored query rows have their positions mapped back to the unmirrored image, so a
+mirrored copy's homography includes the reflection and its polygon is where the copy
+really is.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from scanner.config import Settings
+from scanner.detectors.base import Detector, Embedding, Hit, register
+from scanner.errors import IndexMismatchError
+from scanner.index.base import VectorIndex
+from scanner.index.local_index import LocalIndex, LocalIndexError
+from scanner.media.image import to_rgb
+from scanner.types import Metric
+
+DIM = 128
+WORK_SIDE = 1024  # long side of the greyscale copy keypoints are found on
+REF_KEYPOINTS = 512
+QUERY_KEYPOINTS = 1024  # per orientation
+MIN_REF_KEYPOINTS = 40  # fewer: the reference is not indexed here (PDQ/CLIP still cover it)
+CONTRAST_THRESHOLD = 0.04  # SIFT's DoG contrast floor (OpenCV default)
+MIN_SIDE = 16  # smaller images have no usable keypoints
+GRID = 8  # spatial spread: keypoints are picked round-robin over a GRID x GRID grid
+SEARCH_K = 8
+RATIO = 0.85  # Lowe's ratio on RootSIFT distances
+MAX_DISTANCE = 0.75  # absolute cap on a match's RootSIFT L2 distance
+MIN_TENTATIVE = 8  # matches a reference needs before a homography is tried
+MAX_CANDIDATES = 12  # references verified per query orientation
+MIN_INLIERS = 10  # below this a fit is never reported
+REPROJ_PX = 4.0  # MAGSAC inlier threshold in working pixels
+RANSAC_ITERS = 2000
+SUPPORT_STEPS = 32  # the matched region grows by 1/32 of the reference per step...
+ABSENT_EXPECTED = 4.0  # ...until a band where this many inliers were expected shows none
+NOTE_COVERED_BY = "image.pdq, image.clip"
+
+# ---------------------------------------------------------------- keypoints
+
+
+def _grey(img: Image.Image, side: int) -> tuple[np.ndarray, float]:
+    """Greyscale uint8 array with long side <= ``side`` and the factor (image px per work px)."""
+    w, h = img.size
+    if max(w, h) > side:
+        size = (max(1, round(w * side / max(w, h))), max(1, round(h * side / max(w, h))))
+        try:  # resize before any conversion so a huge image is never copied at full size
+            img = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        except (ValueError, OSError):  # a mode Pillow cannot resample (16-bit, float...)
+            img = to_rgb(img).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    if img.mode not in ("RGB", "L"):
+        img = to_rgb(img)  # palette, alpha, CMYK, 16-bit: same rules as the media layer
+    grey = np.ascontiguousarray(np.asarray(img.convert("L"), dtype=np.uint8))
+    return grey, w / grey.shape[1]
+
+
+def _spread(kps: Sequence[cv2.KeyPoint], n: int, w: int, h: int) -> list[int]:
+    """Indices of at most ``n`` keypoints: strongest first within each grid cell, cells taken in turn."""
+    if len(kps) <= n:
+        return list(range(len(kps)))
+    pts = np.array([k.pt for k in kps], np.float64)
+    resp = np.array([k.response for k in kps], np.float64)
+    cx = np.minimum((pts[:, 0] * GRID / max(w, 1)).astype(int), GRID - 1)
+    cy = np.minimum((pts[:, 1] * GRID / max(h, 1)).astype(int), GRID - 1)
+    cell = cy * GRID + cx
+    order = np.lexsort((-resp, cell))  # by cell, strongest first
+    rank = np.empty(len(kps), np.int64)
+    first = np.r_[0, np.flatnonzero(np.diff(cell[order])) + 1]
+    counts = np.diff(np.r_[first, len(order)])
+    rank[order] = np.arange(len(order)) - np.repeat(first, counts)
+    pick = np.lexsort((-resp, rank))[:n]
+    return sorted(pick.tolist())
+
+
+def rootsift(desc: np.ndarray) -> np.ndarray:
+    """SIFT rows to RootSIFT (L1 normalise, square root; the result has unit L2 norm)."""
+    d = np.asarray(desc, dtype=np.float32)
+    d = d / np.maximum(d.sum(axis=1, keepdims=True), 1e-7)
+    return np.sqrt(d).astype(np.float32)
+
+
+def _mirror_permutation() -> np.ndarray:
+    """Column order that turns a SIFT descriptor into the descriptor of the same keypoint in the mirror image.
+
+    OpenCV lays a descriptor out as 4 x 4 spatial cells (rows, columns of the keypoint's
+    rotated frame) x 8 orientation bins. Mirroring the image reverses the keypoint's
+    orientation (angle a -> 180 - a), which in the keypoint's own frame is a reflection
+    across its orientation axis: cell rows swap (r -> 3 - r) and gradient bins reverse
+    (o -> -o mod 8). Checked against descriptors computed on mirrored images in
+    ``tests/test_local.py``.
+    """
+    cells = np.arange(DIM).reshape(4, 4, 8)
+    return np.ascontiguousarray(cells[::-1][:, :, (-np.arange(8)) % 8].reshape(-1))
+
+
+MIRROR_PERMUTATION = _mirror_permutation()
+
+
+def mirror_descriptors(desc: np.ndarray) -> np.ndarray:
+    """Descriptors of the same keypoints as seen in the mirrored image."""
+    return np.ascontiguousarray(np.asarray(desc)[:, MIRROR_PERMUTATION])
+
+
+class _Features:
+    """Keypoints of one orientation in image pixels, RootSIFT rows, and the work scale."""
+
+    def __init__(self, xy: np.ndarray, desc: np.ndarray, scale: float):
+        self.xy, self.desc, self.scale = xy, desc, scale
+
+
+def _features(sift: cv2.SIFT, grey: np.ndarray, scale: float, n: int) -> _Features:
+    h, w = grey.shape
+    kps, desc = sift.detectAndCompute(grey, None)
+    if desc is None or not kps:
+        return _Features(np.zeros((0, 2), np.float32), np.zeros((0, DIM), np.float32), scale)
+    keep = _spread(kps, n, w, h)
+    xy = np.array([kps[i].pt for i in keep], np.float32).reshape(-1, 2)
+    # OpenCV puts pixel centres on integers; we use continuous coordinates (pixel i spans [i, i + 1])
+    # in the image's own pixels, so the image's outline is the rectangle [0, w] x [0, h].
+    xy = (xy + 0.5) * np.float32(scale)
+    return _Features(xy, rootsift(desc[keep]), scale)
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def _quad(w: float, h: float) -> np.ndarray:
+    return np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+
+
+def _project(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    p = np.c_[pts, np.ones(len(pts))] @ H.T
+    return p[:, :2] / p[:, 2:3]
+
+
+def _area(poly: np.ndarray) -> float:
+    if len(poly) < 3:
+        return 0.0
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * float(x @ np.roll(y, -1) - y @ np.roll(x, -1))
+
+
+def clip_convex(poly: np.ndarray, w: float, h: float) -> np.ndarray:
+    """Convex polygon clipped to the rectangle [0, w] x [0, h] (Sutherland-Hodgman)."""
+    out = [tuple(p) for p in np.asarray(poly, np.float64)]
+    for axis, bound, keep_less in ((0, 0.0, False), (0, w, True), (1, 0.0, False), (1, h, True)):
+        if not out:
+            break
+        src, out = out, []
+        for i, cur in enumerate(src):
+            prev = src[i - 1]
+            cin = cur[axis] <= bound if keep_less else cur[axis] >= bound
+            pin = prev[axis] <= bound if keep_less else prev[axis] >= bound
+            if cin != pin:
+                t = (bound - prev[axis]) / (cur[axis] - prev[axis])
+                out.append((prev[0] + t * (cur[0] - prev[0]), prev[1] + t * (cur[1] - prev[1])))
+            if cin:
+                out.append(cur)
+    return np.array(out, np.float64).reshape(-1, 2)
+
+
+def polygon_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two convex polygons."""
+    a = np.asarray(a, np.float32).reshape(-1, 2)
+    b = np.asarray(b, np.float32).reshape(-1, 2)
+    if len(a) < 3 or len(b) < 3:
+        return 0.0
+    a = cv2.convexHull(a).reshape(-1, 2)
+    b = cv2.convexHull(b).reshape(-1, 2)
+    inter, _ = cv2.intersectConvexConvex(a, b)
+    union = abs(_area(a.astype(np.float64))) + abs(_area(b.astype(np.float64))) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _support(ref_kps: np.ndarray, inlier: np.ndarray, H: np.ndarray, ref_size: tuple[int, int],
+             asset_size: tuple[int, int]) -> np.ndarray:
+    """The part of the reference the match vouches for, as a rectangle in reference pixels.
+
+    Starts from the inliers' bounding box and grows it, one ``1/SUPPORT_STEPS`` of the
+    reference at a time on each side, until the band ahead (two steps deep) is evidence
+    that this part of the work is not in the asset: its reference keypoints that should
+    be visible (they project inside the asset's frame) would, at the inlier rate seen
+    inside the box, give at least ``ABSENT_EXPECTED`` inliers, and give none (a chance
+    of about e^-4 = 2 % if the part were there). Cut-off, covered or never-pasted parts
+    stop the growth; flat parts (no keypoints) and parts outside the asset's frame do
+    not (the frame trims those afterwards).
+
+    ``ref_kps``: all of the reference's keypoints; ``inlier``: a mask over them.
+    """
+    w, h = ref_size
+    aw, ah = asset_size
+    proj = _project(H, ref_kps.astype(np.float64))
+    seen = (proj[:, 0] >= 0) & (proj[:, 0] <= aw) & (proj[:, 1] >= 0) & (proj[:, 1] <= ah)
+    kx, ky = ref_kps[:, 0], ref_kps[:, 1]
+    box = [float(kx[inlier].min()), float(ky[inlier].min()), float(kx[inlier].max()), float(ky[inlier].max())]
+    sx, sy = w / SUPPORT_STEPS, h / SUPPORT_STEPS
+
+    def inside(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+        return seen & (kx >= x0) & (kx <= x1) & (ky >= y0) & (ky <= y1)
+
+    def absent(band: np.ndarray, rate: float) -> bool:
+        return int(band.sum()) * rate >= ABSENT_EXPECTED and not bool(inlier[band].any())
+
+    grown = True
+    while grown:
+        grown = False
+        x0, y0, x1, y1 = box
+        core = inside(x0, y0, x1, y1)
+        rate = float(inlier[core].sum()) / max(1, int(core.sum()))
+        if x0 > 0 and not absent(inside(x0 - 2 * sx, y0, x0, y1), rate):
+            box[0], grown = max(0.0, x0 - sx), True
+        if x1 < w and not absent(inside(x1, y0, x1 + 2 * sx, y1), rate):
+            box[2], grown = min(float(w), x1 + sx), True
+        if y0 > 0 and not absent(inside(x0, y0 - 2 * sy, x1, y0), rate):
+            box[1], grown = max(0.0, y0 - sy), True
+        if y1 < h and not absent(inside(x0, y1, x1, y1 + 2 * sy), rate):
+            box[3], grown = min(float(h), y1 + sy), True
+    x0, y0, x1, y1 = box
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+
+
+def _is_convex(quad: np.ndarray) -> bool:
+    signs = []
+    for i in range(len(quad)):
+        a, b, c = quad[i], quad[(i + 1) % len(quad)], quad[(i + 2) % len(quad)]
+        signs.append(np.sign((b[0] - a[0]) * (c[1] - b[1]) - (b[1] - a[1]) * (c[0] - b[0])))
+    return all(s > 0 for s in signs) or all(s < 0 for s in signs)
+
+
+def _plausible(H: np.ndarray, ref_size: tuple[int, int], mirrored: bool) -> bool:
+    """A homography a real copy could have: right handedness, no fold, sane scale and skew."""
+    w, h = ref_size
+    quad = _project(H, _quad(w, h))
+    if not np.all(np.isfinite(quad)):
+        return False
+    corners = np.c_[_quad(w, h), np.ones(4)] @ H.T
+    if np.any(corners[:, 2] <= 0) and not np.all(corners[:, 2] < 0):
+        return False  # the reference crosses the horizon: not a view of a flat picture
+    if not _is_convex(quad):
+        return False
+    area = _area(quad)  # signed: positive for a direct view of the reference, negative when mirrored
+    if (area < 0) != mirrored:
+        return False
+    scale = math.sqrt(abs(area) / (w * h))
+    if not 0.02 <= scale <= 50:
+        return False
+    sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
+    ref_sides = np.array([w, h, w, h], np.float64)
+    ratios = sides / ref_sides
+    return bool(ratios.max() / max(ratios.min(), 1e-9) <= 8.0)
+
+
+# ---------------------------------------------------------------- detector
+
+
+@register("image.local")
+class LocalDetector(Detector):
+    """RootSIFT keypoints + FAISS retrieval + MAGSAC homography verification."""
+
+    modality = "image"
+    metric = Metric.COSINE  # higher is closer: the score is an inlier count
+
+    def __init__(self, settings: Settings | None = None, *, work_side: int = WORK_SIDE,
+                 ref_keypoints: int = REF_KEYPOINTS, query_keypoints: int = QUERY_KEYPOINTS,
+                 contrast_threshold: float = CONTRAST_THRESHOLD):
+        self.model_id = "rootsift-v1"
+        self.weights_sha256 = "none"  # no learned model; an ivfpq index carries its own codebook
+        self.dim = DIM
+        self.work_side = work_side
+        self.ref_keypoints = ref_keypoints
+        self.query_keypoints = query_keypoints
+        self.contrast_threshold = contrast_threshold
+        self._sift = cv2.SIFT_create(nfeatures=0, contrastThreshold=contrast_threshold)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "descriptor": "rootsift", "detector": "sift", "opencv": cv2.__version__.split(".")[0],
+            "work_side": self.work_side, "ref_keypoints": self.ref_keypoints, "grid": GRID,
+            "contrast_threshold": self.contrast_threshold,
+            "codebook": "per-index",  # learned inside an ivfpq index; its checksum is in index_type
+        }
+
+    # ----- signals ------------------------------------------------------------------
+    def _keypoints(self, img: Image.Image, n: int) -> tuple[_Features | None, tuple[int, int]]:
+        size = img.size
+        if min(size) < MIN_SIDE:
+            return None, size
+        grey, scale = _grey(img, self.work_side)
+        return _features(self._sift, grey, scale, n), size
+
+    def embed_references(self, images: Sequence[Image.Image]) -> list[Embedding]:
+        out = []
+        for img in images:
+            f, size = self._keypoints(img, self.ref_keypoints)
+            n = 0 if f is None else len(f.xy)
+            if n < MIN_REF_KEYPOINTS:
+                out.append(Embedding(
+                    np.zeros((0, DIM), np.float32),
+                    f"image.local: only {n} keypoints (< {MIN_REF_KEYPOINTS}); too little texture for "
+                    f"partial-copy matching, still covered by {NOTE_COVERED_BY}",
+                ))
+                continue
+            out.append(Embedding(f.desc, extra={
+                "xy": f.xy, "size": np.tile(np.array(size, np.int32), (n, 1)),
+            }))
+        return out
+
+    def embed_queries(self, images: Sequence[Image.Image]) -> list[Embedding]:
+        """Keypoints of each asset, twice: as found, then (rows ``n..2n``) as the mirror image sees them.
+
+        The mirror's descriptors are the same keypoints' descriptors with ``MIRROR_PERMUTATION``
+        applied (SIFT is mirror-equivariant: see ``mirror_descriptors``); their positions stay
+        in the asset's own pixels and ``extra["mirrored"]`` marks them.
+        """
+        out = []
+        for img in images:
+            f, size = self._keypoints(img, self.query_keypoints)
+            n = 0 if f is None else len(f.xy)
+            if n < MIN_TENTATIVE:
+                out.append(Embedding(
+                    np.zeros((0, DIM), np.float32),
+                    f"image.local: {n} keypoints; a flat or tiny image has nothing to match locally",
+                ))
+                continue
+            out.append(Embedding(
+                np.concatenate([f.desc, mirror_descriptors(f.desc)]),
+                extra={
+                    "xy": np.concatenate([f.xy, f.xy]),
+                    "mirrored": np.r_[np.zeros(n, bool), np.ones(n, bool)],
+                    "size": np.tile(np.array(size, np.int32), (2 * n, 1)),
+                    "scale": np.full(2 * n, f.scale, np.float32),
+                },
+            ))
+        return out
+
+    # ----- index ----------------------------------------------------------------------
+    def new_index(self, expected_rows: int = 0) -> LocalIndex:
+        return LocalIndex(DIM)
+
+    def load_index(self, data: bytes) -> LocalIndex:
+        try:
+            return LocalIndex.from_bytes(data, DIM)
+        except LocalIndexError as exc:
+            raise IndexMismatchError(f"the image.local index cannot be read: {exc}") from None
+
+    # ----- search ---------------------------------------------------------------------
+    def search(self, index: VectorIndex, queries: Sequence[Embedding]) -> list[list[Hit]]:
+        if not isinstance(index, LocalIndex):
+            raise IndexMismatchError(f"image.local needs a LocalIndex, got {type(index).__name__}")
+        out: list[list[Hit]] = []
+        for q in queries:
+            out.append([] if q.empty or len(index) == 0 else self._search_one(index, q))
+        return out
+
+    def _search_one(self, index: LocalIndex, q: Embedding) -> list[Hit]:
+        nb = index.search(q.vectors, SEARCH_K)
+        matches = _tentative(index, nb, q.extra["mirrored"])
+        hits: dict[int, Hit] = {}
+        for mirrored in (False, True):
+            cands = matches.get(mirrored, {})
+            ranked = sorted(cands.items(), key=lambda kv: -len(kv[1][0]))[:MAX_CANDIDATES]
+            for ref_id, (qrows, kps) in ranked:
+                if len(qrows) < MIN_TENTATIVE:
+                    break
+                hit = self._verify(index, ref_id, q, np.array(qrows), np.array(kps), mirrored)
+                if hit is not None and (ref_id not in hits or hit.score > hits[ref_id].score):
+                    hits[ref_id] = hit
+        return sorted(hits.values(), key=lambda h: -h.score)
+
+    def _verify(self, index: LocalIndex, ref_id: int, q: Embedding, qrows: np.ndarray, kps: np.ndarray,
+                mirrored: bool) -> Hit | None:
+        ref_xy = index.keypoints(ref_id)[kps].astype(np.float64)
+        asset_xy = q.extra["xy"][qrows].astype(np.float64)
+        w, h = (int(v) for v in q.extra["size"][0])
+        work_scale = float(q.extra["scale"][qrows[0]])
+        # USAC rejects orientation-reversing samples, so a mirrored copy is fitted in the
+        # mirror image's coordinates and the flip is composed back afterwards.
+        flip = np.array([[-1.0, 0.0, w], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if mirrored else np.eye(3)
+        fit_xy = _project(flip, asset_xy)  # the flip is its own inverse
+        H, mask = cv2.findHomography(ref_xy, fit_xy, cv2.USAC_MAGSAC, REPROJ_PX * work_scale,
+                                     maxIters=RANSAC_ITERS, confidence=0.999)
+        if H is None or mask is None or not np.all(np.isfinite(H)):
+            return None
+        H = flip @ H
+        inl = mask.ravel().astype(bool)
+        # one-to-one: a keypoint on either side counts once
+        n = min(len(np.unique(qrows[inl])), len(np.unique(kps[inl])))
+        if n < MIN_INLIERS:
+            return None
+        ref_size = index.size(ref_id)
+        if not _plausible(H, ref_size, mirrored):
+            return None
+        rin, ain = ref_xy[inl], asset_xy[inl]
+        # inliers must span an area, not a line or a single blob
+        if abs(_area(cv2.convexHull(rin.astype(np.float32)).reshape(-1, 2).astype(np.float64))) < (
+                0.001 * ref_size[0] * ref_size[1]):
+            return None
+        all_kps = index.keypoints(ref_id)
+        inlier_kp = np.zeros(len(all_kps), bool)
+        inlier_kp[kps[inl]] = True
+        region = _support(all_kps, inlier_kp, H, ref_size, (w, h))
+        asset_poly = clip_convex(_project(H, region), w, h)
+        if len(asset_poly) < 3 or abs(_area(asset_poly)) < 1.0:
+            return None
+        ref_poly = clip_convex(_project(np.linalg.inv(H), asset_poly), *ref_size)
+        visible = abs(_area(ref_poly)) / float(ref_size[0] * ref_size[1])
+        outline = clip_convex(_project(H, _quad(*ref_size)), w, h)
+        hull = cv2.convexHull(ain.astype(np.float32)).reshape(-1, 2)
+        return Hit(int(ref_id), float(n), {
+            "asset_polygon": _round(asset_poly),
+            "ref_polygon": _round(ref_poly),
+            "inliers": int(n),
+            "tentative": int(len(qrows)),
+            "ref_visible": round(float(min(1.0, visible)), 4),
+            "mirrored": bool(mirrored),
+            "homography": [[float(f"{v:.6g}") for v in row] for row in (H / H[2, 2]).tolist()],
+            "inlier_hull": _round(hull),
+            "work_outline": _round(outline),
+            "asset_size": [w, h],
+            "ref_size": [int(ref_size[0]), int(ref_size[1])],
+        })
+
+
+def _round(poly: np.ndarray) -> list[list[float]]:
+    return [[round(float(x), 1), round(float(y), 1)] for x, y in np.asarray(poly).reshape(-1, 2)]
+
+
+def _tentative(index: LocalIndex, nb, mirrored_rows: np.ndarray) -> dict[bool, dict[int, tuple[list, list]]]:
+    """Ratio-tested matches grouped as {mirrored: {ref_id: (query rows, ref keypoints)}}.
+
+    For each (query row, reference) pair the nearest keypoint of that reference is kept
+    when it is closer than ``RATIO`` times both the next keypoint of the same reference
+    that lies elsewhere in the image (> 8 px away) and, when that is absent from the k
+    results, the k-th neighbour overall.
+    """
+    out: dict[bool, dict[int, tuple[list, list]]] = {False: {}, True: {}}
+    if len(nb.query_row) == 0:
+        return out
+    order = np.lexsort((nb.rank, nb.ref_id, nb.query_row))
+    qr, rid, kp, dist = nb.query_row[order], nb.ref_id[order], nb.keypoint[order], nb.distance[order]
+    starts = np.flatnonzero(np.r_[True, (qr[1:] != qr[:-1]) | (rid[1:] != rid[:-1])])
+    ends = np.r_[starts[1:], len(qr)]
+    xy_cache: dict[int, np.ndarray] = {}
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        d1 = float(dist[a])
+        if d1 > MAX_DISTANCE:
+            continue
+        ref = int(rid[a])
+        second = float(nb.kth_distance[qr[a]])
+        if b - a > 1:
+            pts = xy_cache.get(ref)
+            if pts is None:
+                pts = xy_cache[ref] = index.keypoints(ref)
+            p0 = pts[kp[a]]
+            for j in range(a + 1, b):
+                if float(np.hypot(*(pts[kp[j]] - p0))) > 8.0:
+                    second = min(second, float(dist[j]))
+                    break
+        if d1 >= RATIO * second:
+            continue
+        m = bool(mirrored_rows[qr[a]])
+        rows, kps = out[m].setdefault(ref, ([], []))
+        rows.append(int(qr[a]))
+        kps.append(int(kp[a]))
+    return out
