@@ -81,7 +81,7 @@ def test_env_types_are_coerced(monkeypatch):
     monkeypatch.setenv("SCANNER_MAX_PIXELS", "1000")
     monkeypatch.setenv("SCANNER_INDEX_DIR", "some/where")
     s = load_settings()
-    assert s.detectors == ("image.pdq", "image.clip", "image.face", "audio.fingerprint", "audio.voice")
+    assert s.detectors == ("image.pdq", "image.clip")
     assert s.stage is Stage.IDEATION
     assert s.max_pixels == 1000
     assert s.index_dir == Path("some/where")  # env paths stay relative to the cwd
