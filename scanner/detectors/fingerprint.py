@@ -1,6 +1,7 @@
 """``audio.fingerprint``: spectral-peak landmarks hashed as tempo- and pitch-invariant triplets.
 
-Pipeline (all numpy/scipy; the clip is first resampled to ``LandmarkParams.sr`` = 8 kHz)::
+Pipeline (numpy only, so a one-shot ``scanner check`` does not pay for importing scipy; the clip
+is first resampled to ``LandmarkParams.sr`` = 8 kHz with FFmpeg's resampler through PyAV)::
 
     samples -> STFT (1024/128 @ 8 kHz: 128 ms window, 16 ms hop)
             -> log-frequency power (24 bins per octave, 110 Hz - 3.5 kHz, triangular filters)
@@ -47,7 +48,6 @@ from math import gcd
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import ndimage, signal
 
 from scanner.config import Settings
 from scanner.detectors.base import Detector, Embedding, Hit, register
@@ -260,28 +260,53 @@ _WINDOWS: dict[int, np.ndarray] = {}
 
 
 def _window(n: int) -> np.ndarray:
+    """Periodic Hann window."""
     if n not in _WINDOWS:
-        _WINDOWS[n] = signal.get_window("hann", n).astype(np.float32)
+        _WINDOWS[n] = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
     return _WINDOWS[n]
 
 
-def _resample(x: np.ndarray, sr: int, target: int, chunk_s: float = 60.0) -> np.ndarray:
-    """Polyphase resampling in chunks (overlap-discard), so long clips never hold a float64 copy."""
+def _resample(x: np.ndarray, sr: int, target: int, chunk_s: float = 30.0) -> np.ndarray:
+    """Resample with libswresample (PyAV), fed in chunks: a stateful stream, so long clips never
+    need more than the output plus one chunk."""
     if sr == target:
         return x
-    g = gcd(sr, target)
-    up, down = target // g, sr // g
-    if x.shape[0] <= 2 * chunk_s * sr:
-        return signal.resample_poly(x, up, down).astype(np.float32)
-    step = down * int(np.ceil(chunk_s * sr / down))
-    pad = down * int(np.ceil(sr / down))
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
     out = []
+    step = max(1, int(chunk_s * sr))
     for a in range(0, x.shape[0], step):
-        lo = max(0, a - pad)
-        y = signal.resample_poly(x[lo:a + step + pad], up, down)
-        skip = (a - lo) * up // down
-        out.append(y[skip:skip + step * up // down].astype(np.float32))
-    return np.concatenate(out)[: int(np.ceil(x.shape[0] * up / down))]
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[a:a + step], np.float32).reshape(1, -1),
+                                           format="flt", layout="mono")
+        frame.sample_rate = sr
+        out.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+    out.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+    return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros(0, np.float32)
+
+
+def _running_mean(a: np.ndarray, size: int) -> np.ndarray:
+    """Mean over ``size`` frames along axis 1 (window [i - size//2, i + size - 1 - size//2]), edges repeated."""
+    lo, hi = size // 2, size - 1 - size // 2
+    padded = np.pad(a, ((0, 0), (lo + 1, hi)), mode="edge").astype(np.float64)
+    c = np.cumsum(padded, axis=1)
+    return ((c[:, size:] - c[:, :-size]) / size).astype(a.dtype)
+
+
+def _running_max(a: np.ndarray, half: int, axis: int) -> np.ndarray:
+    """Max over +-``half`` along ``axis``, edges repeated (van Herk / Gil-Werman: O(1) per element)."""
+    if half <= 0:
+        return a
+    a = np.moveaxis(a, axis, -1)
+    n, w = a.shape[-1], 2 * half + 1
+    blocks = -(-(n + 2 * half) // w)
+    pad_hi = blocks * w - n - half
+    x = np.pad(a, [(0, 0)] * (a.ndim - 1) + [(half, pad_hi)], mode="edge")
+    xb = x.reshape(a.shape[:-1] + (blocks, w))
+    prefix = np.maximum.accumulate(xb, axis=-1).reshape(x.shape)
+    suffix = np.maximum.accumulate(xb[..., ::-1], axis=-1)[..., ::-1].reshape(x.shape)
+    out = np.maximum(suffix[..., :n], prefix[..., w - 1:w - 1 + n])
+    return np.moveaxis(out, -1, axis)
 
 
 def _log_filterbank(p: LandmarkParams) -> np.ndarray:
@@ -301,10 +326,10 @@ def _pick(db: np.ndarray, win: int, p: LandmarkParams) -> tuple[np.ndarray, np.n
     if db.shape[1] == 0:
         return np.zeros(0), np.zeros(0)
     if p.smooth_frames > 1:
-        db = ndimage.uniform_filter1d(db, p.smooth_frames, axis=1, mode="nearest")
-    contrast = db - ndimage.uniform_filter1d(db, win, axis=1, mode="nearest")
+        db = _running_mean(db, p.smooth_frames)
+    contrast = db - _running_mean(db, win)
     surface = contrast if p.maxima_of == "contrast" else db
-    local = ndimage.maximum_filter(surface, size=(2 * p.peak_bins + 1, 2 * p.peak_frames + 1), mode="nearest")
+    local = _running_max(_running_max(surface, p.peak_bins, axis=0), p.peak_frames, axis=1)
     mask = (surface == local) & (contrast >= p.min_contrast_db) & (db > p.floor_dbfs)
     mask[0, :] = mask[-1, :] = False  # pitch of edge bins cannot be interpolated
     fb, tf = np.nonzero(mask)

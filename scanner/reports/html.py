@@ -175,7 +175,7 @@ def _evidence_rows(extra: Mapping[str, Any]) -> str:
         rows.append(f"<tr><th>time span</th><td>{_secs(extra['start'])} – {_secs(extra['end'])}</td></tr>")
     if "timecode" in extra:
         rows.append(f"<tr><th>timecode</th><td>{_e(extra['timecode'])} (frame {_e(extra.get('frame'))})</td></tr>")
-    for key in ("matches", "inliers", "ref_visible", "time_scale"):
+    for key in ("matches", "inliers", "ref_visible", "time_scale", "pitch_shift"):
         if key in extra:
             rows.append(f"<tr><th>{key.replace('_', ' ')}</th><td>{_e(extra[key])}</td></tr>")
     return "".join(rows)
