@@ -1,0 +1,393 @@
+"""Index of local keypoint descriptors for partial-copy search (``image.local``).
+
+Every reference contributes many rows: one descriptor per keypoint. A row's FAISS id
+packs the owner and the keypoint number (``ref_id << KP_BITS | keypoint``), so the
+owner of a neighbour is a shift away and removing a reference is a range of ids.
+Keypoint positions (needed to verify a match geometrically) and each reference's
+image size live next to the FAISS index, keyed by reference id.
+
+Two storage modes, picked from size (the catalog decides, not the caller):
+
+* ``flat``: exact L2 search over 8-bit codes (``QT_8bit_direct``: a RootSIFT
+  component ``v`` in [0, 1] is stored as ``round(v * 512)`` clipped to 255; no
+  training, so any two flat indexes are compatible). 128 bytes per keypoint. Used
+  while the index is small (the default up to ``AUTO_TRAIN_ROWS`` rows).
+* ``ivfpq``: an inverted file with product-quantised codes (``IVF{nlist},PQ{m}``),
+  ``m`` bytes per keypoint. Its codebook (coarse centroids + PQ tables) is learned
+  from the index's own rows when it outgrows the flat mode, or from a sample given
+  to ``train``; the codebook travels inside the index and its checksum is part of
+  ``kind`` (so the manifest records it) and is checked by ``merge``.
+
+Serialised form (``to_bytes``): ``MAGIC``, a little-endian u32 header length, a JSON
+header, then raw arrays (reference ids, sizes, keypoint counts, keypoint positions as
+uint16 fractions of the image size) and the FAISS index. No pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from scanner.index.base import VectorIndex
+from scanner.types import Metric
+
+KP_BITS = 16  # up to 65 536 keypoints per reference
+KP_MASK = (1 << KP_BITS) - 1
+MAX_REF_ID = (1 << (63 - KP_BITS)) - 1
+CODE_SCALE = 512.0  # RootSIFT component -> 8-bit code units
+AUTO_TRAIN_ROWS = 20_000  # flat -> ivfpq once the index holds this many keypoints (~40 references)
+PQ_BYTES = 32  # bytes per keypoint in ivfpq mode (4 dimensions per sub-quantiser)
+DEFAULT_NPROBE = 16
+MAGIC = b"SCANLOC1"
+FORMAT = 1
+
+
+class LocalIndexError(ValueError):
+    """An operation the index cannot do (incompatible codebooks, overlapping shards, bad ids)."""
+
+
+def to_codes(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """RootSIFT rows (unit L2, components in [0, 1]) to float32 in code units (0..255)."""
+    x = np.asarray(vectors, dtype=np.float32).reshape(-1, dim)
+    return np.ascontiguousarray(np.clip(np.rint(x * CODE_SCALE), 0, 255), dtype=np.float32)
+
+
+def code_distance_to_l2(d2: np.ndarray) -> np.ndarray:
+    """Squared distances in code units back to L2 distances between RootSIFT vectors."""
+    return np.sqrt(np.maximum(d2, 0.0)) / CODE_SCALE
+
+
+def coarse_quantiser(rows: int) -> tuple[str, int]:
+    """(FAISS coarse quantiser, nprobe) for an index expected to hold ``rows`` keypoints.
+
+    Up to 1M rows a k-means inverted file with ~4*sqrt(rows) lists (a power of two in
+    [32, 2048]); beyond, an inverted multi-index (two 2^b-word codebooks over the
+    two halves of the descriptor, 2^(2b) lists), which is what keeps training and
+    assigning tens of millions of SIFT rows cheap: 2^8 x 2^8 = 65,536 lists up to 64M
+    rows, 2^10 x 2^10 beyond.
+    """
+    if rows <= 1_000_000:
+        nlist = int(min(2048, max(32, 2 ** round(math.log2(max(1.0, 4 * math.sqrt(rows)))))))
+        return f"IVF{nlist}", 16
+    if rows <= 64_000_000:
+        return "IMI2x8", 32
+    return "IMI2x10", 64
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Search output flattened to one entry per (query row, neighbour)."""
+
+    query_row: np.ndarray  # int64, row of the query matrix
+    ref_id: np.ndarray  # int64
+    keypoint: np.ndarray  # int64, keypoint number within the reference
+    distance: np.ndarray  # float32, L2 distance between RootSIFT vectors (approximate in ivfpq mode)
+    rank: np.ndarray  # int32, 0 = nearest
+    kth_distance: np.ndarray  # float32 per query row: distance of its k-th neighbour (inf when fewer)
+
+
+class LocalIndex(VectorIndex):
+    """Keypoint descriptors of many references with their positions (see module docstring)."""
+
+    metric = Metric.COSINE  # "higher is closer": the detector's score is an inlier count
+
+    def __init__(self, dim: int = 128, auto_train_rows: int | None = AUTO_TRAIN_ROWS, nprobe: int = DEFAULT_NPROBE):
+        self.dim = dim
+        self.auto_train_rows = auto_train_rows
+        self.nprobe = nprobe
+        self._faiss: faiss.Index = self._new_flat(dim)
+        self._codebook: str | None = None  # sha256 of the trained empty ivfpq index, None in flat mode
+        self.trained_rows = 0  # rows the codebook was learned from
+        self._xy: dict[int, np.ndarray] = {}  # ref id -> (n, 2) uint16 position as a fraction of the size
+        self._size: dict[int, tuple[int, int]] = {}  # ref id -> (width, height) of the image embedded
+
+    # ------------------------------------------------------------------ description
+    @staticmethod
+    def _new_flat(dim: int) -> faiss.Index:
+        sq = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit_direct, faiss.METRIC_L2)
+        return faiss.IndexIDMap2(sq)
+
+    @property
+    def mode(self) -> str:
+        return "flat" if self._codebook is None else "ivfpq"
+
+    @property
+    def codebook(self) -> str | None:
+        """Checksum of the learned codebook (None in flat mode)."""
+        return self._codebook
+
+    @property
+    def kind(self) -> str:  # recorded in the manifest as index_type
+        if self._codebook is None:
+            return "local-keypoints:flat-sq8"
+        ivf = faiss.extract_index_ivf(self._faiss)
+        pq = faiss.downcast_index(self._faiss).pq
+        coarse = "imi" if isinstance(faiss.downcast_index(ivf.quantizer), faiss.MultiIndexQuantizer) else "ivf"
+        return f"local-keypoints:{coarse}{ivf.nlist}-pq{pq.M}:codebook={self._codebook[:16]}"
+
+    @property
+    def rows(self) -> int:
+        """Keypoints held (all references)."""
+        return int(self._faiss.ntotal)
+
+    def ids(self) -> np.ndarray:
+        return np.array(sorted(self._size), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._size)
+
+    def keypoints(self, ref_id: int) -> np.ndarray:
+        """(n, 2) float32 keypoint positions of ``ref_id`` in its image's pixels."""
+        w, h = self._size[ref_id]
+        frac = self._xy[ref_id].astype(np.float32) / 65535.0
+        return frac * np.array([w, h], np.float32)
+
+    def size(self, ref_id: int) -> tuple[int, int]:
+        """(width, height) of the reference image the keypoints were found in."""
+        return self._size[ref_id]
+
+    def nbytes(self) -> int:
+        """Bytes of the serialised index."""
+        return len(self.to_bytes())
+
+    # ------------------------------------------------------------------ changes
+    def add(self, ids: np.ndarray, vectors: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+        """Add every keypoint of one or more references.
+
+        ``extra["xy"]`` (n, 2) gives each row's position in its reference image and
+        ``extra["size"]`` (n, 2) that image's (width, height); rows of one reference
+        must be contiguous and a reference is added once (remove it first to replace).
+        """
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if extra is None or "xy" not in extra or "size" not in extra:
+            raise LocalIndexError("local keypoint rows need extra['xy'] and extra['size']")
+        xy = np.asarray(extra["xy"], dtype=np.float64).reshape(-1, 2)
+        size = np.asarray(extra["size"], dtype=np.int64).reshape(-1, 2)
+        if not (len(ids) == len(vectors) == len(xy) == len(size)):
+            raise LocalIndexError("ids, vectors, xy and size must have one row per keypoint")
+        if len(ids) == 0:
+            return
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        owners = ids[starts]
+        if len(np.unique(owners)) != len(owners):
+            raise LocalIndexError("rows of one reference must be contiguous")
+        bounds = np.r_[starts, len(ids)]
+        row_ids = np.empty(len(ids), dtype=np.int64)
+        for owner, a, b in zip(owners.tolist(), bounds[:-1], bounds[1:]):
+            if owner < 0 or owner > MAX_REF_ID:
+                raise LocalIndexError(f"reference id {owner} out of range 0..{MAX_REF_ID}")
+            if owner in self._size:
+                raise LocalIndexError(f"reference {owner} is already in the index; remove it first")
+            if b - a > KP_MASK + 1:
+                raise LocalIndexError(f"reference {owner} has {b - a} keypoints (at most {KP_MASK + 1})")
+        for owner, a, b in zip(owners.tolist(), bounds[:-1], bounds[1:]):
+            w, h = (int(v) for v in size[a])
+            if w <= 0 or h <= 0:
+                raise LocalIndexError(f"reference {owner} has no image size")
+            frac = xy[a:b] / np.array([w, h], np.float64)
+            self._xy[owner] = np.clip(np.rint(frac * 65535.0), 0, 65535).astype(np.uint16)
+            self._size[owner] = (w, h)
+            row_ids[a:b] = (owner << KP_BITS) | np.arange(b - a, dtype=np.int64)
+        self._faiss.add_with_ids(to_codes(vectors, self.dim), row_ids)
+        if self._codebook is None and self.auto_train_rows and self.rows >= self.auto_train_rows:
+            self.train()
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove every keypoint of these references; returns how many rows went."""
+        gone = [int(i) for i in np.asarray(ids, dtype=np.int64).reshape(-1) if int(i) in self._size]
+        if not gone:
+            return 0
+        row_ids = np.concatenate([(i << KP_BITS) | np.arange(len(self._xy[i]), dtype=np.int64) for i in gone])
+        removed = int(self._faiss.remove_ids(faiss.IDSelectorBatch(row_ids)))
+        for i in gone:
+            del self._xy[i], self._size[i]
+        return removed
+
+    # ------------------------------------------------------------------ codebook
+    def _all_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(row ids, codes as float32) of every row of a flat index (exact: the codes are the data)."""
+        if self._codebook is not None:
+            raise LocalIndexError("an ivfpq index holds lossy codes only; its rows cannot be re-encoded")
+        sq = faiss.downcast_index(self._faiss.index)
+        codes = faiss.vector_to_array(sq.codes).reshape(-1, self.dim).astype(np.float32)
+        return faiss.vector_to_array(self._faiss.id_map).astype(np.int64), codes
+
+    def train(self, sample: np.ndarray | None = None, expected_rows: int | None = None, pq_bytes: int = PQ_BYTES,
+              seed: int = 1234) -> None:
+        """Switch to ivfpq: learn a codebook from ``sample`` (RootSIFT rows) or from the rows held.
+
+        ``expected_rows`` (default: the larger of the sample and the rows held) picks the
+        coarse quantiser (``coarse_quantiser``). Existing rows are re-encoded with the new
+        codebook. Training an index that is already ivfpq is refused (its rows are no
+        longer exact): rebuild it, training on a sample first.
+        """
+        if self._codebook is not None:
+            raise LocalIndexError("index already has a codebook; rebuild it to learn a new one")
+        row_ids, codes = self._all_codes()
+        train = codes if sample is None else to_codes(sample, self.dim)
+        coarse, nprobe = coarse_quantiser(expected_rows or max(len(train), len(codes)))
+        words = 1 << int(coarse[5:]) if coarse.startswith("IMI2x") else int(coarse[3:])
+        need = max(256 * 20, words * 4)  # PQ tables have 256 words; k-means wants a few points per word
+        if len(train) < need:
+            raise LocalIndexError(f"training {coarse} needs at least {need} descriptors (have {len(train)})")
+        rng = np.random.default_rng(seed)
+        cap = max(64 * 256, 32 * words)
+        if len(train) > cap:
+            train = train[np.sort(rng.choice(len(train), cap, replace=False))]
+        index = faiss.index_factory(self.dim, f"{coarse},PQ{pq_bytes}", faiss.METRIC_L2)
+        ivf = faiss.extract_index_ivf(index)
+        ivf.cp.seed, ivf.cp.niter, ivf.cp.min_points_per_centroid = seed, 10, 1
+        ivf.cp.max_points_per_centroid = 1 << 30
+        ivfpq = faiss.downcast_index(index)
+        ivfpq.do_polysemous_training = False  # the factory's default; slow and unused (no Hamming filtering)
+        ivfpq.pq.cp.seed, ivfpq.pq.cp.niter = seed, 10
+        index.train(np.ascontiguousarray(train, dtype=np.float32))
+        self._faiss = index
+        self.nprobe = nprobe
+        self._codebook = hashlib.sha256(faiss.serialize_index(index).tobytes()).hexdigest()
+        self.trained_rows = int(len(train))
+        if len(codes):
+            self._faiss.add_with_ids(codes, row_ids)
+
+    def empty_like(self) -> "LocalIndex":
+        """An empty index with this one's mode and codebook (for building shards to merge)."""
+        out = LocalIndex(self.dim, self.auto_train_rows, self.nprobe)
+        if self._codebook is not None:
+            out._faiss = faiss.clone_index(self._faiss)
+            out._faiss.reset()
+            out._codebook = self._codebook
+            out.trained_rows = self.trained_rows
+        return out
+
+    def merge(self, other: "LocalIndex") -> None:
+        """Move ``other``'s references into this index (shards must hold disjoint references).
+
+        Two ivfpq indexes must share a codebook; a flat index merges into anything
+        (its rows are exact and get encoded); an ivfpq index merges into a flat one by
+        adopting its codebook.
+        """
+        if other.dim != self.dim:
+            raise LocalIndexError(f"cannot merge a {other.dim}-d index into a {self.dim}-d one")
+        overlap = set(self._size) & set(other._size)
+        if overlap:
+            raise LocalIndexError(f"shards overlap on {len(overlap)} references (e.g. {min(overlap)})")
+        if self._codebook is not None and other._codebook is not None and self._codebook != other._codebook:
+            raise LocalIndexError(
+                f"cannot merge indexes with different codebooks ({self._codebook[:16]} vs {other._codebook[:16]}); "
+                "build every shard from the same trained empty index (empty_like)"
+            )
+        if self._codebook is None and other._codebook is not None:
+            row_ids, codes = self._all_codes()
+            self._faiss = faiss.clone_index(other._faiss)
+            self._faiss.reset()
+            self._codebook = other._codebook
+            self.nprobe, self.trained_rows = other.nprobe, other.trained_rows
+            if len(codes):
+                self._faiss.add_with_ids(codes, row_ids)
+        if other.rows == 0:
+            pass
+        elif other._codebook is None:
+            row_ids, codes = other._all_codes()
+            self._faiss.add_with_ids(codes, row_ids)
+        else:
+            self._faiss.merge_from(faiss.clone_index(other._faiss), 0)
+        self._xy.update(other._xy)
+        self._size.update(other._size)
+        if self._codebook is None and self.auto_train_rows and self.rows >= self.auto_train_rows:
+            self.train()
+
+    # ------------------------------------------------------------------ search
+    def search(self, vectors: np.ndarray, k: int) -> Neighbours:
+        """The ``k`` nearest keypoint rows of every query row."""
+        q = to_codes(vectors, self.dim)
+        n = len(q)
+        if n == 0 or self.rows == 0:
+            e = np.zeros(0, np.int64)
+            return Neighbours(e, e, e, np.zeros(0, np.float32), np.zeros(0, np.int32), np.full(n, np.inf, np.float32))
+        k = max(1, min(k, self.rows))
+        if self._codebook is not None:
+            faiss.extract_index_ivf(self._faiss).nprobe = self.nprobe
+        d2, rid = self._faiss.search(q, k)
+        valid = rid >= 0
+        dist = code_distance_to_l2(d2).astype(np.float32)
+        kth = np.where(valid[:, -1], dist[:, -1], np.inf).astype(np.float32)
+        qrow, rank = np.nonzero(valid)
+        ids = rid[qrow, rank]
+        return Neighbours(qrow.astype(np.int64), ids >> KP_BITS, ids & KP_MASK, dist[qrow, rank],
+                          rank.astype(np.int32), kth)
+
+    # ------------------------------------------------------------------ bytes
+    def to_bytes(self) -> bytes:
+        refs = np.array(sorted(self._size), dtype=np.int64)
+        sizes = np.array([self._size[r] for r in refs.tolist()], dtype=np.int32).reshape(-1, 2)
+        counts = np.array([len(self._xy[r]) for r in refs.tolist()], dtype=np.int64)
+        xy = (np.concatenate([self._xy[r] for r in refs.tolist()]) if len(refs)
+              else np.zeros((0, 2), np.uint16)).astype("<u2")
+        raw = faiss.serialize_index(self._faiss).tobytes()
+        header = json.dumps({
+            "format": FORMAT, "dim": self.dim, "kp_bits": KP_BITS, "mode": self.mode, "codebook": self._codebook,
+            "refs": int(len(refs)), "rows": int(counts.sum()), "faiss_bytes": len(raw),
+            "auto_train_rows": self.auto_train_rows, "nprobe": self.nprobe, "trained_rows": self.trained_rows,
+        }, sort_keys=True).encode()
+        parts = [MAGIC, struct.pack("<I", len(header)), header, refs.astype("<i8").tobytes(),
+                 sizes.astype("<i4").tobytes(), counts.astype("<i8").tobytes(), xy.tobytes(), raw]
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, dim: int | None = None) -> "LocalIndex":
+        try:
+            return cls._read(memoryview(data), dim)
+        except LocalIndexError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any parse failure means the bytes are not ours
+            raise LocalIndexError(f"not a readable local keypoint index: {exc}") from None
+
+    @classmethod
+    def _read(cls, buf: memoryview, dim: int | None) -> "LocalIndex":
+        if bytes(buf[:len(MAGIC)]) != MAGIC:
+            raise LocalIndexError("not a local keypoint index (bad magic)")
+        pos = len(MAGIC)
+        (hlen,) = struct.unpack_from("<I", buf, pos)
+        pos += 4
+        header = json.loads(bytes(buf[pos:pos + hlen]))
+        pos += hlen
+        if header["format"] != FORMAT or header["kp_bits"] != KP_BITS:
+            raise LocalIndexError(f"local index format {header['format']} is not supported (want {FORMAT})")
+        if dim is not None and header["dim"] != dim:
+            raise LocalIndexError(f"local index has dimension {header['dim']}, expected {dim}")
+        n_refs, n_rows = int(header["refs"]), int(header["rows"])
+
+        def take(dtype: str, count: int) -> np.ndarray:
+            nonlocal pos
+            size = np.dtype(dtype).itemsize * count
+            arr = np.frombuffer(buf[pos:pos + size], dtype=dtype, count=count)
+            pos += size
+            return arr
+
+        refs = take("<i8", n_refs)
+        sizes = take("<i4", 2 * n_refs).reshape(-1, 2)
+        counts = take("<i8", n_refs)
+        xy = take("<u2", 2 * n_rows).reshape(-1, 2)
+        raw = np.frombuffer(buf[pos:pos + header["faiss_bytes"]], dtype=np.uint8)
+        if len(raw) != header["faiss_bytes"] or pos + len(raw) != len(buf):
+            raise LocalIndexError("local index is truncated or has trailing bytes")
+        out = cls(int(header["dim"]), header.get("auto_train_rows"), int(header.get("nprobe", DEFAULT_NPROBE)))
+        out._faiss = faiss.deserialize_index(raw.copy())
+        out._codebook = header["codebook"]
+        out.trained_rows = int(header.get("trained_rows", 0))
+        if out._faiss.ntotal != n_rows or counts.sum() != n_rows:
+            raise LocalIndexError("local index row counts disagree")
+        start = 0
+        for r, (w, h), c in zip(refs.tolist(), sizes.tolist(), counts.tolist()):
+            out._xy[r] = xy[start:start + c].copy()
+            out._size[r] = (int(w), int(h))
+            start += c
+        return out
+
