@@ -363,17 +363,22 @@ class HNSWIndex(_KeyedIndex):
         return faiss.IndexIDMap2(graph)
 
     def _raw_search(self, q, k):
-        sp = faiss.SearchParametersHNSW()
-        sp.efSearch = max(int(self.params["ef_search"]), k)
-        sel = self._dead_selector()
-        if sel is not None:
-            sp.sel = sel
-        return self._index.search(q, k, params=sp)
+        return _hnsw_search(self, q, k)
 
     def _stored_rows(self):
         graph = faiss.downcast_index(self._index.index)
         n = graph.ntotal
         return faiss.vector_to_array(self._index.id_map).astype(np.int64), graph.storage.reconstruct_n(0, n)
+
+
+def _hnsw_search(index: "_KeyedIndex", q, k):
+    """Search an HNSW graph (float or binary) with its efSearch, skipping removed rows."""
+    sp = faiss.SearchParametersHNSW()
+    sp.efSearch = max(int(index.params["ef_search"]), k)
+    sel = index._dead_selector()
+    if sel is not None:
+        sp.sel = sel
+    return index._index.search(q, k, params=sp)
 
 
 class BinaryHNSWIndex(_KeyedIndex):
@@ -396,12 +401,7 @@ class BinaryHNSWIndex(_KeyedIndex):
         return faiss.IndexBinaryIDMap2(graph)
 
     def _raw_search(self, q, k):
-        sp = faiss.SearchParametersHNSW()
-        sp.efSearch = max(int(self.params["ef_search"]), k)
-        sel = self._dead_selector()
-        if sel is not None:
-            sp.sel = sel
-        return self._index.search(q, k, params=sp)
+        return _hnsw_search(self, q, k)
 
     def _stored_rows(self):
         graph = faiss.downcast_IndexBinary(self._index.index)
