@@ -290,7 +290,8 @@ def _occlude(img: Image.Image, H: np.ndarray, w: int, h: int, rng: np.random.Gen
     else:
         x0, y0 = poly.min(0)
         x1, y1 = poly.max(0)
-        size = int(np.clip((y1 - y0) / 4, *FONT_SIZE_RANGE)) if side >= 2 else int(np.clip((x1 - x0) / 4, *FONT_SIZE_RANGE))
+        span = (y1 - y0) if side >= 2 else (x1 - x0)
+        size = int(np.clip(span / 4, *FONT_SIZE_RANGE))
         font = ImageFont.load_default(size=size)
         draw.polygon([tuple(p) for p in poly], fill=tuple(int(c) // 3 for c in colour))
         y = y0
@@ -689,7 +690,8 @@ class OrbBrute:
                 if H is None:
                     continue
                 inl = mask.ravel().astype(bool)
-                n = min(len({g.queryIdx for g, k in zip(good, inl) if k}), len({g.trainIdx for g, k in zip(good, inl) if k}))
+                kept = [g for g, k in zip(good, inl) if k]
+                n = min(len({g.queryIdx for g in kept}), len({g.trainIdx for g in kept}))
                 if n > best:
                     best, best_ref = n, i
         return best, best_ref
@@ -990,12 +992,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     tex = [q for q in neg if q.transform.startswith(("texture_", "flat_"))]
     print(f"  image.local on {len(tex)} textures/flat images: "
           f"{sum(1 for q in tex if q.best['local'] >= DETECTOR_FLOOR)} with a hit (>= {DETECTOR_FLOOR} inliers); "
-          f"highest fit {max((q.best['local'] for q in tex), default=-math.inf):.0f} inliers")
+          f"highest fit: {_top(np.array([q.best['local'] for q in tex]), 1) or 'none'}")
     negs = np.array([q.best["local"] for q in neg])
     poss = np.array([q.right["local"] for q in pos])
+    fitted = poss >= DIAGNOSTIC_FLOOR
     print(f"  image.local fits kept down to {DIAGNOSTIC_FLOOR} inliers for this report: negatives with a fit "
           f"{int((negs >= DIAGNOSTIC_FLOOR).sum())}/{len(negs)}, highest {negs.max():.0f}; positives' inliers on "
-          f"their reference: median {np.median(poss[poss >= DIAGNOSTIC_FLOOR]) if (poss >= DIAGNOSTIC_FLOOR).any() else 0:.0f}, "
+          f"their reference: median {np.median(poss[poss >= DIAGNOSTIC_FLOOR]) if fitted.any() else 0:.0f}, "
           f"{int(((poss >= DIAGNOSTIC_FLOOR) & (poss < DETECTOR_FLOOR)).sum())} between {DIAGNOSTIC_FLOOR} and "
           f"{DETECTOR_FLOOR - 1}")
     flats_q = [q for q in neg if q.transform.startswith("flat_")]
@@ -1021,7 +1024,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         probe = [q for q in probe if not q.empty]
         scale_rows = scale_benchmark(local, pool, probe, sizes, args.seed)
         print(f"\nScale (synthetic descriptors: {len(pool)} real RootSIFT rows jittered; {local.ref_keypoints} "
-              f"keypoints per reference; {len(probe)} real query scenes, {np.mean([len(q.vectors) for q in probe]):.0f} "
+              f"keypoints per reference; {len(probe)} real query scenes, "
+              f"{np.mean([len(q.vectors) for q in probe]):.0f} "
               "rows each on average (image + mirror))")
         table(["refs", "index", "keypoints", "bytes/ref", "build s", "FAISS ms/query", "search ms/query", "note"],
               [[f"{r.refs:,}", r.kind, f"{r.rows:,}", f"{r.bytes_per_ref:,.0f}", f"{r.build_s:.1f}",
@@ -1042,8 +1046,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         a, b = ops["local"]
         entry = {
             "metric": lm.metric.value,
-            "final": {"block": b.threshold, "review": a.threshold},
-            "ideation": {"block": b.threshold, "review": b.threshold},
+            "final": {"block": int(b.threshold), "review": int(a.threshold)},
+            "ideation": {"block": int(b.threshold), "review": int(b.threshold)},
             "measured": {
                 "source": f"benchmarks/partial_copy.py on {args.images.name} ({len(refs)} refs, seed {args.seed})",
                 "score": "one-to-one MAGSAC homography inliers",
@@ -1073,6 +1077,10 @@ def iou_cells(pos: Sequence[Query], found: np.ndarray, sel: np.ndarray) -> list[
     return [f"{np.median(ious):.2f}", f"{np.mean(errs):.2f}"]
 
 
+def _top(scores: np.ndarray, k: int = 3) -> list[int]:
+    return [int(x) for x in sorted(scores)[-k:] if np.isfinite(x)]
+
+
 def ablation(refs, pos, neg, transforms, bgs, seed, lm, ops, ref_groups, refs_q, held_q) -> None:
     """ORB brute force on the same scenes; exact vs IVF-PQ retrieval for image.local."""
     print("\nAblation: ORB (binary, 1024/512 keypoints, brute-force Hamming, same ratio test and MAGSAC)")
@@ -1093,13 +1101,13 @@ def ablation(refs, pos, neg, transforms, bgs, seed, lm, ops, ref_groups, refs_q,
     for target in FPR_LEVELS:
         thr = threshold_at(Metric.COSINE, negs, target, floor=DETECTOR_FLOOR, integer=True)
         print(f"  ORB @ {pct(target)} FPR (composed negatives only): threshold >= {thr:.0f}, recall "
-              f"{pct(float((posr >= thr).mean()))}; top negatives {sorted(negs)[-3:]}")
+              f"{pct(float((posr >= thr).mean()))}; top negatives {_top(negs)}")
     lneg = np.array([q.best["local"] for q in neg if q.transform in TRANSFORMS])
     lpos = np.array([q.right["local"] for q in pos])
     for target in FPR_LEVELS:
         thr = threshold_at(Metric.COSINE, lneg, target, floor=DETECTOR_FLOOR, integer=True)
         print(f"  RootSIFT @ {pct(target)} FPR (same negatives): threshold >= {thr:.0f}, recall "
-              f"{pct(float((lpos >= thr).mean()))}; top negatives {sorted(lneg)[-3:]}")
+              f"{pct(float((lpos >= thr).mean()))}; top negatives {_top(lneg)}")
     tr = np.array([t for _, t in scores[True]])
     thr = threshold_at(Metric.COSINE, negs, 0.01, floor=DETECTOR_FLOOR, integer=True)
     print("  ORB per transform @1%: " + ", ".join(f"{t} {pct(float((posr[tr == t] >= thr).mean()))}"

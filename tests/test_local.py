@@ -252,6 +252,12 @@ def test_unusual_inputs_do_not_crash(det, index, mode):
         assert emb.extra["size"][0].tolist() == [6000, 3438]
 
 
+def test_20000_px_image_is_downscaled_before_anything_else(det, index):
+    img = Image.new("1", (20_000, 20_000), 1)  # 50 MB as bits; an RGB copy would be 1.2 GB
+    emb = det.embed_queries([img])[0]
+    assert emb.empty and det.search(index, [emb]) == [[]]
+
+
 def test_animated_gif_first_frame(det, index, refs):
     frames = [refs[12].convert("P", palette=Image.Palette.ADAPTIVE), Image.new("P", (W, H))]
     buf = io.BytesIO()

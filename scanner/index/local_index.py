@@ -6,17 +6,21 @@ owner of a neighbour is a shift away and removing a reference is a range of ids.
 Keypoint positions (needed to verify a match geometrically) and each reference's
 image size live next to the FAISS index, keyed by reference id.
 
-Two storage modes, picked from size (the catalog decides, not the caller):
+Two storage modes, picked from size:
 
 * ``flat``: exact L2 search over 8-bit codes (``QT_8bit_direct``: a RootSIFT
   component ``v`` in [0, 1] is stored as ``round(v * 512)`` clipped to 255; no
-  training, so any two flat indexes are compatible). 128 bytes per keypoint. Used
-  while the index is small (the default up to ``AUTO_TRAIN_ROWS`` rows).
-* ``ivfpq``: an inverted file with product-quantised codes (``IVF{nlist},PQ{m}``),
-  ``m`` bytes per keypoint. Its codebook (coarse centroids + PQ tables) is learned
-  from the index's own rows when it outgrows the flat mode, or from a sample given
-  to ``train``; the codebook travels inside the index and its checksum is part of
-  ``kind`` (so the manifest records it) and is checked by ``merge``.
+  training, so any two flat indexes are compatible). 128 bytes per keypoint; search
+  cost grows linearly (~8 s per 2,000-row query at 1,000 references on 2 cores), so it
+  is used only while the index is small (``AUTO_TRAIN_ROWS``, ~40 references).
+* ``ivfpq``: an inverted file with product-quantised codes, ``PQ_BYTES`` bytes per
+  keypoint, over a coarse quantiser picked from the expected size
+  (``coarse_quantiser``: k-means lists up to 1M keypoints, an inverted multi-index
+  beyond). Its codebook (coarse centroids + PQ tables) is learned from the index's own
+  rows when it outgrows the flat mode, or from a sample given to ``train`` (the way to
+  build a large index: train once, ``empty_like`` per shard, ``merge``). The codebook
+  travels inside the index, its checksum is part of ``kind`` (so the manifest records
+  it), and ``merge`` refuses shards with another codebook.
 
 Serialised form (``to_bytes``): ``MAGIC``, a little-endian u32 header length, a JSON
 header, then raw arrays (reference ids, sizes, keypoint counts, keypoint positions as
