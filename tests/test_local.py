@@ -230,8 +230,24 @@ def test_trained_shards_merge_and_codebooks_must_agree(det, refs):
     assert again.codebook == a.codebook and det.search(again, queries) == det.search(a, queries)
     other = LocalIndex(auto_train_rows=None)
     other.train(sample[::-1].copy() / np.linalg.norm(sample, axis=1, keepdims=True)[::-1], seed=7)
-    with pytest.raises(LocalIndexError, match="codebook"):
+    with pytest.raises(IndexMismatchError, match="codebook"):
         other.merge(a)
+
+
+def test_index_trains_itself_when_it_grows(det, refs):
+    """The API adds a new index's rows in one call; past ``auto_train_rows`` it becomes IVF-PQ and still finds."""
+    rng = np.random.default_rng(1)
+    pool = np.concatenate([e.vectors for e in det.embed_references(list(refs.values()))])
+    n = 12 * 512
+    filler = np.abs(pool[rng.integers(0, len(pool), n)] + rng.normal(0, 0.05, (n, 128))).astype(np.float32)
+    filler /= np.linalg.norm(filler, axis=1, keepdims=True)
+    index = LocalIndex(auto_train_rows=6000, expected_rows=det.new_index(40).expected_rows)
+    index.add(np.repeat(np.arange(100, 112), 512), filler,
+              {"xy": rng.uniform(0, 500, (n, 2)), "size": np.tile([600, 500], (n, 1))})
+    assert index.mode == "ivfpq" and index.trained_rows == n
+    build(det, refs, index)
+    assert det.search(index, det.embed_queries([paste(refs[12], QUAD)]))[0][0].ref_id == 12
+    assert LocalIndex.from_bytes(index.to_bytes()).kind == index.kind
 
 
 @pytest.mark.parametrize("mode", ["I;16", "CMYK", "P", "RGBA", "LA", "big"])

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from scanner.errors import IndexMismatchError
 from scanner.index.base import VectorIndex
 from scanner.types import Metric
 
@@ -53,7 +54,11 @@ FORMAT = 1
 
 
 class LocalIndexError(ValueError):
-    """An operation the index cannot do (incompatible codebooks, overlapping shards, bad ids)."""
+    """An operation the index cannot do (overlapping shards, bad ids, too little to train on)."""
+
+
+class CodebookMismatchError(LocalIndexError, IndexMismatchError):
+    """Two ivfpq indexes with different codebooks cannot be merged (a user-facing index mismatch)."""
 
 
 def to_codes(vectors: np.ndarray, dim: int) -> np.ndarray:
@@ -84,6 +89,13 @@ def coarse_quantiser(rows: int) -> tuple[str, int]:
     return "IMI2x10", 64
 
 
+def _training_need(coarse: str) -> tuple[int, int]:
+    """(coarse words, rows needed to train) for a ``coarse_quantiser`` name: PQ tables have 256
+    words and every k-means wants a few points per word."""
+    words = 1 << int(coarse[5:]) if coarse.startswith("IMI2x") else int(coarse[3:])
+    return words, max(256 * 20, words * 4)
+
+
 @dataclass(frozen=True)
 class Neighbours:
     """Search output flattened to one entry per (query row, neighbour)."""
@@ -101,9 +113,11 @@ class LocalIndex(VectorIndex):
 
     metric = Metric.COSINE  # "higher is closer": the detector's score is an inlier count
 
-    def __init__(self, dim: int = 128, auto_train_rows: int | None = AUTO_TRAIN_ROWS, nprobe: int = DEFAULT_NPROBE):
+    def __init__(self, dim: int = 128, auto_train_rows: int | None = AUTO_TRAIN_ROWS, nprobe: int = DEFAULT_NPROBE,
+                 expected_rows: int = 0):
         self.dim = dim
         self.auto_train_rows = auto_train_rows
+        self.expected_rows = int(expected_rows)  # size hint: the automatic training sizes its lists for this
         self.nprobe = nprobe
         self._faiss: faiss.Index = self._new_flat(dim)
         self._codebook: str | None = None  # sha256 of the trained empty ivfpq index, None in flat mode
@@ -200,8 +214,14 @@ class LocalIndex(VectorIndex):
             self._size[owner] = (w, h)
             row_ids[a:b] = (owner << KP_BITS) | np.arange(b - a, dtype=np.int64)
         self._faiss.add_with_ids(to_codes(vectors, self.dim), row_ids)
+        self._maybe_train()
+
+    def _maybe_train(self) -> None:
+        """Flat -> ivfpq once the index holds ``auto_train_rows`` rows, lists sized for the expected total."""
         if self._codebook is None and self.auto_train_rows and self.rows >= self.auto_train_rows:
-            self.train()
+            expected = max(self.rows, self.expected_rows)
+            if self.rows >= _training_need(coarse_quantiser(expected)[0])[1]:
+                self.train(expected_rows=expected)
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove every keypoint of these references; returns how many rows went."""
@@ -237,8 +257,7 @@ class LocalIndex(VectorIndex):
         row_ids, codes = self._all_codes()
         train = codes if sample is None else to_codes(sample, self.dim)
         coarse, nprobe = coarse_quantiser(expected_rows or max(len(train), len(codes)))
-        words = 1 << int(coarse[5:]) if coarse.startswith("IMI2x") else int(coarse[3:])
-        need = max(256 * 20, words * 4)  # PQ tables have 256 words; k-means wants a few points per word
+        words, need = _training_need(coarse)
         if len(train) < need:
             raise LocalIndexError(f"training {coarse} needs at least {need} descriptors (have {len(train)})")
         rng = np.random.default_rng(seed)
@@ -262,7 +281,7 @@ class LocalIndex(VectorIndex):
 
     def empty_like(self) -> "LocalIndex":
         """An empty index with this one's mode and codebook (for building shards to merge)."""
-        out = LocalIndex(self.dim, self.auto_train_rows, self.nprobe)
+        out = LocalIndex(self.dim, self.auto_train_rows, self.nprobe, self.expected_rows)
         if self._codebook is not None:
             out._faiss = faiss.clone_index(self._faiss)
             out._faiss.reset()
@@ -283,9 +302,10 @@ class LocalIndex(VectorIndex):
         if overlap:
             raise LocalIndexError(f"shards overlap on {len(overlap)} references (e.g. {min(overlap)})")
         if self._codebook is not None and other._codebook is not None and self._codebook != other._codebook:
-            raise LocalIndexError(
-                f"cannot merge indexes with different codebooks ({self._codebook[:16]} vs {other._codebook[:16]}); "
-                "build every shard from the same trained empty index (empty_like)"
+            raise CodebookMismatchError(
+                f"cannot merge image.local indexes with different codebooks ({self._codebook[:16]} vs "
+                f"{other._codebook[:16]}): build every part from one trained empty index (LocalIndex.empty_like), "
+                "or keep the parts flat (auto_train_rows=None) and let the merged index train once"
             )
         if self._codebook is None and other._codebook is not None:
             row_ids, codes = self._all_codes()
@@ -304,8 +324,7 @@ class LocalIndex(VectorIndex):
             self._faiss.merge_from(faiss.clone_index(other._faiss), 0)
         self._xy.update(other._xy)
         self._size.update(other._size)
-        if self._codebook is None and self.auto_train_rows and self.rows >= self.auto_train_rows:
-            self.train()
+        self._maybe_train()
 
     # ------------------------------------------------------------------ search
     def search(self, vectors: np.ndarray, k: int) -> Neighbours:
@@ -339,6 +358,7 @@ class LocalIndex(VectorIndex):
             "format": FORMAT, "dim": self.dim, "kp_bits": KP_BITS, "mode": self.mode, "codebook": self._codebook,
             "refs": int(len(refs)), "rows": int(counts.sum()), "faiss_bytes": len(raw),
             "auto_train_rows": self.auto_train_rows, "nprobe": self.nprobe, "trained_rows": self.trained_rows,
+            "expected_rows": self.expected_rows,
         }, sort_keys=True).encode()
         parts = [MAGIC, struct.pack("<I", len(header)), header, refs.astype("<i8").tobytes(),
                  sizes.astype("<i4").tobytes(), counts.astype("<i8").tobytes(), xy.tobytes(), raw]
@@ -382,7 +402,8 @@ class LocalIndex(VectorIndex):
         raw = np.frombuffer(buf[pos:pos + header["faiss_bytes"]], dtype=np.uint8)
         if len(raw) != header["faiss_bytes"] or pos + len(raw) != len(buf):
             raise LocalIndexError("local index is truncated or has trailing bytes")
-        out = cls(int(header["dim"]), header.get("auto_train_rows"), int(header.get("nprobe", DEFAULT_NPROBE)))
+        out = cls(int(header["dim"]), header.get("auto_train_rows"), int(header.get("nprobe", DEFAULT_NPROBE)),
+                  int(header.get("expected_rows", 0)))
         out._faiss = faiss.deserialize_index(raw.copy())
         out._codebook = header["codebook"]
         out.trained_rows = int(header.get("trained_rows", 0))
