@@ -45,7 +45,6 @@ index size over the registered audio.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -54,7 +53,6 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -69,7 +67,7 @@ from scipy import ndimage, signal  # noqa: E402
 from scanner.config import Settings  # noqa: E402
 from scanner.detectors.base import Embedding  # noqa: E402
 from scanner.detectors.fingerprint import MIN_HIT_MATCHES, FingerprintDetector, LandmarkParams  # noqa: E402
-from scanner.fsutil import atomic_write_json  # noqa: E402
+from scanner.policy.calibration import merge_calibration  # noqa: E402
 from scanner.index.landmarks import BYTES_PER_ROW, LandmarkIndex  # noqa: E402
 from scanner.media.audio import AudioClip, decode_audio  # noqa: E402
 
@@ -348,32 +346,6 @@ def operating_point(pos: np.ndarray, top_ok: np.ndarray, neg: np.ndarray, fpr: f
 # ---------------------------------------------------------------- calibration file
 
 
-def thresholds_digest(detectors: dict) -> str:
-    core = {det: {model: {k: e[k] for k in ("metric", "final", "ideation")} for model, e in models.items()}
-            for det, models in detectors.items()}
-    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def write_calibration(path: Path, model: str, entry: dict, source: str) -> str:
-    """Merge ``entry`` as ``detectors["audio.fingerprint"][model]`` (other entries kept); returns the version."""
-    data: dict = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-            data["detectors"]
-        except (ValueError, KeyError, TypeError) as exc:
-            sys.exit(f"refusing to overwrite unreadable calibration file {path}: {exc!r}")
-    detectors = data.setdefault("detectors", {})
-    detectors.setdefault("audio.fingerprint", {})[model] = entry
-    now = datetime.now(timezone.utc)
-    data["version"] = f"{now.date().isoformat()}-audio_fingerprint-{thresholds_digest(detectors)}"
-    data["created"] = now.isoformat(timespec="seconds")
-    sources = [s for s in str(data.get("source", "")).split("; ") if s and not s.startswith("benchmarks/audio_fingerprint.py")]
-    data["source"] = "; ".join(sources + [source])
-    atomic_write_json(path, data)
-    return data["version"]
-
-
 # ---------------------------------------------------------------- main
 
 
@@ -545,7 +517,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         }
         source = (f"benchmarks/audio_fingerprint.py on {args.music.name} ({len(registered)} registered, "
                   f"{len(held)} held out, {int(pos.sum())} positives, {int((~pos).sum())} negatives, seed {args.seed})")
-        version = write_calibration(args.write_calibration, det.model_id, entry, source)
+        version = merge_calibration(args.write_calibration, {("audio.fingerprint", det.model_id): entry},
+                                    "audio_fingerprint", source)
         print(f"\nCalibration: {args.write_calibration} version {version} "
               f"(block >= {strict.threshold:g}, review >= {loose.threshold:g})")
 

@@ -107,8 +107,6 @@ whenever any threshold changes.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
 import os
 import resource
@@ -116,7 +114,6 @@ import sys
 import time
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from statistics import NormalDist
 from typing import Callable, Sequence
@@ -135,7 +132,7 @@ from augly.utils import EMOJI_DIR, FONTS_DIR, SCREENSHOT_TEMPLATES_DIR  # noqa: 
 from scanner.config import Settings  # noqa: E402
 from scanner.detectors.base import Detector, create  # noqa: E402
 from scanner.errors import ConfigError, MediaError, ModelMissingError  # noqa: E402
-from scanner.fsutil import atomic_write_json  # noqa: E402
+from scanner.policy.calibration import merge_calibration  # noqa: E402
 from scanner.media.image import decode_image, to_rgb  # noqa: E402
 from scanner.types import Metric  # noqa: E402
 
@@ -665,30 +662,6 @@ def calibration_entry(m: Method, ops: Sequence[Operating], model: PairModel, run
     }
 
 
-def thresholds_digest(detectors: dict) -> str:
-    """Short hash over every stored threshold, so the version changes when any of them does."""
-    core = {det: {model: {k: e[k] for k in ("metric", "final", "ideation")} for model, e in models.items()}
-            for det, models in detectors.items()}
-    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def write_calibration(path: Path, entries: dict[tuple[str, str], dict], source: str) -> str:
-    """Merge ``entries`` into the file at ``path`` (keeping other entries); returns the new version."""
-    detectors: dict = {}
-    if path.exists():
-        try:
-            detectors = json.loads(path.read_text())["detectors"]
-        except (ValueError, KeyError, TypeError) as exc:
-            sys.exit(f"refusing to overwrite unreadable calibration file {path}: {exc!r}")
-    for (det, model), entry in entries.items():
-        detectors.setdefault(det, {})[model] = entry
-    now = datetime.now(timezone.utc)
-    version = f"{now.date().isoformat()}-image_copy-{thresholds_digest(detectors)}"
-    atomic_write_json(path, {"version": version, "created": now.isoformat(timespec="seconds"),
-                             "source": source, "detectors": detectors})
-    return version
-
-
 # ---------------------------------------------------------------- report
 
 
@@ -1025,7 +998,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         source = (f"benchmarks/image_copy.py on {run.images.name} ({len(run.refs)} refs, {run.n_pos} positives, "
                   f"{run.n_neg} negatives, {run.n_neg * len(run.refs)} negative pairs, seed {run.seed}), "
                   f"calibrated for N={run.design_refs} references")
-        version = write_calibration(args.write_calibration, entries, source)
+        version = merge_calibration(args.write_calibration, entries, "image_copy", source)
         print(f"Calibration: {args.write_calibration} version {version} "
               f"({'; '.join(f'{d} [{model}]' for d, model in entries)})")
 

@@ -64,15 +64,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
-import json
 import math
 import resource
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -84,7 +81,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from scanner.config import Settings  # noqa: E402
-from scanner.fsutil import atomic_write_json  # noqa: E402
+from scanner.policy.calibration import merge_calibration  # noqa: E402
 from scanner.media.audio import AudioClip  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
@@ -707,35 +704,6 @@ def run_voices(folder: Path, music_dir: Path | None, quick: bool, long_minutes: 
 # =============================================================== calibration file
 
 
-def thresholds_digest(detectors: dict) -> str:
-    core = {det: {model: {k: e[k] for k in ("metric", "final", "ideation")} for model, e in models.items()}
-            for det, models in detectors.items()}
-    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def write_calibration(path: Path, entries: dict[tuple[str, str], dict]) -> str:
-    """Merge ``entries`` into the calibration file (other detectors/models kept); returns the new version."""
-    data: dict = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-            if not isinstance(data.get("detectors"), dict):
-                raise ValueError("no 'detectors' object")
-        except (ValueError, TypeError) as exc:
-            sys.exit(f"refusing to overwrite unreadable calibration file {path}: {exc!r}")
-    detectors = data.setdefault("detectors", {})
-    for (det, model), entry in entries.items():
-        detectors.setdefault(det, {})[model] = entry
-    now = datetime.now(timezone.utc)
-    data["version"] = f"{now.date().isoformat()}-likeness-{thresholds_digest(detectors)}"
-    mine = "; ".join(e["measured"]["source"] for e in entries.values())
-    others = [p for p in str(data.get("source", "")).split("; ") if p and not p.startswith("benchmarks/likeness.py")]
-    data["source"] = "; ".join(others + [mine])
-    data["created"] = now.isoformat(timespec="seconds")
-    atomic_write_json(path, data)
-    return data["version"]
-
-
 # =============================================================== main
 
 
@@ -773,7 +741,8 @@ def main(argv: list[str] | None = None) -> int:
             entries[("audio.voice", r.model_id)] = r.entry
             print()
     if args.write_calibration and entries:
-        version = write_calibration(args.write_calibration, entries)
+        version = merge_calibration(args.write_calibration, entries, "likeness",
+                                    "; ".join(e["measured"]["source"] for e in entries.values()))
         print(f"calibration written to {args.write_calibration} (version {version}): "
               + ", ".join(f"{d}/{m}" for d, m in entries))
     print(f"total {time.perf_counter() - started:.0f} s")

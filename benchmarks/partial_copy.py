@@ -57,16 +57,13 @@ ORB (binary descriptors) by brute force on the same scenes.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
-import json
 import math
 import resource
 import sys
 import time
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -82,7 +79,7 @@ from scanner.config import Settings  # noqa: E402
 from scanner.detectors.base import Detector, Embedding, Hit, create  # noqa: E402
 from scanner.detectors import local as local_mod  # noqa: E402
 from scanner.errors import MediaError, ModelMissingError  # noqa: E402
-from scanner.fsutil import atomic_write_json  # noqa: E402
+from scanner.policy.calibration import merge_calibration  # noqa: E402
 from scanner.index.local_index import KP_BITS, LocalIndex  # noqa: E402
 from scanner.media.image import decode_image  # noqa: E402
 from scanner.types import Metric  # noqa: E402
@@ -820,30 +817,6 @@ def scale_benchmark(det: Detector, pool: np.ndarray, queries: Sequence[Embedding
 # ---------------------------------------------------------------- calibration
 
 
-def thresholds_digest(detectors: dict) -> str:
-    core = {det: {model: {k: e.get(k) for k in ("metric", "final", "ideation")} for model, e in models.items()}
-            for det, models in detectors.items()}
-    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def write_calibration(path: Path, model: str, entry: dict) -> str:
-    """Merge ``detectors["image.local"][model] = entry`` into ``path``; returns the new version."""
-    data: dict = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-            if not isinstance(data.get("detectors"), dict):
-                raise KeyError("detectors")
-        except (ValueError, KeyError, TypeError) as exc:
-            sys.exit(f"refusing to overwrite unreadable calibration file {path}: {exc!r}")
-    data.setdefault("detectors", {}).setdefault("image.local", {})[model] = entry
-    now = datetime.now(timezone.utc)
-    data["version"] = f"{now.date().isoformat()}-partial_copy-{thresholds_digest(data['detectors'])}"
-    data["created"] = now.isoformat(timespec="seconds")
-    atomic_write_json(path, data)
-    return data["version"]
-
-
 # ---------------------------------------------------------------- report
 
 
@@ -1060,7 +1033,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                            "search_ms": round(r.search_ms)} for r in scale_rows],
             },
         }
-        version = write_calibration(args.calibration, local.model_id, entry)
+        version = merge_calibration(args.calibration, {("image.local", local.model_id): entry}, "partial_copy",
+                                    str(entry["measured"].get("source", "benchmarks/partial_copy.py")))
         print(f"Calibration: {args.calibration} version {version} (image.local [{local.model_id}])")
 
 

@@ -280,3 +280,18 @@ def test_wrongly_shaped_calibration_is_calibration_error(tmp_path, content):
     """Lists or strings where objects belong must be CalibrationError, not AttributeError."""
     with pytest.raises(CalibrationError, match="malformed"):
         load_calibration(_write(tmp_path, content))
+
+
+def test_merge_calibration_keeps_other_entries_and_versions(tmp_path):
+    from scanner.policy.calibration import merge_calibration
+
+    path = tmp_path / "cal.json"
+    a = {"metric": "hamming", "final": {"block": 10, "review": 20}, "ideation": {"block": 10, "review": 10}}
+    b = {"metric": "cosine", "final": {"block": 0.9, "review": 0.8}, "ideation": {"block": 0.9, "review": 0.9}}
+    v1 = merge_calibration(path, {("image.pdq", "pdq"): a}, "image_copy", "benchmarks/image_copy.py run 1")
+    v2 = merge_calibration(path, {("audio.voice", "m"): b}, "likeness", "benchmarks/likeness.py run 1")
+    v3 = merge_calibration(path, {("image.pdq", "pdq"): a}, "image_copy", "benchmarks/image_copy.py run 2")
+    cal = load_calibration(path)
+    assert set(cal.detectors) == {"image.pdq", "audio.voice"} and v1 != v2
+    assert v3.split("-")[-1] == v2.split("-")[-1]  # same thresholds, same digest
+    assert json.loads(path.read_text())["source"] == "benchmarks/likeness.py run 1; benchmarks/image_copy.py run 2"

@@ -4,12 +4,16 @@ is an error, not a guess."""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scanner.errors import CalibrationError
+from scanner.fsutil import atomic_write_json
 from scanner.types import Metric, Stage
 
 
@@ -61,3 +65,41 @@ def load_calibration(path: Path) -> Calibration:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CalibrationError(f"calibration file {path} is malformed: {exc!r}") from None
     return Calibration(str(data.get("version", "unversioned")), str(path), detectors)
+
+
+def thresholds_digest(detectors: dict[str, dict[str, Any]]) -> str:
+    """Short hash over every stored threshold, so a file's version changes when any of them does."""
+    core = {det: {model: {k: e.get(k) for k in ("metric", "final", "ideation")} for model, e in models.items()}
+            for det, models in detectors.items()}
+    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def merge_calibration(path: Path, entries: dict[tuple[str, str], dict[str, Any]], benchmark: str,
+                      source: str) -> str:
+    """Write ``entries`` ((detector, model) -> entry) into the calibration file at ``path``, keeping every
+    other entry; ``source`` replaces this benchmark's earlier source line. Returns the new version.
+
+    Benchmarks run side by side, so the read-modify-write holds an exclusive lock on ``path.lock``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(path.suffix + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data: dict[str, Any] = {}
+        if path.exists():
+            try:
+                data = json.loads(path.read_text())
+                if not isinstance(data.get("detectors"), dict):
+                    raise ValueError("no 'detectors' object")
+            except (ValueError, TypeError) as exc:
+                raise CalibrationError(f"refusing to overwrite unreadable calibration file {path}: {exc!r}") from None
+        detectors = data.setdefault("detectors", {})
+        for (det, model), entry in entries.items():
+            detectors.setdefault(det, {})[model] = entry
+        now = datetime.now(timezone.utc)
+        data["version"] = f"{now.date().isoformat()}-{benchmark}-{thresholds_digest(detectors)}"
+        data["created"] = now.isoformat(timespec="seconds")
+        others = [s for s in str(data.get("source", "")).split("; ") if s and not s.startswith(f"benchmarks/{benchmark}.py")]
+        data["source"] = "; ".join(others + [source])
+        atomic_write_json(path, data)
+    return data["version"]
