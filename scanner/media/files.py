@@ -43,11 +43,30 @@ class LoadedFile:
     format: str
 
 
+def special_file_problem(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` is not read as an asset (FIFOs, sockets, devices), or None
+    for a regular file. Reading a FIFO blocks until a writer appears, a device may never end:
+    such files are reported, never opened."""
+    if stat.S_ISREG(mode):
+        return None
+    what = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "a directory" if stat.S_ISDIR(mode) else "not a regular file")
+    return f"{what}, not a regular file: not read, so not checked"
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    """``open`` opener: O_NONBLOCK so that a file swapped for a FIFO after the type check cannot
+    block the open (regular files ignore the flag); O_NOCTTY so a terminal never becomes ours."""
+    return os.open(path, flags | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+
+
 def walk(paths: Iterable[str | os.PathLike]) -> Iterator[Candidate]:
     """Files under ``paths`` (recursively, sorted, following directory links once).
 
-    Symlink loops and unreadable directories become candidates with a ``problem``
-    so they show up as errors instead of being silently dropped.
+    Symlink loops, unreadable directories and special files (FIFOs, sockets, devices) become
+    candidates with a ``problem`` so they show up as errors instead of being silently dropped
+    (or, for a FIFO, hanging the scan). The file type comes from ``stat``; nothing is opened here.
     """
     seen_dirs: set[tuple[int, int]] = set()
     for root in paths:
@@ -58,7 +77,7 @@ def walk(paths: Iterable[str | os.PathLike]) -> Iterator[Candidate]:
             yield Candidate(root, f"cannot access: {exc.strerror or exc}")
             continue
         if not stat.S_ISDIR(st.st_mode):
-            yield Candidate(root)
+            yield Candidate(root, special_file_problem(st.st_mode))
             continue
         yield from _walk_dir(root, seen_dirs)
 
@@ -87,20 +106,30 @@ def _walk_dir(top: str, seen: set[tuple[int, int]]) -> Iterator[Candidate]:
             is_dir = False
         if is_dir:
             yield from _walk_dir(entry.path, seen)
-        else:
+            continue
+        try:
+            mode = entry.stat(follow_symlinks=True).st_mode
+        except OSError:  # a broken link or a link loop: ``load`` reports why
             yield Candidate(entry.path)
+            continue
+        yield Candidate(entry.path, special_file_problem(mode))
 
 
 def is_candidate_media(path: str) -> bool:
     """Whether a walked file should be treated as an asset (claims media, or sniffs as media).
 
     Files that neither claim nor contain media (sidecars, notes) are skipped by the scan.
-    Unreadable files count as assets so that they become errors, not silent skips.
+    Unreadable and special files count as assets so that they become errors, not silent skips;
+    a special file is never opened (its type is checked first).
     """
     if claimed_type(display_path(path)):
         return True
     try:
-        with open(path, "rb") as fh:
+        if special_file_problem(os.stat(path).st_mode):
+            return True
+        with open(path, "rb", opener=_nonblocking) as fh:
+            if special_file_problem(os.fstat(fh.fileno()).st_mode):
+                return True  # swapped after the check
             return sniff(fh.read(64)) is not None
     except OSError:
         return True
@@ -109,17 +138,23 @@ def is_candidate_media(path: str) -> bool:
 def load(path: str, max_bytes: int) -> LoadedFile:
     """Read a whole asset, hash it and sniff its type; raises ``MediaError`` with a reason."""
     try:
-        size = os.stat(path).st_size
+        st = os.stat(path)
     except OSError as exc:
         raise MediaError(f"cannot access file: {exc.strerror or exc}") from None
-    if not os.path.isfile(path):
-        raise MediaError("not a regular file")
-    if size == 0:
-        raise MediaError("file is empty (0 bytes)")
-    if size > max_bytes:
-        raise MediaError(f"file is {size / 1e9:.1f} GB, over the {max_bytes / 1e9:.1f} GB limit")
+    problem = special_file_problem(st.st_mode)
+    if problem:
+        raise MediaError(problem)
     try:
-        with open(path, "rb") as fh:
+        with open(path, "rb", opener=_nonblocking) as fh:
+            st = os.fstat(fh.fileno())  # the file actually opened (it may have been swapped since the stat)
+            problem = special_file_problem(st.st_mode)
+            if problem:
+                raise MediaError(problem)
+            size = st.st_size
+            if size == 0:
+                raise MediaError("file is empty (0 bytes)")
+            if size > max_bytes:
+                raise MediaError(f"file is {size / 1e9:.1f} GB, over the {max_bytes / 1e9:.1f} GB limit")
             data = fh.read()
     except OSError as exc:
         raise MediaError(f"cannot read file: {exc.strerror or exc}") from None
