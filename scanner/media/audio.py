@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -126,6 +126,16 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
+def av_open(target: Any):
+    """``av.open`` for reading, ignoring undecodable metadata on PyAV versions that have the option (< 15)."""
+    import av
+
+    try:
+        return av.open(target, mode="r", metadata_errors="ignore")
+    except TypeError:  # PyAV >= 15 dropped the keyword (metadata is decoded leniently there)
+        return av.open(target, mode="r")
+
+
 def _stream(data: bytes, target_sr: int, max_seconds: float, info: dict) -> Iterator[np.ndarray]:
     """Resampled mono float32 blocks, one per decoded frame; fills ``info`` with what it learns."""
     try:
@@ -137,7 +147,7 @@ def _stream(data: bytes, target_sr: int, max_seconds: float, info: dict) -> Iter
         raise MediaError("file is empty (0 bytes)")
     _check_wav_length(data)
     try:
-        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+        container = av_open(io.BytesIO(data))
     except av.error.FFmpegError as exc:
         raise MediaError(f"not a decodable audio/video file: {_reason(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - PyAV can raise plain errors on odd headers

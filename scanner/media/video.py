@@ -63,6 +63,7 @@ import numpy as np
 from PIL import Image
 
 from scanner.errors import MediaError
+from scanner.media.audio import av_open
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def _open(source: Source):
     else:
         target = source
     try:
-        return av.open(target, mode="r", metadata_errors="ignore")
+        return av_open(target)
     except FileNotFoundError:
         raise MediaError(f"cannot open video: no such file {target!r}") from None
     except av.error.FFmpegError as exc:
