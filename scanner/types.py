@@ -34,16 +34,22 @@ class Stage(str, Enum):
 class Metric(str, Enum):
     """How a detector compares two signals."""
 
-    HAMMING = "hamming"  # lower is closer
-    COSINE = "cosine"  # higher is closer
+    HAMMING = "hamming"  # distance in bits, lower is closer
+    COSINE = "cosine"  # similarity, higher is closer
+    COUNT = "count"  # verified matches (keypoint inliers, landmarks), higher is closer
+    PROBABILITY = "probability"  # calibrated fused score in [0, 1], higher is closer
+
+    @property
+    def lower_is_closer(self) -> bool:
+        return self is Metric.HAMMING
 
     def closer_or_equal(self, score: float, threshold: float) -> bool:
         """True when ``score`` is at least as close as ``threshold``."""
-        return score <= threshold if self is Metric.HAMMING else score >= threshold
+        return score <= threshold if self.lower_is_closer else score >= threshold
 
     def closer(self, a: float, b: float) -> bool:
         """True when score ``a`` is strictly closer than score ``b``."""
-        return a < b if self is Metric.HAMMING else a > b
+        return a < b if self.lower_is_closer else a > b
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,9 @@ class Finding:
     extra: dict[str, Any] = field(default_factory=dict)
     reference_kind: str = "work"  # "work" or "talent"
     consent_id: int | None = None
+    # Every detector's own score for this reference (one finding per reference): dicts with
+    # detector, model, score, metric, threshold_block, threshold_review and that detector's level.
+    evidence: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,7 +165,8 @@ class AssetResult:
         data = {k: v for k, v in d.items() if k in known}
         data["verdict"] = Verdict(d["verdict"])
         finding_fields = set(Finding.__dataclass_fields__)
-        data["findings"] = tuple(Finding(**{k: v for k, v in f.items() if k in finding_fields})
+        data["findings"] = tuple(Finding(**{k: (tuple(v) if k == "evidence" else v) for k, v in f.items()
+                                            if k in finding_fields})
                                  for f in d.get("findings", []))
         data["notes"] = tuple(d.get("notes", ()))
         return cls(**data)
@@ -165,6 +175,6 @@ class AssetResult:
         """JSON-ready dict (the JSONL/HTTP record format)."""
         d = asdict(self)
         d["verdict"] = self.verdict.value
-        d["findings"] = [asdict(f) for f in self.findings]
+        d["findings"] = [{**asdict(f), "evidence": [dict(e) for e in f.evidence]} for f in self.findings]
         d["notes"] = list(self.notes)
         return d

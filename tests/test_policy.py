@@ -124,10 +124,52 @@ def test_best_match_wins_even_when_it_comes_last():
     assert [f.score for f in findings] == [39]
 
 
-def test_same_reference_different_detectors_are_separate_findings():
+def test_same_reference_different_detectors_are_one_finding_with_all_evidence():
     verdict, findings = decide([_pdq(30), _clip(0.96)])
     assert verdict is Verdict.BLOCK
-    assert {(f.detector, f.level) for f in findings} == {("image.pdq", "review"), ("image.clip", "block")}
+    [f] = findings
+    assert (f.detector, f.level) == ("image.clip", "block")  # the most severe detector leads
+    assert [(e["detector"], e["level"], e["score"]) for e in f.evidence] == [
+        ("image.clip", "block", 0.96), ("image.pdq", "review", 30.0)]
+    assert f.evidence[1]["threshold_block"] == 20.0 and f.evidence[1]["metric"] == "hamming"
+
+
+class _Fusion:
+    """A stand-in fusion: mean of 'closeness' so the test controls the fused level exactly."""
+
+    name, model = "fused", "fusion-test"
+    thresholds = Thresholds(Metric.PROBABILITY, block=0.9, review=0.5)
+
+    def covers(self, detector, model):
+        return detector in {"image.pdq", "image.clip"}
+
+    def score(self, scores):
+        closeness = [1 - scores.get("image.pdq", 256) / 256, scores.get("image.clip", 0.0)]
+        return sum(closeness) / 2
+
+
+def test_fusion_decides_for_the_detectors_it_covers():
+    # each alone only at review level (or below), together the fused score blocks
+    _, [f] = decide([_pdq(30), _clip(0.94)], fusion=_Fusion())
+    assert f.detector == "fused" and f.metric == "probability" and f.level == "block"
+    assert f.score == round((1 - 30 / 256 + 0.94) / 2, 4)
+    assert {e["detector"]: e["level"] for e in f.evidence} == {"image.pdq": "review", "image.clip": "review"}
+    # and a pair that an individual detector would flag is passed when the fused score is low
+    verdict, findings = decide([_clip(0.86)], fusion=_Fusion())
+    assert findings == [] and verdict is Verdict.PASS
+
+
+def test_fusion_keeps_uncovered_detectors_levels():
+    other = Match("image.face", "face-x", _ref(1), 0.99, COS)
+    _, [f] = decide([_pdq(200), other], fusion=_Fusion())
+    assert f.detector == "image.face" and f.level == "block"
+    assert {e["detector"] for e in f.evidence} == {"image.pdq", "image.face"}
+
+
+def test_cleared_reference_shows_fused_evidence():
+    _, [f] = decide([_pdq(10, _ref(2, Clearance.LICENSED)), _clip(0.99, _ref(2, Clearance.LICENSED))],
+                    fusion=_Fusion())
+    assert f.level == "cleared" and len(f.evidence) == 2
 
 
 def test_findings_ordering():
