@@ -12,7 +12,6 @@ from scanner.api import Scanner
 from scanner.cli.common import cli_caller, console, esc, handle_errors, progress_bar, settings_from
 from scanner.cli.scan import run_scan
 from scanner.config import REPO_ROOT
-from scanner.detectors.weights import get_spec
 from scanner.reports import FailOn
 
 SAMPLE = REPO_ROOT / "examples" / "sample"
@@ -23,20 +22,16 @@ def demo(
     ctx: typer.Context,
     workspace: Annotated[Path, typer.Option(help="Where the demo catalog, indexes and report go "
                                                  "(recreated on each run).")] = Path("demo-workspace"),
-    clip_model: Annotated[str, typer.Option(help="image.clip model; the default test model runs offline.")] =
-    "clip-test-tiny",
 ) -> None:
-    """Register the sample works, index them and scan the sample deliverables to a report."""
+    """Register the sample works, index them and scan the sample deliverables to a report.
+
+    Runs the default detectors with their real models (all installed with the project, offline).
+    """
     if not SAMPLE.is_dir():
         raise typer.BadParameter(f"sample data not found at {SAMPLE}")
     if workspace.exists():
         shutil.rmtree(workspace)
-    settings = settings_from(ctx, catalog=workspace / "catalog.db", index_dir=workspace / "indexes",
-                             clip_model=clip_model)
-    if get_spec(settings, clip_model).test_only:
-        console.print(f"[yellow]image.clip runs the test model {clip_model} (random weights): its findings "
-                      "show the pipeline, not real semantic similarity. Install the real model with "
-                      "`scanner models pull clip-vit-b-32-laion2b` and pass --clip-model clip-vit-b-32-laion2b.[/]")
+    settings = settings_from(ctx, catalog=workspace / "catalog.db", index_dir=workspace / "indexes")
     scanner = Scanner(settings, caller=cli_caller())
     manifest = SAMPLE / "catalog.csv"
     with progress_bar("registering sample works", sum(1 for _ in open(manifest)) - 1) as advance:
