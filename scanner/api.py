@@ -456,6 +456,7 @@ class Scanner:
             config=hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16],
             indexes=indexes,
             thresholds={n: self.calibration.thresholds(n, d.model_id, stage) for n, d in live.items()},
+            fusion=self.calibration.fusion(IMAGE, stage),
             works={r.id: r for r in self.catalog.works()},
             samples={s.id: s for s in self.catalog.samples()},
             talents={t.id: t for t in self.catalog.talents()},
@@ -542,7 +543,7 @@ class Scanner:
                       stage=self.settings.stage.value, calibration=ctx.calibration)
         if d.error is not None:
             return AssetResult(verdict=Verdict.ERROR, error=d.error, **common)
-        verdict, findings = decide(matches, self.settings.union_review)
+        verdict, findings = decide(matches, self.settings.union_review, ctx.fusion)
         if d.incomplete and verdict is not Verdict.BLOCK:  # what was not seen cannot pass
             common["error"] = d.incomplete
             verdict = Verdict.ERROR
@@ -576,6 +577,7 @@ class _ScanContext:
     index_ids: dict[str, str]
     calibration: str
     today: date
+    fusion: Any = None  # the calibrated fused score for image detectors (policy.calibration.StageFusion)
 
     def match(self, det: Detector, hit: Any, project: str, size: list[int] | None,
               duration: float | None = None) -> Match | None:

@@ -337,3 +337,31 @@ def test_merge_calibration_keeps_other_entries_and_versions(tmp_path):
     assert set(cal.detectors) == {"image.pdq", "audio.voice"} and v1 != v2
     assert v3.split("-")[-1] == v2.split("-")[-1]  # same thresholds, same digest
     assert json.loads(path.read_text())["source"] == "benchmarks/likeness.py run 1; benchmarks/image_copy.py run 2"
+
+
+def _fusion_entry() -> dict:
+    return {"detectors": {"image.pdq": "pdq", "image.clip": "clip-x"},
+            "features": [{"detector": "image.clip", "transform": "fisher", "closer": "higher"},
+                         {"detector": "image.pdq", "transform": "linear", "scale": 256, "closer": "lower"}],
+            "coef": [4.0, -12.0], "intercept": 0.0, "impute": {"image.clip": 0.0, "image.pdq": 0.5},
+            "final": {"block": 0.99, "review": 0.9}, "ideation": {"block": 0.995, "review": 0.99}}
+
+
+def test_calibration_fusion_per_stage_feeds_decide(tmp_path):
+    data = {**_cal_data(), "fusion": {"image": _fusion_entry()}}
+    cal = load_calibration(_write(tmp_path, data))
+    final, ideation = cal.fusion("image", Stage.FINAL), cal.fusion("image", Stage.IDEATION)
+    assert (final.thresholds.block, final.thresholds.review) == (0.99, 0.9)
+    assert (ideation.thresholds.block, ideation.thresholds.review) == (0.995, 0.99)
+    assert final.covers("image.pdq", "pdq") and not final.covers("image.pdq", "other-model")
+    assert cal.fusion("audio", Stage.FINAL) is None
+    _, [f] = decide([_pdq(4), _clip(0.97)], fusion=final)
+    assert f.detector == "fused.image" and f.level == "block" and f.score >= 0.99
+    # a pair only the clip model half-likes stays below the fused review level: no finding
+    assert decide([_clip(0.5)], fusion=final)[1] == []
+
+
+def test_calibration_with_bad_fusion_entry_is_refused(tmp_path):
+    bad = {**_fusion_entry(), "coef": [-4.0, -12.0]}  # closer clip score would lower the fused score
+    with pytest.raises(CalibrationError, match="fusion"):
+        load_calibration(_write(tmp_path, {**_cal_data(), "fusion": {"image": bad}}))

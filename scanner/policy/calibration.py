@@ -8,12 +8,13 @@ import fcntl
 import hashlib
 import json
 from datetime import datetime, timezone
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scanner.errors import CalibrationError
 from scanner.fsutil import atomic_write_json
+from scanner.policy.fusion import FusionModel, load_fusion
 from scanner.types import Metric, Stage
 
 
@@ -33,6 +34,16 @@ class Calibration:
     version: str
     path: str
     detectors: dict[str, dict[str, Any]]
+    fusions: dict[str, FusionModel] = field(default_factory=dict)  # modality -> fused-score model
+
+    def fusion(self, modality: str, stage: Stage) -> "StageFusion | None":
+        """The fused score for ``modality`` at ``stage``, or None when the file has none."""
+        model = self.fusions.get(modality)
+        if model is None:
+            return None
+        block, review = model.thresholds(stage.value)
+        return StageFusion(f"fused.{modality}", f"fusion-{self.version}", Thresholds(Metric.PROBABILITY, block, review),
+                           model)
 
     def thresholds(self, detector: str, model: str, stage: Stage) -> Thresholds:
         entry = self.detectors.get(detector, {}).get(model)
@@ -45,6 +56,22 @@ class Calibration:
             )
         levels = entry[stage.value]
         return Thresholds(Metric(entry["metric"]), float(levels["block"]), float(levels["review"]))
+
+
+@dataclass(frozen=True)
+class StageFusion:
+    """A fusion model with one stage's levels: what ``policy.rules.decide`` combines scores with."""
+
+    name: str
+    model: str
+    thresholds: Thresholds
+    fit: FusionModel
+
+    def covers(self, detector: str, model: str) -> bool:
+        return self.fit.detectors.get(detector) == model
+
+    def score(self, scores: dict[str, float]) -> float:
+        return float(self.fit.score(scores))
 
 
 def load_calibration(path: Path) -> Calibration:
@@ -64,7 +91,7 @@ def load_calibration(path: Path) -> Calibration:
         raise CalibrationError(f"calibration file not found: {path}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CalibrationError(f"calibration file {path} is malformed: {exc!r}") from None
-    return Calibration(str(data.get("version", "unversioned")), str(path), detectors)
+    return Calibration(str(data.get("version", "unversioned")), str(path), detectors, load_fusion(data))
 
 
 def thresholds_digest(detectors: dict[str, dict[str, Any]]) -> str:
