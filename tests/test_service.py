@@ -190,12 +190,19 @@ def in_thread(fn, *args):
 
 
 # ----- health, auth, scopes ------------------------------------------------------------------
-def test_health_needs_no_key_and_reports_models_and_indexes(ws, serve):
+def test_health_without_a_key_is_bare_liveness_and_details_need_a_key(ws, serve):
     srv = serve()
     r = srv.client.get("/v1/health")
     assert r.status_code == 200
+    assert r.json() == {"status": "ok", "ready": True}  # no models, checksums or last_error for anyone
+    assert srv.client.get("/v1/health", headers={"Authorization": "Bearer sk_nothing"}).status_code == 401
+    assert srv.client.get("/v1/health", headers={"Authorization": f"Bearer {ws.revoked}"}).status_code == 401
+    r = srv.client.get("/v1/health", headers={"Authorization": f"Bearer {ws.check}"})
+    assert r.status_code == 200 and "models" in r.json()  # any valid key sees the details
+    r = srv.client.get("/v1/health", headers={"Authorization": f"Bearer {ws.admin}"})
+    assert r.status_code == 200
     h = r.json()
-    assert h["ready"] and h["status"] == "ok" and h["auth"] is True
+    assert h["ready"] and h["status"] == "ok" and h["auth"] is True and h["last_error"] is None
     assert h["models"][PDQ] == {"model": "pdq", "model_id": "pdq", "weights_sha256": "none", "modality": "image"}
     disk = Scanner(ws.settings).store.manifest(PDQ)
     idx = h["indexes"][PDQ]
@@ -384,6 +391,7 @@ def test_server_paths_are_off_without_allowed_roots(ws, serve):
 # ----- hot swap --------------------------------------------------------------------------------
 def test_rebuilt_index_is_picked_up_live_and_in_flight_checks_finish_on_the_old_one(ws, serve):
     srv = serve()
+    srv.client.headers["Authorization"] = f"Bearer {ws.admin}"  # health details need a key
     old = srv.client.get("/v1/health").json()["indexes"][PDQ]["serving"]["checksum"]
     srv.hooks.gate.clear()
     in_flight = in_thread(srv.check, ws.check, "copy4.jpg", ws.images["copy4"])
@@ -548,3 +556,163 @@ def test_serve_command_refuses_a_missing_root(ws, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
     r = CliRunner().invoke(app, ["serve", "--allow-root", str(ws.root / "nope")])
     assert r.exit_code == 2 and "not an existing directory" in r.output and "loading" not in r.output
+
+
+# ----- slow and abusive clients (issue 15) -----------------------------------------------------------
+def _raw(url: str, head: bytes, timeout: float = 10.0) -> socket.socket:
+    """A raw loopback connection that has sent ``head`` (maybe half a request) and nothing more."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=timeout)
+    sock.sendall(head)
+    return sock
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (or the socket times out)."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return data
+
+
+def test_slow_request_heads_do_not_lock_other_clients_out(ws, serve):
+    # uvicorn's cap is max_pending * 4 + 64 = 72 connections: 150 unfinished heads used to hold them all,
+    # and every other client got 503 for as long as the sockets stayed open
+    srv = serve(max_pending=2)
+    slow = []
+    try:
+        for _ in range(150):
+            try:
+                slow.append(_raw(srv.url, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n"))
+            except OSError:
+                pass  # refused or reset: fine, the point is what the others get
+        statuses = []
+        for i in range(10):
+            for s in slow[i::10]:  # keep trickling header bytes, as a slowloris client does
+                try:
+                    s.send(b"X-a: b\r\n")
+                except OSError:
+                    pass
+            with httpx.Client(base_url=srv.url, timeout=10) as fresh:  # a new connection every time
+                statuses.append(fresh.get("/v1/health").status_code)
+            statuses.append(srv.check(ws.check, "o.jpg", ws.images["original"]).status_code)
+        assert statuses == [200] * 20, statuses
+        h = srv.client.get("/v1/health", headers={"Authorization": f"Bearer {ws.admin}"}).json()["connections"]
+        assert h["sending_head"] <= 32 and h["evicted"] >= 150 - 32
+    finally:
+        for s in slow:
+            s.close()
+
+
+def test_a_request_head_must_arrive_within_the_header_timeout(ws, serve):
+    srv = serve(header_timeout_s=1.0)
+    sock = _raw(srv.url, b"GET /v1/health HTTP/1.1\r\n")
+    t0 = time.monotonic()
+    try:
+        for _ in range(20):  # trickling bytes does not extend the deadline
+            try:
+                sock.send(b"X")
+            except OSError:
+                break
+            time.sleep(0.2)
+        answer = _answer(sock)
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 408") and b"header_timeout" in answer
+    assert time.monotonic() - t0 < 3.5
+    # a keep-alive follow-up request is timed the same way
+    sock = _raw(srv.url, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/health HTTP/1.1\r\n")
+    try:
+        answer = _answer(sock)
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1 408") == 1
+
+
+def test_stalled_json_bodies_get_408_and_free_their_slots(ws, serve):
+    (ws.root / "in.jpg").write_bytes(ws.images["copy1"])
+    srv = serve(max_pending=2, request_timeout_s=1.5)
+    head = (f"POST /v1/check HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ws.check}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"path\": ").encode()
+    stalled = [_raw(srv.url, head) for _ in range(2)]
+    t0 = time.monotonic()
+    try:
+        answers = [_answer(s) for s in stalled]
+    finally:
+        for s in stalled:
+            s.close()
+    assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers
+    assert b"JSON body did not finish" in answers[0] and time.monotonic() - t0 < 6
+    wait_until(lambda: srv.engine.pending == 0, what="slots freed")
+    r = srv.check_path(ws.check, ws.root / "in.jpg")
+    assert r.status_code == 200 and r.json()["verdict"] == "block"
+
+
+def test_a_file_under_another_form_field_is_named_as_such(ws, serve):
+    srv = serve()
+    r = srv.client.post("/v1/check", files={"image": ("shot.jpg", ws.images["copy1"])},
+                        headers={"Authorization": f"Bearer {ws.check}"})
+    assert r.status_code == 400
+    msg = r.json()["error"]["message"]
+    assert "no file part named 'file'" in msg and "'image'" in msg and "over" not in msg
+    r = srv.client.post("/v1/check", data={"stage": "final"}, headers={"Authorization": f"Bearer {ws.check}"},
+                        files={"other": ("x", b"1")})
+    assert r.status_code == 400 and "no file part named 'file'" in r.json()["error"]["message"]
+    assert list(srv.upload_dir.iterdir()) == []
+
+
+def _start_serve(ws, tmp_path, tmp: Path) -> tuple[subprocess.Popen, str]:
+    """`scanner serve` in a child process with TMPDIR=tmp; returns it with its URL once healthy."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SCANNER_CATALOG": str(ws.settings.catalog), "SCANNER_INDEX_DIR": str(ws.settings.index_dir),
+           "SCANNER_DETECTORS": PDQ, "SCANNER_MODEL_CACHE": str(tmp_path / "models"), "TMPDIR": str(tmp)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from scanner.cli import main; main()", "serve", "--port", str(port),
+         "--allow-root", str(ws.root), "--log-level", "warning"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    until = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url + "/v1/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > until:
+            proc.kill()
+            raise AssertionError(proc.communicate()[0])
+        time.sleep(0.05)
+
+
+def test_a_killed_servers_half_written_upload_is_removed_on_the_next_start(ws, serve, tmp_path):
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    proc, url = _start_serve(ws, tmp_path, tmp)
+    boundary = "b0undary"
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.jpg\"\r\n\r\n").encode()
+    head = (f"POST /v1/check HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ws.check}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 10000000\r\n\r\n").encode()
+    sock = _raw(url, head + part + b"\xff\xd8\xff" + os.urandom(200_000))
+    try:
+        (folder,) = list(tmp.iterdir())
+        wait_until(lambda: any(f.stat().st_size > 0 for f in (folder / "files").iterdir()), what="upload begun")
+        proc.kill()  # SIGKILL: no shutdown handler runs
+        proc.communicate(timeout=30)
+    finally:
+        sock.close()
+    assert list((folder / "files").iterdir())  # the half-written upload is still there
+
+    live, _ = _start_serve(ws, tmp_path, tmp)  # the next start removes it
+    try:
+        assert not folder.exists()
+        (live_folder,) = list(tmp.iterdir())
+        srv = serve(temp_parent=tmp)  # a second server beside a running one leaves the live folder alone
+        assert live_folder.exists() and srv.upload_dir.parent.parent == tmp and len(list(tmp.iterdir())) == 2
+    finally:
+        live.send_signal(signal.SIGINT)
+        live.communicate(timeout=30)

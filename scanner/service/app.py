@@ -10,7 +10,8 @@ Status codes (every error body is ``{"error": {"status", "code", "message"}}``):
 - 400 malformed request (no ``file`` part, bad JSON, relative path, a directory, device,
   FIFO or socket); 401 no key, or an unknown/revoked one; 403 the key lacks the scope, or
   the path is outside the allowed roots (or server paths are off); 404 no such file under
-  the roots; 408 the upload took longer than the request timeout; 413 the upload is over
+  the roots; 408 the upload or JSON body took longer than the request timeout (or the
+  request head longer than ``header_timeout_s``); 413 the upload is over
   the size limit; 415 neither multipart/form-data nor application/json; 422 an unknown
   ``stage`` or an over-long ``project``.
 - 503 + ``Retry-After``: ``max_pending`` requests are already held, or the scanner cannot
@@ -18,6 +19,9 @@ Status codes (every error body is ``{"error": {"status", "code", "message"}}``):
   request timeout (the check may still complete and be audited); 500: a bug, logged.
 
 Requests answered 4xx/5xx were not checked and leave no audit record.
+
+``GET /v1/health`` answers anyone with bare liveness (``status``, ``ready``); models, index
+checksums, queue, counters and ``last_error`` need a valid key of any scope.
 """
 
 from __future__ import annotations
@@ -80,12 +84,14 @@ class CheckResult(BaseModel):
 
 
 class Health(BaseModel):
+    """Without a key only ``status`` and ``ready``; the rest needs a valid key."""
+
     model_config = ConfigDict(extra="allow")
     status: str
     ready: bool
-    version: str
-    models: dict[str, dict[str, str]]
-    indexes: dict[str, Any]
+    version: Optional[str] = None
+    models: Optional[dict[str, dict[str, str]]] = None
+    indexes: Optional[dict[str, Any]] = None
 
 
 CHECK_BODY = {
@@ -117,7 +123,7 @@ ERRORS = {code: {"model": ErrorResponse, "description": text} for code, text in 
     401: "Missing, unknown or revoked API key",
     403: "Key lacks the scope, or path outside the allowed roots",
     404: "No such file under the allowed roots",
-    408: "Upload too slow",
+    408: "Upload, JSON body or request head too slow",
     413: "Upload over the size limit",
     415: "Unsupported content type",
     422: "Invalid stage or project",
@@ -157,7 +163,8 @@ def create_app(settings: Settings, config: ServiceConfig | None = None,
     bearer = HTTPBearer(auto_error=False, description="An API key from `scanner keys create`.")
     header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same key, as a header.")
 
-    def require(scope: str):
+    def require(scope: str | None):
+        """Dependency: the caller of a valid key with ``scope`` (None: any scope)."""
         async def caller(cred: Optional[HTTPAuthorizationCredentials] = Depends(bearer),
                          key_header: Optional[str] = Depends(header_key)) -> str:
             if not config.require_auth:
@@ -171,7 +178,7 @@ def create_app(settings: Settings, config: ServiceConfig | None = None,
             if key is None:
                 raise ApiError(401, "invalid_key", "the API key is unknown, malformed or revoked",
                                {"WWW-Authenticate": 'Bearer error="invalid_token"'})
-            if scope not in key.scopes:
+            if scope is not None and scope not in key.scopes:
                 raise ApiError(403, "insufficient_scope", f"this key does not have the '{scope}' scope",
                                {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'})
             return key.caller
@@ -212,6 +219,16 @@ def create_app(settings: Settings, config: ServiceConfig | None = None,
         finally:
             engine.leave()
 
+    async def _body(reading: Any, deadline: float, what: str) -> dict[str, Any]:
+        """Every request body (upload or JSON) has the same deadline: a stalled body holds an
+        admission slot, so it must end in a 408, not wait for the client."""
+        try:
+            return await asyncio.wait_for(reading, deadline - asyncio.get_running_loop().time())
+        except asyncio.TimeoutError:
+            # the rest of the body may still come: close rather than read it as the next request
+            raise ApiError(408, "upload_timeout", f"the {what} did not finish within "
+                                                  f"{config.request_timeout_s:g} s", {"Connection": "close"}) from None
+
     async def _check(request: Request, caller: str, deadline: float) -> JSONResponse:
         loop = asyncio.get_running_loop()
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -221,14 +238,9 @@ def create_app(settings: Settings, config: ServiceConfig | None = None,
             if ctype == "multipart/form-data":
                 assert engine.upload_dir is not None
                 intake = Intake.upload(engine.upload_dir)
-                try:
-                    fields: dict[str, Any] = await asyncio.wait_for(read_upload(request, intake, config),
-                                                                    deadline - loop.time())
-                except asyncio.TimeoutError:
-                    raise ApiError(408, "upload_timeout", f"the upload did not finish within "
-                                                          f"{config.request_timeout_s:g} s") from None
+                fields: dict[str, Any] = await _body(read_upload(request, intake, config), deadline, "upload")
             elif ctype == "application/json":
-                fields = await read_json(request, config)
+                fields = await _body(read_json(request, config), deadline, "JSON body")
                 intake = open_server_path(fields.get("path"), roots)
             else:
                 raise ApiError(415, "unsupported_media_type", "send multipart/form-data with a 'file' field, or "
@@ -256,25 +268,43 @@ def create_app(settings: Settings, config: ServiceConfig | None = None,
             if intake is not None:
                 intake.close()
 
+    require_any = require(None)
+
+    async def optional_caller(cred: Optional[HTTPAuthorizationCredentials] = Depends(bearer),
+                              key_header: Optional[str] = Depends(header_key)) -> Optional[str]:
+        """The caller when a key is sent (any scope; 401 for a bad one), None without one."""
+        if not config.require_auth:
+            return ANONYMOUS
+        if (cred.credentials if cred is not None else key_header) is None:
+            return None
+        return await require_any(cred, key_header)
+
     @app.get("/v1/health", response_model=Health, summary="Liveness and readiness", tags=["service"],
-             responses={503: {"model": Health, "description": "Not ready"}})
-    async def health() -> JSONResponse:
-        """No key needed. 200 when ready to check, 503 otherwise; loaded models and index versions."""
+             responses={503: {"model": Health, "description": "Not ready"}, 401: ERRORS[401]})
+    async def health(caller: Optional[str] = Depends(optional_caller)) -> JSONResponse:
+        """No key needed for liveness: ``status`` and ``ready`` (200 when ready to check, 503
+        otherwise). With a valid key (any scope) also models, index versions, queue and counters:
+        what runs and what failed is not for anonymous callers."""
         ready = engine.ready
-        body = {
+        body: dict[str, Any] = {
             "status": "ok" if ready else ("starting" if engine.scanner is None and engine.startup_error is None
                                           else "degraded"),
             "ready": ready,
-            "version": __version__,
-            "uptime_s": round(time.time() - engine.started_at, 1),
-            "auth": config.require_auth,
-            "models": engine.models,
-            "indexes": await asyncio.to_thread(engine.index_status),
-            "queue": {"pending": engine.pending, "waiting": engine.queued, "max_pending": config.max_pending,
-                      "max_batch": config.max_batch},
-            "counters": dict(engine.counters),
-            "last_error": engine.last_error,
         }
+        if caller is not None:
+            guard = getattr(app.state, "header_guard", None)
+            body.update({
+                "version": __version__,
+                "uptime_s": round(time.time() - engine.started_at, 1),
+                "auth": config.require_auth,
+                "models": engine.models,
+                "indexes": await asyncio.to_thread(engine.index_status),
+                "queue": {"pending": engine.pending, "waiting": engine.queued, "max_pending": config.max_pending,
+                          "max_batch": config.max_batch},
+                "counters": dict(engine.counters),
+                "connections": None if guard is None else {"sending_head": guard.waiting, **guard.counters},
+                "last_error": engine.last_error,
+            })
         return JSONResponse(body, 200 if ready else 503)
 
     @app.get("/v1/catalog/stats", summary="Catalog statistics", tags=["catalog"],

@@ -18,6 +18,11 @@ class ServiceConfig:
     together go to the models in one ``Scanner.scan`` call; the worker waits at most
     ``batch_wait_ms`` for a batch to fill. ``index_poll_s``: how often an idle worker looks
     for a rebuilt index on disk (requests always check first).
+
+    Slow clients: a request head (request line and headers) must arrive within
+    ``header_timeout_s``, and at most ``max_unfinished_heads_per_client`` connections per client
+    address may be sending one at a time (see ``scanner.service.guard``); bodies have
+    ``request_timeout_s`` (408), like the whole answer (504).
     """
 
     host: str = "127.0.0.1"
@@ -33,3 +38,16 @@ class ServiceConfig:
     temp_parent: Path | None = None  # where the private upload folder is made (default: the system temp dir)
     max_field_bytes: int = 4096
     max_json_bytes: int = 64 * 1024
+    header_timeout_s: float = 10.0
+    max_unfinished_heads_per_client: int = 32
+
+    @property
+    def max_connections(self) -> int:
+        """uvicorn's last-resort cap on open connections (it answers a plain 503 past it)."""
+        return self.max_pending * 4 + 64
+
+    @property
+    def max_unfinished_heads(self) -> int:
+        """Connections (all clients) that may be sending a request head at once: half of
+        ``max_connections``, so slow heads alone can never reach that cap."""
+        return self.max_connections // 2

@@ -21,7 +21,6 @@ import concurrent.futures
 import logging
 import math
 import queue
-import shutil
 import threading
 import time
 import uuid
@@ -37,7 +36,7 @@ from scanner.index import IndexStore
 from scanner.media.files import Candidate
 from scanner.service.config import ServiceConfig
 from scanner.service.errors import ApiError
-from scanner.service.intake import Intake, private_upload_dir
+from scanner.service.intake import Intake, UploadDir, private_upload_dir
 from scanner.types import AssetResult, Stage
 
 log = logging.getLogger("scanner.service")
@@ -132,6 +131,7 @@ class Engine:
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self.upload_dir: Path | None = None
+        self._uploads: UploadDir | None = None
         self.scanner: Scanner | None = None
         self.startup_error: BaseException | None = None
         self.last_error: str | None = None
@@ -147,7 +147,8 @@ class Engine:
     def start(self) -> None:
         """Load models and indexes in the worker thread; raise what went wrong there. Idempotent."""
         if self._thread is None:
-            self.upload_dir = private_upload_dir(self.config.temp_parent)
+            self._uploads = private_upload_dir(self.config.temp_parent)  # also clears a killed server's folder
+            self.upload_dir = self._uploads.path
             self._thread = threading.Thread(target=self._run, name="scanner-worker", daemon=True)
             self._thread.start()
         self._ready.wait()
@@ -158,8 +159,8 @@ class Engine:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout)
-        if self.upload_dir is not None:
-            shutil.rmtree(self.upload_dir, ignore_errors=True)
+        if self._uploads is not None:
+            self._uploads.remove()
 
     @property
     def ready(self) -> bool:

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import json
+import logging
 import os
+import shutil
 import stat
 import tempfile
 import time
@@ -29,10 +32,15 @@ from scanner.service.config import ServiceConfig
 from scanner.service.errors import ApiError
 
 MAX_PARTS = 16
+NO_FILE_HINT = ("send the asset as multipart/form-data field 'file' (or JSON {\"path\": ...} when the server "
+                "allows server-side paths)")
 MAX_LABEL = 255
 DRAIN_BYTES = 16 * 1024 * 1024  # after a 413, read (and drop) at most this much more so the client sees the answer
 DRAIN_SECONDS = 1.0
 _FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+UPLOAD_DIR_PREFIX = "scanner-uploads-"
+OWNER_LOCK = ".owner.lock"
+log = logging.getLogger("scanner.service")
 
 
 class Intake:
@@ -83,11 +91,69 @@ class Intake:
                 pass
 
 
-def private_upload_dir(parent: Path | None) -> Path:
-    """A fresh folder only this user can enter (``mkdtemp`` makes it 0700)."""
+class UploadDir:
+    """A server's private upload folder ``path`` (``<root>/files``), and an exclusive ``flock`` on
+    ``<root>/.owner.lock`` held for as long as the server lives. The kernel drops the lock when the
+    process dies however it dies (``kill -9`` included): that is how the next server start knows
+    a folder, with its half-written uploads, is left over."""
+
+    def __init__(self, root: Path, lock_fd: int):
+        self.root = root
+        self.path = root / "files"
+        self._lock_fd: int | None = lock_fd
+
+    def remove(self) -> None:
+        """Delete the folder and its files, then let go of the lock."""
+        shutil.rmtree(self.root, ignore_errors=True)
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def private_upload_dir(parent: Path | None) -> UploadDir:
+    """A fresh folder only this user can enter (``mkdtemp`` makes it 0700), after removing the
+    folders of servers that died without cleaning up (their half-written uploads included)."""
     if parent is not None:
         Path(parent).mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="scanner-uploads-", dir=parent))
+    remove_abandoned_upload_dirs(Path(parent) if parent is not None else Path(tempfile.gettempdir()))
+    root = Path(tempfile.mkdtemp(prefix=UPLOAD_DIR_PREFIX, dir=parent))
+    fd = os.open(root / OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    folder = UploadDir(root, fd)
+    os.mkdir(folder.path, 0o700)
+    return folder
+
+
+def remove_abandoned_upload_dirs(parent: Path) -> list[Path]:
+    """Remove this user's upload folders under ``parent`` whose server is gone (nobody holds
+    their lock). Folders of running servers, of other users, and links are left alone."""
+    removed = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(UPLOAD_DIR_PREFIX):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            fd = os.open(os.path.join(entry.path, OWNER_LOCK), os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue  # no lock file: not a folder this version made (or not ours to judge)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # its server is alive
+        try:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+            log.info("removed the upload folder of a server that did not shut down: %s", entry.path)
+        finally:
+            os.close(fd)
+    return removed
 
 
 # ----- uploads -----------------------------------------------------------------------
@@ -163,6 +229,9 @@ async def read_upload(request: Request, intake: Intake, config: ServiceConfig) -
                 fail(ApiError(400, "bad_request", "send one file per request"))
             elif part["filename"] is not None:
                 intake.label = _clean_label(part["filename"])
+        elif part["filename"] is not None:  # a file under another name: say what is wrong, not "too long"
+            fail(ApiError(400, "bad_request", f"no file part named 'file' (a file came in form field "
+                                              f"{_clean_label(part['name'])!r}): {NO_FILE_HINT}"))
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if state["error"] is not None or part.get("name") is None:
@@ -216,8 +285,7 @@ async def read_upload(request: Request, intake: Intake, config: ServiceConfig) -
             await _drain(request, stream)
         raise state["error"]
     if state["files"] != 1:
-        raise ApiError(400, "bad_request", "no 'file' part: send the asset as multipart/form-data field 'file' "
-                                           "(or JSON {\"path\": ...} when the server allows server-side paths)")
+        raise ApiError(400, "bad_request", f"no file part named 'file': {NO_FILE_HINT}")
     intake.finish_upload()
     return fields
 

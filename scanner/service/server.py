@@ -12,14 +12,20 @@ import uvicorn
 from fastapi import FastAPI
 
 from scanner.service.config import ServiceConfig
+from scanner.service.guard import HeaderGuard, guarded_protocol
 
 
 def _uvicorn_config(app: FastAPI, config: ServiceConfig, **kw: Any) -> uvicorn.Config:
+    # slow request heads are timed and bounded by the guard (uvicorn's h11 protocol has no header
+    # timeout); health reports its counters
+    guard = HeaderGuard(config.header_timeout_s, config.max_unfinished_heads_per_client, config.max_unfinished_heads)
+    app.state.header_guard = guard
     return uvicorn.Config(
         app, host=config.host, port=config.port, lifespan="on", server_header=False, access_log=kw.pop("access_log", True),
+        http=guarded_protocol(guard),
         # a last-resort cap on open connections (uvicorn answers a plain 503 past it); the app's own
         # admission control (max_pending, JSON 503) acts well before it
-        limit_concurrency=config.max_pending * 4 + 64, timeout_graceful_shutdown=int(config.request_timeout_s) + 5,
+        limit_concurrency=config.max_connections, timeout_graceful_shutdown=int(config.request_timeout_s) + 5,
         **kw,
     )
 

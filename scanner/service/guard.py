@@ -1,0 +1,153 @@
+"""Slow-client (slowloris) protection for the uvicorn h11 server.
+
+uvicorn's h11 protocol arms no timer until a first response has gone out: a connection that
+sends half a request head and then a byte now and then is held forever, and every such socket
+counts toward ``limit_concurrency``, past which uvicorn answers every request 503. A few hundred
+sockets, no key needed, locked every client out.
+
+What the options do (uvicorn 0.54, read from its source and measured with
+``benchmarks/service_load.py``): ``timeout_keep_alive`` only runs after a response, so it never
+fires for a connection that has not finished its first request head; ``h11_max_incomplete_event_size``
+bounds the bytes of a head, not its time; raising ``limit_concurrency`` only raises the number of
+sockets an attacker needs. Hypercorn or gunicorn would be another dependency and process model.
+So the protocol below adds what was missing, inside the same server:
+
+- **header deadline**: a request head (request line and headers) must be complete within
+  ``header_timeout_s`` of its first byte (of the connection, for a first request); otherwise the
+  client gets ``408`` and the connection is closed. Trickling bytes does not extend it.
+- **bounded unfinished heads**: at most ``per_client`` connections per client address, and
+  ``total`` in all, may be waiting for their head; a new connection past either bound closes the
+  *oldest* waiting one (of that address, then overall). A well-behaved client sends its head at
+  once, so it is never the oldest waiting connection and always gets through, even from the
+  attacker's own address (loopback, a NAT). ``total`` is kept well below ``limit_concurrency``,
+  so unfinished heads can never push uvicorn into its plain 503.
+
+Once the head is in, the request belongs to the app, whose own deadline covers the body (408)
+and the answer (504).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("scanner.service")
+_BODY = b'{"error": {"status": 408, "code": "header_timeout", "message": "the request head was too slow"}}'
+TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                    b"content-length: %d\r\n\r\n%s" % (len(_BODY), _BODY))
+
+
+class HeaderGuard:
+    """Connections of one server whose request head is not complete yet, oldest first."""
+
+    def __init__(self, header_timeout_s: float, per_client: int, total: int):
+        if header_timeout_s <= 0 or per_client < 1 or total < 1:
+            raise ValueError("header_timeout_s must be positive, per_client and total at least 1")
+        self.header_timeout_s = header_timeout_s
+        self.per_client = per_client
+        self.total = total
+        self._waiting: OrderedDict[Any, None] = OrderedDict()
+        self._by_client: dict[str, OrderedDict[Any, None]] = {}
+        self.counters = {"header_timeouts": 0, "evicted": 0}
+
+    @property
+    def waiting(self) -> int:
+        """Connections still sending their request head."""
+        return len(self._waiting)
+
+    def start(self, proto: "GuardedH11Protocol") -> None:
+        """``proto`` is waiting for a request head; its clock starts now unless already running."""
+        if proto in self._waiting:
+            return
+        self._waiting[proto] = None
+        mine = self._by_client.setdefault(proto.client_key, OrderedDict())
+        mine[proto] = None
+        proto.arm(self.header_timeout_s)
+        if len(mine) > self.per_client:
+            self._evict(next(iter(mine)))
+        if len(self._waiting) > self.total:
+            self._evict(next(iter(self._waiting)))
+
+    def done(self, proto: "GuardedH11Protocol") -> None:
+        """``proto``'s head is complete (or it is gone): stop its clock."""
+        proto.disarm()
+        if proto in self._waiting:
+            del self._waiting[proto]
+            mine = self._by_client.get(proto.client_key)
+            if mine is not None:
+                mine.pop(proto, None)
+                if not mine:
+                    del self._by_client[proto.client_key]
+
+    def timed_out(self, proto: "GuardedH11Protocol") -> None:
+        if proto in self._waiting:
+            self.counters["header_timeouts"] += 1
+            self.done(proto)
+            proto.refuse()
+
+    def _evict(self, proto: "GuardedH11Protocol") -> None:
+        self.counters["evicted"] += 1
+        self.done(proto)
+        proto.refuse()
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a request-head deadline and bounded unfinished heads
+    (see the module docstring). ``guard`` is set on a subclass per server (``guarded_protocol``)."""
+
+    guard: HeaderGuard
+    _head_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def client_key(self) -> str:
+        return self.client[0] if self.client else "?"
+
+    def arm(self, seconds: float) -> None:
+        self.disarm()
+        self._head_timer = self.loop.call_later(seconds, self.guard.timed_out, self)
+
+    def disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def refuse(self) -> None:
+        """Answer 408 and close (the client is not reading an h11 response cycle: raw bytes)."""
+        if not self.transport.is_closing():
+            try:
+                self.transport.write(TIMEOUT_RESPONSE)
+            finally:
+                self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.guard.start(self)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            self.guard.done(self)  # the head is in (or the connection is finished)
+        else:
+            self.guard.start(self)  # bytes of a head that is not complete yet (a keep-alive follow-up too)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # a pipelined follow-up whose head is already partly buffered: time it from now (with
+        # nothing buffered, uvicorn's keep-alive timeout covers the idle connection)
+        if (not self.transport.is_closing() and self.conn.their_state is h11.IDLE
+                and self.conn.trailing_data[0]):
+            self.guard.start(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.guard.done(self)
+        super().connection_lost(exc)
+
+
+def guarded_protocol(guard: HeaderGuard) -> type[GuardedH11Protocol]:
+    """A protocol class for ``uvicorn.Config(http=...)`` whose connections share ``guard``."""
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"guard": guard})
