@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from scanner.catalog.url import catalog_target, is_catalog_url
 from scanner.errors import ConfigError
 from scanner.types import Stage
 
@@ -28,7 +29,7 @@ DEFAULT_CONFIG_NAME = "scanner.toml"
 class Settings:
     """Everything a scan needs to know about where things live and what to run."""
 
-    catalog: Path = Path("catalog.db")
+    catalog: Path | str = Path("catalog.db")  # a file (SQLite) or a postgresql:// URL (kept as a string)
     index_dir: Path = Path("indexes")
     model_registry: Path = REPO_ROOT / "models"
     model_cache: Path = Path(os.path.expanduser("~/.cache/scanner/models"))
@@ -67,7 +68,9 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"unknown setting '{key}' (known: {', '.join(sorted(known))})")
         default = getattr(Settings, key)
         try:
-            if isinstance(default, Path):
+            if key == "catalog":
+                out[key] = catalog_target(value)
+            elif isinstance(default, Path):
                 out[key] = Path(os.path.expanduser(str(value)))
             elif isinstance(default, Stage):
                 out[key] = Stage(str(value))
@@ -102,7 +105,8 @@ def _from_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     # Relative paths in a config file are relative to the file, not to the cwd.
     for key, value in list(data.items()):
-        if key in {"catalog", "index_dir", "model_registry", "model_cache", "calibration"}:
+        if key in {"catalog", "index_dir", "model_registry", "model_cache", "calibration"} \
+                and not is_catalog_url(value):
             p = Path(os.path.expanduser(str(value)))
             data[key] = p if p.is_absolute() else path.parent / p
     return data

@@ -15,6 +15,7 @@ from scanner.api import Scanner
 from scanner.catalog import Catalog
 from scanner.cli import app
 from scanner.config import Settings
+from scanner.errors import CatalogError
 from scanner.testing.fixtures import artwork
 
 runner = CliRunner()
@@ -148,7 +149,7 @@ def test_cli_list_show_export(cli, tmp_path):
     shown = cli("audit", "show", "3")
     entry = json.loads(shown.stdout)
     assert entry["id"] == 3 and entry["record"]["models"] == {"image.pdq": "pdq"} and len(entry["hash"]) == 64
-    assert cli("audit", "show", "42").exit_code == 2
+    assert cli("audit", "show", "42").exit_code == CatalogError.exit_code
     jsonl = cli("audit", "export", "--format", "jsonl")
     lines = [json.loads(x) for x in jsonl.stdout.splitlines()]
     assert [x["id"] for x in lines] == [1, 2, 3, 4] and lines[1]["prev_hash"] == lines[0]["hash"]
@@ -165,4 +166,4 @@ def test_cli_list_show_export(cli, tmp_path):
 def test_cli_on_missing_catalog_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("SCANNER_CATALOG", str(tmp_path / "none.db"))
     r = runner.invoke(app, ["audit", "verify"])
-    assert r.exit_code == 2 and "no catalog" in r.output and not (tmp_path / "none.db").exists()
+    assert r.exit_code == CatalogError.exit_code and "no catalog" in r.output and not (tmp_path / "none.db").exists()

@@ -13,10 +13,9 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from scanner.errors import CatalogError
 
@@ -68,9 +67,11 @@ def split_token(token: str) -> tuple[str, str] | None:
 
 
 class KeyStore:
-    """API-key methods of the catalog (mixed into ``Catalog``; uses its connection)."""
+    """API-key methods of the catalog (mixed into ``Catalog``; uses the backend primitives)."""
 
-    _db: sqlite3.Connection
+    _one: Callable[..., tuple | None]
+    _all: Callable[..., list[tuple]]
+    _tx: Callable[..., Any]
 
     def create_key(self, scopes: Iterable[str], name: str = "") -> tuple[ApiKey, str]:
         """A new key with ``scopes``; returns it and the token, which is never stored or shown again."""
@@ -83,12 +84,11 @@ class KeyStore:
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for _ in range(5):
             key_id = secrets.token_hex(6)
-            try:
-                with self._db:
-                    self._db.execute(
-                        "INSERT INTO api_keys (id, name, scopes, salt, hash, created_at) VALUES (?,?,?,?,?,?)",
-                        (key_id, name, ",".join(wanted), salt, _digest(salt, secret), created))
-            except sqlite3.IntegrityError:
+            with self._tx() as tx:
+                row = tx.one("INSERT INTO api_keys (id, name, scopes, salt, hash, created_at) VALUES (?,?,?,?,?,?)"
+                             " ON CONFLICT DO NOTHING RETURNING id",
+                             (key_id, name, ",".join(wanted), salt, _digest(salt, secret), created))
+            if row is None:
                 continue  # id collision (1 in 2^48): draw another
             return ApiKey(key_id, name, wanted, created), f"{PREFIX}{key_id}_{secret}"
         raise CatalogError("could not allocate a key id")  # pragma: no cover
@@ -100,19 +100,18 @@ class KeyStore:
             raise CatalogError(f"no API key with id '{key_id}' (see `scanner keys list`)")
         if key.revoked_at is None:
             now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            with self._db:
-                self._db.execute("UPDATE api_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL", (now, key_id))
+            with self._tx() as tx:
+                tx.execute("UPDATE api_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL", (now, key_id))
             key = self.api_key(key_id)
             assert key is not None
         return key
 
     def api_key(self, key_id: str) -> ApiKey | None:
-        row = self._db.execute("SELECT id, name, scopes, created_at, revoked_at FROM api_keys WHERE id=?",
-                               (key_id,)).fetchone()
+        row = self._one("SELECT id, name, scopes, created_at, revoked_at FROM api_keys WHERE id=?", (key_id,))
         return _key(row) if row else None
 
     def api_keys(self) -> list[ApiKey]:
-        rows = self._db.execute("SELECT id, name, scopes, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
+        rows = self._all("SELECT id, name, scopes, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
         return [_key(r) for r in rows]
 
     def verify_key(self, token: str) -> ApiKey | None:
@@ -121,8 +120,8 @@ class KeyStore:
         if parts is None:
             return None
         key_id, secret = parts
-        row = self._db.execute("SELECT id, name, scopes, created_at, revoked_at, salt, hash FROM api_keys WHERE id=?",
-                               (key_id,)).fetchone()
+        row = self._one("SELECT id, name, scopes, created_at, revoked_at, salt, hash FROM api_keys WHERE id=?",
+                        (key_id,))
         if row is None:
             return None
         if not hmac.compare_digest(_digest(row[5], secret), row[6]) or row[4] is not None:

@@ -1,14 +1,14 @@
 """Talent, their reference samples, and append-only consent records.
 
-Consent rows are never updated or deleted (SQLite triggers refuse it): revoking adds a
+Consent rows are never updated or deleted (database triggers refuse it): revoking adds a
 ``revoke`` row that points at the grant, so the full history stays auditable.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from typing import Any, Callable
 
 from scanner.errors import CatalogError
 from scanner.types import ConsentRecord, ConsentScope, Talent, TalentSample
@@ -84,9 +84,11 @@ def parse_date(value: str | date | None, what: str) -> str:
 
 
 class TalentStore:
-    """Talent methods of the catalog (mixed into ``Catalog``; uses its connection)."""
+    """Talent methods of the catalog (mixed into ``Catalog``; uses the backend primitives)."""
 
-    _db: sqlite3.Connection
+    _one: Callable[..., tuple | None]
+    _all: Callable[..., list[tuple]]
+    _tx: Callable[..., Any]
 
     def add_talent(self, name: str, union_covered: bool = False, notes: str = "",
                    samples: list[NewSample] = ()) -> Talent:
@@ -96,36 +98,41 @@ class TalentStore:
             raise CatalogError("talent name must not be empty")
         if self.talent_by_name(name) is not None:
             raise CatalogError(f"talent {name!r} already exists; use `scanner talent show {name!r}`")
-        with self._db:
-            cur = self._db.execute("INSERT INTO talent (name, union_covered, added_at, notes) VALUES (?,?,?,?)",
-                                   (name, int(union_covered), _now(), notes))
-            talent_id = int(cur.lastrowid)
-            self._insert_samples(talent_id, samples)
+        with self._tx() as tx:
+            row = tx.one("INSERT INTO talent (name, union_covered, added_at, notes) VALUES (?,?,?,?)"
+                         " ON CONFLICT DO NOTHING RETURNING id", (name, int(union_covered), _now(), notes))
+            if row is None:  # added by another writer since the check above
+                raise CatalogError(f"talent {name!r} already exists; use `scanner talent show {name!r}`")
+            talent_id = int(row[0])
+            self._insert_samples(tx, talent_id, samples)
         return self.talent(talent_id)
 
     def add_samples(self, talent_id: int, samples: list[NewSample]) -> list[TalentSample]:
         """Attach more samples; a sample already attached (same sha256) is kept once."""
-        with self._db:
-            return self._insert_samples(talent_id, samples)
+        with self._tx() as tx:
+            ids = self._insert_samples(tx, talent_id, samples)
+        return [self.sample(i) for i in ids]
 
-    def _insert_samples(self, talent_id: int, samples: list[NewSample]) -> list[TalentSample]:
+    @staticmethod
+    def _insert_samples(tx: Any, talent_id: int, samples: list[NewSample]) -> list[int]:
         out = []
         for s in samples:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO talent_samples (talent_id, kind, sha256, path, added_at, thumbnail)"
-                " VALUES (?,?,?,?,?,?)", (talent_id, s.kind, s.sha256, s.path, _now(), s.thumbnail))
-            if cur.rowcount:
-                out.append(self.sample(int(cur.lastrowid)))
+            row = tx.one(
+                "INSERT INTO talent_samples (talent_id, kind, sha256, path, added_at, thumbnail)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING id",
+                (talent_id, s.kind, s.sha256, s.path, _now(), s.thumbnail))
+            if row is not None:
+                out.append(int(row[0]))
         return out
 
     def talent(self, talent_id: int) -> Talent:
-        row = self._db.execute(f"SELECT {_T} FROM talent WHERE id=? AND removed_at IS NULL", (talent_id,)).fetchone()
+        row = self._one(f"SELECT {_T} FROM talent WHERE id=? AND removed_at IS NULL", (talent_id,))
         if row is None:
             raise CatalogError(f"no talent with id {talent_id}")
         return _talent(row)
 
     def talent_by_name(self, name: str) -> Talent | None:
-        row = self._db.execute(f"SELECT {_T} FROM talent WHERE name=? AND removed_at IS NULL", (name,)).fetchone()
+        row = self._one(f"SELECT {_T} FROM talent WHERE name=? AND removed_at IS NULL", (name,))
         return _talent(row) if row else None
 
     def find_talent(self, key: str) -> Talent:
@@ -138,16 +145,16 @@ class TalentStore:
         return found
 
     def talents(self) -> list[Talent]:
-        return [_talent(r) for r in self._db.execute(f"SELECT {_T} FROM talent WHERE removed_at IS NULL ORDER BY id")]
+        return [_talent(r) for r in self._all(f"SELECT {_T} FROM talent WHERE removed_at IS NULL ORDER BY id")]
 
     def remove_talent(self, talent_id: int) -> None:
         """Remove a talent's samples (indexes drop them); the talent row and consent history stay for audit."""
-        with self._db:
-            self._db.execute("DELETE FROM talent_samples WHERE talent_id=?", (talent_id,))
-            self._db.execute("UPDATE talent SET removed_at=? WHERE id=?", (_now(), talent_id))
+        with self._tx() as tx:
+            tx.execute("DELETE FROM talent_samples WHERE talent_id=?", (talent_id,))
+            tx.execute("UPDATE talent SET removed_at=? WHERE id=?", (_now(), talent_id))
 
     def sample(self, sample_id: int) -> TalentSample:
-        row = self._db.execute(f"SELECT {_S} FROM talent_samples WHERE id=?", (sample_id,)).fetchone()
+        row = self._one(f"SELECT {_S} FROM talent_samples WHERE id=?", (sample_id,))
         if row is None:
             raise CatalogError(f"no talent sample {sample_id}")
         return TalentSample(*row)
@@ -158,11 +165,11 @@ class TalentStore:
             sql, args = sql + " AND kind=?", args + [kind]
         if talent_id is not None:
             sql, args = sql + " AND talent_id=?", args + [talent_id]
-        return [TalentSample(*r) for r in self._db.execute(sql + " ORDER BY id", args)]
+        return [TalentSample(*r) for r in self._all(sql + " ORDER BY id", args)]
 
     def sample_thumbnail(self, sample_id: int) -> bytes | None:
-        row = self._db.execute("SELECT thumbnail FROM talent_samples WHERE id=?", (sample_id,)).fetchone()
-        return row[0] if row else None
+        row = self._one("SELECT thumbnail FROM talent_samples WHERE id=?", (sample_id,))
+        return bytes(row[0]) if row and row[0] is not None else None
 
     # ----- consent ----------------------------------------------------------------
     def grant_consent(self, talent_id: int, scope: ConsentScope | str, project: str, valid_from: str | date | None,
@@ -191,15 +198,16 @@ class TalentStore:
 
     def _append(self, talent_id: int, action: str, scope: str, project: str, start: str, end: str, document: str,
                 revokes: int | None, recorded_by: str) -> ConsentRecord:
-        with self._db:
-            cur = self._db.execute(
+        with self._tx() as tx:
+            row = tx.one(
                 "INSERT INTO consent (talent_id, action, scope, project, valid_from, valid_until, document, revokes,"
-                " recorded_at, recorded_by) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " recorded_at, recorded_by) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
                 (talent_id, action, scope, project, start, end, document, revokes, _now(), recorded_by))
-        return self.consent_record(int(cur.lastrowid))
+        assert row is not None
+        return self.consent_record(int(row[0]))
 
     def consent_record(self, record_id: int) -> ConsentRecord:
-        row = self._db.execute(f"SELECT {_C} FROM consent WHERE id=?", (record_id,)).fetchone()
+        row = self._one(f"SELECT {_C} FROM consent WHERE id=?", (record_id,))
         if row is None:
             raise CatalogError(f"no consent record #{record_id} (see `scanner consent list`)")
         return ConsentRecord(*row)
@@ -208,7 +216,7 @@ class TalentStore:
         sql, args = f"SELECT {_C} FROM consent", ()
         if talent_id is not None:
             sql, args = sql + " WHERE talent_id=?", (talent_id,)
-        return [ConsentRecord(*r) for r in self._db.execute(sql + " ORDER BY id", args)]
+        return [ConsentRecord(*r) for r in self._all(sql + " ORDER BY id", args)]
 
 
 def _talent(row: tuple) -> Talent:

@@ -9,7 +9,7 @@ import typer
 
 from scanner import __version__
 from scanner.cli import demo as demo_cmd
-from scanner.cli import index, models, refs, service, talent
+from scanner.cli import catalog as catalog_cli, index, models, refs, service, talent
 from scanner.cli import scan as scan_cmd
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(refs.app, name="refs")
+app.add_typer(catalog_cli.app, name="catalog")
 app.add_typer(index.app, name="index")
 app.add_typer(models.app, name="models")
 app.add_typer(talent.app, name="talent")
@@ -45,7 +46,7 @@ def root(
     ctx: typer.Context,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML settings file "
                                                    " (default: ./scanner.toml if present).")] = None,
-    catalog: Annotated[Optional[Path], typer.Option(help="Catalog database (default: catalog.db).",
+    catalog: Annotated[Optional[str], typer.Option(help="Catalog file or postgresql:// URL (default: catalog.db).",
                                                     envvar=None)] = None,
     index_dir: Annotated[Optional[Path], typer.Option(help="Index folder (default: indexes).")] = None,
     clip_model: Annotated[Optional[str], typer.Option(help="image.clip model name (see `scanner models list`).")] = None,

@@ -35,7 +35,7 @@ class ExportFormat(str, Enum):
 
 def _catalog(ctx: typer.Context, must_exist: bool = False) -> Catalog:
     path = settings_from(ctx).catalog
-    if must_exist and not Path(path).exists():
+    if must_exist and isinstance(path, Path) and not path.exists():  # a postgresql:// URL is checked on connect
         raise CatalogError(f"no catalog at {path} (use --catalog or run from the workspace)")
     return Catalog(path)
 
@@ -218,9 +218,12 @@ def audit_export(
                                               "flat row per record.")] = ExportFormat.JSONL,
     out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write (default: stdout).")] = None,
     since: Annotated[int, typer.Option("--since", min=0, help="Only records after this id.")] = 0,
+    anchor: Annotated[Optional[Path], typer.Option("--anchor", help="Also write the chain head (id and hash) to "
+                                                   "this file, for `audit verify --anchor` later.")] = None,
 ) -> None:
     """Export the audit trail for compliance (with chain hashes, so the export can be verified later)."""
     catalog = _catalog(ctx, must_exist=True)
+    head = catalog.audit_head()
     fh = open(out_file, "w", newline="", encoding="utf-8") if out_file else io.TextIOWrapper(
         sys.stdout.buffer, encoding="utf-8", newline="", write_through=True)
     n = 0
@@ -242,22 +245,34 @@ def audit_export(
             fh.detach()
     if out_file:
         console.print(f"exported {n} audit records to {esc(str(out_file))}")
+    if head is not None:
+        if anchor:
+            anchor.write_text(head.to_json() + "\n", encoding="utf-8")
+        console.print(f"audit head {head}" + (f" written to {esc(str(anchor))}" if anchor else ""))
 
 
 @audit_app.command("verify")
 @handle_errors
-def audit_verify(ctx: typer.Context) -> None:
-    """Check the hash chain: exit 0 when intact, 1 naming the first broken record."""
+def audit_verify(
+    ctx: typer.Context,
+    expect_head: Annotated[Optional[str], typer.Option("--expect-head", help="A head recorded earlier, ID:HASH; "
+                                                       "fails when the trail no longer contains it.")] = None,
+    anchor: Annotated[Optional[Path], typer.Option("--anchor", help="File written by `audit export --anchor`.")] = None,
+) -> None:
+    """Check the hash chain, the id sequence and a recorded head: exit 0 when intact, 1 naming the first bad record."""
+    from scanner.catalog.audit import parse_anchor, read_anchor
+
+    expected = parse_anchor(expect_head) if expect_head else read_anchor(anchor) if anchor else None
     catalog = _catalog(ctx, must_exist=True)
-    checked, broken = catalog.verify_audit()
-    if broken is not None:
-        console.print(f"[bold red]audit trail broken[/] at record #{broken} ({checked} records read): it was "
-                      "edited, removed or reordered after it was written")
-        typer.echo(f"broken {broken}")
+    result = catalog.check_audit(expected)
+    if not result.ok:
+        console.print(f"[bold red]audit trail broken[/] at record #{result.broken} ({result.records} records read): "
+                      f"{esc(result.reason)}")
+        typer.echo(f"broken {result.broken}")
         raise typer.Exit(1)
-    last = deque(catalog.audit_entries(), maxlen=1)
-    head = last[0].hash if last else None
-    console.print(f"audit trail intact: {checked} records" + (f"; head hash {head} (keep a copy elsewhere to "
-                                                              "detect a rewritten chain)" if head else ""))
+    head = result.head
+    console.print(f"audit trail intact: {result.records} records" + (
+        f"; head {head} (keep a copy elsewhere, e.g. `audit export --anchor FILE`, to detect a cut or rewritten "
+        "chain)" if head else "") + (f"; contains the anchor #{expected.id}" if expected and expected.id else ""))
     typer.echo("ok")
 
