@@ -25,6 +25,7 @@ from PIL import Image
 from scanner.catalog import Catalog, NewSample, NewWork
 from scanner.config import Settings, load_settings
 from scanner.detectors import Detector, create
+from scanner.detectors.base import likeness_detector
 from scanner.errors import ConfigError, IndexMismatchError, MediaError, ScannerError
 from scanner.index import IndexStore, VectorIndex
 from scanner.index.store import Manifest
@@ -39,8 +40,6 @@ from scanner.policy import Calibration, Match, consent_status, decide, load_cali
 from scanner.types import AssetResult, Clearance, ConsentRecord, Reference, Talent, TalentSample, Verdict
 
 Progress = Callable[[int], None]  # called with the number of items just finished
-SAMPLE_KIND = {IMAGE: "face", AUDIO: "voice"}  # talent sample kind read by likeness detectors per modality
-TALENT_DETECTOR = {"face": "image.face", "voice": "audio.voice"}
 
 
 @dataclass
@@ -194,7 +193,7 @@ class Scanner:
         """Validated samples: a photo must show exactly one face, a voice sample must contain speech."""
         if not paths:
             return []
-        det = self.detector(TALENT_DETECTOR[kind])
+        det = self.detector(likeness_detector(kind).name)
         samples, problems = [], []
         for p in paths:
             path = display_path(p)
@@ -244,7 +243,7 @@ class Scanner:
         if det.references == "work":
             return {r.id: r.path for r in self.catalog.works(det.modality)}
         if det.references == "talent":
-            return {s.id: s.path for s in self.catalog.samples(SAMPLE_KIND[det.modality])}
+            return {s.id: s.path for s in self.catalog.samples(det.sample_kind)}
         raise ConfigError(f"{det.name} indexes {det.references} references, which this catalog does not hold")
 
     def _load_index(self, name: str, det: Detector) -> tuple[VectorIndex, Manifest] | None:
@@ -594,7 +593,7 @@ class _ScanContext:
                 return None
             extra["sample_id"] = sample.id
             records = [r for r in self.consents if r.talent_id == talent.id]
-            consent = consent_status(records, det.name, project, self.today)
+            consent = consent_status(records, det.consent_scopes, project, self.today)
             return Match(det.name, det.model_id, talent, hit.score, self.thresholds[det.name], extra, consent)
         ref = self.works.get(hit.ref_id)
         if ref is None:

@@ -9,6 +9,7 @@ import pytest
 
 from scanner.catalog import Catalog, NewSample
 from scanner.errors import CatalogError
+from scanner.detectors.base import detector_class
 from scanner.policy import ConsentStatus, Match, Thresholds, consent_status, decide
 from scanner.types import Metric, Talent, Verdict
 
@@ -65,7 +66,7 @@ def test_talent_names_unique_and_removal_keeps_history(cat):
 
 
 def _status(cat, t, det="image.face", project="P1", today=TODAY) -> ConsentStatus:
-    return consent_status(cat.consents(t.id), det, project, today)
+    return consent_status(cat.consents(t.id), detector_class(det).consent_scopes, project, today)
 
 
 def test_consent_status_cases(cat):

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from scanner.api import Scanner
 from scanner.cli.common import console, esc, handle_errors, out, progress_bar, settings_from
+from scanner.detectors.base import likeness_detector
 from scanner.policy import consent_status
 from scanner.types import ConsentScope
 
@@ -97,9 +98,9 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Talent na
         out.print(f"  {s.kind:5} sample #{s.id}  {esc(s.path)}  ({s.sha256[:12]})")
     records = scanner.catalog.consents(t.id)
     _consent_table(records)
-    for det in ("image.face", "audio.voice"):
-        status = consent_status(records, det, settings.project, date.today())
-        out.print(f"  {det} in project {settings.project or '(none)'}: "
+    for det in (likeness_detector(kind) for kind in ("face", "voice")):
+        status = consent_status(records, det.consent_scopes, settings.project, date.today())
+        out.print(f"  {det.name} in project {settings.project or '(none)'}: "
                   + ("[green]covered[/] " if status.valid else "[red]not covered[/] ") + esc(status.reason))
 
 

@@ -9,6 +9,7 @@ index type (audio landmarks, local keypoints) override ``new_index``/``load_inde
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Sequence
@@ -57,6 +58,14 @@ class Detector(ABC):
     modality: ClassVar[str]  # media it reads: "image" or "audio"
     references: ClassVar[str] = "work"  # what its index holds: "work" or "talent"
     metric: ClassVar[Metric]
+    # Likeness detectors: the talent sample kind they read and the consent scopes that cover them.
+    sample_kind: ClassVar[str | None] = None
+    consent_scopes: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def summary(cls) -> str:
+        """What it finds, in one line (the class docstring's first line)."""
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
     model_id: str
     weights_sha256: str
     dim: int
@@ -133,25 +142,18 @@ def _plain(value: Any) -> Any:
     return value.tolist() if isinstance(value, np.ndarray) else value.item() if isinstance(value, np.generic) else value
 
 
-_REGISTRY: dict[str, Callable[[Settings], Detector]] = {}
-# Detector modules are imported on first use so a missing optional dependency only
-# affects the detector that needs it.
-_MODULES = {
-    "image.pdq": "scanner.detectors.pdq",
-    "image.sscd": "scanner.detectors.sscd",
-    "image.clip": "scanner.detectors.clip",
-    "image.local": "scanner.detectors.local",
-    "image.face": "scanner.detectors.face",
-    "audio.fingerprint": "scanner.detectors.fingerprint",
-    "audio.voice": "scanner.detectors.voice",
-}
+_REGISTRY: dict[str, type["Detector"]] = {}
+_DISCOVERED = False
+_BROKEN: dict[str, str] = {}  # module -> why it could not be imported
+# Modules of this package that hold shared code, not detectors.
+_NOT_DETECTORS = {"base", "weights", "package_weights"}
 
 
 def register(name: str) -> Callable:
-    """Class decorator adding a detector factory under ``name``."""
+    """Class decorator adding a detector class under ``name`` (duplicate names are refused)."""
 
     def wrap(cls):
-        if name in _REGISTRY:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"detector {name!r} is already registered")
         cls.name = name
         _REGISTRY[name] = cls
@@ -160,14 +162,51 @@ def register(name: str) -> Callable:
     return wrap
 
 
+def _discover() -> None:
+    """Import every module of ``scanner.detectors`` once, so their ``@register`` runs.
+
+    A detector module imports its heavy libraries (torch, dlib, onnxruntime) only when a detector
+    is created, so discovery is cheap; one that fails to import is remembered, not fatal.
+    """
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    import scanner.detectors as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name in _NOT_DETECTORS:
+            continue
+        try:
+            importlib.import_module(f"{package.__name__}.{info.name}")
+        except ImportError as exc:
+            _BROKEN[info.name] = str(exc)
+    _DISCOVERED = True
+
+
 def detector_names() -> list[str]:
-    return sorted(_MODULES)
+    """Names of every registered detector."""
+    _discover()
+    return sorted(_REGISTRY)
+
+
+def detector_class(name: str) -> type["Detector"]:
+    """The class registered under ``name`` (its declaration: modality, references, metric, scopes...)."""
+    _discover()
+    if name not in _REGISTRY:
+        broken = "".join(f"; module {m} could not be imported: {why}" for m, why in _BROKEN.items())
+        raise ConfigError(f"unknown detector {name!r}; available: {', '.join(sorted(_REGISTRY))}{broken}")
+    return _REGISTRY[name]
+
+
+def likeness_detector(sample_kind: str) -> type["Detector"]:
+    """The detector that reads talent samples of ``sample_kind`` ("face", "voice")."""
+    for name in detector_names():
+        cls = _REGISTRY[name]
+        if cls.references == "talent" and cls.sample_kind == sample_kind:
+            return cls
+    raise ConfigError(f"no detector reads talent samples of kind {sample_kind!r}")
 
 
 def create(name: str, settings: Settings) -> Detector:
     """Instantiate detector ``name`` (loading its model)."""
-    if name not in _MODULES:
-        raise ConfigError(f"unknown detector {name!r}; available: {', '.join(detector_names())}")
-    if name not in _REGISTRY:
-        importlib.import_module(_MODULES[name])
-    return _REGISTRY[name](settings)
+    return detector_class(name)(settings)

@@ -47,6 +47,8 @@ def _build(spec: ModelSpec, settings: Settings):
 
 @register("image.clip")
 class ClipDetector(VectorDetector):
+    """Semantically similar images (open_clip embedding; needs imported weights)."""
+
     modality = "image"
     metric = Metric.COSINE
 

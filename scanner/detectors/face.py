@@ -81,8 +81,12 @@ def auto_upsample(width: int, height: int) -> int:
 
 @register("image.face")
 class FaceDetector(VectorDetector):
+    """Faces of registered talent (every face in the image, with its box)."""
+
     modality = "image"
     references = "talent"
+    sample_kind = "face"
+    consent_scopes = ("face", "digital-replica")
     metric = Metric.COSINE
 
     def __init__(self, settings: Settings | None = None, *, model: str | None = None, detector: str = "hog",

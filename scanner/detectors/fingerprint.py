@@ -108,6 +108,8 @@ BLOCK_FRAMES = 4096  # spectrogram computed in blocks of this many frames (bound
 
 @register("audio.fingerprint")
 class FingerprintDetector(Detector):
+    """A registered recording in an asset's audio (landmark hashes, robust to speed and pitch changes)."""
+
     modality = "audio"
     metric = Metric.COSINE
 

@@ -35,6 +35,8 @@ def _pack(bits: np.ndarray) -> np.ndarray:
 
 @register("image.pdq")
 class PdqDetector(VectorDetector):
+    """Near-exact copies of a registered work: resized, recompressed, mirrored, rotated by 90 degrees."""
+
     modality = "image"
     metric = Metric.HAMMING
 

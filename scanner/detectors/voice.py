@@ -249,8 +249,12 @@ class _Speech:
 
 @register("audio.voice")
 class VoiceDetector(VectorDetector):
+    """Voices of registered talent (speech windows, with their time spans)."""
+
     modality = "audio"
     references = "talent"
+    sample_kind = "voice"
+    consent_scopes = ("voice", "digital-replica")
     metric = Metric.COSINE
 
     def __init__(self, settings: Settings | None = None, *, model: str | None = None, window_s: float = WINDOW_S,

@@ -8,13 +8,6 @@ from typing import Sequence
 
 from scanner.types import ConsentRecord
 
-# Which consent scopes cover a finding of each likeness detector.
-COVERING_SCOPES = {
-    "image.face": ("face", "digital-replica"),
-    "audio.voice": ("voice", "digital-replica"),
-}
-
-
 @dataclass(frozen=True)
 class ConsentStatus:
     """Outcome of the consent check; ``record`` is the grant it rests on (valid or not)."""
@@ -24,10 +17,11 @@ class ConsentStatus:
     record: ConsentRecord | None = None
 
 
-def consent_status(records: Sequence[ConsentRecord], detector: str, project: str, today: date) -> ConsentStatus:
-    """Consent for one talent's likeness as found by ``detector``, in ``project``, on ``today``."""
-    scopes = COVERING_SCOPES.get(detector, ())
-    kind = scopes[0] if scopes else detector
+def consent_status(records: Sequence[ConsentRecord], scopes: Sequence[str], project: str,
+                   today: date) -> ConsentStatus:
+    """Consent for one talent's likeness in ``project`` on ``today``, covered by any of ``scopes``
+    (a likeness detector's ``consent_scopes``, the first naming the likeness: "face", "voice")."""
+    kind = scopes[0] if scopes else "this"
     revoked = {r.revokes: r for r in records if r.action == "revoke" and r.revokes is not None}
     grants = [r for r in records if r.action == "grant" and r.scope in scopes and r.project in (project, "*")]
     if not grants:
