@@ -58,8 +58,9 @@ from scanner.config import Settings
 from scanner.detectors.base import Detector, Embedding, Hit, register
 from scanner.errors import IndexMismatchError
 from scanner.index.base import VectorIndex
-from scanner.index.local_index import LocalIndex, LocalIndexError
-from scanner.media.image import to_rgb
+from scanner.detectors.ocr import TextDetectionError, TextFinder, text_mask
+from scanner.index.local_index import MAX_OUTLINE, LocalIndex, LocalIndexError
+from scanner.media.image import alpha_mask, to_rgb
 from scanner.types import Metric
 
 DIM = 128
@@ -75,7 +76,11 @@ RATIO = 0.85  # Lowe's ratio on RootSIFT distances
 MAX_DISTANCE = 0.75  # absolute cap on a match's RootSIFT L2 distance
 MIN_TENTATIVE = 8  # matches a reference needs before a homography is tried
 MAX_CANDIDATES = 12  # references verified per query orientation
-MIN_INLIERS = 10  # below this a fit is never reported
+MIN_INLIERS = 10  # below this many inliers off the text a fit is never reported as a copy
+MIN_COVER = 0.05  # ...nor when they span less than this share of the reference's keypoints off its text
+TEXT_MARGIN = 0.5  # a keypoint is on text when a text box lies within this many keypoint sizes of it
+ALPHA_MARGIN = 1.0  # with alpha, keypoints closer than this many sizes to a transparent pixel are dropped
+OPAQUE = 128  # alpha at or above this is the work
 REPROJ_PX = 4.0  # MAGSAC inlier threshold in working pixels
 RANSAC_ITERS = 2000
 SUPPORT_STEPS = 32  # the matched region grows by 1/32 of the reference per step...
@@ -98,6 +103,20 @@ def _grey(img: Image.Image, side: int) -> tuple[np.ndarray, float]:
         img = to_rgb(img)  # palette, alpha, CMYK, 16-bit: same rules as the media layer
     grey = np.ascontiguousarray(np.asarray(img.convert("L"), dtype=np.uint8))
     return grey, w / grey.shape[1]
+
+
+def _shrunk_rgb(img: Image.Image, side: int) -> tuple[Image.Image, float]:
+    """RGB copy with long side <= ``side`` (resized before converting, as in ``_grey``) and image px per its px."""
+    w, h = img.size
+    if max(w, h) > side:
+        size = (max(1, round(w * side / max(w, h))), max(1, round(h * side / max(w, h))))
+        try:
+            img = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        except (ValueError, OSError):
+            img = to_rgb(img).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    if img.mode != "RGB":
+        img = to_rgb(img)
+    return img, w / img.width
 
 
 def _spread(kps: Sequence[cv2.KeyPoint], n: int, w: int, h: int) -> list[int]:
@@ -148,23 +167,64 @@ def mirror_descriptors(desc: np.ndarray) -> np.ndarray:
 
 
 class _Features:
-    """Keypoints of one orientation in image pixels, RootSIFT rows, and the work scale."""
+    """Keypoints of one orientation in image pixels, RootSIFT rows, the work scale and which lie on text."""
 
-    def __init__(self, xy: np.ndarray, desc: np.ndarray, scale: float):
+    def __init__(self, xy: np.ndarray, desc: np.ndarray, scale: float, text: np.ndarray | None = None):
         self.xy, self.desc, self.scale = xy, desc, scale
+        self.text = np.zeros(len(xy), bool) if text is None else text
 
 
-def _features(sift: cv2.SIFT, grey: np.ndarray, scale: float, n: int) -> _Features:
+def _features(sift: cv2.SIFT, grey: np.ndarray, scale: float, n: int, opaque: np.ndarray | None = None,
+              text: np.ndarray | None = None) -> _Features:
+    """Keypoints spread over the image (``_spread``), RootSIFT rows, and their text flags.
+
+    ``opaque`` (work-sized bool): keypoints come only from inside it, at least ``ALPHA_MARGIN``
+    keypoint sizes from its edge, so no descriptor sees what lies behind a cut-out (the white
+    it was decoded on here, a painted scene in a copy). ``text`` (work-sized bool): keypoints
+    within ``TEXT_MARGIN`` sizes of it are flagged as on text.
+    """
     h, w = grey.shape
-    kps, desc = sift.detectAndCompute(grey, None)
+    kps, desc = sift.detectAndCompute(grey, None if opaque is None else opaque.astype(np.uint8) * 255)
     if desc is None or not kps:
         return _Features(np.zeros((0, 2), np.float32), np.zeros((0, DIM), np.float32), scale)
-    keep = _spread(kps, n, w, h)
-    xy = np.array([kps[i].pt for i in keep], np.float32).reshape(-1, 2)
+    pts = np.array([k.pt for k in kps], np.float32).reshape(-1, 2)
+    sizes = np.array([k.size for k in kps], np.float32)
+    ix = np.clip(np.rint(pts[:, 0]).astype(int), 0, w - 1)
+    iy = np.clip(np.rint(pts[:, 1]).astype(int), 0, h - 1)
+    ok = np.arange(len(kps))
+    if opaque is not None:
+        inside = cv2.distanceTransform(opaque.astype(np.uint8), cv2.DIST_L2, 3)  # px to the nearest transparent one
+        ok = ok[inside[iy, ix] >= ALPHA_MARGIN * sizes]
+    on_text = np.zeros(len(kps), bool)
+    if text is not None and text.any():
+        to_text = cv2.distanceTransform((~text).astype(np.uint8), cv2.DIST_L2, 3)  # 0 on text
+        on_text = to_text[iy, ix] <= TEXT_MARGIN * sizes
+    chosen = ok[_spread([kps[i] for i in ok], n, w, h)] if len(ok) else ok
     # OpenCV puts pixel centres on integers; we use continuous coordinates (pixel i spans [i, i + 1])
     # in the image's own pixels, so the image's outline is the rectangle [0, w] x [0, h].
-    xy = (xy + 0.5) * np.float32(scale)
-    return _Features(xy, rootsift(desc[keep]), scale)
+    xy = (pts[chosen] + 0.5) * np.float32(scale)
+    return _Features(xy.reshape(-1, 2), rootsift(desc[chosen]).reshape(-1, DIM), scale, on_text[chosen])
+
+
+def _outline(opaque: np.ndarray | None, scale: float, size: tuple[int, int], limit: int) -> np.ndarray:
+    """Convex outline of the work in image pixels: the opaque region's hull, or the image rectangle."""
+    w, h = size
+    if opaque is None:
+        return _quad(w, h)
+    found, _ = cv2.findContours(opaque.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not found:
+        return _quad(w, h)
+    hull = cv2.convexHull(np.concatenate(found).reshape(-1, 2).astype(np.float32))
+    eps = 0.002 * cv2.arcLength(hull, True)
+    poly = hull
+    while len(poly) > limit:  # few enough vertices to store, tolerance doubling until they fit
+        eps *= 2
+        poly = cv2.approxPolyDP(hull, eps, True)
+    # contour pixels are cells: the outline runs along their outer edges (continuous coordinates)
+    pts = poly.reshape(-1, 2).astype(np.float64)
+    centre = pts.mean(axis=0)
+    pts = pts + 0.5 + 0.5 * np.sign(pts - centre)
+    return np.clip(pts * scale, 0, [w, h])
 
 
 # ---------------------------------------------------------------- geometry
@@ -301,22 +361,28 @@ def _plausible(H: np.ndarray, ref_size: tuple[int, int], mirrored: bool) -> bool
 
 @register("image.local")
 class LocalDetector(Detector):
-    """RootSIFT keypoints + FAISS retrieval + MAGSAC homography verification."""
+    """RootSIFT keypoints + FAISS retrieval + MAGSAC homography verification, text-aware, alpha-masked."""
 
     modality = "image"
     metric = Metric.COSINE  # higher is closer: the score is an inlier count
 
     def __init__(self, settings: Settings | None = None, *, work_side: int = WORK_SIDE,
                  ref_keypoints: int = REF_KEYPOINTS, query_keypoints: int = QUERY_KEYPOINTS,
-                 contrast_threshold: float = CONTRAST_THRESHOLD):
+                 contrast_threshold: float = CONTRAST_THRESHOLD, text: bool = True):
         self.model_id = "rootsift-v1"
-        self.weights_sha256 = "none"  # no learned model; an ivfpq index carries its own codebook
+        self.weights_sha256 = "none"  # no learned descriptor; an ivfpq index carries its own codebook
         self.dim = DIM
         self.work_side = work_side
         self.ref_keypoints = ref_keypoints
         self.query_keypoints = query_keypoints
         self.contrast_threshold = contrast_threshold
         self._sift = cv2.SIFT_create(nfeatures=0, contrastThreshold=contrast_threshold)
+        # text=False is for experiments and the benchmark's baseline only: lettering then verifies matches
+        self._text: TextFinder | None = TextFinder(settings) if text else None
+
+    @property
+    def model_label(self) -> str:
+        return self.model_id if self._text is None else f"{self.model_id} + {self._text.model_name}"
 
     @property
     def params(self) -> dict[str, Any]:
@@ -325,30 +391,56 @@ class LocalDetector(Detector):
             "work_side": self.work_side, "ref_keypoints": self.ref_keypoints, "grid": GRID,
             "contrast_threshold": self.contrast_threshold,
             "codebook": "per-index",  # learned inside an ivfpq index; its checksum is in index_type
+            "text": "off" if self._text is None else f"{self._text.label} margin {TEXT_MARGIN}",
+            "alpha": f"opaque >= {OPAQUE}, margin {ALPHA_MARGIN}",
         }
 
     # ----- signals ------------------------------------------------------------------
-    def _keypoints(self, img: Image.Image, n: int) -> tuple[_Features | None, tuple[int, int]]:
+    def _keypoints(self, img: Image.Image, n: int) -> tuple[_Features | None, tuple[int, int], np.ndarray | None,
+                                                           str]:
+        """(features, image size, opaque mask at work size or None, note about text detection)."""
         size = img.size
         if min(size) < MIN_SIDE:
-            return None, size
+            return None, size, None, ""
         grey, scale = _grey(img, self.work_side)
-        return _features(self._sift, grey, scale, n), size
+        opaque = None
+        alpha = alpha_mask(img)
+        if alpha is not None:
+            opaque = cv2.resize(alpha, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_AREA) >= OPAQUE
+        text, note = None, ""
+        if self._text is not None:
+            try:
+                small, factor = _shrunk_rgb(img, self._text.max_side)
+                boxes = self._text.boxes(small) * np.float32(factor)  # in image pixels
+                text = text_mask(boxes, grey.shape, scale) if len(boxes) else None
+            except TextDetectionError as exc:
+                note = (f"image.local: {exc}; checked without text boxes, so lettering shared with a "
+                        "reference counts as matching content")
+        return _features(self._sift, grey, scale, n, opaque, text), size, opaque, note
 
     def embed_references(self, images: Sequence[Image.Image]) -> list[Embedding]:
+        """Keypoints of each reference (from inside its opaque region when it has alpha), with their
+        text flags and the reference's outline (``extra["outline"]``: vertices in the first rows, NaN after)."""
         out = []
         for img in images:
-            f, size = self._keypoints(img, self.ref_keypoints)
+            f, size, opaque, note = self._keypoints(img, self.ref_keypoints)
             n = 0 if f is None else len(f.xy)
             if n < MIN_REF_KEYPOINTS:
+                where = " inside its opaque region" if opaque is not None else ""
                 out.append(Embedding(
                     np.zeros((0, DIM), np.float32),
-                    f"image.local: only {n} keypoints (< {MIN_REF_KEYPOINTS}); too little texture for "
+                    f"image.local: only {n} keypoints{where} (< {MIN_REF_KEYPOINTS}); too little texture for "
                     f"partial-copy matching; left to the whole-image detectors ({NOTE_COVERED_BY})",
                 ))
                 continue
-            out.append(Embedding(f.desc, extra={
-                "xy": f.xy, "size": np.tile(np.array(size, np.int32), (n, 1)),
+            outline = np.full((n, 2), np.nan)
+            poly = _outline(opaque, f.scale, size, min(n, MAX_OUTLINE))
+            outline[:len(poly)] = poly
+            if f.text.all():
+                note = " ".join(x for x in (note, "image.local: every keypoint lies on text; this reference "
+                                            "cannot verify a match here") if x)
+            out.append(Embedding(f.desc, note, extra={
+                "xy": f.xy, "size": np.tile(np.array(size, np.int32), (n, 1)), "text": f.text, "outline": outline,
             }))
         return out
 
@@ -357,11 +449,12 @@ class LocalDetector(Detector):
 
         The mirror's descriptors are the same keypoints' descriptors with ``MIRROR_PERMUTATION``
         applied (SIFT is mirror-equivariant: see ``mirror_descriptors``); their positions stay
-        in the asset's own pixels and ``extra["mirrored"]`` marks them.
+        in the asset's own pixels and ``extra["mirrored"]`` marks them. ``extra["text"]`` flags
+        keypoints on text; when text detection fails the asset is still checked and the note says so.
         """
         out = []
         for img in images:
-            f, size = self._keypoints(img, self.query_keypoints)
+            f, size, _, note = self._keypoints(img, self.query_keypoints)
             n = 0 if f is None else len(f.xy)
             if n < MIN_TENTATIVE:
                 out.append(Embedding(
@@ -371,11 +464,13 @@ class LocalDetector(Detector):
                 continue
             out.append(Embedding(
                 np.concatenate([f.desc, mirror_descriptors(f.desc)]),
+                note,
                 extra={
                     "xy": np.concatenate([f.xy, f.xy]),
                     "mirrored": np.r_[np.zeros(n, bool), np.ones(n, bool)],
                     "size": np.tile(np.array(size, np.int32), (2 * n, 1)),
                     "scale": np.full(2 * n, f.scale, np.float32),
+                    "text": np.concatenate([f.text, f.text]),
                 },
             ))
         return out
@@ -394,6 +489,9 @@ class LocalDetector(Detector):
 
     # ----- search ---------------------------------------------------------------------
     def search(self, index: VectorIndex, queries: Sequence[Embedding]) -> list[list[Hit]]:
+        """Verified hits per query, best first. A hit whose ``extra["text_only"]`` is set shares only
+        lettering with the reference: its score (inliers off the text) is below ``MIN_INLIERS``, so no
+        calibrated threshold passes it; its ``evidence`` says so."""
         if not isinstance(index, LocalIndex):
             raise IndexMismatchError(f"image.local needs a LocalIndex, got {type(index).__name__}")
         out: list[list[Hit]] = []
@@ -412,62 +510,160 @@ class LocalDetector(Detector):
                 if len(qrows) < MIN_TENTATIVE:
                     break
                 hit = self._verify(index, ref_id, q, np.array(qrows), np.array(kps), mirrored)
-                if hit is not None and (ref_id not in hits or hit.score > hits[ref_id].score):
+                if hit is not None and (ref_id not in hits or _better(hit, hits[ref_id])):
                     hits[ref_id] = hit
-        return sorted(hits.values(), key=lambda h: -h.score)
+        return sorted(hits.values(), key=lambda h: (-h.score, -h.extra.get("text_inliers", 0)))
+
+    def _fit(self, ref_xy: np.ndarray, fit_xy: np.ndarray, tol: float) -> np.ndarray | None:
+        if len(ref_xy) < MIN_TENTATIVE:
+            return None
+        H, mask = cv2.findHomography(ref_xy, fit_xy, cv2.USAC_MAGSAC, tol, maxIters=RANSAC_ITERS, confidence=0.999)
+        if H is None or mask is None or not np.all(np.isfinite(H)) or abs(H[2, 2]) < 1e-12:
+            return None
+        return H
 
     def _verify(self, index: LocalIndex, ref_id: int, q: Embedding, qrows: np.ndarray, kps: np.ndarray,
                 mirrored: bool) -> Hit | None:
-        ref_xy = index.keypoints(ref_id)[kps].astype(np.float64)
+        """Fit a homography on the matches off the text; count what it explains on and off the text.
+
+        A match is "on text" when its reference keypoint or its asset keypoint lies on text. The
+        homography is fitted on the other matches, so lettering can neither verify a copy nor pull
+        the fit away from the artwork. Only when those do not verify is a fit on every match tried:
+        if lettering alone agrees, the hit says "shares the title lettering only" with its score
+        (inliers off the text) below ``MIN_INLIERS``.
+        """
+        ref_all = index.keypoints(ref_id)
+        ref_xy = ref_all[kps].astype(np.float64)
         asset_xy = q.extra["xy"][qrows].astype(np.float64)
+        q_text = q.extra.get("text")
+        on_text = index.on_text(ref_id)[kps] | (np.zeros(len(qrows), bool) if q_text is None else q_text[qrows])
         w, h = (int(v) for v in q.extra["size"][0])
         work_scale = float(q.extra["scale"][qrows[0]])
+        tol = REPROJ_PX * work_scale
+        ref_size = index.size(ref_id)
         # USAC rejects orientation-reversing samples, so a mirrored copy is fitted in the
         # mirror image's coordinates and the flip is composed back afterwards.
         flip = np.array([[-1.0, 0.0, w], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if mirrored else np.eye(3)
         fit_xy = _project(flip, asset_xy)  # the flip is its own inverse
-        H, mask = cv2.findHomography(ref_xy, fit_xy, cv2.USAC_MAGSAC, REPROJ_PX * work_scale,
-                                     maxIters=RANSAC_ITERS, confidence=0.999)
-        if H is None or mask is None or not np.all(np.isfinite(H)):
+        art = ~on_text
+
+        def explained(H: np.ndarray) -> tuple[np.ndarray, int, int]:
+            with np.errstate(all="ignore"):
+                err = np.linalg.norm(_project(H, ref_xy) - fit_xy, axis=1)
+            inl = np.isfinite(err) & (err <= tol)
+            return inl, _one_to_one(qrows, kps, inl & art), _one_to_one(qrows, kps, inl & on_text)
+
+        H = self._fit(ref_xy[art], fit_xy[art], tol)
+        verdict = None
+        if H is not None:
+            inl, n_art, n_text = explained(H)
+            if n_art >= MIN_INLIERS and _plausible(flip @ H, ref_size, mirrored):
+                verdict = "art"
+        if verdict is None and int(on_text.sum()) >= MIN_TENTATIVE:
+            H = self._fit(ref_xy, fit_xy, tol)
+            if H is not None:
+                inl, n_art, n_text = explained(H)
+                if n_text >= MIN_INLIERS and _plausible(flip @ H, ref_size, mirrored):
+                    verdict = "text"
+        if verdict is None:
             return None
         H = flip @ H
-        inl = mask.ravel().astype(bool)
-        # one-to-one: a keypoint on either side counts once
-        n = min(len(np.unique(qrows[inl])), len(np.unique(kps[inl])))
-        if n < MIN_INLIERS:
-            return None
-        ref_size = index.size(ref_id)
-        if not _plausible(H, ref_size, mirrored):
-            return None
-        rin, ain = ref_xy[inl], asset_xy[inl]
+        use = inl & art if verdict == "art" else inl
+        rin = ref_xy[use]
         # inliers must span an area, not a line or a single blob
-        if abs(_area(cv2.convexHull(rin.astype(np.float32)).reshape(-1, 2).astype(np.float64))) < (
-                0.001 * ref_size[0] * ref_size[1]):
+        hull_ref = cv2.convexHull(rin.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+        if abs(_area(hull_ref)) < 0.001 * ref_size[0] * ref_size[1]:
             return None
-        all_kps = index.keypoints(ref_id)
-        inlier_kp = np.zeros(len(all_kps), bool)
+        # the share of the reference's keypoints off its text that the inliers off the text span
+        off_text = ~index.on_text(ref_id)
+        cover = 0.0
+        if verdict == "art" and off_text.any():
+            cover = float(_inside_convex(hull_ref, ref_all[off_text].astype(np.float64)).mean())
+        if verdict == "art" and cover < MIN_COVER:
+            if n_text < MIN_INLIERS:
+                return None
+            verdict = "text"  # a patch of art beside the shared lettering: still only the lettering
+        inlier_kp = np.zeros(len(ref_all), bool)
         inlier_kp[kps[inl]] = True
-        region = _support(all_kps, inlier_kp, H, ref_size, (w, h))
-        asset_poly = clip_convex(_project(H, region), w, h)
+        outline = index.outline(ref_id)
+        box = _support(ref_all, inlier_kp, H, ref_size, (w, h))
+        region = _clip_box(outline, box[0, 0], box[0, 1], box[2, 0], box[2, 1])
+        asset_poly = clip_convex(_project(H, region), w, h) if len(region) >= 3 else region
         if len(asset_poly) < 3 or abs(_area(asset_poly)) < 1.0:
             return None
-        ref_poly = clip_convex(_project(np.linalg.inv(H), asset_poly), *ref_size)
-        visible = abs(_area(ref_poly)) / float(ref_size[0] * ref_size[1])
-        outline = clip_convex(_project(H, _quad(*ref_size)), w, h)
-        hull = cv2.convexHull(ain.astype(np.float32)).reshape(-1, 2)
-        return Hit(int(ref_id), float(n), {
+        ref_poly = _clip_to(clip_convex(_project(np.linalg.inv(H), asset_poly), *ref_size), outline)
+        visible = abs(_area(ref_poly)) / max(1e-9, abs(_area(outline)))
+        work_outline = clip_convex(_project(H, outline), w, h)
+        hull = cv2.convexHull(asset_xy[use].astype(np.float32)).reshape(-1, 2)
+        score = n_art if verdict == "art" else min(n_art, MIN_INLIERS - 1)
+        extra = {
             "asset_polygon": _round(asset_poly),
             "ref_polygon": _round(ref_poly),
-            "inliers": int(n),
+            "inliers": int(score),
+            "text_inliers": int(n_text),
+            "coverage": round(cover, 4),
             "tentative": int(len(qrows)),
             "ref_visible": round(float(min(1.0, visible)), 4),
             "mirrored": bool(mirrored),
             "homography": [[float(f"{v:.6g}") for v in row] for row in (H / H[2, 2]).tolist()],
             "inlier_hull": _round(hull),
-            "work_outline": _round(outline),
+            "work_outline": _round(work_outline),
             "asset_size": [w, h],
             "ref_size": [int(ref_size[0]), int(ref_size[1])],
-        })
+            "evidence": _evidence(verdict, int(n_art), int(n_text), cover),
+        }
+        if verdict == "text":
+            extra["text_only"] = True
+        elif n_text > n_art:
+            extra["mostly_text"] = True
+        return Hit(int(ref_id), float(score), extra)
+
+
+def _evidence(verdict: str, n_art: int, n_text: int, cover: float) -> str:
+    """One line a reviewer reads: what the match rests on."""
+    if verdict == "text":
+        return (f"shares the title lettering only: {n_text} verified keypoints on text, {n_art} on the artwork "
+                "(lettering alone does not verify a copy)")
+    base = f"{n_art} keypoints on the artwork verified by one homography, spanning {cover:.0%} of its keypoints"
+    if n_text > n_art:
+        return f"mostly text: {n_text} of {n_art + n_text} verified keypoints lie on lettering; {base}"
+    return base + (f"; {n_text} more on its lettering" if n_text else "")
+
+
+def _better(a: Hit, b: Hit) -> bool:
+    return (a.score, a.extra.get("text_inliers", 0)) > (b.score, b.extra.get("text_inliers", 0))
+
+
+def _one_to_one(qrows: np.ndarray, kps: np.ndarray, sel: np.ndarray) -> int:
+    """Matches counted so that a keypoint on either side counts once."""
+    return min(len(np.unique(qrows[sel])), len(np.unique(kps[sel]))) if sel.any() else 0
+
+
+def _inside_convex(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Which ``pts`` lie inside (or on) the convex polygon ``poly``."""
+    if len(poly) < 3 or len(pts) == 0:
+        return np.zeros(len(pts), bool)
+    a = poly
+    b = np.roll(poly, -1, axis=0)
+    cross = ((b[:, 0] - a[:, 0])[None, :] * (pts[:, 1:2] - a[:, 1][None, :])
+             - (b[:, 1] - a[:, 1])[None, :] * (pts[:, 0:1] - a[:, 0][None, :]))
+    return np.all(cross >= -1e-9, axis=1) | np.all(cross <= 1e-9, axis=1)
+
+
+def _clip_box(poly: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """Convex polygon clipped to the box [x0, x1] x [y0, y1]."""
+    off = np.array([x0, y0], np.float64)
+    return clip_convex(np.asarray(poly, np.float64) - off, x1 - x0, y1 - y0) + off
+
+
+def _clip_to(poly: np.ndarray, outline: np.ndarray) -> np.ndarray:
+    """Convex ``poly`` intersected with the convex ``outline`` (a rectangle outline changes nothing)."""
+    if len(poly) < 3 or len(outline) < 3:
+        return poly
+    inter, found = cv2.intersectConvexConvex(np.asarray(poly, np.float32), np.asarray(outline, np.float32))
+    if found is None or inter <= 0:
+        return np.zeros((0, 2), np.float64)
+    return found.reshape(-1, 2).astype(np.float64)
 
 
 def _round(poly: np.ndarray) -> list[list[float]]:

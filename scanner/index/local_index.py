@@ -3,8 +3,10 @@
 Every reference contributes many rows: one descriptor per keypoint. A row's FAISS id
 packs the owner and the keypoint number (``ref_id << KP_BITS | keypoint``), so the
 owner of a neighbour is a shift away and removing a reference is a range of ids.
-Keypoint positions (needed to verify a match geometrically) and each reference's
-image size live next to the FAISS index, keyed by reference id.
+Keypoint positions (needed to verify a match geometrically), a flag per keypoint that
+says it lies on text (lettering must not verify a match on its own), each reference's
+image size and its outline (the convex hull of the opaque region of an image with an alpha
+channel, the image rectangle otherwise) live next to the FAISS index, keyed by reference id.
 
 Two storage modes, picked from size:
 
@@ -24,7 +26,9 @@ Two storage modes, picked from size:
 
 Serialised form (``to_bytes``): ``MAGIC``, a little-endian u32 header length, a JSON
 header, then raw arrays (reference ids, sizes, keypoint counts, keypoint positions as
-uint16 fractions of the image size) and the FAISS index. No pickle.
+uint16 fractions of the image size, keypoint flags, outline vertex counts and vertices as
+uint16 fractions) and the FAISS index. No pickle. Format 1 (no flags, no outlines) still
+reads: no keypoint on text, rectangular outlines.
 """
 
 from __future__ import annotations
@@ -50,7 +54,10 @@ AUTO_TRAIN_ROWS = 20_000  # flat -> ivfpq once the index holds this many keypoin
 PQ_BYTES = 32  # bytes per keypoint in ivfpq mode (4 dimensions per sub-quantiser)
 DEFAULT_NPROBE = 16
 MAGIC = b"SCANLOC1"
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
+FLAG_TEXT = 1  # keypoint flag bit: the keypoint lies on text
+MAX_OUTLINE = 64  # vertices kept of a reference's outline
 
 
 class LocalIndexError(ValueError):
@@ -123,6 +130,8 @@ class LocalIndex(VectorIndex):
         self._codebook: str | None = None  # sha256 of the trained empty ivfpq index, None in flat mode
         self.trained_rows = 0  # rows the codebook was learned from
         self._xy: dict[int, np.ndarray] = {}  # ref id -> (n, 2) uint16 position as a fraction of the size
+        self._flags: dict[int, np.ndarray] = {}  # ref id -> (n,) uint8 keypoint flags (FLAG_TEXT)
+        self._outline: dict[int, np.ndarray] = {}  # ref id -> (k, 2) uint16 outline vertices as fractions
         self._size: dict[int, tuple[int, int]] = {}  # ref id -> (width, height) of the image embedded
 
     # ------------------------------------------------------------------ description
@@ -170,6 +179,16 @@ class LocalIndex(VectorIndex):
         """(width, height) of the reference image the keypoints were found in."""
         return self._size[ref_id]
 
+    def on_text(self, ref_id: int) -> np.ndarray:
+        """(n,) bool: which of ``ref_id``'s keypoints lie on text."""
+        return (self._flags[ref_id] & FLAG_TEXT).astype(bool)
+
+    def outline(self, ref_id: int) -> np.ndarray:
+        """(k, 2) float64 convex outline of the reference in its image's pixels (the opaque region's
+        hull for an image with alpha, the image rectangle otherwise)."""
+        w, h = self._size[ref_id]
+        return self._outline[ref_id].astype(np.float64) / 65535.0 * np.array([w, h], np.float64)
+
     def nbytes(self) -> int:
         """Bytes of the serialised index."""
         return len(self.to_bytes())
@@ -181,6 +200,9 @@ class LocalIndex(VectorIndex):
         ``extra["xy"]`` (n, 2) gives each row's position in its reference image and
         ``extra["size"]`` (n, 2) that image's (width, height); rows of one reference
         must be contiguous and a reference is added once (remove it first to replace).
+        Optional: ``extra["text"]`` (n,) bool, the keypoint lies on text (default False), and
+        ``extra["outline"]`` (n, 2): the reference's outline vertices in its first rows, NaN
+        after them (per-row arrays are what the API hands over; default: the image rectangle).
         """
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
@@ -188,8 +210,10 @@ class LocalIndex(VectorIndex):
             raise LocalIndexError("local keypoint rows need extra['xy'] and extra['size']")
         xy = np.asarray(extra["xy"], dtype=np.float64).reshape(-1, 2)
         size = np.asarray(extra["size"], dtype=np.int64).reshape(-1, 2)
-        if not (len(ids) == len(vectors) == len(xy) == len(size)):
-            raise LocalIndexError("ids, vectors, xy and size must have one row per keypoint")
+        text = np.asarray(extra.get("text", np.zeros(len(ids), bool)), dtype=bool).reshape(-1)
+        outline = np.asarray(extra.get("outline", np.full((len(ids), 2), np.nan)), dtype=np.float64).reshape(-1, 2)
+        if not (len(ids) == len(vectors) == len(xy) == len(size) == len(text) == len(outline)):
+            raise LocalIndexError("ids, vectors, xy, size, text and outline must have one row per keypoint")
         if len(ids) == 0:
             return
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
@@ -205,12 +229,16 @@ class LocalIndex(VectorIndex):
                 raise LocalIndexError(f"reference {owner} is already in the index; remove it first")
             if b - a > KP_MASK + 1:
                 raise LocalIndexError(f"reference {owner} has {b - a} keypoints (at most {KP_MASK + 1})")
+            if int(np.all(np.isfinite(outline[a:b]), axis=1).sum()) > MAX_OUTLINE:
+                raise LocalIndexError(f"reference {owner} has an outline of more than {MAX_OUTLINE} vertices")
         for owner, a, b in zip(owners.tolist(), bounds[:-1], bounds[1:]):
             w, h = (int(v) for v in size[a])
             if w <= 0 or h <= 0:
                 raise LocalIndexError(f"reference {owner} has no image size")
             frac = xy[a:b] / np.array([w, h], np.float64)
             self._xy[owner] = np.clip(np.rint(frac * 65535.0), 0, 65535).astype(np.uint16)
+            self._flags[owner] = np.where(text[a:b], FLAG_TEXT, 0).astype(np.uint8)
+            self._outline[owner] = _outline_codes(outline[a:b], w, h)
             self._size[owner] = (w, h)
             row_ids[a:b] = (owner << KP_BITS) | np.arange(b - a, dtype=np.int64)
         self._faiss.add_with_ids(to_codes(vectors, self.dim), row_ids)
@@ -231,7 +259,7 @@ class LocalIndex(VectorIndex):
         row_ids = np.concatenate([(i << KP_BITS) | np.arange(len(self._xy[i]), dtype=np.int64) for i in gone])
         removed = int(self._faiss.remove_ids(faiss.IDSelectorBatch(row_ids)))
         for i in gone:
-            del self._xy[i], self._size[i]
+            del self._xy[i], self._size[i], self._flags[i], self._outline[i]
         return removed
 
     # ------------------------------------------------------------------ codebook
@@ -323,6 +351,8 @@ class LocalIndex(VectorIndex):
         else:
             self._faiss.merge_from(faiss.clone_index(other._faiss), 0)
         self._xy.update(other._xy)
+        self._flags.update(other._flags)
+        self._outline.update(other._outline)
         self._size.update(other._size)
         self._maybe_train()
 
@@ -353,15 +383,21 @@ class LocalIndex(VectorIndex):
         counts = np.array([len(self._xy[r]) for r in refs.tolist()], dtype=np.int64)
         xy = (np.concatenate([self._xy[r] for r in refs.tolist()]) if len(refs)
               else np.zeros((0, 2), np.uint16)).astype("<u2")
+        flags = (np.concatenate([self._flags[r] for r in refs.tolist()]) if len(refs)
+                 else np.zeros(0, np.uint8)).astype(np.uint8)
+        n_outline = np.array([len(self._outline[r]) for r in refs.tolist()], dtype=np.int64)
+        outline = (np.concatenate([self._outline[r] for r in refs.tolist()]) if len(refs)
+                   else np.zeros((0, 2), np.uint16)).astype("<u2")
         raw = faiss.serialize_index(self._faiss).tobytes()
         header = json.dumps({
             "format": FORMAT, "dim": self.dim, "kp_bits": KP_BITS, "mode": self.mode, "codebook": self._codebook,
             "refs": int(len(refs)), "rows": int(counts.sum()), "faiss_bytes": len(raw),
             "auto_train_rows": self.auto_train_rows, "nprobe": self.nprobe, "trained_rows": self.trained_rows,
-            "expected_rows": self.expected_rows,
+            "expected_rows": self.expected_rows, "outline_vertices": int(n_outline.sum()),
         }, sort_keys=True).encode()
         parts = [MAGIC, struct.pack("<I", len(header)), header, refs.astype("<i8").tobytes(),
-                 sizes.astype("<i4").tobytes(), counts.astype("<i8").tobytes(), xy.tobytes(), raw]
+                 sizes.astype("<i4").tobytes(), counts.astype("<i8").tobytes(), xy.tobytes(), flags.tobytes(),
+                 n_outline.astype("<i8").tobytes(), outline.tobytes(), raw]
         return b"".join(parts)
 
     @classmethod
@@ -382,7 +418,7 @@ class LocalIndex(VectorIndex):
         pos += 4
         header = json.loads(bytes(buf[pos:pos + hlen]))
         pos += hlen
-        if header["format"] != FORMAT or header["kp_bits"] != KP_BITS:
+        if header["format"] not in READABLE_FORMATS or header["kp_bits"] != KP_BITS:
             raise LocalIndexError(f"local index format {header['format']} is not supported (want {FORMAT})")
         if dim is not None and header["dim"] != dim:
             raise LocalIndexError(f"local index has dimension {header['dim']}, expected {dim}")
@@ -399,6 +435,14 @@ class LocalIndex(VectorIndex):
         sizes = take("<i4", 2 * n_refs).reshape(-1, 2)
         counts = take("<i8", n_refs)
         xy = take("<u2", 2 * n_rows).reshape(-1, 2)
+        if header["format"] >= 2:
+            flags = take("u1", n_rows)
+            n_outline = take("<i8", n_refs)
+            outline = take("<u2", 2 * int(header["outline_vertices"])).reshape(-1, 2)
+        else:  # format 1: nothing was known about text; every outline is the rectangle
+            flags = np.zeros(n_rows, np.uint8)
+            n_outline = np.zeros(n_refs, np.int64)
+            outline = np.zeros((0, 2), np.uint16)
         raw = np.frombuffer(buf[pos:pos + header["faiss_bytes"]], dtype=np.uint8)
         if len(raw) != header["faiss_bytes"] or pos + len(raw) != len(buf):
             raise LocalIndexError("local index is truncated or has trailing bytes")
@@ -409,10 +453,25 @@ class LocalIndex(VectorIndex):
         out.trained_rows = int(header.get("trained_rows", 0))
         if out._faiss.ntotal != n_rows or counts.sum() != n_rows:
             raise LocalIndexError("local index row counts disagree")
-        start = 0
-        for r, (w, h), c in zip(refs.tolist(), sizes.tolist(), counts.tolist()):
+        start = ostart = 0
+        for r, (w, h), c, k in zip(refs.tolist(), sizes.tolist(), counts.tolist(), n_outline.tolist()):
             out._xy[r] = xy[start:start + c].copy()
+            out._flags[r] = flags[start:start + c].copy()
+            out._outline[r] = outline[ostart:ostart + k].copy() if k else _RECT.copy()
             out._size[r] = (int(w), int(h))
             start += c
+            ostart += k
         return out
+
+
+_RECT = np.array([[0, 0], [65535, 0], [65535, 65535], [0, 65535]], np.uint16)
+
+
+def _outline_codes(rows: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Outline vertices (the non-NaN leading rows, image pixels) as uint16 fractions; the rectangle if none."""
+    pts = rows[np.all(np.isfinite(rows), axis=1)]
+    if len(pts) < 3:
+        return _RECT.copy()
+    frac = pts / np.array([w, h], np.float64)
+    return np.clip(np.rint(frac * 65535.0), 0, 65535).astype(np.uint16)
 

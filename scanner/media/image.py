@@ -13,6 +13,11 @@ from scanner.errors import MediaError
 # We enforce our own limit (from settings) before decoding; Pillow's check stays as a backstop.
 Image.MAX_IMAGE_PIXELS = None
 
+# Where ``decode_image`` keeps the alpha channel of an image that has transparent pixels: an
+# "L" image in ``img.info`` (the pixels themselves are composited on white, as before). Detectors
+# that treat the opaque region as the work (character art, logos) read it with ``alpha_mask``.
+ALPHA_INFO = "scanner.alpha"
+
 
 def decode_image(data: bytes, max_pixels: int, max_side: int | None = 2048) -> Image.Image:
     """Decode bytes to an RGB image, upright per EXIF, first frame of animations.
@@ -41,14 +46,43 @@ def decode_image(data: bytes, max_pixels: int, max_side: int | None = 2048) -> I
             warnings.simplefilter("ignore")
             img.load()
         img = ImageOps.exif_transpose(img)
+        alpha = _alpha_channel(img)
         img = to_rgb(img)
         if max_side and max(img.size) > max_side:
             img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        if alpha is not None:
+            img.info[ALPHA_INFO] = alpha.resize(img.size, Image.Resampling.BILINEAR) if alpha.size != img.size else alpha
     except MediaError:
         raise
     except Exception as exc:  # noqa: BLE001
         raise MediaError(f"image data is corrupt or truncated: {exc}") from None
     return img
+
+
+def _alpha_channel(img: Image.Image) -> Image.Image | None:
+    """The alpha channel as an "L" image when some pixel is not fully opaque, else None."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode not in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return None
+    alpha = img.getchannel("A")
+    lo, _ = alpha.getextrema()
+    return alpha if lo < 255 else None
+
+
+def alpha_mask(img: Image.Image) -> np.ndarray | None:
+    """Opacity in [0, 255] (uint8, image-sized) of an image with transparent pixels, else None.
+
+    Read from the image's own alpha channel, or from the one ``decode_image`` kept in
+    ``img.info[ALPHA_INFO]`` (resized when the image was resized after decoding)."""
+    alpha = _alpha_channel(img)
+    if alpha is None:
+        alpha = img.info.get(ALPHA_INFO)
+        if not isinstance(alpha, Image.Image):
+            return None
+        if alpha.size != img.size:
+            alpha = alpha.resize(img.size, Image.Resampling.BILINEAR)
+    return np.asarray(alpha.convert("L"), dtype=np.uint8)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
