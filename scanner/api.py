@@ -481,8 +481,11 @@ class Scanner:
             index = ctx.indexes[name][0]
             if not batch or not len(index):
                 continue  # nothing registered for this detector: no query work
-            queries = det.embed_queries([d.media for d in batch])
-            for d, emb, hits in zip(batch, queries, det.search(index, queries)):
+            for d, answer in zip(batch, _embed_search(det, index, [d.media for d in batch])):
+                if isinstance(answer, Exception):  # the model failed on this asset: it is not checked
+                    d.error = f"{det.name} could not check this asset: {answer}"
+                    continue
+                emb, hits = answer
                 matches, notes = found[id(d)]
                 if emb.empty:
                     notes.append(emb.note)
@@ -601,6 +604,28 @@ class _ScanContext:
         if ref.duration:
             extra.setdefault("ref_duration", round(ref.duration, 3))
         return Match(det.name, det.model_id, ref, hit.score, self.thresholds[det.name], extra)
+
+
+def _embed_search(det: Detector, index: VectorIndex, media: list[Any]) -> list[tuple[Any, list] | Exception]:
+    """(embedding, hits) per item; when the batch fails, items are retried one by one so a model that
+    fails on one asset fails that asset only (its exception takes its place), never the scan."""
+    try:
+        queries = det.embed_queries(media)
+        return list(zip(queries, det.search(index, queries)))
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception:  # noqa: BLE001 - model runtimes raise their own error types
+        pass
+    out: list[tuple[Any, list] | Exception] = []
+    for item in media:
+        try:
+            (q,) = det.embed_queries([item])
+            out.append((q, det.search(index, [q])[0]))
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            out.append(RuntimeError(f"{type(exc).__name__}: {exc}"))
+    return out
 
 
 def _size_of(media: Any) -> list[int] | None:

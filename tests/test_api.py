@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from scanner.api import Scanner
 from scanner.errors import IndexMismatchError, ModelMissingError
@@ -146,3 +147,25 @@ def test_unregistered_reference_file_moved_is_reported(settings, works, tmp_path
     (rep,) = s.build_index()
     assert rep.count == 2
     assert any("reference file unusable" in why for why in rep.skipped.values())
+
+
+def test_model_failing_on_one_asset_fails_that_asset_only(settings, works, deliverables, monkeypatch):
+    s = Scanner(settings)
+    s.add_reference(works)
+    s.build_index()
+    det = s.detectors["image.pdq"]
+    real = det.embed_queries
+
+    target = Image.open(deliverables / "original_a.jpg").convert("RGB").tobytes()
+
+    def flaky(images):
+        if any(img.convert("RGB").tobytes() == target for img in images):
+            raise RuntimeError("simulated model failure")
+        return real(images)
+
+    monkeypatch.setattr(det, "embed_queries", flaky)
+    res = by_name(s.scan([deliverables]))
+    assert res["original_a.jpg"]["verdict"] == "error"
+    assert "image.pdq could not check this asset" in res["original_a.jpg"]["error"]
+    assert res["copy_resized.jpg"]["verdict"] == "block"  # the rest of the batch is still checked
+    assert res["original_b.png"]["verdict"] == "pass"
