@@ -167,3 +167,75 @@ def test_cli_on_missing_catalog_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("SCANNER_CATALOG", str(tmp_path / "none.db"))
     r = runner.invoke(app, ["audit", "verify"])
     assert r.exit_code == CatalogError.exit_code and "no catalog" in r.output and not (tmp_path / "none.db").exists()
+
+
+# ----- issue 15 item 6: a truncated tail ---------------------------------------------------------
+def test_cut_tail_passes_the_chain_but_fails_against_the_anchor(trail, cli, tmp_path):
+    anchor = tmp_path / "anchor.json"
+    r = cli("audit", "export", "--out", tmp_path / "trail.jsonl", "--anchor", anchor)
+    assert r.exit_code == 0 and json.loads(anchor.read_text())["id"] == 4 and "audit head 4:" in r.output
+    tamper(trail.catalog, "DELETE FROM audit WHERE id >= 3")
+    assert Catalog(trail.catalog).verify_audit() == (2, None)  # what is left is a consistent chain
+    r = cli("audit", "verify", "--anchor", anchor)
+    assert r.exit_code == 1 and "broken 3" in r.stdout and "removed from the end" in " ".join(r.output.split())
+    head = json.loads(anchor.read_text())
+    assert cli("audit", "verify", "--expect-head", f"{head['id']}:{head['hash']}").exit_code == 1
+
+
+def test_cut_tail_then_new_appends_fails_against_the_anchor(trail, cli, tmp_path):
+    anchor = tmp_path / "anchor.json"
+    cli("audit", "export", "--anchor", anchor)
+    tamper(trail.catalog, "DELETE FROM audit WHERE id >= 3")
+    cat = Catalog(trail.catalog)
+    for i in range(3):  # the trail grows past the anchor's id again, with other records
+        cat.append_audit("cli:intruder", {"sha256": None, "verdict": "pass", "i": i})
+    cat.close()
+    r = cli("audit", "verify", "--anchor", anchor)
+    assert r.exit_code == 1 and "broken 4" in r.stdout and "differs from the recorded head anchor" in r.output
+
+
+def test_everything_deleted_fails_against_the_anchor(trail, cli, tmp_path):
+    anchor = tmp_path / "anchor.json"
+    cli("audit", "export", "--anchor", anchor)
+    tamper(trail.catalog, "DELETE FROM audit")
+    assert cli("audit", "verify").exit_code == 0  # an empty trail is consistent on its own
+    assert cli("audit", "verify", "--anchor", anchor).exit_code == 1
+
+
+def test_anchor_still_verifies_after_honest_appends(trail, cli, tmp_path):
+    anchor = tmp_path / "anchor.json"
+    cli("audit", "export", "--anchor", anchor)
+    cat = Catalog(trail.catalog)
+    cat.append_audit("cli:tester", {"sha256": None, "verdict": "pass"})
+    cat.close()
+    r = cli("audit", "verify", "--anchor", anchor)
+    assert r.exit_code == 0 and r.stdout.strip() == "ok" and "5 records" in r.output
+
+
+def test_removed_row_with_the_rest_rehashed_shows_as_an_id_gap(trail):
+    """An attacker who deletes #2 and recomputes every later hash leaves a valid chain: only the id gap shows."""
+    from scanner.catalog.audit import chain_hash
+
+    raw = sqlite3.connect(trail.catalog)
+    rows = raw.execute("SELECT id, record, hash FROM audit ORDER BY id").fetchall()
+    raw.execute("DROP TRIGGER audit_no_update")
+    raw.execute("DROP TRIGGER audit_no_delete")
+    raw.execute("DELETE FROM audit WHERE id=2")
+    prev = rows[0][2]
+    for rid, record, _ in rows[2:]:
+        digest = chain_hash(prev, record)
+        raw.execute("UPDATE audit SET prev_hash=?, hash=? WHERE id=?", (prev, digest, rid))
+        prev = digest
+    raw.commit()
+    raw.close()
+    check = Catalog(trail.catalog).check_audit()
+    assert check.broken == 3 and "record #2 is missing" in check.reason
+
+
+def test_malformed_anchor_is_a_clear_error(cli, tmp_path):
+    from scanner.errors import ConfigError
+
+    r = cli("audit", "verify", "--expect-head", "4:nothex")
+    assert r.exit_code == ConfigError.exit_code and "ID:SHA256" in r.output
+    r = cli("audit", "verify", "--anchor", tmp_path / "missing.json")
+    assert r.exit_code == ConfigError.exit_code and "cannot read audit anchor" in r.output

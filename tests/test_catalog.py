@@ -216,3 +216,196 @@ def test_in_memory_catalog():
     ref, _ = c.add_work(_work("m"))
     assert c.get(ref.id) == ref
     c.close()
+
+
+# ----- issue 15 item 4: concurrent adds of the same file ---------------------------------------
+def test_add_that_loses_the_race_reports_present_instead_of_crashing(cat, monkeypatch):
+    """Another writer inserts the same sha256 between our lookup and our insert: no IntegrityError."""
+    other = Catalog(cat.path)
+    real = type(cat).by_sha256
+    calls = []
+
+    def racing(self, sha256):
+        if not calls:  # the first lookup misses, then the other process wins the insert
+            calls.append(1)
+            other.add_work(_work("race"))
+            return None
+        return real(self, sha256)
+
+    monkeypatch.setattr(type(cat), "by_sha256", racing)
+    ref, created = cat.add_work(_work("race", title="loser"))
+    assert created is False and ref.title == "Work race" and cat.count() == 1
+    other.close()
+
+
+def test_two_processes_adding_overlapping_files_register_every_file(tmp_path):
+    """Two `scanner refs add` runs over overlapping sets: both finish, every file is registered once."""
+    import os
+    import subprocess
+    import sys
+
+    from scanner.testing.fixtures import artwork
+
+    files = []
+    for i in range(30):
+        p = tmp_path / "refs" / f"w{i:02d}.png"
+        p.parent.mkdir(exist_ok=True)
+        artwork(100 + i).resize((64, 48)).save(p)
+        files.append(str(p))
+    env = {**os.environ, "SCANNER_CATALOG": str(tmp_path / "catalog.db"), "SCANNER_DETECTORS": "image.pdq"}
+    cmd = [sys.executable, "-c", "from scanner.cli import main; main()", "refs", "add"]
+    procs = [subprocess.Popen(cmd + part, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for part in (files[:20], files[10:])]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (so, se) in zip(procs, outputs):
+        assert p.returncode == 0, se
+        assert "Traceback" not in se and "0 failed" in se
+    present = sum(int(se.split(" already present")[0].rsplit(", ", 1)[-1]) for _, se in outputs)
+    added = sum(int(se.split(" added")[0].rsplit("\n", 1)[-1]) for _, se in outputs)
+    assert added == 30 and present == 10
+    c = Catalog(tmp_path / "catalog.db")
+    assert sorted(w.path for w in c.works()) == sorted(files)
+    c.close()
+
+
+# ----- issue 15 item 11: the catalog file is private -------------------------------------------
+def test_catalog_and_wal_files_are_created_0600(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        c = Catalog(tmp_path / "catalog.db")
+        c.add_work(_work("p"))  # the write creates -wal and -shm
+        modes = {s: stat.S_IMODE(os.stat(tmp_path / f"catalog.db{s}").st_mode) for s in ("", "-wal", "-shm")}
+        c.close()
+    finally:
+        os.umask(old)
+    assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+
+
+def test_existing_world_readable_catalog_is_made_private(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "catalog.db"
+    Catalog(path).close()
+    os.chmod(path, 0o644)
+    Catalog(path).close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+# ----- issue 18: network filesystems, schema versions, URLs ------------------------------------
+@pytest.fixture
+def mounts(tmp_path, monkeypatch):
+    """A fake mount table: / is local, tmp_path/share is NFS, tmp_path/share/scratch a local disk again."""
+    import scanner.catalog.sqlite as sq
+
+    share = tmp_path / "share"
+    (share / "scratch").mkdir(parents=True)
+    table = tmp_path / "mounts"
+    table.write_text(f"/dev/sda1 / ext4 rw 0 0\nnas:/vol {share} nfs4 rw,vers=4.2 0 0\n"
+                     f"/dev/sdb1 {share}/scratch xfs rw 0 0\n")
+    monkeypatch.setattr(sq, "MOUNTS", table)
+    return share
+
+
+def test_sqlite_catalog_on_nfs_is_refused_with_the_fix(mounts):
+    from scanner.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        Catalog(mounts / "catalog.db")
+    msg = str(err.value)
+    assert "network filesystem (nfs4" in msg and "postgresql://" in msg and "scanner catalog migrate" in msg
+    assert not (mounts / "catalog.db").exists()  # nothing created on the share
+
+
+def test_local_disk_mounted_inside_a_share_is_fine(mounts):
+    Catalog(mounts / "scratch" / "catalog.db").close()
+
+
+def test_mount_points_with_spaces_are_read(tmp_path, monkeypatch):
+    import scanner.catalog.sqlite as sq
+
+    share = tmp_path / "my share"
+    share.mkdir()
+    table = tmp_path / "mounts"
+    table.write_text(f"/dev/sda1 / ext4 rw 0 0\n//srv/x {str(share).replace(' ', chr(92) + '040')} cifs rw 0 0\n")
+    assert sq.network_mount(share / "catalog.db", table) == ("cifs", str(share))
+    monkeypatch.setattr(sq, "MOUNTS", tmp_path / "absent")
+    assert sq.network_mount(share) is None  # no mount table: no check
+
+
+def _v1_catalog(path) -> None:
+    """A catalog as scanner wrote it before schema versions (user_version 0, no audit prev_hash index)."""
+    import sqlite3
+
+    from scanner.catalog.audit import SCHEMA as AUDIT
+    from scanner.catalog.keys import SCHEMA as KEYS
+    from scanner.catalog.sqlite import SCHEMA as WORKS
+    from scanner.catalog.talent import SCHEMA as TALENT
+
+    raw = sqlite3.connect(path)
+    raw.executescript(WORKS + TALENT + AUDIT + KEYS)
+    raw.execute("INSERT INTO works (sha256, title, rights_holder, clearance, media_type, path, added_at)"
+                " VALUES (?, 'old', 'x', 'uncleared', 'image', '/old.png', '2025-01-01')", (_sha("old"),))
+    raw.commit()
+    raw.close()
+
+
+def test_catalog_from_before_versioning_is_migrated(tmp_path):
+    import sqlite3
+
+    from scanner.catalog import SCHEMA_VERSION
+
+    path = tmp_path / "old.db"
+    _v1_catalog(path)
+    c = Catalog(path)
+    assert c.schema_version() == SCHEMA_VERSION and c.by_sha256(_sha("old")).title == "old"
+    c.close()
+    indexes = sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='index'").fetchall()
+    assert ("audit_prev_hash",) in indexes
+
+
+def test_catalog_from_a_newer_scanner_is_refused(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "new.db"
+    Catalog(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA user_version=99")
+    raw.close()
+    with pytest.raises(CatalogError, match="schema version 99, newer than this scanner"):
+        Catalog(path)
+
+
+def test_catalog_setting_keeps_a_url_as_a_string(tmp_path, monkeypatch):
+    from scanner.config import load_settings
+    from scanner.errors import ConfigError
+
+    url = "postgresql://farm:pw@db.studio:5432/scanner"
+    assert load_settings(catalog=url).catalog == url
+    cfg = tmp_path / "scanner.toml"
+    cfg.write_text(f'catalog = "{url}"\n')
+    assert load_settings(cfg).catalog == url  # not joined onto the config file's folder
+    monkeypatch.setenv("SCANNER_CATALOG", url)
+    assert load_settings().catalog == url
+    with pytest.raises(ConfigError, match="scheme 'mysql' is not supported"):
+        load_settings(catalog="mysql://x/y")
+
+
+@pytest.mark.parametrize("url, expect", [
+    ("postgresql://scanner:secret@127.0.0.1:1/scanner", "cannot reach the PostgreSQL catalog"),
+    ("postgresql://scanner:secret@[::1/scanner", "not a valid PostgreSQL URL"),
+])
+def test_unusable_postgres_url_is_one_clear_line(url, expect, monkeypatch):
+    from typer.testing import CliRunner
+
+    from scanner.cli import app
+    from scanner.errors import ConfigError
+
+    pytest.importorskip("psycopg")
+    r = CliRunner().invoke(app, ["--catalog", url, "catalog", "info"])
+    assert r.exit_code == ConfigError.exit_code, r.output
+    text = " ".join(r.output.split())  # rich wraps long lines
+    assert expect in text and "Traceback" not in text and "secret" not in text

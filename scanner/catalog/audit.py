@@ -137,7 +137,8 @@ def verify_rows(page: Callable[[int, int], Sequence[tuple]], anchor: Anchor | No
             rid, at, caller, sha256, verdict, canonical, prev_hash, digest = row
             rid = int(rid)
             if rid != last_id + 1:
-                return AuditCheck(n, rid, f"records #{last_id + 1}..#{rid - 1} are missing", head)
+                gap = f"record #{last_id + 1} is" if rid == last_id + 2 else f"records #{last_id + 1}..#{rid - 1} are"
+                return AuditCheck(n, rid, f"{gap} missing (ids must be contiguous)", head)
             try:  # the plain columns must agree with the hashed record too
                 data = json.loads(canonical)
                 rec = data.get("record", {})
