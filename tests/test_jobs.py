@@ -144,3 +144,81 @@ def test_index_merge_refuses_missing_parts(farm, tmp_path):
     runner.invoke(app, ["index", "build", "--shard", "1/2", "--out", str(tmp_path / "parts")])
     r = runner.invoke(app, ["index", "merge", str(tmp_path / "parts")])
     assert r.exit_code == 2 and "[2]" in r.output
+
+
+# ----- an edited --out is never trusted; records keyed by path bytes (issue 15) ----------------------
+def _write(path: Path, records: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records))
+
+
+def test_records_are_signed_with_a_private_catalog_key(farm, tmp_path):
+    runner.invoke(app, ["scan", str(farm), "--out", str(tmp_path / "out")])
+    recs = _records(tmp_path / "out" / "results.jsonl")
+    assert recs and all(r["signature"].startswith("hmac-sha256:") and r["asset_id"] for r in recs)
+    key = tmp_path / "catalog.db.results-key"  # with the catalog, not in the report folder
+    assert key.is_file() and (key.stat().st_mode & 0o777) == 0o600
+    assert not any(p.name.endswith("results-key") for p in (tmp_path / "out").iterdir())
+
+
+def test_edited_records_are_checked_again_on_resume(farm, tmp_path):
+    out = tmp_path / "out"
+    first = runner.invoke(app, ["scan", str(farm), "--out", str(out)])
+    assert first.exit_code == 1
+    recs = _records(out / "results.jsonl")
+    blocks = [r for r in recs if r["verdict"] == "block"]
+    assert blocks
+    for r in blocks:  # what someone with write access to the report folder could do
+        r["verdict"], r["findings"] = "pass", []
+    unsigned = next(r for r in recs if r["verdict"] == "pass" and r not in blocks)
+    del unsigned["signature"]
+    _write(out / "results.jsonl", recs)
+    again = runner.invoke(app, ["scan", str(farm), "--out", str(out)])
+    assert f"{len(blocks) + 1} earlier records" in again.output and "do not verify" in again.output
+    assert f"{len(recs) - len(blocks) - 1} earlier results" in again.output
+    assert again.exit_code == 1
+    final = {r["asset_id"]: r for r in _records(out / "results.jsonl")}
+    assert all(final[r["asset_id"]]["verdict"] == "block" for r in blocks)
+
+
+def test_merge_refuses_edited_or_foreign_shard_records(farm, tmp_path):
+    for k in (1, 2):
+        runner.invoke(app, ["scan", str(farm), "--out", str(tmp_path / "farm"), "--shard", f"{k}/2"])
+    shard_files = sorted((tmp_path / "farm").glob("shard-*/results.jsonl"))
+    edited = next(f for f in shard_files if any(r["verdict"] == "block" for r in _records(f)))
+    recs = _records(edited)
+    for r in recs:
+        if r["verdict"] == "block":
+            r["verdict"], r["findings"] = "pass", []
+    _write(edited, recs)
+    r = runner.invoke(app, ["merge", str(tmp_path / "farm")])
+    assert r.exit_code not in (0, 1) and "refusing to merge" in r.output, r.output
+    assert "does not match its signature" in r.output and not (tmp_path / "farm" / "results.jsonl").exists()
+
+    # signed with another catalog's key: refused too
+    other = tmp_path / "other"
+    other.mkdir()
+    (tmp_path / "catalog.db.results-key").rename(other / "key")
+    for k in (1, 2):
+        runner.invoke(app, ["scan", str(farm), "--out", str(tmp_path / "farm2"), "--shard", f"{k}/2"])
+    (other / "key").replace(tmp_path / "catalog.db.results-key")
+    r = runner.invoke(app, ["merge", str(tmp_path / "farm2")])
+    assert r.exit_code not in (0, 1) and "another catalog's key" in r.output
+
+
+def test_merge_keeps_assets_whose_names_display_the_same(farm, tmp_path, works):
+    import os
+
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    raw = os.fsencode(odd) + b"/x_\xff.png"  # a raw 0xFF byte: displayed as x_\xff.png
+    with open(raw, "wb") as fh:
+        fh.write(works[0].read_bytes())  # a copy: block
+    artwork(777).save(odd / "x_\\xff.png", "PNG")  # the four characters \xff literally: an original, pass
+    for k in (1, 2):
+        runner.invoke(app, ["scan", str(odd), "--out", str(tmp_path / "farm"), "--shard", f"{k}/2"])
+    r = runner.invoke(app, ["merge", str(tmp_path / "farm")])
+    merged = _records(tmp_path / "farm" / "results.jsonl")
+    assert len(merged) == 2, merged
+    assert {Path(m["path"]).name for m in merged} == {"x_\\xff.png"}  # the same on screen ...
+    assert {m["asset_id"] for m in merged} == {"x_%FF.png", "x_\\xff.png"}  # ... but not the same asset
+    assert sorted(m["verdict"] for m in merged) == ["block", "pass"] and r.exit_code == 1

@@ -15,6 +15,7 @@ from rich.table import Table
 from scanner.api import Scanner
 from scanner.cli.common import ProjectOpt, StageOpt, cli_caller, console, esc, handle_errors, out, progress_bar, settings_from
 from scanner.jobs import shards
+from scanner.jobs.integrity import ASSET_ID, RecordSigner, asset_id
 from scanner.jobs.resume import previous_results
 from scanner.jobs.shards import Shard
 from scanner.reports import FailOn, JsonlWriter, exit_code, summarize
@@ -53,7 +54,12 @@ def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn
         with progress_bar("updating indexes", pending * len(scanner.detectors)) as advance:
             scanner.build_index(progress=advance)
     results_path = out_dir / "results.jsonl"
-    reuse = previous_results(results_path, scanner.config_fingerprint()) if resume else {}
+    signer = RecordSigner.for_settings(scanner.settings)  # records are signed: an edited --out is never trusted
+    reuse = previous_results(results_path, scanner.config_fingerprint(), signer) if resume else {}
+    if getattr(reuse, "rejected", None):
+        path, why = reuse.rejected[0]
+        console.print(f"[yellow]{len(reuse.rejected)} earlier records in {esc(str(results_path))} do not verify "
+                      f"(e.g. {esc(path)}: {why}): checked again[/]")
     if reuse:
         console.print(f"resuming: {len(reuse)} earlier results in {esc(str(out_dir))} can be reused")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -67,9 +73,10 @@ def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn
                                     os.path.abspath(thumbs), reuse)
         else:
             results = scanner.scan(candidates, progress=advance, thumb_dir=thumbs, reuse=reuse)
-        for result in results:
-            jsonl.write(result)
-            records.append(result.to_dict())
+        for cand, result in zip(candidates, results):  # results come in candidate order
+            record = signer.sign({**result.to_dict(), ASSET_ID: asset_id(cand.path, [str(p) for p in paths])})
+            jsonl.write(record)
+            records.append(record)
             if engine == "ray":
                 advance(1)
     write_jsonl(results_path, records)  # the final file holds exactly this run's assets, in walk order
@@ -147,7 +154,7 @@ def merge(
     """Combine shard results (FOLDER/shard-K-of-N) into one report and one exit code."""
     scanner = Scanner(settings_from(ctx))
     folders = shards.shard_folders(folder)
-    records = shards.merge_records(folders)
+    records = shards.merge_records(folders, RecordSigner.for_settings(scanner.settings))
     write_jsonl(folder / "results.jsonl", records)
     shards.copy_thumbs(folders, folder)
     console.print(f"merged {len(folders)} shards, {len(records)} assets")

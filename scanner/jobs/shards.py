@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from scanner.errors import ConfigError
+from scanner.errors import ConfigError, ScannerError
+from scanner.jobs.integrity import ASSET_ID, RecordSigner
 from scanner.media.files import Candidate, display_path
 from scanner.reports.jsonl import read_results
 
@@ -85,13 +86,32 @@ def shard_folders(root: Path, marker: str = "results.jsonl") -> list[Path]:
     return found
 
 
-def merge_records(folders: Sequence[Path]) -> list[dict]:
-    """All shard records, one per asset path (a later record of the same path wins), sorted by path."""
+def merge_records(folders: Sequence[Path], signer: RecordSigner) -> list[dict]:
+    """All shard records, one per asset (a later record of the same asset wins), sorted by path.
+
+    Records are keyed by ``asset_id`` (path bytes), never by the display path, which two
+    different names can share. Refuses the merge (``ScannerError``) when any record's signature
+    does not verify: an edited shard file must not turn into a clean merged report.
+    """
     merged: dict[str, dict] = {}
+    bad: list[str] = []
     for folder in folders:
-        for rec in read_results(folder / "results.jsonl"):
-            merged[rec["path"]] = rec
-    return [merged[k] for k in sorted(merged)]
+        results = folder / "results.jsonl"
+        for line, rec in enumerate(read_results(results), 1):
+            problem = signer.problem(rec) if isinstance(rec, dict) else "it is not a JSON object"
+            if problem is None and not isinstance(rec.get(ASSET_ID), str):
+                problem = "it has no asset_id"
+            if problem is not None:
+                name = rec.get("path") if isinstance(rec, dict) else None
+                bad.append(f"{results}:{line} ({name!r}): {problem}")
+                continue
+            merged[rec[ASSET_ID]] = rec
+    if bad:
+        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ScannerError(f"refusing to merge: {len(bad)} shard records do not verify against this catalog's "
+                           f"results key: {shown}. Re-run those shards with --no-resume (records from an older "
+                           "scanner are unsigned and need a re-run too).")
+    return sorted(merged.values(), key=lambda r: (r["path"], r[ASSET_ID]))
 
 
 def copy_thumbs(folders: Sequence[Path], out: Path) -> None:
