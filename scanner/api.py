@@ -76,6 +76,19 @@ class _Decoded:
     incomplete: str | None = None  # part of the asset could not be checked
 
 
+@dataclass
+class Segment:
+    """One part of an asset that detectors of one modality read: the whole image or audio, a sampled
+    video frame (``where`` holds its time, timecode and number) or a video's audio track."""
+
+    asset: "_Decoded"
+    modality: str
+    media: Any
+    where: dict[str, Any] = field(default_factory=dict)
+    frame: Any = None  # the video frame, kept for the report when it matches
+    label: str = ""  # prefix of the notes it gives ("frame: ", "audio track: ")
+
+
 class Scanner:
     """Register references, keep indexes current and check assets against them."""
 
@@ -473,71 +486,68 @@ class Scanner:
         for d in decoded:
             if isinstance(d.media, VideoAsset):
                 try:
-                    self._search_video(d, ctx, *found[id(d)])
+                    self._search_video(d, ctx, found)
                 except MediaError as exc:  # a stream that breaks mid-way fails this asset only
                     d.error = str(exc)
-        for name, det in self.detectors.items():
-            batch = [d for d in decoded if d.media_type == det.modality and not isinstance(d.media, VideoAsset)]
-            index = ctx.indexes[name][0]
-            if not batch or not len(index):
-                continue  # nothing registered for this detector: no query work
-            for d, answer in zip(batch, _embed_search(det, index, [d.media for d in batch])):
-                if isinstance(answer, Exception):  # the model failed on this asset: it is not checked
-                    d.error = f"{det.name} could not check this asset: {answer}"
-                    continue
-                emb, hits = answer
-                matches, notes = found[id(d)]
-                if emb.empty:
-                    notes.append(emb.note)
-                for hit in hits:
-                    match = ctx.match(det, hit, self.settings.project, _size_of(d.media),
-                                      getattr(d.media, "duration", None))
-                    if match is not None:
-                        matches.append(match)
+        self._match([Segment(d, d.media_type, d.media) for d in decoded if not isinstance(d.media, VideoAsset)],
+                    ctx, found)
         return found
 
-    def _search_video(self, d: _Decoded, ctx: "_ScanContext", matches: list[Match], notes: list[str]) -> None:
-        """Stream sampled frames through the image detectors and the audio track through the audio ones.
+    def _match(self, segments: list["Segment"], ctx: "_ScanContext",
+               found: dict[int, tuple[list[Match], list[str]]]) -> None:
+        """The one embed -> search -> match path: every live detector over the segments of its modality.
+
+        A segment is a whole image or audio file, one sampled video frame, or a video's audio track;
+        its ``where`` (time, timecode, frame number) goes into each match's evidence.
+        """
+        for name, det in self.detectors.items():
+            index = ctx.indexes[name][0]
+            batch = [g for g in segments if g.modality == det.modality and g.asset.error is None]
+            if not batch or not len(index):
+                continue  # nothing registered for this detector: no query work
+            for g, answer in zip(batch, _embed_search(det, index, [g.media for g in batch])):
+                if isinstance(answer, Exception):  # the model failed on this asset: it is not checked
+                    g.asset.error = f"{det.name} could not check this asset: {answer}"
+                    continue
+                emb, hits = answer
+                matches, notes = found[id(g.asset)]
+                if emb.empty and f"{g.label}{emb.note}" not in notes:  # once per asset, not once per frame
+                    notes.append(f"{g.label}{emb.note}")
+                for hit in hits:
+                    m = ctx.match(det, hit, self.settings.project, _size_of(g.media), getattr(g.media, "duration", None))
+                    if m is None:
+                        continue
+                    m.extra.update(g.where)
+                    matches.append(m)
+                    if g.frame is not None:
+                        g.asset.media.keep(g.frame)
+
+    def _search_video(self, d: _Decoded, ctx: "_ScanContext", found: dict[int, tuple[list[Match], list[str]]]) -> None:
+        """A video as segments: sampled frames in bounded batches, then the audio track.
 
         Frame matches carry the frame's time, timecode and number; the frame that gave each
         reference's best score is kept (as a thumbnail) for the report.
         """
         video: VideoAsset = d.media
-        live = {n: det for n, det in self.detectors.items() if len(ctx.indexes[n][0])}
-        image_dets = {n: det for n, det in live.items() if det.modality == IMAGE}
-        if image_dets:
+        notes = found[id(d)][1]
+        live = {det.modality for n, det in self.detectors.items() if len(ctx.indexes[n][0])}
+        if IMAGE in live:
             report = SamplingReport()
             frames = iter_frames(video.data, max_seconds=self.settings.max_audio_seconds,
                                  max_pixels=self.settings.max_pixels, report=report)
             for chunk in _chunks_iter(frames, self.settings.batch_size):
-                images = [f.image for f in chunk]
-                for name, det in image_dets.items():
-                    queries = det.embed_queries(images)
-                    for frame, hits in zip(chunk, det.search(ctx.indexes[name][0], queries)):
-                        for hit in hits:
-                            m = ctx.match(det, hit, self.settings.project, list(frame.image.size))
-                            if m is not None:
-                                m.extra.update(time=round(frame.time, 3), timecode=frame.timecode, frame=frame.index)
-                                matches.append(m)
-                                video.keep(frame)
+                self._match([Segment(d, IMAGE, f.image, {"time": round(f.time, 3), "timecode": f.timecode,
+                                                         "frame": f.index}, f, "frame: ") for f in chunk], ctx, found)
             notes.extend(f"video: {n}" for n in report.notes)
             if report.truncated:
                 d.incomplete = (f"video is truncated or damaged after {report.last_time:.1f} s: "
                                 "the rest could not be checked")
             notes.append(f"video: {report.sampled} frames sampled of {report.decoded} decoded "
                          f"({report.cuts} cuts), at most {report.max_gap:.1f} s apart")
-        audio_dets = {n: det for n, det in live.items() if det.modality == AUDIO}
-        if audio_dets and video.info.has_audio:
+        if AUDIO in live and video.info.has_audio:
             clip = decode_audio(video.data, max_seconds=self.settings.max_audio_seconds)
-            for name, det in audio_dets.items():
-                (emb,) = det.embed_queries([clip])
-                if emb.empty:
-                    notes.append(f"audio track: {emb.note}")
-                for hit in det.search(ctx.indexes[name][0], [emb])[0]:
-                    m = ctx.match(det, hit, self.settings.project, None, clip.duration)
-                    if m is not None:
-                        matches.append(m)
-        elif audio_dets:
+            self._match([Segment(d, AUDIO, clip, label="audio track: ")], ctx, found)
+        elif AUDIO in live:
             notes.append("video has no audio track: audio detectors had nothing to check")
 
     def _result(self, d: _Decoded, matches: list[Match], notes: list[str], ctx: "_ScanContext") -> AssetResult:
