@@ -1,0 +1,179 @@
+"""Index maintenance: keep every detector's index in line with the catalog, build shards, merge them.
+
+A mixin of ``scanner.api.Scanner``: it reads ``self.settings``, ``self.catalog``, ``self.store`` and
+``self.detectors``, and keeps the loaded indexes in ``self._indexes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from scanner.detectors import Detector
+from scanner.errors import ConfigError, MediaError, ScannerError
+from scanner.index import IndexStore, VectorIndex
+from scanner.index.store import Manifest
+from scanner.media.decode import decode
+from scanner.media.files import load
+
+Progress = Callable[[int], None]  # called with the number of items just finished
+
+
+@dataclass
+class IndexReport:
+    """What ``build_index`` did for one detector."""
+
+    detector: str
+    model: str
+    added: int = 0
+    removed: int = 0
+    count: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    rebuilt: bool = False
+
+
+class Indexing:
+    """Index sync, shard builds and merges (see ``scanner.api.Scanner``)."""
+
+    def build_index(self, rebuild: bool = False, progress: Progress | None = None) -> list[IndexReport]:
+        """Bring every detector's index in line with the catalog (incremental unless ``rebuild``)."""
+        return [self._sync_one(name, det, rebuild, progress) for name, det in self.detectors.items()]
+
+    def _sources(self, det: Detector) -> dict[int, str]:
+        """Index id -> reference file for what ``det`` indexes."""
+        if det.references == "work":
+            return {r.id: r.path for r in self.catalog.works(det.modality)}
+        if det.references == "talent":
+            return {s.id: s.path for s in self.catalog.samples(det.sample_kind)}
+        raise ConfigError(f"{det.name} indexes {det.references} references, which this catalog does not hold")
+
+    def _load_index(self, name: str, det: Detector) -> tuple[VectorIndex, Manifest] | None:
+        return self.store.load(name, det.model_id, det.weights_sha256, det.dim, det.metric, det.load_index, det.params)
+
+    def _sync_one(self, name: str, det: Detector, rebuild: bool, progress: Progress | None) -> IndexReport:
+        report = IndexReport(name, det.model_id, rebuilt=rebuild)
+        sources = self._sources(det)
+        loaded = None
+        cached = self._indexes.get(name)
+        on_disk = self.store.manifest(name) if cached and not rebuild else None
+        if cached and on_disk and on_disk.checksum == cached[1].checksum:
+            loaded = cached  # already in memory and still current on disk
+        elif not rebuild:
+            loaded = self._load_index(name, det)
+        index, skipped = (loaded[0], dict(loaded[1].skipped)) if loaded else (det.new_index(len(sources)), {})
+        have = set(index.ids().tolist())
+        skipped = {k: v for k, v in skipped.items() if int(k) in sources}
+        gone = np.array(sorted(have - set(sources)), dtype=np.int64)
+        todo = [i for i in sorted(set(sources) - have) if str(i) not in skipped]
+        if loaded is cached and cached is not None and (gone.size or todo):
+            index = det.load_index(index.to_bytes())  # never mutate an index a running scan may hold
+        if gone.size:
+            index.remove(gone)
+            report.removed = int(gone.size)
+        self._embed_into(index, det, todo, sources, skipped, report, progress)
+        if loaded is None or report.added or report.removed or skipped != loaded[1].skipped:
+            manifest = self.store.save(name, index, det.model_id, det.weights_sha256, skipped, det.params)
+        else:
+            manifest = loaded[1]
+        self._indexes[name] = (index, manifest)
+        report.count, report.skipped = len(index), skipped
+        return report
+
+    def _embed_into(self, index: VectorIndex, det: Detector, ref_ids: Sequence[int], sources: dict[int, str],
+                    skipped: dict[str, str], report: IndexReport, progress: Progress | None) -> None:
+        """Decode and embed references in batches into ``index``; unusable ones go to ``skipped``.
+
+        An empty index gets all rows in one ``add`` (IVF indexes train on their first add)."""
+        pending: list[tuple[np.ndarray, np.ndarray, dict]] = []
+        for chunk in _chunks(list(ref_ids), self.settings.batch_size):
+            media, ok = [], []
+            for ref_id in chunk:
+                try:
+                    media.append(decode(load(sources[ref_id], self.settings.max_file_bytes), self.settings))
+                    ok.append(ref_id)
+                except MediaError as exc:
+                    skipped[str(ref_id)] = f"reference file unusable ({sources[ref_id]}): {exc}"
+            for ref_id, emb in zip(ok, det.embed_references(media)):
+                if emb.empty:
+                    skipped[str(ref_id)] = emb.note
+                else:
+                    pending.append((np.full(emb.vectors.shape[0], ref_id, dtype=np.int64), emb.vectors, emb.extra))
+                    report.added += 1
+            if len(index):  # already trained: add as we go, memory stays bounded
+                _add_rows(index, pending)
+                pending = []
+            if progress:
+                progress(len(chunk))
+        _add_rows(index, pending)
+
+    def build_index_part(self, root: Path, keep: Callable[[int], bool], progress: Progress | None = None
+                         ) -> list[IndexReport]:
+        """Farm-task index build: embed only the references ``keep`` selects into a separate store at
+        ``root`` (one ``IndexStore``); ``merge_index_parts`` combines such parts into the live index."""
+        store, reports = IndexStore(root), []
+        for name, det in self.detectors.items():
+            sources = {i: p for i, p in self._sources(det).items() if keep(i)}
+            report, index, skipped = IndexReport(name, det.model_id, rebuilt=True), det.new_index(len(sources)), {}
+            self._embed_into(index, det, sorted(sources), sources, skipped, report, progress)
+            store.save(name, index, det.model_id, det.weights_sha256, skipped, det.params)
+            report.count, report.skipped = len(index), skipped
+            reports.append(report)
+        return reports
+
+    def merge_index_parts(self, roots: Sequence[Path]) -> list[IndexReport]:
+        """Merge part stores built by ``build_index_part`` into the live indexes (atomically, per detector).
+        Refuses parts built with other models/params, and a set of parts that misses catalog references."""
+        reports = []
+        for name, det in self.detectors.items():
+            merged, skipped = det.new_index(len(self._sources(det))), {}
+            for root in roots:
+                part = IndexStore(root).load(name, det.model_id, det.weights_sha256, det.dim, det.metric,
+                                             det.load_index, det.params)
+                if part is None:
+                    raise ScannerError(f"index part {root} has no {name} index")
+                merged.merge(part[0])
+                skipped.update(part[1].skipped)
+            missing = set(self._sources(det)) - set(merged.ids().tolist()) - {int(k) for k in skipped}
+            if missing:
+                raise ScannerError(f"the {len(roots)} index parts miss {len(missing)} catalog references for {name} "
+                                   f"(e.g. #{min(missing)}): build every part against the same catalog")
+            manifest = self.store.save(name, merged, det.model_id, det.weights_sha256, skipped, det.params)
+            self._indexes[name] = (merged, manifest)
+            reports.append(IndexReport(name, det.model_id, added=len(merged), count=len(merged), skipped=skipped,
+                                       rebuilt=True))
+        return reports
+
+    def pending_references(self) -> int:
+        """How many references are not yet in (or skipped by) some detector's index."""
+        worst = 0
+        for name, det in self.detectors.items():
+            sources = set(self._sources(det))
+            m = self.store.manifest(name)
+            worst = max(worst, len(sources) if m is None else abs(len(sources) - m.count - len(m.skipped)))
+        return worst
+
+    def _ready(self) -> dict[str, tuple[VectorIndex, Manifest]]:
+        """Indexes loaded and in line with the catalog (refreshed incrementally if needed)."""
+        self.build_index()
+        return self._indexes
+
+    def loaded_indexes(self) -> dict[str, Manifest]:
+        """Manifests of the indexes currently in memory, by detector."""
+        return {name: manifest for name, (_, manifest) in self._indexes.items()}
+
+
+def _add_rows(index: VectorIndex, rows: list[tuple[np.ndarray, np.ndarray, dict]]) -> None:
+    """One ``add`` for many references' rows (``extra`` arrays concatenated key by key)."""
+    if not rows:
+        return
+    keys = set(rows[0][2])
+    extra = {k: np.concatenate([np.asarray(r[2][k]) for r in rows]) for k in keys if all(k in r[2] for r in rows)}
+    index.add(np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows]), extra)
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for i in range(0, len(items), max(1, size)):
+        yield items[i:i + size]
