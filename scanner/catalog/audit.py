@@ -94,6 +94,12 @@ def _canonical(at: str, caller: str, record: dict[str, Any]) -> str:
                       ensure_ascii=False)
 
 
+def audit_canonical(caller: str, record: dict[str, Any]) -> tuple[str, str]:
+    """(timestamp, canonical JSON) of a record about to be appended now."""
+    at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return at, _canonical(at, caller, record)
+
+
 def chain_hash(prev_hash: str, canonical: str) -> str:
     """The hash linking a record to its predecessor."""
     return hashlib.sha256((prev_hash + canonical).encode("utf-8")).hexdigest()
@@ -172,8 +178,7 @@ class AuditStore:
 
     def append_audit(self, caller: str, record: dict[str, Any]) -> int:
         """Append one record (the asset's result plus context); returns its id."""
-        at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        canonical = _canonical(at, caller, record)
+        at, canonical = audit_canonical(caller, record)
         # The "audit" lock (BEGIN IMMEDIATE / an advisory lock) makes read-head-then-insert one step
         # across processes and nodes; the id is the head's plus one so ids stay contiguous.
         with self._tx(lock="audit") as tx:

@@ -14,11 +14,13 @@ same advisory lock, a newer one is refused.
 from __future__ import annotations
 
 import re
+import weakref
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Iterator, Sequence
 
+from scanner.catalog.audit import audit_canonical
 from scanner.catalog.base import SCHEMA_VERSION, Catalog
 from scanner.catalog.url import redact
 from scanner.errors import CatalogError, ConfigError
@@ -95,6 +97,24 @@ CREATE FUNCTION scanner_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION '% records are append-only', TG_TABLE_NAME;
 END $$;
+CREATE FUNCTION scanner_append_audit(p_at TEXT, p_caller TEXT, p_sha256 TEXT, p_verdict TEXT, p_record TEXT)
+RETURNS BIGINT LANGUAGE plpgsql AS $$
+DECLARE
+    last_id BIGINT;
+    last_hash TEXT;
+BEGIN
+    -- Held until commit: the head read below (a fresh snapshot, taken after the lock) is the latest.
+    PERFORM pg_advisory_xact_lock(AUDIT_LOCK_KEY);
+    SELECT id, hash INTO last_id, last_hash FROM audit ORDER BY id DESC LIMIT 1;
+    IF last_id IS NULL THEN
+        last_id := 0;
+        last_hash := repeat('0', 64);
+    END IF;
+    INSERT INTO audit (id, at, caller, sha256, verdict, record, prev_hash, hash)
+    VALUES (last_id + 1, p_at, p_caller, p_sha256, p_verdict, p_record, last_hash,
+            encode(sha256(convert_to(last_hash || p_record, 'UTF8')), 'hex'));
+    RETURN last_id + 1;
+END $$;
 CREATE TRIGGER audit_no_update BEFORE UPDATE OR DELETE ON audit
     FOR EACH ROW EXECUTE FUNCTION scanner_append_only();
 CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
@@ -110,6 +130,7 @@ MIGRATIONS: dict[int, str] = {}
 
 # Advisory lock keys (one 64-bit namespace per database): schema changes, audit appends.
 LOCKS = {"schema": 0x5CA7_0001, "audit": 0x5CA7_0002}
+SCHEMA = SCHEMA.replace("AUDIT_LOCK_KEY", str(LOCKS["audit"]))
 TABLES = ("works", "meta", "talent", "talent_samples", "consent", "audit", "api_keys", "schema_version")
 
 
@@ -203,6 +224,9 @@ class PostgresCatalog(Catalog):
             url, min_size=1, max_size=max(1, pool_size), timeout=wait_timeout, open=True,
             kwargs={"autocommit": True, "connect_timeout": connect_timeout},
             check=psycopg_pool.ConnectionPool.check_connection, name="scanner-catalog")
+        # Callers that never close (one-shot CLI commands) still close the pool from the thread that
+        # drops the catalog, not from the pool's own workers at interpreter exit.
+        self._finalizer = weakref.finalize(self, self._pool.close)
 
     # ----- schema -----------------------------------------------------------------
     def _migrate(self, conn: Any) -> None:
@@ -227,6 +251,15 @@ class PostgresCatalog(Catalog):
                                        "which this scanner cannot migrate; recreate it with `scanner catalog migrate`")
                 conn.execute(MIGRATIONS[step])
                 conn.execute("INSERT INTO schema_version VALUES (%s, %s)", (step + 1, _now()))
+
+    def append_audit(self, caller: str, record: dict[str, Any]) -> int:
+        """Append one record in one round trip: ``scanner_append_audit`` takes the audit lock, reads
+        the head, hashes (the same sha256 as ``chain_hash``, checked by every verify) and inserts."""
+        at, canonical = audit_canonical(caller, record)
+        row = self._one("SELECT scanner_append_audit(?, ?, ?, ?, ?)",
+                        (at, caller, record.get("sha256"), str(record.get("verdict")), canonical))
+        assert row is not None
+        return int(row[0])
 
     def schema_version(self) -> int:
         row = self._one("SELECT MAX(version) FROM schema_version")
@@ -270,7 +303,7 @@ class PostgresCatalog(Catalog):
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
+            self._finalizer()
 
 
 def _now() -> str:

@@ -193,8 +193,9 @@ class CatalogKit:
     def check_audit_chain(self) -> None:
         with self.open() as cat:
             assert cat.check_audit().ok and cat.audit_head() is None
-            ids = [cat.append_audit(f"caller{i}", {"sha256": sha(str(i)), "verdict": "pass", "i": i})
-                   for i in range(5)]
+            # non-ASCII text: a backend hashing in SQL must hash the same UTF-8 bytes as chain_hash
+            ids = [cat.append_audit(f"cli:josé{i}", {"sha256": sha(str(i)), "verdict": "pass", "i": i,
+                                                     "path": "Ünïcode/漢字 🎬.png"}) for i in range(5)]
             assert ids == [1, 2, 3, 4, 5]
             entries = list(cat.audit_entries())
             assert entries[0].prev_hash == GENESIS and all(e.prev_hash == p.hash for p, e in zip(entries, entries[1:]))

@@ -38,7 +38,9 @@ def _bindir() -> Path | None:
 class PgCluster:
     """One private PostgreSQL server under ``root`` (created when None)."""
 
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | None = None, durable: bool = False):
+        """``durable`` keeps fsync on (benchmarks comparing commit costs); tests run without it."""
+        self.durable = durable
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="scanner-pg-"))
         self.data = self.root / "data"
         self.socket = self.root  # short path: unix socket names are limited to ~107 bytes
@@ -80,7 +82,8 @@ class PgCluster:
                 self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                           "--locale=C", "--no-sync")
             self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60",
-                      "-o", f"-c listen_addresses='' -k {self.socket} -c fsync=off -c max_connections=200", "start")
+                      "-o", f"-c listen_addresses='' -k {self.socket} -c max_connections=200"
+                      + ("" if self.durable else " -c fsync=off -c synchronous_commit=off"), "start")
         except subprocess.CalledProcessError as exc:
             log = self.root / "server.log"
             tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
