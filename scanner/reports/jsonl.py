@@ -50,6 +50,7 @@ def read_results(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    """Replace ``path`` atomically with exactly ``records``."""
+    """Replace ``path`` atomically with exactly ``records`` (readable as the umask allows: a report
+    is for every reviewer on the share, unlike the catalog's secrets)."""
     text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
-    atomic_write_bytes(Path(path), text.encode("utf-8"))
+    atomic_write_bytes(Path(path), text.encode("utf-8"), shared=True)

@@ -1,0 +1,150 @@
+"""report.html: hostile records cannot put markup into the page (issue 15 item 8); report files honour the umask."""
+
+from __future__ import annotations
+
+import os
+import stat
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from scanner.reports.html import write_html
+from scanner.reports.jsonl import write_jsonl
+
+EVIL = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+
+
+class _Dom(HTMLParser):
+    """Every start tag with its attributes, as a browser's tokenizer would see them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    handle_startendtag = handle_starttag
+
+
+def _dom(page: Path) -> list[tuple[str, dict[str, str | None]]]:
+    parser = _Dom()
+    parser.feed(page.read_text(encoding="utf-8"))
+    parser.close()
+    return parser.tags
+
+
+def _assert_inert(tags: list[tuple[str, dict[str, str | None]]]) -> None:
+    names = [t for t, _ in tags]
+    assert "script" not in names and "iframe" not in names and "object" not in names
+    for tag, attrs in tags:
+        assert not [a for a in attrs if a.startswith("on")], (tag, attrs)
+        for a in ("src", "href"):
+            assert not (attrs.get(a) or "").strip().lower().startswith("javascript:"), (tag, attrs)
+        if tag == "img":
+            assert (attrs.get("src") or "").startswith("thumbs/") or not attrs.get("src"), attrs
+
+
+def _hostile_finding(**extra) -> dict:
+    return {"reference_id": EVIL, "reference_kind": EVIL, "reference_title": EVIL, "rights_holder": EVIL,
+            "clearance": EVIL, "detector": EVIL, "model": EVIL, "score": EVIL, "metric": EVIL, "level": EVIL,
+            "threshold_block": EVIL, "threshold_review": EVIL, "note": EVIL, "consent_id": EVIL, "extra": extra}
+
+
+def hostile_records() -> list[dict]:
+    """Records as a crafted shard file could hold them: markup in every field, wrong types for numbers."""
+    extra = {"asset_size": [EVIL, 100], "ref_size": ["1 1\"><script>x()</script>", 5],
+             "box": [EVIL, 1, 2, 3], "asset_polygon": [[EVIL, 1], [2, 3], [4, 5]],
+             "ref_polygon": [["0\"/><script>p()</script><polygon points=\"0", 0], [1, 1], [2, 2]],
+             "asset_start": EVIL, "asset_end": 3, "asset_duration": EVIL, "ref_start": float("nan"),
+             "ref_end": float("inf"), "start": EVIL, "end": EVIL, "timecode": EVIL, "frame": "../../x" + EVIL,
+             "sample_id": "../../../evil", "matches": EVIL, "inliers": EVIL, "ref_visible": EVIL,
+             "time_scale": EVIL, "pitch_shift": EVIL}
+    return [
+        {"path": EVIL, "sha256": "../../" + EVIL, "verdict": "block", "findings": [_hostile_finding(**extra)],
+         "models": {EVIL: EVIL}, "notes": [EVIL]},
+        {"path": EVIL, "sha256": EVIL, "verdict": EVIL, "findings": [{**_hostile_finding(**extra),
+                                                                      "reference_kind": "talent"}]},
+        {"path": EVIL, "sha256": None, "verdict": "error", "error": EVIL},
+        {"path": EVIL, "sha256": EVIL, "verdict": "pass", "notes": [EVIL]},
+        {"path": EVIL, "verdict": "review", "findings": [{"reference_id": 1, "extra": {"box": "<script>"}},
+                                                         "<script>", {"extra": EVIL}], "notes": EVIL},
+    ]
+
+
+def test_hostile_records_render_without_live_markup(tmp_path):
+    asked: list[dict] = []
+
+    def ref_thumbnail(f):
+        asked.append(f)
+        return b"\xff\xd8not-really-a-jpeg"
+
+    page = write_html(hostile_records(), tmp_path / "report" / "report.html", ref_thumbnail,
+                      EVIL, {EVIL: EVIL, "stage": "final"})
+    tags = _dom(page)
+    _assert_inert(tags)
+    text = page.read_text(encoding="utf-8")
+    assert "<script" not in text.lower()
+    assert "&lt;script&gt;" in text  # the hostile text is shown, escaped, for the reviewer to see
+    # Ids from a record that are not numbers never become thumbnail files, inside or outside thumbs/.
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert written == ["report/report.html", "report/thumbs/ref-work-1.jpg"], written
+    assert [f["reference_id"] for f in asked] == [1]
+
+
+def test_well_formed_evidence_is_still_drawn(tmp_path):
+    sha = "a" * 64
+    (tmp_path / "thumbs").mkdir()
+    (tmp_path / "thumbs" / f"{sha}.jpg").write_bytes(b"jpg")
+    record = {"path": "shot.png", "sha256": sha, "verdict": "block", "findings": [{
+        "reference_id": 7, "reference_kind": "work", "reference_title": "Poster", "rights_holder": "Studio",
+        "clearance": "uncleared", "detector": "image.local", "model": "rootsift", "score": 40, "metric": "count",
+        "level": "block", "threshold_block": 10, "threshold_review": 6,
+        "extra": {"asset_size": [640, 480], "box": [10, 20, 110, 220],
+                  "asset_polygon": [[1.5, 2], [100, 2], [100, 90], [1.5, 90]], "ref_size": [300, 200],
+                  "ref_polygon": [[0, 0], [300, 0], [300, 200]]}}]}
+    page = write_html([record], tmp_path / "report.html", lambda f: b"ref-jpg")
+    tags = _dom(page)
+    svgs = [a for t, a in tags if t == "svg"]
+    assert {a["viewbox"] for a in svgs} == {"0 0 640 480", "0 0 300 200"}
+    rects = [a for t, a in tags if t == "rect"]
+    assert {(a["x"], a["y"], a["width"], a["height"]) for a in rects} == {("10", "20", "100", "200")}
+    polys = sorted(a["points"] for t, a in tags if t == "polygon")
+    assert polys == ["0,0 300,0 300,200", "1.5,2 100,2 100,90 1.5,90"]
+    assert (tmp_path / "thumbs" / "ref-work-7.jpg").read_bytes() == b"ref-jpg"
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+def test_report_files_follow_the_umask(tmp_path, umask_022):
+    record = {"path": "a.png", "sha256": "b" * 64, "verdict": "block", "findings": [{
+        "reference_id": 3, "reference_title": "W", "rights_holder": "R", "clearance": "uncleared",
+        "detector": "image.pdq", "model": "pdq", "score": 4, "metric": "hamming", "level": "block",
+        "threshold_block": 30, "threshold_review": 50, "extra": {}}]}
+    page = write_html([record], tmp_path / "r" / "report.html", lambda f: b"jpg")
+    write_jsonl(tmp_path / "r" / "results.jsonl", [record])
+    assert _mode(page) == 0o644
+    assert _mode(tmp_path / "r" / "results.jsonl") == 0o644
+    assert _mode(tmp_path / "r" / "thumbs" / "ref-work-3.jpg") == 0o644
+    os.umask(0o027)  # a stricter umask is honoured too, not overridden with 0644
+    write_jsonl(tmp_path / "r" / "results.jsonl", [record])
+    assert _mode(tmp_path / "r" / "results.jsonl") == 0o640
+
+
+def test_private_files_stay_private(tmp_path, umask_022):
+    from scanner.fsutil import atomic_write_bytes
+
+    atomic_write_bytes(tmp_path / "secret.bin", b"key table")  # the default, used for secrets and indexes
+    assert _mode(tmp_path / "secret.bin") == 0o600
