@@ -5,7 +5,7 @@ prints their message on one line and exits with ``exit_code``, never a traceback
 class ScannerError(Exception):
     """A problem the user can act on (bad argument, missing model, stale index...)."""
 
-    exit_code = 2
+    exit_code = 4  # "could not run", apart from 2 "an asset could not be checked" (scanner.reports.ExitCode)
 
 
 class ConfigError(ScannerError):

@@ -53,7 +53,7 @@ def test_refs_import_manifest(cli, works, tmp_path):
 
 def test_refs_add_bad_clearance_is_one_line(cli, works):
     r = cli("refs", "add", works[0], "--clearance", "stolen")
-    assert r.exit_code == 2
+    assert r.exit_code == 4  # usage error: the scanner could not run
     assert "Traceback" not in r.output and "stolen" in r.output
 
 
@@ -121,7 +121,7 @@ def test_models_list_and_missing_model_message(cli, works, monkeypatch):
     monkeypatch.setenv("SCANNER_DETECTORS", "image.clip")
     cli("refs", "add", works[0])
     r = cli("index", "build")
-    assert r.exit_code == 2
+    assert r.exit_code == 4  # missing model: could not run
     assert "scanner models pull" in r.output and "Traceback" not in r.output
 
 
@@ -131,21 +131,21 @@ def test_models_import_verifies_and_installs(cli, tmp_path):
     r = cli("models", "import", "clip-vit-b-32-laion2b", weights)
     assert r.exit_code == 0, r.output
     assert (tmp_path / "models-cache" / "clip-vit-b-32-laion2b" / "open_clip_pytorch_model.bin").is_file()
-    assert cli("models", "import", "clip-test-tiny", weights).exit_code == 2
+    assert cli("models", "import", "clip-test-tiny", weights).exit_code == 4
 
 
 def test_bad_arguments_are_short_messages(cli, tmp_path):
     for args in (["scan"], ["scan", tmp_path, "--fail-on", "sometimes"], ["check"], ["nonsense"],
                  ["--catalog"], ["scan", tmp_path, "--stage", "later"]):
         r = cli(*args)
-        assert r.exit_code == 2, args
+        assert r.exit_code == 4, args  # usage errors: could not run (2 is "an asset could not be checked")
         assert "Traceback" not in r.output
 
 
 def test_unknown_detector_is_clear(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("SCANNER_DETECTORS", "image.magic")
     r = cli("index", "build")
-    assert r.exit_code == 2 and "unknown detector 'image.magic'" in r.output
+    assert r.exit_code == 4 and "unknown detector 'image.magic'" in r.output
 
 
 def test_version(cli):

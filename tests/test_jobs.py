@@ -68,7 +68,7 @@ def test_shards_then_merge_equal_single_scan(farm, tmp_path):
 def test_merge_refuses_incomplete_set(farm, tmp_path):
     runner.invoke(app, ["scan", str(farm), "--out", str(tmp_path / "farm"), "--shard", "1/3"])
     r = runner.invoke(app, ["merge", str(tmp_path / "farm")])
-    assert r.exit_code == 2 and "[2, 3]" in r.output
+    assert r.exit_code == 4 and "[2, 3]" in r.output
 
 
 def test_resume_reuses_unchanged_and_redoes_changed(farm, tmp_path):
@@ -143,7 +143,7 @@ def test_index_parts_built_by_shards_merge_to_the_full_index(farm, tmp_path, wor
 def test_index_merge_refuses_missing_parts(farm, tmp_path):
     runner.invoke(app, ["index", "build", "--shard", "1/2", "--out", str(tmp_path / "parts")])
     r = runner.invoke(app, ["index", "merge", str(tmp_path / "parts")])
-    assert r.exit_code == 2 and "[2]" in r.output
+    assert r.exit_code == 4 and "[2]" in r.output
 
 
 # ----- an edited --out is never trusted; records keyed by path bytes (issue 15) ----------------------

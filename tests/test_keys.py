@@ -87,10 +87,10 @@ def test_keys_cli_prints_the_secret_once(tmp_path, monkeypatch):
     assert listed.exit_code == 0 and key_id in listed.stdout and token not in listed.output
     assert '"scopes": ["check"]' in listed.stdout and '"revoked_at": null' in listed.stdout
     bad = runner.invoke(app, ["keys", "create", "--scope", "root"])
-    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert bad.exit_code == 4 and "Traceback" not in bad.output  # 4: usage error
     gone = runner.invoke(app, ["keys", "revoke", key_id])
     assert gone.exit_code == 0 and "revoked" in gone.output
     cat = Catalog(tmp_path / "catalog.db")
     assert cat.verify_key(token) is None
     cat.close()
-    assert runner.invoke(app, ["keys", "revoke", "000000000000"]).exit_code == 2
+    assert runner.invoke(app, ["keys", "revoke", "000000000000"]).exit_code == 4

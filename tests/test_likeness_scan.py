@@ -40,7 +40,7 @@ def records(folder: Path) -> dict[str, dict]:
 
 def test_group_photo_rejected_at_registration(studio):
     r = run("talent", "add", "Ann Actor", "--photo", FIX / "faces" / "group_two.jpg")
-    assert r.exit_code == 2 and "exactly one face" in r.output
+    assert r.exit_code == 4 and "exactly one face" in r.output
     assert "Ann Actor" not in run("talent", "list").output
 
 

@@ -555,7 +555,7 @@ def test_serve_command_refuses_a_missing_root(ws, monkeypatch):
     monkeypatch.setenv("SCANNER_CATALOG", str(ws.settings.catalog))
     monkeypatch.setenv("COLUMNS", "250")
     r = CliRunner().invoke(app, ["serve", "--allow-root", str(ws.root / "nope")])
-    assert r.exit_code == 2 and "not an existing directory" in r.output and "loading" not in r.output
+    assert r.exit_code == 4 and "not an existing directory" in r.output and "loading" not in r.output
 
 
 # ----- slow and abusive clients (issue 15) -----------------------------------------------------------

@@ -8,11 +8,10 @@ from typing import Annotated
 
 import typer
 
-from scanner.api import Scanner
 from scanner.cli.common import cli_caller, console, esc, handle_errors, progress_bar, settings_from
 from scanner.cli.scan import run_scan
 from scanner.config import REPO_ROOT
-from scanner.reports import FailOn
+from scanner.reports.summary import EXIT_CODE_MEANINGS, FailOn
 
 SAMPLE = REPO_ROOT / "examples" / "sample"
 
@@ -27,6 +26,8 @@ def demo(
 
     Runs the default detectors with their real models (all installed with the project, offline).
     """
+    from scanner.api import Scanner  # here, not at the top: `scanner --help` must not load the scanner
+
     if not SAMPLE.is_dir():
         raise typer.BadParameter(f"sample data not found at {SAMPLE}")
     if workspace.exists():
@@ -38,8 +39,8 @@ def demo(
         outcomes = scanner.import_manifest(manifest, progress=advance)
     console.print(f"registered {sum(o.created for o in outcomes)} works in {esc(str(settings.catalog))}")
     code = run_scan(scanner, [_short(SAMPLE / "deliverables")], workspace / "report", FailOn.REVIEW)
-    meaning = {0: "all assets pass", 1: "some assets need attention", 2: "some assets could not be checked"}[code]
-    console.print(f"a pipeline gating on `scanner scan` would get exit code {code} here ({meaning})")
+    console.print(f"a pipeline gating on `scanner scan` would get exit code {int(code)} here "
+                  f"({EXIT_CODE_MEANINGS.get(code, 'see scanner --help')})")
 
 
 def _short(path: Path) -> Path:

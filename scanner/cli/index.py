@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from scanner.api import Scanner
-from scanner.cli.common import console, esc, handle_errors, out, progress_bar, settings_from
-from scanner.jobs.shards import Shard, in_shard, shard_folders
+from scanner.cli.common import console, esc, handle_errors, open_scanner, out, progress_bar, settings_from
+
+if TYPE_CHECKING:
+    from scanner.api import Scanner
 
 app = typer.Typer(help="Build and inspect the search indexes.", no_args_is_help=True)
 
@@ -27,7 +27,9 @@ def build(
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for --shard parts.")] = None,
 ) -> None:
     """Bring indexes in line with the catalog (incremental: only new and removed works)."""
-    scanner = Scanner(settings_from(ctx))
+    from scanner.jobs.shards import Shard, in_shard
+
+    scanner = open_scanner(settings_from(ctx))
     if shard:
         part = Shard.parse(shard)
         if out is None:
@@ -51,12 +53,16 @@ def build(
 def merge(ctx: typer.Context, folder: Annotated[Path, typer.Argument(help="The --out folder of "
                                                                      "`scanner index build --shard`.")]) -> None:
     """Merge index parts built by farm tasks into the live indexes."""
-    scanner = Scanner(settings_from(ctx))
+    from scanner.jobs.shards import shard_folders
+
+    scanner = open_scanner(settings_from(ctx))
     _table(scanner, scanner.merge_index_parts(shard_folders(folder, "manifest.json")))
     console.print(f"indexes in {scanner.settings.index_dir}")
 
 
-def _table(scanner: Scanner, reports) -> None:
+def _table(scanner: "Scanner", reports) -> None:
+    from rich.table import Table
+
     table = Table("detector", "model", "added", "removed", "indexed", "not indexed")
     for r in reports:
         table.add_row(r.detector, esc(scanner.detectors[r.detector].model_label), str(r.added), str(r.removed),
@@ -71,7 +77,9 @@ def _table(scanner: Scanner, reports) -> None:
 @handle_errors
 def status(ctx: typer.Context) -> None:
     """Show each index's manifest and how far it is behind the catalog."""
-    scanner = Scanner(settings_from(ctx))
+    from rich.table import Table
+
+    scanner = open_scanner(settings_from(ctx))
     table = Table("detector", "model", "count", "not indexed", "dim", "metric", "created", "checksum")
     for name in scanner.settings.detectors:
         m = scanner.store.manifest(name)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import TYPE_CHECKING, Annotated, List, Optional
 
 import typer
-from rich.table import Table
 
-from scanner.api import AddOutcome, Scanner, read_manifest
-from scanner.cli.common import console, esc, handle_errors, out, progress_bar, settings_from
+from scanner.cli.common import console, esc, handle_errors, open_scanner, out, progress_bar, settings_from
 from scanner.types import Clearance
+
+if TYPE_CHECKING:
+    from scanner.api import AddOutcome
 
 app = typer.Typer(help="Register the works assets are checked against.", no_args_is_help=True)
 
 
-def _report(outcomes: list[AddOutcome]) -> None:
+def _report(outcomes: "list[AddOutcome]") -> None:
     added = sum(1 for o in outcomes if o.created)
     present = sum(1 for o in outcomes if o.reference and not o.created)
     failed = [o for o in outcomes if o.error]
@@ -42,7 +43,7 @@ def add(
     clearance: Annotated[Clearance, typer.Option(help="Rights status for this production.")] = Clearance.UNCLEARED,
 ) -> None:
     """Register one or more files as a work (idempotent by sha256)."""
-    scanner = Scanner(settings_from(ctx))
+    scanner = open_scanner(settings_from(ctx))
     _report(scanner.add_reference(files, title=title, rights_holder=rights_holder, clearance=clearance))
 
 
@@ -54,7 +55,9 @@ def import_(
                                                   "rights_holder/owner, clearance.")],
 ) -> None:
     """Bulk-register works from a CSV manifest."""
-    scanner = Scanner(settings_from(ctx))
+    from scanner.api import read_manifest
+
+    scanner = open_scanner(settings_from(ctx))
     total = len(read_manifest(manifest))
     with progress_bar("importing", total) as advance:
         outcomes = scanner.import_manifest(manifest, progress=advance)
@@ -71,7 +74,9 @@ def import_(
 @handle_errors
 def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="JSON lines output.")] = False) -> None:
     """List registered works."""
-    scanner = Scanner(settings_from(ctx))
+    from rich.table import Table
+
+    scanner = open_scanner(settings_from(ctx))
     works = scanner.catalog.works()
     if as_json:
         for w in works:
@@ -89,7 +94,7 @@ def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", he
 @handle_errors
 def remove(ctx: typer.Context, keys: Annotated[List[str], typer.Argument(help="Reference ids or sha256 (prefixes).")]) -> None:
     """Remove works; indexes drop them at the next build or scan."""
-    scanner = Scanner(settings_from(ctx))
+    scanner = open_scanner(settings_from(ctx))
     for ref in scanner.remove_references(keys):
         out.print(f"removed #{ref.id}  {esc(ref.title)}")
     console.print("indexes are updated at the next `scanner index build` or scan")

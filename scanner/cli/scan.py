@@ -1,26 +1,27 @@
-"""`scanner scan` and `scanner check`."""
+"""`scanner scan`, `scanner check` and `scanner merge`.
+
+The scanner API (numpy, FAISS, models) is imported when a command runs, not when the CLI loads.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 from enum import Enum
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import TYPE_CHECKING, Annotated, List, Optional
 
 import typer
-from rich.table import Table
 
-from scanner.api import Scanner
 from scanner.cli.common import ProjectOpt, StageOpt, cli_caller, console, esc, handle_errors, out, progress_bar, settings_from
-from scanner.jobs import shards
-from scanner.jobs.integrity import ASSET_ID, RecordSigner, asset_id
-from scanner.jobs.resume import previous_results
-from scanner.jobs.shards import Shard
-from scanner.reports import FailOn, JsonlWriter, exit_code, summarize
-from scanner.reports.jsonl import write_jsonl
-from scanner.reports.html import COLOURS, write_html
+from scanner.errors import ConfigError
+from scanner.reports.summary import ExitCode, FailOn, exit_code, shorten_middle, summarize
+
+if TYPE_CHECKING:
+    from scanner.api import Scanner
+    from scanner.jobs.shards import Shard
 
 class Engine(str, Enum):
     LOCAL = "local"
@@ -37,16 +38,24 @@ def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn
 
     With ``shard``, only that shard's assets are scanned, into ``out_dir/shard-K-of-N``. With
     ``resume``, results already in the folder for unchanged assets and configuration are reused.
+    Nothing to scan writes an empty report and returns ``ExitCode.NOTHING_TO_SCAN`` (an empty or
+    mistyped folder is not "all clear"); an empty shard returns 0, and `merge` judges the whole set.
     """
+    from scanner.jobs import shards
+    from scanner.jobs.integrity import ASSET_ID, RecordSigner, asset_id
+    from scanner.jobs.resume import previous_results
+    from scanner.reports.jsonl import JsonlWriter, write_jsonl
+
     candidates = shards.select(scanner.list_assets(paths), [str(p) for p in paths], shard)
     if shard is not None:
         out_dir = out_dir / shard.folder
         console.print(f"shard {shard.index + 1}/{shard.count}: {len(candidates)} assets")
     if not candidates:
-        console.print(f"[yellow]no media files found under {esc(', '.join(map(str, paths)))}[/]")
-        if shard is not None:  # an empty shard still reports, so merge sees a complete set
-            JsonlWriter(out_dir / "results.jsonl").close()
-        return 0
+        console.print(f"[yellow]no media files found under {esc(', '.join(map(str, paths)))}: nothing was checked[/]")
+        write_jsonl(out_dir / "results.jsonl", [])  # an empty shard still reports, so merge sees a complete set
+        if shard is not None:
+            return ExitCode.PASS
+        return _report(scanner, [], out_dir, fail_on, html)
     console.print(f"{len(candidates)} assets to check; detectors: "
                   + esc(", ".join(d.describe() for d in scanner.detectors.values())))
     pending = scanner.pending_references()
@@ -83,7 +92,9 @@ def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn
     return _report(scanner, records, out_dir, fail_on, html)
 
 
-def _report(scanner: Scanner, records: list[dict], out_dir: Path, fail_on: FailOn, html: bool) -> int:
+def _report(scanner: "Scanner", records: list[dict], out_dir: Path, fail_on: FailOn, html: bool) -> int:
+    from scanner.reports.html import write_html
+
     _print_summary(records)
     if html:
         meta = {"stage": scanner.settings.stage.value, "calibration": scanner.calibration.version,
@@ -97,9 +108,21 @@ def _report(scanner: Scanner, records: list[dict], out_dir: Path, fail_on: FailO
 
 
 def _print_summary(records: list[dict]) -> None:
+    """Flagged assets in a table that fits the terminal (80 columns too): long asset paths are cut in
+    the middle, so names that share a long prefix still differ on screen."""
+    from rich.table import Table
+
+    from scanner.reports.html import COLOURS
+
     flagged = [r for r in records if r["verdict"] != "pass"]
     if flagged:
-        table = Table("verdict", "asset", "evidence")
+        # 6 columns for the verdict and 10 for borders and padding; the asset gets up to 55 % of the
+        # rest (cut in the middle), the evidence what is left (it wraps).
+        longest = max(len(str(r["path"])) for r in flagged[:30])
+        name_width = max(12, min(longest, (out.width - 16) * 55 // 100))
+        table = Table("verdict")
+        table.add_column("asset", no_wrap=True, min_width=min(longest, name_width))
+        table.add_column("evidence", overflow="fold")
         for r in flagged[:30]:
             if r["verdict"] == "error":
                 evidence = r["error"]
@@ -107,7 +130,8 @@ def _print_summary(records: list[dict]) -> None:
                 f = r["findings"][0]
                 evidence = (f"{f['reference_title']} (#{f['reference_id']}, {f['rights_holder']}) via {f['detector']} "
                             f"score {f['score']}")
-            table.add_row(f"[{COLOURS[r['verdict']]}]{r['verdict']}[/]", esc(r["path"]), esc(evidence))
+            table.add_row(f"[{COLOURS[r['verdict']]}]{r['verdict']}[/]", esc(shorten_middle(str(r["path"]), name_width)),
+                          esc(evidence))
         out.print(table)
         if len(flagged) > 30:
             out.print(f"... and {len(flagged) - 30} more in the report")
@@ -135,7 +159,14 @@ def scan(
     address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: start a "
                                                    "local Ray, or RAY_ADDRESS).")] = None,
 ) -> None:
-    """Scan deliverables against the catalog; write JSON lines + HTML; exit 0 pass, 1 flagged, 2 unchecked."""
+    """Scan deliverables against the catalog; write JSON lines + HTML.
+
+    Exit 0 pass, 1 flagged, 2 some asset could not be checked, 3 nothing to scan (empty report
+    written), 4 could not run.
+    """
+    from scanner.api import Scanner
+    from scanner.jobs.shards import Shard
+
     part = Shard.parse(shard) if shard else None
     scanner = Scanner(settings_from(ctx, stage=stage, project=project), caller=cli_caller())
     if out_dir is None:
@@ -151,7 +182,12 @@ def merge(
     fail_on: FailOnOpt = FailOn.REVIEW,
     html: Annotated[bool, typer.Option("--html/--no-html", help="Write report.html.")] = True,
 ) -> None:
-    """Combine shard results (FOLDER/shard-K-of-N) into one report and one exit code."""
+    """Combine shard results (FOLDER/shard-K-of-N) into one report and one exit code (as `scan`)."""
+    from scanner.api import Scanner
+    from scanner.jobs import shards
+    from scanner.jobs.integrity import RecordSigner
+    from scanner.reports.jsonl import write_jsonl
+
     scanner = Scanner(settings_from(ctx))
     folders = shards.shard_folders(folder)
     records = shards.merge_records(folders, RecordSigner.for_settings(scanner.settings))
@@ -163,12 +199,18 @@ def merge(
 
 def check(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="One asset.", show_default=False)],
+    file: Annotated[Path, typer.Argument(help="One asset file (for a folder use `scanner scan`).",
+                                         show_default=False)],
     stage: StageOpt = None,
     project: ProjectOpt = None,
     fail_on: FailOnOpt = FailOn.REVIEW,
 ) -> None:
-    """Check one asset and print its JSON result (same exit codes as scan)."""
+    """Check one asset file and print its JSON result (same exit codes as scan)."""
+    from scanner.api import Scanner
+
+    if file.is_dir():  # a folder is a scan: checking "the first file" would judge a delivery by one asset
+        raise ConfigError(f"{file} is a folder; `scanner check` takes one file. "
+                          f"Check a folder with: scanner scan {shlex.quote(str(file))}")
     scanner = Scanner(settings_from(ctx, stage=stage, project=project), caller=cli_caller())
     result = scanner.check(file)
     out.print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False), markup=False, highlight=False)

@@ -9,15 +9,17 @@ import sys
 from collections import deque
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, List, Optional
+from typing import TYPE_CHECKING, Annotated, Any, List, Optional
 
 import typer
 from rich.table import Table
 
-from scanner.catalog import Catalog
-from scanner.catalog.audit import AuditEntry
 from scanner.cli.common import ProjectOpt, StageOpt, console, esc, handle_errors, out, settings_from
 from scanner.errors import CatalogError, ConfigError
+
+if TYPE_CHECKING:  # the catalog is imported when a command runs, not when the CLI loads
+    from scanner.catalog import Catalog
+    from scanner.catalog.audit import AuditEntry
 
 keys_app = typer.Typer(help="API keys for `scanner serve` (only a salted hash is stored).", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit trail of every check.", no_args_is_help=True)
@@ -33,7 +35,9 @@ class ExportFormat(str, Enum):
     CSV = "csv"
 
 
-def _catalog(ctx: typer.Context, must_exist: bool = False) -> Catalog:
+def _catalog(ctx: typer.Context, must_exist: bool = False) -> "Catalog":
+    from scanner.catalog import Catalog
+
     path = settings_from(ctx).catalog
     if must_exist and isinstance(path, Path) and not path.exists():  # a postgresql:// URL is checked on connect
         raise CatalogError(f"no catalog at {path} (use --catalog or run from the workspace)")
@@ -73,6 +77,8 @@ def serve(
     except ImportError as exc:
         raise ConfigError(f"the service needs fastapi, uvicorn and python-multipart ({exc.name} is missing): "
                           "pip install fastapi uvicorn python-multipart") from None
+    from scanner.catalog import Catalog
+
     settings = settings_from(ctx, stage=stage, project=project)
     settings = settings.with_overrides(max_pixels=max_pixels or min(settings.max_pixels, SERVICE_MAX_PIXELS))
     for name, value in (("--max-batch", max_batch), ("--max-pending", max_pending)):

@@ -8,12 +8,8 @@ from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
-from rich.table import Table
 
-from scanner.api import Scanner
-from scanner.cli.common import console, esc, handle_errors, out, progress_bar, settings_from
-from scanner.detectors.base import likeness_detector
-from scanner.policy import consent_status
+from scanner.cli.common import console, esc, handle_errors, open_scanner, out, progress_bar, settings_from
 from scanner.types import ConsentScope
 
 app = typer.Typer(help="Register real people (talent) whose likeness needs consent.", no_args_is_help=True)
@@ -43,7 +39,7 @@ def add(
                                                 "likeness always needs review, even with consent.")] = False,
 ) -> None:
     """Register a talent, or add samples to an existing one."""
-    scanner = Scanner(settings_from(ctx))
+    scanner = open_scanner(settings_from(ctx))
     if scanner.catalog.talent_by_name(name):
         added = scanner.add_talent_samples(name, photo or [], voice or [])
         console.print(f"{esc(name)}: {len(added)} new samples")
@@ -60,7 +56,7 @@ def import_(ctx: typer.Context, manifest: Annotated[Path, typer.Argument(help="C
     """Bulk-register talent from a CSV."""
     from scanner.api import read_manifest
 
-    scanner = Scanner(settings_from(ctx))
+    scanner = open_scanner(settings_from(ctx))
     total = len({r["name"] for r in read_manifest(manifest, required="name")})
     with progress_bar("importing talent", total) as advance:
         outcomes = scanner.import_talent(manifest, progress=advance)
@@ -76,7 +72,9 @@ def import_(ctx: typer.Context, manifest: Annotated[Path, typer.Argument(help="C
 @handle_errors
 def list_(ctx: typer.Context) -> None:
     """List registered talent."""
-    scanner = Scanner(settings_from(ctx))
+    from rich.table import Table
+
+    scanner = open_scanner(settings_from(ctx))
     table = Table("id", "name", "union", "photos", "voices", "consent records")
     for t in scanner.catalog.talents():
         samples = scanner.catalog.samples(talent_id=t.id)
@@ -90,8 +88,11 @@ def list_(ctx: typer.Context) -> None:
 def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Talent name or id.")],
          project: Annotated[Optional[str], typer.Option(help="Project to evaluate consent for.")] = None) -> None:
     """Samples, consent history and today's consent status of one talent."""
+    from scanner.detectors.base import likeness_detector
+    from scanner.policy import consent_status
+
     settings = settings_from(ctx, project=project)
-    scanner = Scanner(settings)
+    scanner = open_scanner(settings)
     t = scanner.catalog.find_talent(name)
     out.print(f"[bold]#{t.id} {esc(t.name)}[/]" + (" (union-covered)" if t.union_covered else ""))
     for s in scanner.catalog.samples(talent_id=t.id):
@@ -108,13 +109,15 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Talent na
 @handle_errors
 def remove(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Talent name or id.")]) -> None:
     """Remove a talent's samples from matching (consent history is kept for audit)."""
-    scanner = Scanner(settings_from(ctx))
+    scanner = open_scanner(settings_from(ctx))
     t = scanner.catalog.find_talent(name)
     scanner.catalog.remove_talent(t.id)
     console.print(f"removed talent #{t.id} {esc(t.name)}; consent history kept; indexes update at the next build")
 
 
 def _consent_table(records) -> None:
+    from rich.table import Table
+
     table = Table("id", "action", "scope", "project", "from", "until", "document", "revokes", "recorded", "by")
     for r in records:
         table.add_row(str(r.id), r.action, r.scope, esc(r.project), r.valid_from, r.valid_until or "open",
@@ -134,7 +137,7 @@ def grant(
     valid_until: Annotated[Optional[str], typer.Option("--until", help="Last valid day, YYYY-MM-DD.")] = None,
 ) -> None:
     """Record a documented consent grant."""
-    scanner = Scanner(settings_from(ctx))
+    scanner = open_scanner(settings_from(ctx))
     t = scanner.catalog.find_talent(talent)
     r = scanner.catalog.grant_consent(t.id, scope, project, valid_from, valid_until, document, _user())
     console.print(f"recorded consent #{r.id}: {esc(t.name)} {r.scope} for project {esc(r.project)} "
@@ -149,7 +152,7 @@ def revoke(
     document: Annotated[str, typer.Option(help="Reference to the revocation notice.")] = "",
 ) -> None:
     """Revoke a grant (adds a revocation record; nothing is overwritten)."""
-    scanner = Scanner(settings_from(ctx))
+    scanner = open_scanner(settings_from(ctx))
     r = scanner.catalog.revoke_consent(consent_id, _user(), document)
     console.print(f"recorded revocation #{r.id} of consent #{consent_id}, effective {r.valid_from}")
 
@@ -158,6 +161,6 @@ def revoke(
 @handle_errors
 def list_consent(ctx: typer.Context, talent: Annotated[Optional[str], typer.Argument(help="Talent name or id.")] = None) -> None:
     """Full consent history (all talent, or one)."""
-    scanner = Scanner(settings_from(ctx))
+    scanner = open_scanner(settings_from(ctx))
     tid = scanner.catalog.find_talent(talent).id if talent else None
     _consent_table(scanner.catalog.consents(tid))
