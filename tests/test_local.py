@@ -162,18 +162,6 @@ def test_mirror_permutation_matches_descriptors_of_the_mirror_image(det):
     assert np.median(np.linalg.norm(direct.desc[i] - mirror.desc[j], axis=1)) > 0.2  # unpermuted: not the same
 
 
-def test_index_round_trip_through_store(det, index, refs, tmp_path):
-    store = IndexStore(tmp_path / "indexes")
-    manifest = store.save("image.local", index, det.model_id, det.weights_sha256, {"9": "flat"}, det.params)
-    assert manifest.count == 3 and manifest.index_type == index.kind
-    loaded, m2 = store.load("image.local", det.model_id, det.weights_sha256, det.dim, det.metric, det.load_index,
-                            det.params)
-    assert m2.checksum == manifest.checksum
-    queries = det.embed_queries([paste(refs[12], QUAD), paste(ImageOps.mirror(refs[13]), QUAD)])
-    assert det.search(loaded, queries) == det.search(index, queries)
-    assert loaded.to_bytes() == index.to_bytes()
-
-
 def test_other_params_refused(det, index, tmp_path):
     store = IndexStore(tmp_path / "indexes")
     store.save("image.local", index, det.model_id, det.weights_sha256, {}, det.params)

@@ -266,7 +266,7 @@ class DetectorKit:
         assert loaded is not None, f"{self.label}: the store found no index right after saving it"
         again, m2 = loaded
         assert m2 == manifest, f"{self.label}: the manifest changed on its way through the store"
-        assert manifest.count == len(index) == len(again)
+        assert manifest.count == len(index) == len(again) and manifest.index_type == index.kind
         assert np.array_equal(again.ids(), index.ids()), f"{self.label}: ids {again.ids()} after loading, not {index.ids()}"
         before, after = det.search(index, self.queries), det.search(again, self.queries)
         assert after == before, f"{self.label}: search results change after a store round trip"
