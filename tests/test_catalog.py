@@ -320,6 +320,27 @@ def test_sqlite_catalog_on_nfs_is_refused_with_the_fix(mounts):
     assert not (mounts / "catalog.db").exists()  # nothing created on the share
 
 
+def test_network_check_can_be_overridden_for_one_writer(mounts, monkeypatch):
+    monkeypatch.setenv("SCANNER_ALLOW_NETWORK_SQLITE", "1")
+    Catalog(mounts / "catalog.db").close()
+
+
+def test_migrate_reads_a_catalog_off_a_share(mounts):
+    from scanner.catalog.sqlite import SQLiteCatalog
+
+    SQLiteCatalog(mounts / "catalog.db", allow_network=True).close()  # what `catalog migrate --from` does
+
+
+def test_postgres_url_without_the_driver_says_what_to_install(monkeypatch):
+    import sys
+
+    from scanner.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match=r"pip install 'scanner\[postgres\]'"):
+        Catalog("postgresql://u@h/db")
+
+
 def test_local_disk_mounted_inside_a_share_is_fine(mounts):
     Catalog(mounts / "scratch" / "catalog.db").close()
 

@@ -51,8 +51,9 @@ MIGRATIONS: dict[int, str] = {
 }
 
 MOUNTS = Path("/proc/mounts")  # the mount table (tests point this at a fake one)
+ALLOW_ENV = "SCANNER_ALLOW_NETWORK_SQLITE"  # "1": skip the check (one writer at a time, at your own risk)
 NETWORK_FS = frozenset({
-    "nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "ncpfs", "afs", "9p", "sshfs", "fuse.sshfs", "davfs",
+    "nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "ncpfs", "afs", "sshfs", "fuse.sshfs", "davfs",
     "fuse.davfs2", "glusterfs", "fuse.glusterfs", "ceph", "fuse.ceph", "fuse.ceph-fuse", "lustre", "gpfs",
     "beegfs", "fuse.s3fs", "fuse.rclone", "fuse.gcsfuse", "fuse.juicefs", "fuse.mfs", "ocfs2", "gfs2",
 })
@@ -143,14 +144,16 @@ class SQLiteCatalog(Catalog):
     def __init__(self, path: Path | str, *, allow_network: bool = False):
         """Open or create the catalog at ``path`` (``":memory:"`` for a throw-away one).
 
-        ``allow_network`` skips the network-filesystem refusal; only for a single reader such
-        as ``scanner catalog migrate`` copying the file off the share."""
+        ``allow_network`` (or ``SCANNER_ALLOW_NETWORK_SQLITE=1``) skips the network-filesystem
+        refusal: for a single reader such as ``scanner catalog migrate`` copying the file off the
+        share, or a filesystem wrongly taken for a network one. Never for concurrent writers."""
         self.path = Path(path)
         self.target = self.path
         self._lock = threading.RLock()  # one connection shared by threads: keep each transaction whole
         memory = str(self.path) == ":memory:"
         if not memory:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            allow_network = allow_network or os.environ.get(ALLOW_ENV, "") == "1"
             found = None if allow_network else network_mount(self.path.parent)
             if found:
                 raise ConfigError(
