@@ -111,11 +111,9 @@ def test_registered_with_metric_and_params(det):
     assert FingerprintDetector(params=LandmarkParams(fan=4)).params != params
 
 
-def test_deterministic_and_blockwise_equals_whole(det, refs, monkeypatch):
+def test_blockwise_equals_whole(det, refs, monkeypatch):
     clip = AudioClip(np.concatenate([refs[100], refs[101]]), SR)  # 60 s
     a = det.embed(clip)
-    b = det.embed(clip)
-    assert np.array_equal(a.vectors, b.vectors)
     monkeypatch.setattr(fp, "BLOCK_FRAMES", 700)  # many blocks: peaks must not depend on block edges
     c = det.embed(clip)
     assert np.array_equal(a.vectors, c.vectors)
@@ -244,16 +242,10 @@ def test_high_and_low_sample_rate_files(det, refs, index, review_threshold, rate
 # --------------------------------------------------------------------------- index
 
 
-def test_index_round_trip_through_the_store(det, refs, index, tmp_path):
+def test_index_with_other_params_is_refused(det, index, tmp_path):
+    """(The store round trip itself is the contract kit's, tests/test_contracts.py.)"""
     store = IndexStore(tmp_path / "indexes")
-    manifest = store.save(det.name, index, det.model_id, det.weights_sha256, params=det.params)
-    assert manifest.count == len(REF_SEEDS) and manifest.index_type == LandmarkIndex.kind
-    loaded, m2 = store.load(det.name, det.model_id, det.weights_sha256, det.dim, det.metric, det.load_index,
-                            det.params)
-    assert m2.checksum == manifest.checksum and loaded.rows == index.rows
-    assert np.array_equal(loaded.ids(), index.ids())
-    q = det.embed_queries([AudioClip(excerpt(refs, 101, 7.0, 6.0), SR)])
-    assert det.search(loaded, q) == det.search(index, q)
+    store.save(det.name, index, det.model_id, det.weights_sha256, params=det.params)
     other = FingerprintDetector(params=LandmarkParams(fan=4))
     with pytest.raises(IndexMismatchError, match="parameters"):
         store.load(det.name, other.model_id, other.weights_sha256, other.dim, other.metric, other.load_index,
