@@ -257,6 +257,19 @@ def test_help_and_light_commands_import_no_heavy_library(tmp_path):
     assert done.stdout.strip() == "[]", done.stdout
 
 
+def test_listing_detectors_loads_no_model_framework(tmp_path):
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom scanner.cli import app\n"
+            "r = CliRunner().invoke(app, ['detectors', '--json'])\nassert r.exit_code == 0, r.output\n"
+            "print(sorted(m for m in ('torch', 'open_clip', 'dlib', 'librosa', 'ray', 'fastapi', 'onnxruntime')"
+            " if m in sys.modules))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCANNER_")}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
+
+
 # ----- 10. terminal summary in 80 columns -----------------------------------------------------------
 def test_summary_fits_80_columns_and_keeps_names_apart(cli, works, tmp_path, monkeypatch):
     from PIL import Image

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -46,13 +48,13 @@ def _assert_inert(tags: list[tuple[str, dict[str, str | None]]]) -> None:
             assert (attrs.get("src") or "").startswith("thumbs/") or not attrs.get("src"), attrs
 
 
-def _hostile_finding(**extra) -> dict:
+def _hostile_finding(EVIL: str = EVIL, **extra) -> dict:  # noqa: N803
     return {"reference_id": EVIL, "reference_kind": EVIL, "reference_title": EVIL, "rights_holder": EVIL,
             "clearance": EVIL, "detector": EVIL, "model": EVIL, "score": EVIL, "metric": EVIL, "level": EVIL,
             "threshold_block": EVIL, "threshold_review": EVIL, "note": EVIL, "consent_id": EVIL, "extra": extra}
 
 
-def hostile_records() -> list[dict]:
+def hostile_records(EVIL: str = EVIL) -> list[dict]:  # noqa: N803 - the payload under test
     """Records as a crafted shard file could hold them: markup in every field, wrong types for numbers."""
     extra = {"asset_size": [EVIL, 100], "ref_size": ["1 1\"><script>x()</script>", 5],
              "box": [EVIL, 1, 2, 3], "asset_polygon": [[EVIL, 1], [2, 3], [4, 5]],
@@ -62,9 +64,9 @@ def hostile_records() -> list[dict]:
              "sample_id": "../../../evil", "matches": EVIL, "inliers": EVIL, "ref_visible": EVIL,
              "time_scale": EVIL, "pitch_shift": EVIL}
     return [
-        {"path": EVIL, "sha256": "../../" + EVIL, "verdict": "block", "findings": [_hostile_finding(**extra)],
+        {"path": EVIL, "sha256": "../../" + EVIL, "verdict": "block", "findings": [_hostile_finding(EVIL, **extra)],
          "models": {EVIL: EVIL}, "notes": [EVIL]},
-        {"path": EVIL, "sha256": EVIL, "verdict": EVIL, "findings": [{**_hostile_finding(**extra),
+        {"path": EVIL, "sha256": EVIL, "verdict": EVIL, "findings": [{**_hostile_finding(EVIL, **extra),
                                                                       "reference_kind": "talent"}]},
         {"path": EVIL, "sha256": None, "verdict": "error", "error": EVIL},
         {"path": EVIL, "sha256": EVIL, "verdict": "pass", "notes": [EVIL]},
@@ -148,3 +150,49 @@ def test_private_files_stay_private(tmp_path, umask_022):
 
     atomic_write_bytes(tmp_path / "secret.bin", b"key table")  # the default, used for secrets and indexes
     assert _mode(tmp_path / "secret.bin") == 0o600
+
+
+# ----- the same in a real browser ------------------------------------------------------------------
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+# If any of this runs, the page's title becomes PWNED or <body> gets data-pwned.
+LIVE = ('"><script>document.title="PWNED"</script><img src=x onerror="document.body.setAttribute(\'data-pwned\',1)">'
+        "<svg onload=\"document.body.setAttribute('data-pwned',2)\"></svg>")
+
+
+def _browser_dom(page: Path) -> str:
+    """The DOM after Chromium loaded ``page`` and ran its scripts (headless)."""
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=2000",
+                           "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "<html" in done.stdout, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium)")
+def test_hostile_records_run_no_script_in_chromium(tmp_path):
+    control = tmp_path / "control.html"  # the check can see a live script: a page that has one is caught
+    control.write_text(f"<!doctype html><html><head><title>t</title></head><body>{LIVE}</body></html>")
+    seen = _browser_dom(control)
+    assert "<title>PWNED</title>" in seen and 'data-pwned="' in seen
+
+    # The case from issue 15: a well-formed shard record whose size and polygons carry markup...
+    crafted = {"path": "shot.png", "sha256": "c" * 64, "verdict": "block", "findings": [{
+        "reference_id": 1, "reference_kind": "work", "reference_title": "W", "rights_holder": "R",
+        "clearance": "uncleared", "detector": "image.local", "model": "m", "score": 40, "metric": "count",
+        "level": "block", "threshold_block": 10, "threshold_review": 6,
+        "extra": {"asset_size": [LIVE, 1], "asset_polygon": [[LIVE, 1], [2, 3], [4, 5]],
+                  "ref_size": [1, LIVE], "ref_polygon": [[0, 0], [1, LIVE], [2, 2]]}}]}
+    (tmp_path / "a" / "thumbs").mkdir(parents=True)
+    (tmp_path / "a" / "thumbs" / f"{'c' * 64}.jpg").write_bytes(b"jpg")
+    pages = [lambda: write_html([crafted], tmp_path / "a" / "report.html", lambda f: b"jpg"),
+             # ...and records with markup in every field.
+             lambda: write_html(hostile_records(LIVE), tmp_path / "b" / "report.html", lambda f: None, LIVE,
+                                {LIVE: LIVE})]
+    for render in pages:
+        page = render()
+        dom = _browser_dom(page)
+        tags = _Dom()
+        tags.feed(dom)
+        assert "<title>PWNED</title>" not in dom, page
+        assert not [t for t, attrs in tags.tags if "data-pwned" in attrs], f"a script ran in {page}"
+        assert not [t for t, _ in tags.tags if t == "script"], page
+    assert "PWNED" in dom  # the payload is on the page, as text
