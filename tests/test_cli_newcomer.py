@@ -64,8 +64,9 @@ def test_stage_option_on_scan_and_check(cli, works, deliverables, tmp_path, stag
 
 
 # ----- 2. check FOLDER -------------------------------------------------------------------------
-def test_check_folder_is_a_one_line_usage_error_pointing_to_scan(cli, works, deliverables, tmp_path):
+def test_check_folder_is_a_one_line_usage_error_pointing_to_scan(cli, works, deliverables, tmp_path, monkeypatch):
     cli("refs", "add", *works)
+    monkeypatch.setenv("COLUMNS", "60")  # one line even where the terminal is narrower than the message
     empty = tmp_path / "empty dir"
     empty.mkdir()
     for folder in (deliverables, empty):

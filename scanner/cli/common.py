@@ -141,7 +141,8 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except ScannerError as exc:
-            console.print(f"[bold red]error:[/] {esc(str(exc))}", highlight=False)
+            # soft_wrap: one line in logs and CI output, however narrow the terminal
+            console.print(f"[bold red]error:[/] {esc(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(getattr(exc, "exit_code", ExitCode.CANNOT_RUN)) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
