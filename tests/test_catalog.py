@@ -241,6 +241,7 @@ def test_add_that_loses_the_race_reports_present_instead_of_crashing(cat, monkey
 def test_two_processes_adding_overlapping_files_register_every_file(tmp_path):
     """Two `scanner refs add` runs over overlapping sets: both finish, every file is registered once."""
     import os
+    import re
     import subprocess
     import sys
 
@@ -260,9 +261,9 @@ def test_two_processes_adding_overlapping_files_register_every_file(tmp_path):
     for p, (so, se) in zip(procs, outputs):
         assert p.returncode == 0, se
         assert "Traceback" not in se and "0 failed" in se
-    present = sum(int(se.split(" already present")[0].rsplit(", ", 1)[-1]) for _, se in outputs)
-    added = sum(int(se.split(" added")[0].rsplit("\n", 1)[-1]) for _, se in outputs)
-    assert added == 30 and present == 10
+    counts = [re.search(r"(\d+) added, (\d+) already present", " ".join(se.split())) for _, se in outputs]
+    assert all(counts), outputs
+    assert sum(int(m.group(1)) for m in counts) == 30 and sum(int(m.group(2)) for m in counts) == 10
     c = Catalog(tmp_path / "catalog.db")
     assert sorted(w.path for w in c.works()) == sorted(files)
     c.close()
