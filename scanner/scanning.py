@@ -25,6 +25,7 @@ from scanner.indexing import _chunks
 from scanner.media.audio import decode_audio
 from scanner.media.decode import decode
 from scanner.media.files import Candidate, is_candidate_media, load, walk
+from scanner.media.frames import FrameSequenceInfo, describe, incomplete, iter_image_frames, sequence_info
 from scanner.media.image import thumbnail_jpeg
 from scanner.media.sniff import AUDIO, IMAGE, VIDEO
 from scanner.media.thumbs import thumbnail as _thumbnail
@@ -126,6 +127,8 @@ class Scanning:
                     f = replace(f, media_type=AUDIO)
                 else:
                     return self._modalities_or_error(cand, f, VideoAsset(f.data, info), (IMAGE, AUDIO))
+            if f.media_type == IMAGE and (seq := sequence_info(f.data)) is not None:  # animation, multi-page TIFF
+                return self._modalities_or_error(cand, f, VideoAsset(f.data, seq), (IMAGE,))
             return self._modalities_or_error(cand, f, None, (f.media_type,))
         except MediaError as exc:
             return _Decoded(cand, f.sha256, f.media_type, error=str(exc))
@@ -221,11 +224,17 @@ class Scanning:
         live = {det.modality for n, det in self.detectors.items() if len(ctx.indexes[n][0])}
         if IMAGE in live:
             report = SamplingReport()
-            frames = iter_frames(video.data, max_seconds=self.settings.max_audio_seconds,
-                                 max_pixels=self.settings.max_pixels, report=report)
+            seq = video.info if isinstance(video.info, FrameSequenceInfo) else None  # frames of an image
+            frames = (iter_image_frames(video.data, self.settings.max_pixels, report) if seq else
+                      iter_frames(video.data, max_seconds=self.settings.max_audio_seconds,
+                                  max_pixels=self.settings.max_pixels, report=report))
             for chunk in _chunks_iter(frames, self.settings.batch_size):
                 self._match([Segment(d, IMAGE, f.image, {"time": round(f.time, 3), "timecode": f.timecode,
                                                          "frame": f.index}, f, "frame: ") for f in chunk], ctx, found)
+            if seq:  # what was sampled; unseen frames make it incomplete; an image has no audio track
+                notes.extend([*(f"{seq.format.lower()}: {n}" for n in report.notes), describe(report, seq)])
+                d.incomplete = incomplete(report, seq)
+                return
             notes.extend(f"video: {n}" for n in report.notes)
             if report.truncated:
                 d.incomplete = (f"video is truncated or damaged after {report.last_time:.1f} s: "
