@@ -215,3 +215,22 @@ def test_processes_appending_at_once_keep_one_chain(pg_catalog_url):
         check = pg.check_audit()
         assert check.ok and check.records == 160
         assert len({e.sha256 for e in pg.audit_entries()}) == 160
+
+
+def test_migrate_copies_one_consistent_snapshot_while_the_source_is_written(tmp_path, pg_catalog_url, small_pages):
+    """A scan appending to the SQLite catalog during the copy neither tears it nor fails it."""
+    from scanner.catalog.migrate import migrate
+
+    src = _filled_sqlite(tmp_path / "catalog.db")
+    head = src.audit_head()
+    writer = Catalog(tmp_path / "catalog.db")
+
+    def append_midway(table: str, n: int) -> None:  # after the works, before the audit rows are copied
+        if table == "works":
+            writer.append_audit("cli:late", {"verdict": "pass"})
+
+    report = migrate(tmp_path / "catalog.db", pg_catalog_url, progress=append_midway)
+    assert report.head == head and report.copied["audit"] == head.id
+    assert writer.audit_count() == head.id + 1  # the late record is in the source, after the snapshot
+    writer.close()
+    src.close()

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from scanner.catalog.audit import Anchor, verify_rows
 from scanner.catalog.url import is_catalog_url, redact
 from scanner.errors import CatalogError, ConfigError
+
+if TYPE_CHECKING:
+    from scanner.catalog.postgres import PostgresCatalog
+    from scanner.catalog.sqlite import SQLiteCatalog
 
 # Table -> columns, in an order that satisfies the foreign keys.
 COPY: dict[str, tuple[str, ...]] = {
@@ -43,7 +47,6 @@ class MigrationReport:
 
 def migrate(source: Path, target: str, progress: Callable[[str, int], None] | None = None) -> MigrationReport:
     """Copy the SQLite catalog at ``source`` into the empty PostgreSQL catalog at ``target``."""
-    from scanner.catalog.postgres import PostgresCatalog
     from scanner.catalog.sqlite import SQLiteCatalog
 
     if not is_catalog_url(target):
@@ -55,25 +58,33 @@ def migrate(source: Path, target: str, progress: Callable[[str, int], None] | No
         raise ConfigError(f"no SQLite catalog at {source}")
     src = SQLiteCatalog(source, allow_network=True)  # one reader copying the file off a share is fine
     try:
-        before = src.check_audit()
-        if not before.ok:
-            raise CatalogError(f"the audit trail of {source} is broken at record #{before.broken} ({before.reason}); "
-                               "not copying it: investigate with `scanner audit verify` first")
-        dst = PostgresCatalog(target, pool_size=1)
-        try:
-            report = _copy(src, dst, before.head, progress)
-            after = dst.check_audit(before.head)
-            if not after.ok or after.records != before.records:
-                raise CatalogError(f"the copied audit trail does not verify ({after.reason or 'record count differs'})")
-            report.head = after.head
-            return report
-        finally:
-            dst.close()
+        with src.snapshot():  # scans still writing to the source do not tear the copy
+            return _migrate(src, target, progress)
     finally:
         src.close()
 
 
-def _copy(src, dst, head: Anchor | None, progress: Callable[[str, int], None] | None) -> MigrationReport:
+def _migrate(src: "SQLiteCatalog", target: str, progress: Callable[[str, int], None] | None) -> MigrationReport:
+    from scanner.catalog.postgres import PostgresCatalog
+
+    before = src.check_audit()
+    if not before.ok:
+        raise CatalogError(f"the audit trail of {src.path} is broken at record #{before.broken} ({before.reason}); "
+                           "not copying it: investigate with `scanner audit verify` first")
+    dst = PostgresCatalog(target, pool_size=1)
+    try:
+        report = _copy(src, dst, before.head, progress)
+        after = dst.check_audit(before.head)
+        if not after.ok or after.records != before.records:
+            raise CatalogError(f"the copied audit trail does not verify ({after.reason or 'record count differs'})")
+        report.head = after.head
+        return report
+    finally:
+        dst.close()
+
+
+def _copy(src: "SQLiteCatalog", dst: "PostgresCatalog", head: Anchor | None,
+          progress: Callable[[str, int], None] | None) -> MigrationReport:
     report = MigrationReport()
     with dst._tx(lock="audit") as tx:  # the audit lock keeps live writers out until the copy commits
         busy = [t for t in COPY if tx.one(f"SELECT 1 FROM {t} LIMIT 1") is not None]

@@ -230,6 +230,17 @@ class SQLiteCatalog(Catalog):
             return self._db.execute(sql, tuple(args)).fetchall()
 
     @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside sees one consistent state, even while other processes write (WAL)."""
+        with self._lock, self._guard():
+            self._db.execute("BEGIN DEFERRED")
+            try:
+                self._db.execute("SELECT COUNT(*) FROM works").fetchone()  # the first read fixes the snapshot
+                yield
+            finally:
+                self._db.execute("ROLLBACK")
+
+    @contextmanager
     def _tx(self, lock: str | None = None) -> Iterator[_SQLiteTx]:
         # BEGIN IMMEDIATE takes the database's one write lock up front: that is the "audit" lock too,
         # and no transaction ever has to upgrade a read lock (which can fail with SQLITE_BUSY).
