@@ -1,27 +1,45 @@
 """Image-copy benchmark: recall at a false-positive rate for a design catalog size, and threshold calibration.
 
-    .venv/bin/python benchmarks/image_copy.py [--images DIR] [--clip-model NAME]
-        [--design-refs N] [--write-calibration [PATH]] [--seed N] [--quick]
+    .venv/bin/python benchmarks/image_copy.py [--data DIR] [--clip-model NAME] [--design-refs N]
+        [--write-calibration [PATH]] [--write-detectors LIST] [--cache DIR] [--seed N] [--quick]
 
-Data. Every image in ``--images`` (default ``../shared/data/images``) is a "work".
-Works that are near-duplicates of each other (same artwork at another aspect
-ratio, a recolour) are grouped first, so a group is never split between the
-catalog and the held-out side: 16x16 grey thumbnails (plain resize and centre
-crop) with a Pearson correlation of at least ``SAME_WORK_CORRELATION`` are one
-group. The groups are shuffled with ``--seed`` and filled into the catalog until
-it holds half of the works; the rest are held out. ``faces/`` next to the images
-folder, when present, adds unrelated negatives.
+Data. Every image in ``images/``, ``stamps/`` and ``characters/`` under ``--data``
+(default ``../shared/data``) is a "work"; references are decoded the way the scanner
+decodes them (transparency composited on white). Works that are near-duplicates of each
+other (same artwork at another aspect ratio, a recolour) are grouped first, so a group is
+never split between the catalog and the held-out side: 16x16 grey thumbnails (plain
+resize and centre crop) with a Pearson correlation of at least ``SAME_WORK_CORRELATION``
+are one group. The groups are shuffled with ``--seed`` and filled into the catalog until
+it holds half of the works; the rest are held out. ``faces/`` adds unrelated negatives;
+``scenes/`` (and the faces) are the backgrounds works are composited on or pasted into.
 
-Queries. Every work and face goes through the same list of AugLy transforms
-(``TRANSFORMS``; the untransformed image counts as one of them). A transformed
-registered work is a *positive* whose answer is its own group; a transformed
-held-out work or face is a *negative*.
+Queries. A work with transparency (characters, most stamps) is first composited, as a
+generated image would show it, on a random crop of a scene or a flat colour
+(``composite``); then every work and face goes through ``TRANSFORMS`` (the untransformed
+image counts as one): AugLy resize, crops, JPEG, colour jitter, grey, blur, flip,
+rotation 5-15 deg (cropped), text, emoji, padding, screenshot templates and combos, plus
+the work pasted at 40-70 % of the longer side into a scene or face photo, meme text
+(top and bottom), a meme caption band, a desktop-window screenshot frame, a perspective
+warp, a 10-20 deg tilt on an expanded canvas, JPEG quality 5-12, and paste + JPEG 30.
+Two AugLy 1.0 functions do not run on Pillow 10 / NumPy 2 (``meme_format``,
+``perspective_transform``); they are re-implemented with Pillow here. A transformed
+registered work is a *positive* whose answer is its own group; a transformed held-out
+work or face is a *negative*.
 
-Scores. For each method (baseline pHash, ``image.pdq``, ``image.clip`` per model)
-a query's score against one reference is its best row-to-row score (for PDQ:
-every dihedral query row against every reference row), and its overall score is
-the best over the catalog (brute force). A query or reference that the detector
-declares not comparable (empty embedding, e.g. PDQ quality < 50) never matches.
+Scores. For each method (baseline pHash, ``image.pdq``, ``image.sscd`` with both models,
+``image.clip`` only with ``--clip-model``) a query's score against one reference is its
+best row-to-row score (for PDQ: every dihedral query row against every reference row),
+and its overall score is the best over the catalog (brute force). A query or reference
+that the detector declares not comparable (empty embedding, e.g. PDQ quality < 50) never
+matches. The *fused* methods (``FUSIONS``) combine the per-pair PDQ distance and SSCD
+cosine with the logistic model of ``scanner/policy/fusion.py``, fitted here (``fit_fusion``).
+
+Negative pairs. The per-pair rate below is estimated from a pool of every (query,
+reference) pair whose two sides are different works: every query (positive or negative)
+against every registered reference of another group, and against every held-out work
+registered as a *distractor reference* (a second catalog that adds real artwork, not
+procedural noise, which would dilute the tail and make thresholds optimistic). On the
+shared data that is about 1.8 million pairs.
 
 Design catalog size. A studio catalog holds thousands to millions of works, far
 more than the benchmark's catalog (half the works, 24 on the shared data), and
@@ -34,8 +52,8 @@ operating points are defined for ``--design-refs N`` references (default
 
 assuming a clean query's N pair scores are independent draws.
 
-Per-pair rate. Every (negative query, reference) pair is one sample of the
-negative pair-score distribution (about 36,000 pairs on the shared data). Pairs
+Per-pair rate. Every pair of the negative pool is one sample of the
+negative pair-score distribution. Pairs
 with a not-comparable side never match; they are left out of the rate (it is
 per comparable pair), which is the stricter choice for a catalog of comparable
 works. At a threshold ``t``, with ``k`` of the ``n`` comparable pairs passing:
@@ -81,23 +99,37 @@ Thresholds (from the estimated per-pair rate ``r(t)``):
 * Hamming (lower is closer): the largest integer ``t`` with ``r(t') <= p`` for
   every ``t' <= t``;
 * Cosine (higher is closer): the smallest 4-decimal ``s`` with ``r(s') <= p`` for
-  every 4-decimal ``s' >= s``.
+  every 4-decimal ``s' >= s``;
+* Fused score (a probability): the largest ``p`` on a grid of logit steps of 0.01,
+  stored at full precision; its tail is fitted on ``-logit(p)``.
 
 A positive is *found* at a threshold when its best catalog row belongs to its own
 group and its score passes. All figures are measured with the stored (rounded)
-thresholds. The combined policy flags a query when PDQ or CLIP (``--clip-model``)
-passes its own threshold; its estimated FPR at N is bounded by the sum of the
-two (union bound). PDQ at Meta's suggested distance 31 is printed for comparison.
+thresholds. Recall is reported for the catalog sizes ``CATALOG_SIZES`` (100, 10,000
+and 100,000: the same extrapolation with N set to each). The union policy flags a
+query when PDQ or SSCD passes its own threshold; its estimated FPR at N is bounded by
+the sum of the two (union bound). PDQ at Meta's suggested distance 31 is printed for
+comparison.
+
+Fusion. Positives are (registered-work query, own reference) pairs, negatives the
+negative pool; both classes weigh half in a weighted logistic regression whose
+coefficients are sign-constrained (a closer score never lowers the fused score). A
+detector without a score for a pair is imputed halfway between the classes' mean
+feature values. Thresholds come from the fused scores' own pair model, as for a
+detector.
 
 Calibration. ``--write-calibration`` merges into the calibration file (other
-detectors' and models' entries are kept) for ``image.pdq`` and each measured
-``image.clip`` model::
+detectors' and models' entries are kept) the entries of the detectors named by
+``--write-detectors`` (default ``image.sscd``, both models) and every fusion under the
+top-level ``"fusion"`` key (``image``: PDQ + SSCD disc-mixup;
+``image@sscd-distilled-mnv4``)::
 
     final    = {"block": threshold at 0.1 % FPR @ N, "review": threshold at 1 % FPR @ N}
-    ideation = {"block": threshold at 0.1 % FPR @ N, "review": same as block}
+    ideation = {"block": threshold at 0.1 % FPR @ N, "review": threshold at 0.3 % FPR @ N}
 
-The ideation stage flags confident copies only, so its review band collapses onto
-block. ``measured`` records recall, the design catalog size, the estimation
+Final flags anything a reviewer should see; ideation flags only near-certain copies,
+with a narrow review band just below block (at least one threshold step wide).
+``measured`` records recall (also per catalog size), the design catalog size, the estimation
 method and fitted tail, the estimated per-query FPR at N, the empirical per-query
 FPR on the benchmark catalog and the pair counts. ``version`` is ``<UTC
 date>-image_copy-<8 hex of sha256 of all stored thresholds>``, so it changes
@@ -108,7 +140,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import inspect
 import os
+import pickle
 import resource
 import sys
 import time
@@ -119,7 +153,7 @@ from statistics import NormalDist
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -136,12 +170,15 @@ from scanner.policy.calibration import merge_calibration  # noqa: E402
 from scanner.media.image import decode_image, to_rgb  # noqa: E402
 from scanner.types import Metric  # noqa: E402
 
-DEFAULT_IMAGES = REPO_ROOT.parent / "shared" / "data" / "images"
-DEFAULT_CLIP_MODEL = "clip-test-tiny"
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
+WORK_FOLDERS = ("images", "stamps", "characters")  # every image in these is a work; names outside images/ get a prefix
+SSCD_MODELS = ("sscd-disc-mixup", "sscd-distilled-mnv4")
 REAL_CLIP_MODEL = "clip-vit-b-32-laion2b"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 SAME_WORK_CORRELATION = 0.94
 FPR_LEVELS = (0.01, 0.001)
+IDEATION_REVIEW_FPR = 0.003  # ideation review level: a little looser than block (0.1 %), far stricter than final review
+CATALOG_SIZES = (100, 10_000, 100_000)  # catalog sizes the report gives recall for (design-refs extrapolation)
 LEVEL_NAMES = ("review", "block")  # the stage level each FPR_LEVELS entry calibrates
 DESIGN_REFS = 10_000  # default design catalog size: FPR targets hold at this many references
 TAIL_SHARE = 0.10  # closest share of negative pairs the normal tail is fitted to
@@ -211,6 +248,112 @@ def _rotate(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return imaugs.rotate(img, degrees=float(rng.choice([-1, 1]) * rng.uniform(5, 15)))
 
 
+BACKGROUNDS: list[Image.Image] = []  # images a work is pasted into (scenes and faces); set by run_benchmark
+MEME_WORDS = ("WHEN", "THE", "CODE", "FINALLY", "WORKS", "ME", "NOBODY", "EXPECTS", "MONDAY", "AGAIN", "CAT", "LOL")
+
+
+def _words(rng: np.random.Generator, lo: int, hi: int) -> str:
+    return " ".join(MEME_WORDS[int(i)] for i in rng.integers(0, len(MEME_WORDS), int(rng.integers(lo, hi + 1))))
+
+
+def _paste(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The work, its longer side 40-70 % of the background's, pasted at a random place into a scene or a
+    face photo (neither is a registered work), as a generated image quoting the work would."""
+    bg = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))] if BACKGROUNDS else Image.new("RGB", (1024, 768), "grey")
+    frac = rng.uniform(0.40, 0.70)
+    scale = frac * max(bg.size) / max(img.size)
+    w, h = max(1, round(img.width * scale)), max(1, round(img.height * scale))
+    if w > bg.width or h > bg.height:  # keep it inside the background
+        shrink = min(bg.width / w, bg.height / h)
+        w, h = max(1, int(w * shrink)), max(1, int(h * shrink))
+    out = bg.convert("RGB").copy()
+    out.paste(img.convert("RGB").resize((w, h), Image.Resampling.BILINEAR),
+              (int(rng.integers(0, bg.width - w + 1)), int(rng.integers(0, bg.height - h + 1))))
+    return out
+
+
+def _meme_text(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Classic meme: big white capitals with a black outline across the top and the bottom."""
+    out = img.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    size = max(12, round(out.height * rng.uniform(0.09, 0.14)))
+    font = ImageFont.truetype(str(FONT), size)
+    for y, text in ((0.03, _words(rng, 2, 4)), (0.97, _words(rng, 2, 4))):
+        while draw.textlength(text, font=font) > 0.95 * out.width and " " in text:
+            text = text.rsplit(" ", 1)[0]
+        x = (out.width - draw.textlength(text, font=font)) / 2
+        draw.text((x, y * out.height), text, font=font, fill="white", stroke_width=max(1, size // 12),
+                  stroke_fill="black", anchor="la" if y < 0.5 else "ld")
+    return out
+
+
+def _meme_caption(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A caption band (20-30 % of the height, white or black) above the image, as in AugLy's ``meme_format``
+    (drawn here with Pillow: AugLy 1.0's version calls a font method Pillow 10 removed)."""
+    band = round(img.height * rng.uniform(0.2, 0.3))
+    dark = bool(rng.random() < 0.3)
+    out = Image.new("RGB", (img.width, img.height + band), (0, 0, 0) if dark else (255, 255, 255))
+    out.paste(img.convert("RGB"), (0, band))
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.truetype(str(FONT), max(10, band * 2 // 5))
+    text = _words(rng, 2, 4)
+    while draw.textlength(text, font=font) > 0.95 * img.width and " " in text:
+        text = text.rsplit(" ", 1)[0]
+    draw.text((img.width / 2, band / 2), text, font=font, fill=(255, 255, 255) if dark else (0, 0, 0), anchor="mm")
+    return out
+
+
+def _window_frame(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A screenshot of the work in a desktop window: title bar, border, side panel and a desktop margin,
+    then scaled like a screen capture (0.6-1.0x)."""
+    w, h = img.size
+    bar, border, side = max(16, h // 12), max(2, w // 100), round(w * rng.uniform(0.1, 0.3))
+    margin = round(min(w, h) * rng.uniform(0.05, 0.2))
+    chrome = tuple(int(c) for c in rng.integers(200, 246, 3))
+    out = Image.new("RGB", (w + side + 2 * border + 2 * margin, h + bar + 2 * border + 2 * margin),
+                    tuple(int(c) for c in rng.integers(0, 256, 3)))
+    draw = ImageDraw.Draw(out)
+    x0, y0 = margin, margin
+    draw.rectangle((x0, y0, out.width - margin - 1, out.height - margin - 1), fill=chrome, outline=(90, 90, 90))
+    draw.rectangle((x0, y0, out.width - margin - 1, y0 + bar), fill=tuple(c - 40 for c in chrome))
+    draw.text((x0 + bar, y0 + bar // 4), _words(rng, 1, 3).lower() + ".png", fill=(20, 20, 20),
+              font=ImageFont.truetype(str(FONT), max(8, bar * 2 // 3)))
+    for i in range(3):  # window buttons
+        draw.ellipse((out.width - margin - (i + 1) * bar, y0 + bar // 4, out.width - margin - i * bar - bar // 3,
+                      y0 + bar - bar // 4), fill=((230, 80, 70), (240, 190, 60), (90, 200, 90))[i])
+    out.paste(img.convert("RGB"), (x0 + border + side, y0 + bar + border))
+    return _scale(out, float(rng.uniform(0.6, 1.0)))
+
+
+def _perspective(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Perspective warp as AugLy's ``perspective_transform`` does it (each corner moved by a normal draw with
+    sigma 5-10 % of the short side, border cropped out), written with Pillow because AugLy 1.0's version
+    uses ``np.float``, which NumPy 2 removed."""
+    w, h = img.size
+    sigma = float(rng.uniform(0.05, 0.10) * min(w, h))
+    src = np.array([(0, 0), (w, 0), (w, h), (0, h)], dtype=np.float64)
+    dst = src + rng.normal(0, sigma, size=(4, 2))
+    # Pillow maps each output pixel (x, y) to input (a x + b y + c, d x + e y + f) / (g x + h y + 1)
+    rows = []
+    for (x, y), (u, v) in zip(dst, src):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+    coeffs = np.linalg.solve(np.asarray(rows), src.ravel())
+    box = (max(0, dst[0, 0], dst[3, 0]), max(0, dst[0, 1], dst[1, 1]),
+           min(w * 1.5, dst[1, 0], dst[2, 0]), min(h * 1.5, dst[2, 1], dst[3, 1]))
+    out_size = (max(1, round(max(dst[:, 0]))), max(1, round(max(dst[:, 1]))))
+    out = img.convert("RGB").transform(out_size, Image.Transform.PERSPECTIVE, tuple(coeffs),
+                                       Image.Resampling.BILINEAR)
+    x0, y0, x1, y1 = (round(v) for v in box)
+    return out.crop((x0, y0, x1, y1)) if x1 - x0 > 8 and y1 - y0 > 8 else out
+
+
+def _tilt(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """10-20 degree rotation, canvas expanded and the corners filled with a flat colour (a tilted print)."""
+    return img.convert("RGB").rotate(float(rng.choice([-1, 1]) * rng.uniform(10, 20)), Image.Resampling.BILINEAR,
+                                     expand=True, fillcolor=tuple(int(c) for c in rng.integers(0, 256, 3)))
+
+
 TRANSFORMS: dict[str, Transform] = {
     "original": lambda img, rng: img,
     "resize_0.3x": lambda img, rng: _scale(img, 0.3),
@@ -230,8 +373,17 @@ TRANSFORMS: dict[str, Transform] = {
     "combo_crop+text+jpeg40": lambda img, rng: imaugs.encoding_quality(
         _text(_crop_fraction(img, rng, 0.10, 0.20), rng), quality=40),
     "combo_flip+jitter+0.5x": lambda img, rng: _scale(_jitter(imaugs.hflip(img), rng), 0.5),
+    "paste_40-70%": _paste,
+    "meme_text": _meme_text,
+    "meme_caption": _meme_caption,
+    "window_frame": _window_frame,
+    "perspective": _perspective,
+    "rotate_10-20deg": _tilt,
+    "jpeg_q5-12": lambda img, rng: imaugs.encoding_quality(img, quality=int(rng.integers(5, 13))),
+    "combo_paste+jpeg30": lambda img, rng: imaugs.encoding_quality(_paste(img, rng), quality=30),
 }
-QUICK_TRANSFORMS = ("original", "resize_0.3x", "crop_25-50%", "jpeg_q20-70", "hflip", "overlay_text", "screenshot")
+QUICK_TRANSFORMS = ("original", "crop_25-50%", "hflip", "screenshot", "paste_40-70%", "meme_text", "perspective",
+                    "rotate_10-20deg", "jpeg_q5-12")
 
 
 def apply_transform(name: str, img: Image.Image, source: str, seed: int) -> Image.Image:
@@ -248,19 +400,55 @@ class Source:
     """One untransformed image: a work (with its near-duplicate group) or a face."""
 
     name: str
-    image: Image.Image
+    image: Image.Image  # as the scanner decodes it (alpha composited on white): the registered reference
     group: int
+    rgba: Image.Image | None = None  # the original with its alpha channel, for compositing queries
 
 
-def load_images(folder: Path, settings: Settings) -> list[tuple[str, Image.Image]]:
-    """Decode every image file in ``folder`` (sorted by name) the way the scanner does."""
+def _alpha(path: Path) -> Image.Image | None:
+    """The file as RGBA when it has a (not fully opaque) alpha channel, else None."""
+    with Image.open(path) as img:
+        if not (img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)):
+            return None
+        rgba = img.convert("RGBA")
+    return rgba if rgba.getchannel("A").getextrema()[0] < 255 else None
+
+
+def load_images(folder: Path, settings: Settings, prefix: str = "",
+                keep_alpha: bool = False) -> list[tuple[str, Image.Image, Image.Image | None]]:
+    """Decode every image file in ``folder`` (sorted by name) the way the scanner does; with ``keep_alpha``
+    also the RGBA original of files that have transparency."""
     out = []
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         try:
-            out.append((path.stem, decode_image(path.read_bytes(), settings.max_pixels)))
+            out.append((prefix + path.stem, decode_image(path.read_bytes(), settings.max_pixels),
+                        _alpha(path) if keep_alpha else None))
         except MediaError as exc:
             sys.exit(f"cannot decode {path}: {exc}")
     return out
+
+
+def composite(src: Source, scenes: Sequence[Image.Image], seed: int) -> Image.Image:
+    """A work with transparency as a generated image would show it: on a random crop of a painted scene
+    (half the time) or a flat random colour, at a random place on a canvas 1.15-1.6x its size."""
+    if src.rgba is None:
+        return src.image
+    rng = np.random.default_rng([seed, zlib.crc32(f"{src.name}/composite".encode())])
+    fg = src.rgba
+    f = rng.uniform(1.15, 1.6)
+    size = (round(fg.width * f), round(fg.height * f))
+    if scenes and rng.random() < 0.5:
+        scene = scenes[int(rng.integers(len(scenes)))]
+        scale = max(size[0] / scene.width, size[1] / scene.height) * rng.uniform(1.0, 1.8)
+        big = scene.resize((max(size[0], round(scene.width * scale)), max(size[1], round(scene.height * scale))),
+                           Image.Resampling.BILINEAR)
+        x, y = int(rng.integers(0, big.width - size[0] + 1)), int(rng.integers(0, big.height - size[1] + 1))
+        canvas = big.crop((x, y, x + size[0], y + size[1])).convert("RGBA")
+    else:
+        canvas = Image.new("RGBA", size, tuple(int(c) for c in rng.integers(0, 256, 3)) + (255,))
+    canvas.alpha_composite(fg, (int(rng.integers(0, size[0] - fg.width + 1)),
+                                int(rng.integers(0, size[1] - fg.height + 1))))
+    return canvas.convert("RGB")
 
 
 def _thumbnail_vectors(img: Image.Image) -> list[np.ndarray]:
@@ -318,6 +506,7 @@ class Method:
     embed_references: Callable[[Sequence[Image.Image]], list[np.ndarray]]
     embed_queries: Callable[[Sequence[Image.Image]], list[np.ndarray]]
     calibration_key: tuple[str, str] | None = None  # (detector, model id); None for the baseline
+    probability: bool = False  # scores are probabilities (the fused score): tail fitted on the logit scale
 
 
 def _phash_rows(images: Sequence[Image.Image]) -> list[np.ndarray]:
@@ -340,9 +529,17 @@ def detector_method(label: str, det: Detector) -> Method:
 
 
 def load_methods(clip_models: Sequence[str]) -> tuple[list[Method], list[str]]:
-    """Baseline, PDQ and every CLIP model that loads; plus a line per model that could not be measured."""
+    """Baseline, PDQ, both SSCD models and every requested CLIP model that loads; plus a line per model
+    that could not be measured."""
     methods = [phash_baseline(), detector_method("PDQ", create("image.pdq", Settings()))]
     skipped = []
+    for model in SSCD_MODELS:
+        try:
+            det = create("image.sscd", Settings(sscd_model=model))
+        except ModelMissingError as exc:
+            skipped.append(f"image.sscd [{model}]: not measured: {exc}")
+            continue
+        methods.append(detector_method("SSCD" if model == SSCD_MODELS[0] else "SSCD-mnv4", det))
     for model in clip_models:
         try:
             det = create("image.clip", Settings(clip_model=model))
@@ -397,27 +594,113 @@ class Queries:
     group: list[int] = field(default_factory=list)
     positive: list[bool] = field(default_factory=list)
     ref_scores: dict[str, list[np.ndarray]] = field(default_factory=dict)  # per query: score per reference
+    dis_scores: dict[str, list[np.ndarray]] = field(default_factory=dict)  # per query: score per distractor reference
     score: dict[str, list[float]] = field(default_factory=dict)
     best_ref: dict[str, list[int]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    embedded: dict[str, int] = field(default_factory=dict)  # per method: queries embedded now (not cached)
     transform_seconds: float = 0.0
+    transformed: int = 0
+
+
+class EmbeddingCache:
+    """Rows per (method, image, transform), one pickle per method under ``folder`` (``--cache``), so a rerun
+    that changes only the analysis (fusion, thresholds, post-processing) does not embed again. A key holds
+    the CRC of the transform's and the compositing code, and a method's file is dropped when its description
+    (detector, model) changes. Throughput is measured over the images actually embedded."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+        self.rows: dict[str, dict[str, np.ndarray]] = {}
+        self.dirty: set[str] = set()
+        self.meta: dict[str, str] = {}
+
+    def _path(self, label: str) -> Path:
+        assert self.folder is not None
+        return self.folder / f"{label}.pkl"
+
+    def open(self, m: Method) -> None:
+        """Load the stored rows of method ``m`` (none when the cache is off, missing or stale)."""
+        self.meta[m.label] = m.description
+        self.rows[m.label] = {}
+        if self.folder is None or not self._path(m.label).is_file():
+            return
+        with open(self._path(m.label), "rb") as fh:
+            stored = pickle.load(fh)
+        if stored.get("description") == m.description:
+            self.rows[m.label] = stored["rows"]
+
+    def embed(self, m: Method, images: Sequence[Callable[[], Image.Image]], keys: Sequence[str], queries: bool,
+              out: "Queries | None" = None) -> list[np.ndarray]:
+        """Rows for each image (made lazily by its callable), from the cache or embedded now and timed."""
+        have = self.rows.setdefault(m.label, {})
+        todo = [i for i, k in enumerate(keys) if k not in have]
+        if todo:
+            imgs = [images[i]() for i in todo]
+            start = time.perf_counter()
+            rows = (m.embed_queries if queries else m.embed_references)(imgs)
+            if out is not None:
+                out.seconds[m.label] = out.seconds.get(m.label, 0.0) + time.perf_counter() - start
+                out.embedded[m.label] = out.embedded.get(m.label, 0) + len(imgs)
+            for i, r in zip(todo, rows):
+                have[keys[i]] = r
+            self.dirty.add(m.label)
+        return [have[k] for k in keys]
+
+    def save(self) -> None:
+        """Write every method whose rows changed."""
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for label in self.dirty:
+            tmp = self._path(label).with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                pickle.dump({"description": self.meta[label], "rows": self.rows[label]}, fh)
+            tmp.replace(self._path(label))
+        self.dirty.clear()
+
+
+def _code_crc(fn: Callable) -> int:
+    try:
+        return zlib.crc32(inspect.getsource(fn).encode())
+    except (OSError, TypeError):
+        return 0
+
+
+def query_key(src: Source, transform: str, seed: int) -> str:
+    """Cache key of one query: source, transform, seed and the CRC of the code that makes it."""
+    return f"q|{src.name}|{transform}|{seed}|{_code_crc(TRANSFORMS[transform])}|{_code_crc(composite)}"
 
 
 def run_queries(sources: Sequence[Source], positive: bool, transforms: Sequence[str], seed: int,
-                methods: Sequence[Method], catalogs: dict[str, Catalog], out: Queries) -> None:
-    """Transform each source, embed the variants with every method and keep the best catalog match."""
+                methods: Sequence[Method], catalogs: dict[str, Catalog], out: Queries,
+                scenes: Sequence[Image.Image] = (), distractors: dict[str, Catalog] | None = None,
+                cache: EmbeddingCache | None = None) -> None:
+    """Transform each source (a work with transparency first composited, see ``composite``), embed the
+    variants with every method and keep the best catalog match."""
+    cache = cache or EmbeddingCache(None)
     for src in sources:
-        start = time.perf_counter()
-        variants = [apply_transform(t, src.image, src.name, seed) for t in transforms]
-        out.transform_seconds += time.perf_counter() - start
+        made: dict[str, Image.Image] = {}
+
+        def variant(t: str, src: Source = src, made: dict = made) -> Image.Image:
+            if t not in made:
+                start = time.perf_counter()
+                if "base" not in made:
+                    made["base"] = composite(src, scenes, seed)
+                made[t] = apply_transform(t, made["base"], src.name, seed)
+                out.transform_seconds += time.perf_counter() - start
+                out.transformed += 1
+            return made[t]
+
+        keys = [query_key(src, t, seed) for t in transforms]
         for m in methods:
-            start = time.perf_counter()
-            rows = m.embed_queries(variants)
-            out.seconds[m.label] = out.seconds.get(m.label, 0.0) + time.perf_counter() - start
+            rows = cache.embed(m, [lambda t=t: variant(t) for t in transforms], keys, True, out)
             for r in rows:
                 per_ref = catalogs[m.label].per_reference(r)
                 score, ref = catalogs[m.label].best(per_ref)
                 out.ref_scores.setdefault(m.label, []).append(per_ref)
+                if distractors:
+                    out.dis_scores.setdefault(m.label, []).append(distractors[m.label].per_reference(r))
                 out.score.setdefault(m.label, []).append(score)
                 out.best_ref.setdefault(m.label, []).append(ref)
         out.source.extend([src.name] * len(transforms))
@@ -503,10 +786,12 @@ class PairModel:
     Built from the scores of every (negative query, reference) pair; pairs with a not-comparable side
     (infinite score) are counted in ``total`` but not in the rate."""
 
-    def __init__(self, metric: Metric, pair_scores: np.ndarray, share: float = TAIL_SHARE, family: str = "normal"):
+    def __init__(self, metric: Metric, pair_scores: np.ndarray, share: float = TAIL_SHARE, family: str = "normal",
+                 probability: bool = False):
         flat = np.asarray(pair_scores, dtype=np.float64).ravel()
         finite = flat[np.isfinite(flat)]
         self.metric = metric
+        self.probability = probability  # higher-is-closer scores in [0, 1], fitted on the logit scale
         self.total = int(flat.size)
         self.n = int(finite.size)
         self.sorted = np.sort(finite)
@@ -516,13 +801,20 @@ class PairModel:
     @property
     def scale(self) -> str:
         """The scale the tail is fitted on."""
+        if self.probability:
+            return "-logit(p)"
         return "Hamming distance" if self.metric is Metric.HAMMING else "-atanh(cosine)"
 
     def fit_scale(self, scores: np.ndarray) -> np.ndarray:
-        """Scores on the fit scale, lower is closer: Hamming as is, cosine s -> -atanh(s) (Fisher)."""
+        """Scores on the fit scale, lower is closer: Hamming as is, cosine s -> -atanh(s) (Fisher), a
+        probability p -> -logit(p)."""
         s = np.asarray(scores, dtype=np.float64)
         if self.metric is Metric.HAMMING:
             return s
+        if self.probability:
+            p = np.clip(s, 1e-300, 1.0)
+            with np.errstate(divide="ignore"):
+                return np.log1p(-p) - np.log(p)
         with np.errstate(divide="ignore"):
             return -np.arctanh(np.clip(s, -1.0, 1.0))
 
@@ -555,6 +847,10 @@ class PairModel:
             grid = np.arange(0, max(257, int(self.sorted[-1]) + 2 if self.n else 0))
             over = np.flatnonzero(self.rate(grid)[0] > target)
             return int(grid[over[0]]) - 1 if over.size else int(grid[-1])
+        if self.probability:  # logit steps of 0.01 from 36 down to -36, stored at full precision
+            grid = 1.0 / (1.0 + np.exp(-np.arange(3600, -3601, -1) / 100))
+            over = np.flatnonzero(self.rate(grid)[0] > target)
+            return float(grid[over[0] - 1]) if over.size and over[0] > 0 else (1.0 if over.size else 0.0)
         grid = np.arange(10_000, -10_001, -1) / 1e4
         over = np.flatnonzero(self.rate(grid)[0] > target)
         return round(float(grid[over[0] - 1]), 4) if over.size and over[0] > 0 else (1.0 if over.size else -1.0)
@@ -625,7 +921,154 @@ def goodness_points(model: PairModel) -> list[float]:
         return [int(v) for v in sel[:8]]
     desc = model.sorted[::-1]
     ranks = [r for r in (20, 50, 100, 200, 500, 1000, 2000, 5000) if r <= model.fit.share * model.n]
+    if model.probability:
+        return sorted({float(desc[r - 1]) for r in ranks}, reverse=True)
     return sorted({math.floor(desc[r - 1] * 1e4) / 1e4 for r in ranks}, reverse=True)
+
+
+# ---------------------------------------------------------------- the negative pair pool
+
+
+def pair_masks(q: Queries, ref_groups: np.ndarray, dis_groups: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                    np.ndarray]:
+    """(own, negative vs references, negative vs distractors) masks over the (query, reference) matrices:
+    a pair is negative when the query's source and the reference are different works (groups)."""
+    g = np.asarray(q.group)[:, None]
+    own = (g == ref_groups[None, :]) & np.asarray(q.positive)[:, None]
+    return own, g != ref_groups[None, :], g != dis_groups[None, :]
+
+
+def negative_pool(q: Queries, label: str, ref_groups: np.ndarray, dis_groups: np.ndarray) -> np.ndarray:
+    """Every negative pair score of method ``label``: every query against every registered reference and every
+    distractor reference (the held-out works as references) of another work."""
+    _, neg_r, neg_d = pair_masks(q, ref_groups, dis_groups)
+    r = np.asarray(q.ref_scores[label], dtype=np.float64)[neg_r]
+    if label not in q.dis_scores or not len(dis_groups):
+        return r
+    return np.concatenate([r, np.asarray(q.dis_scores[label], dtype=np.float64)[neg_d]])
+
+
+# ---------------------------------------------------------------- fusion
+
+# How each detector's pair score enters the logistic model (see scanner/policy/fusion.py): SSCD cosine on
+# the Fisher scale (the scale its negative tail is normal on), PDQ Hamming distance as a share of 256 bits.
+FUSION_FEATURES = {
+    "image.sscd": {"detector": "image.sscd", "transform": "fisher", "closer": "higher"},
+    "image.pdq": {"detector": "image.pdq", "transform": "linear", "scale": 256, "closer": "lower"},
+}
+# fused method label -> (calibration key under "fusion", the method labels it combines)
+FUSIONS = {"FUSED": ("image", ("SSCD", "PDQ")), "FUSED-mnv4": ("image@sscd-distilled-mnv4", ("SSCD-mnv4", "PDQ"))}
+FUSION_L2 = 1e-4  # ridge on the standardised coefficients: keeps the fit finite when classes separate
+_PLACEHOLDER_LEVELS = {"final": {"block": 1.0, "review": 0.0}, "ideation": {"block": 1.0, "review": 0.0}}
+
+
+def pair_scores(q: Queries, label: str, distractors: bool = False) -> np.ndarray:
+    """(queries, references) scores of method ``label`` (against the distractor references with
+    ``distractors``); NaN where a side was not comparable."""
+    a = np.asarray((q.dis_scores if distractors else q.ref_scores)[label], dtype=np.float64)
+    return np.where(np.isfinite(a), a, np.nan)
+
+
+def _logistic_fit(x: np.ndarray, y: np.ndarray, weight: np.ndarray, signs: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weighted L2-regularised logistic regression with sign-constrained coefficients (L-BFGS-B on the
+    standardised features); returns (coef, intercept) on the original feature scale."""
+    from scipy.optimize import minimize
+
+    mu, sd = x.mean(0), x.std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    xs = (x - mu) / sd
+    t = np.where(y, 1.0, -1.0)
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:-1], theta[-1]
+        m = t * (xs @ w + b)
+        val = float(weight @ np.logaddexp(0.0, -m)) + FUSION_L2 * float(w @ w)
+        g = -weight * t * 0.5 * (1.0 - np.tanh(0.5 * m))  # d/dz of log(1 + exp(-t z)) = -t sigmoid(-t z)
+        return val, np.append(xs.T @ g + 2 * FUSION_L2 * w, g.sum())
+
+    bounds = [(0.0, None) if s > 0 else (None, 0.0) for s in signs] + [(None, None)]
+    res = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+    w = res.x[:-1] / sd
+    return w, float(res.x[-1] - w @ mu)
+
+
+def fit_fusion(methods: Sequence[Method], q: Queries, ref_groups: np.ndarray, dis_groups: np.ndarray,
+               labels: Sequence[str]) -> tuple[dict, dict]:
+    """The fusion entry (less its levels) fitted on this run's pairs, and notes on the fit.
+
+    Positives: every (registered-work query, reference of its own group) pair; negatives: the negative
+    pair pool (``negative_pool``). Both classes weigh half. A detector without a score for a pair
+    gets ``impute``: halfway between the classes' mean feature values, so a missing score is no evidence
+    either way."""
+    from scanner.policy.fusion import parse_fusion
+
+    by_label = {m.label: m for m in methods}
+    dets = [by_label[lab].calibration_key for lab in labels]
+    raw = {det: pair_scores(q, lab) for lab, (det, _) in zip(labels, dets)}
+    raw_d = {det: pair_scores(q, lab, True) for lab, (det, _) in zip(labels, dets)} if q.dis_scores else {}
+    own, neg, neg_d = pair_masks(q, ref_groups, dis_groups)
+    features = [dict(FUSION_FEATURES[det]) for det, _ in dets]
+    probe = parse_fusion({"features": features, "coef": [0.0] * len(features), "intercept": 0.0,
+                          "impute": {det: 0.0 for det, _ in dets}, **_PLACEHOLDER_LEVELS})
+    cols_pos, cols_neg, impute = [], [], {}
+    for f in probe.features:
+        v = f.value(raw[f.detector])
+        a, b = v[own], v[neg]
+        if raw_d:
+            b = np.concatenate([b, f.value(raw_d[f.detector])[neg_d]])
+        impute[f.detector] = float(f"{0.5 * (np.nanmean(a) + np.nanmean(b)):.6g}")
+        cols_pos.append(np.where(np.isnan(a), impute[f.detector], a))
+        cols_neg.append(np.where(np.isnan(b), impute[f.detector], b))
+    xp, xn = np.column_stack(cols_pos), np.column_stack(cols_neg)
+    x = np.concatenate([xp, xn])
+    y = np.concatenate([np.ones(len(xp), bool), np.zeros(len(xn), bool)])
+    weight = np.concatenate([np.full(len(xp), 0.5 / len(xp)), np.full(len(xn), 0.5 / len(xn))])
+    signs = np.asarray([1.0 if f.closer == "higher" else -1.0 for f in probe.features])
+    coef, intercept = _logistic_fit(x, y, weight, signs)
+    entry = {"detectors": {det: model for det, model in dets}, "features": features,
+             "coef": [float(f"{c:.6g}") for c in coef], "intercept": float(f"{intercept:.6g}"), "impute": impute}
+    notes = {"fit_positive_pairs": int(len(xp)), "fit_negative_pairs": int(len(xn)),
+             "fit_pairs_missing": {f.detector: int(np.isnan(f.value(raw[f.detector])[own | neg]).sum())
+                                   for f in probe.features},
+             "fit": "weighted logistic regression (classes weigh half each), sign-constrained, L2 "
+                    f"{FUSION_L2} on standardised features, L-BFGS-B"}
+    return entry, notes
+
+
+def add_fusions(methods: list[Method], q: Queries, ref_groups: np.ndarray,
+                dis_groups: np.ndarray) -> dict[str, tuple[str, dict, dict]]:
+    """Fit every fusion in ``FUSIONS`` whose inputs were measured, add its fused pair scores to ``q`` as a
+    method; returns label -> (calibration key, entry less levels, fit notes)."""
+    from scanner.policy.fusion import parse_fusion
+
+    out = {}
+    have = {m.label for m in methods}
+    for label, (key, labels) in FUSIONS.items():
+        if not set(labels) <= have:
+            continue
+        entry, notes = fit_fusion(methods, q, ref_groups, dis_groups, labels)
+        model = parse_fusion({**entry, **_PLACEHOLDER_LEVELS})
+        by_label = {m.label: m for m in methods}
+        fused = model.score({by_label[lab].calibration_key[0]: pair_scores(q, lab) for lab in labels})
+        q.ref_scores[label] = list(fused)
+        q.score[label] = [float(r.max()) for r in fused]
+        q.best_ref[label] = [int(r.argmax()) for r in fused]
+        if q.dis_scores:
+            q.dis_scores[label] = list(model.score({by_label[lab].calibration_key[0]: pair_scores(q, lab, True)
+                                                     for lab in labels}))
+        methods.append(Method(label, f"fused {' + '.join(labels)} (logistic, {key})", Metric.COSINE,
+                              lambda images: [], lambda images: [], None, probability=True))
+        out[label] = (key, entry, notes)
+    return out
+
+
+def fusion_entry(label: str, entry: dict, notes: dict, run: "Run") -> dict:
+    """The calibration record for a fusion: the fitted model, levels like the detectors' and what was measured."""
+    review, block = run.ops[label]
+    idea = run.ideation[label]
+    measured = calibration_entry(run.method(label), run.ops[label], run.models[label], run)["measured"]
+    return {**entry, "final": {"block": block.threshold, "review": review.threshold},
+            "ideation": {"block": block.threshold, "review": idea.threshold}, "measured": {**measured, **notes}}
 
 
 # ---------------------------------------------------------------- calibration file
@@ -636,15 +1079,40 @@ def _sig(x: float) -> float:
     return float(f"{x:.3g}")
 
 
+def ideation_review(m: Method, q: Queries, ref_groups: np.ndarray, model: PairModel, block: Operating,
+                    design_refs: int) -> Operating:
+    """The ideation review level: the threshold at ``IDEATION_REVIEW_FPR`` per-query FPR at ``design_refs``,
+    and at least one step looser than block (one Hamming unit, 0.0001 cosine) so the band is never empty."""
+    thr = model.threshold(pair_rate_target(IDEATION_REVIEW_FPR, design_refs))
+    if not (thr > block.threshold if m.metric is Metric.HAMMING else thr < block.threshold):
+        if m.metric is Metric.HAMMING:
+            thr = block.threshold + 1
+        elif m.probability:  # one logit step of 0.01 looser
+            z = math.log(block.threshold / (1 - block.threshold)) if 0 < block.threshold < 1 else 36.0
+            thr = 1.0 / (1.0 + math.exp(-(z - 0.01)))
+        else:
+            thr = round(block.threshold - 1e-4, 4)
+    return measure(m, q, ref_groups, model, design_refs, thr, f"{pct(IDEATION_REVIEW_FPR)} (ideation review)")
+
+
 def calibration_entry(m: Method, ops: Sequence[Operating], model: PairModel, run: "Run") -> dict:
-    """The calibration record for one detector/model (``ops`` ordered as ``FPR_LEVELS``: review, block)."""
+    """The calibration record for one detector/model (``ops`` ordered as ``FPR_LEVELS``: review, block).
+
+    final: block at 0.1 %, review at 1 % per-query FPR at the design size (anything a reviewer should see);
+    ideation: block at 0.1 %, review at ``IDEATION_REVIEW_FPR`` (only near-certain copies, a narrow band)."""
     review, block = ops
+    idea = run.ideation[m.label]
     fit = model.fit
     return {
         "metric": m.metric.value,
         "final": {"block": block.threshold, "review": review.threshold},
-        "ideation": {"block": block.threshold, "review": block.threshold},
+        "ideation": {"block": block.threshold, "review": idea.threshold},
         "measured": {
+            "ideation_review_target_fpr_at_design_refs": IDEATION_REVIEW_FPR,
+            "est_fpr_at_design_refs_ideation_review": _sig(idea.fpr_at_design),
+            "recall_at_ideation_review": round(idea.recall, 4),
+            "recall_by_catalog_size": {str(n): {lvl: round(o.recall, 4) for lvl, o in zip(LEVEL_NAMES, ops_n)}
+                                       for n, ops_n in run.by_size[m.label].items()},
             "design_refs": run.design_refs,
             "target_fpr_at_design_refs": dict(zip(LEVEL_NAMES, FPR_LEVELS)),
             "est_fpr_at_design_refs": {"review": _sig(review.fpr_at_design), "block": _sig(block.fpr_at_design)},
@@ -685,6 +1153,11 @@ class Run:
     design_refs: int
     models: dict[str, PairModel]  # per method: per-pair rate estimator
     ops: dict[str, list[Operating]]  # per method: one per FPR_LEVELS entry
+    ideation: dict[str, Operating]  # per method: the ideation review level
+    by_size: dict[str, dict[int, list[Operating]]]  # per method, per CATALOG_SIZES entry: one per FPR_LEVELS entry
+    scenes: int = 0
+    fusions: dict[str, tuple[str, dict, dict]] = field(default_factory=dict)  # label -> (key, entry, fit notes)
+    dis_groups: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # group of each distractor reference
 
     @property
     def n_pos(self) -> int:
@@ -698,16 +1171,21 @@ class Run:
 
     def combined(self) -> list[tuple[float, float, float]] | None:
         """(recall, empirical FPR, estimated FPR at the design size, union bound) per FPR level of flagging
-        when PDQ or CLIP passes its own threshold."""
-        if "CLIP" not in self.ops:
+        when PDQ or SSCD passes its own threshold."""
+        if "SSCD" not in self.ops:
             return None
         return [(float((a.found | b.found).mean()), float((a.flagged | b.flagged).mean()),
                  min(1.0, a.fpr_at_design + b.fpr_at_design))
-                for a, b in zip(self.ops["PDQ"], self.ops["CLIP"])]
+                for a, b in zip(self.ops["PDQ"], self.ops["SSCD"])]
+
+    @property
+    def n_pairs(self) -> int:
+        """Size of the negative pair pool."""
+        return self.models["PDQ"].total
 
     def negative_pair_scores(self, label: str) -> np.ndarray:
-        """Score of every (negative query, reference) pair of method ``label``."""
-        return np.asarray(self.queries.ref_scores[label])[~np.asarray(self.queries.positive)]
+        """Every negative pair score of method ``label`` (``negative_pool``)."""
+        return negative_pool(self.queries, label, self.ref_groups, self.dis_groups)
 
     def per_transform(self, found: np.ndarray, transform: str) -> float:
         """Share of ``found`` (one flag per positive query) among the positives made with ``transform``."""
@@ -719,8 +1197,12 @@ class Run:
         return next(m for m in self.methods if m.label == label)
 
     def images_per_second(self, label: str) -> float:
-        """``embed_queries`` throughput of method ``label``."""
-        return len(self.queries.positive) / self.queries.seconds[label]
+        """``embed_queries`` throughput of method ``label`` (NaN when every query came from the cache)."""
+        q = self.queries
+        parts = FUSIONS[label][1] if label in FUSIONS else (label,)
+        if not all(q.embedded.get(p) for p in parts):
+            return math.nan
+        return 1.0 / sum(q.seconds[p] / q.embedded[p] for p in parts)
 
 
 def pct(x: float) -> str:
@@ -737,6 +1219,8 @@ def fmt_rate(x: float) -> str:
 
 def fmt_threshold(m: Method, thr: float) -> str:
     """A threshold with the direction in which scores pass it."""
+    if m.probability:
+        return f">= {thr:.6g}" if thr < 0.999 else f">= 1-{1 - thr:.2g}"
     return f"<= {thr}" if m.metric is Metric.HAMMING else f">= {thr:.4f}"
 
 
@@ -771,14 +1255,15 @@ def print_setup(run: Run) -> None:
     print(f"image_copy benchmark: {len(run.works)} works in {run.images}, {len(run.faces)} faces, seed {run.seed}")
     print(f"  near-duplicate works kept on one side of the split: {dups}")
     print(f"  split: {len(run.refs)} registered references, {len(run.held)} held-out works")
-    print(f"  transforms ({len(run.transforms)}, all AugLy): {', '.join(run.transforms)}")
+    print(f"  transforms ({len(run.transforms)}, AugLy and Pillow): {', '.join(run.transforms)}")
     print(f"  queries: {run.n_pos} positives ({len(run.refs)} refs x {len(run.transforms)}), {run.n_neg} negatives "
-          f"({n_neg_images} images x {len(run.transforms)}); {run.n_neg * len(run.refs)} negative "
-          "(query, reference) pairs")
+          f"({n_neg_images} images x {len(run.transforms)}); {run.n_pairs} negative (query, reference) pairs: every "
+          f"query against every registered reference and every held-out work as a distractor reference "
+          f"({len(run.dis_groups)}) of another work")
     print(f"  note: the negatives come from only {n_neg_images} distinct images and are correlated; rates are rough")
     print("\nMethods")
     for m in run.methods:
-        missing = [run.refs[i].name for i in run.catalogs[m.label].not_comparable]
+        missing = [run.refs[i].name for i in run.catalogs[m.label].not_comparable] if m.label in run.catalogs else []
         model = run.models[m.label]
         print(f"  {m.label:<6} {m.description}: {len(run.refs) - len(missing)}/{len(run.refs)} references comparable"
               + (f" (not: {', '.join(missing)})" if missing else "")
@@ -819,7 +1304,7 @@ def print_operating_points(run: Run) -> None:
                       + ("nothing passes" if o.threshold < 0 else "only identical embeddings pass"))
     combined = run.combined()
     if combined:
-        print(f"\nCombined policy: flagged if PDQ or CLIP [{run.clip_model}] passes its own threshold")
+        print("\nCombined policy: flagged if PDQ or SSCD passes its own threshold")
         print_table(["target", f"est. FPR@{n} (<= sum)", f"FPR@{len(run.refs)} (measured)", "recall"],
                     [[f"{pct(t)} ({name})", fmt_rate(est), pct(fpr), pct(rec)]
                      for t, name, (rec, fpr, est) in zip(FPR_LEVELS, LEVEL_NAMES, combined)])
@@ -834,7 +1319,7 @@ def print_tail_fit(run: Run) -> None:
         fit = model.fit
         print(f"  {m.label:<6} " + (f"{fit.describe(model.scale)}; {fit.pairs} pairs, {fit.points} distinct scores"
                                     if fit else "no fit (too few distinct scores): empirical rates only"))
-    alt = {m.label: PairModel(m.metric, run.negative_pair_scores(m.label), TAIL_SHARE, "exponential")
+    alt = {m.label: PairModel(m.metric, run.negative_pair_scores(m.label), TAIL_SHARE, "exponential", m.probability)
            for m in run.methods}
     print(f"Goodness check: fitted vs empirical pair rate where >= {MIN_EMPIRICAL_PAIRS} pairs pass inside the "
           "fitted tail (an exponential tail fitted the same way, for comparison)")
@@ -852,7 +1337,8 @@ def print_tail_fit(run: Run) -> None:
                  "ratio"], rows)
     print(f"Sensitivity: review / block thresholds for N={run.design_refs} under other tail models")
     variants = [("normal, closest 10% (used)", run.models), ("normal, closest 5%", {
-        m.label: PairModel(m.metric, run.negative_pair_scores(m.label), SENSITIVITY_TAIL_SHARE) for m in run.methods}),
+        m.label: PairModel(m.metric, run.negative_pair_scores(m.label), SENSITIVITY_TAIL_SHARE,
+                           probability=m.probability) for m in run.methods}),
         ("exponential, closest 10%", alt)]
     targets = [pair_rate_target(f, run.design_refs) for f in FPR_LEVELS]
     print_table(["method", *(v for v, _ in variants)],
@@ -865,11 +1351,36 @@ def print_per_transform(run: Run) -> None:
     print(f"\nRecall per transform at the review thresholds ({pct(FPR_LEVELS[0])} FPR @ N={run.design_refs})")
     columns = {m.label: run.ops[m.label][0].found for m in run.methods}
     if run.combined():
-        columns["PDQ|CLIP"] = run.ops["PDQ"][0].found | run.ops["CLIP"][0].found
+        columns["PDQ|SSCD"] = run.ops["PDQ"][0].found | run.ops["SSCD"][0].found
     q = run.queries
     n = {t: sum(p and qt == t for qt, p in zip(q.transform, q.positive)) for t in run.transforms}
     print_table(["transform", "n", *columns],
                 [[t, str(n[t]), *(pct(run.per_transform(f, t)) for f in columns.values())] for t in run.transforms])
+
+
+def print_by_size(run: Run) -> None:
+    """Thresholds and recall at 1 % / 0.1 % per-query FPR for every catalog size, overall and per transform,
+    and the ideation review level."""
+    print("\nRecall by catalog size (thresholds from the per-pair rate extrapolated to N references)")
+    rows = []
+    for m in run.methods:
+        for n, (a, b) in run.by_size[m.label].items():
+            rows.append([m.label, str(n), fmt_threshold(m, a.threshold), pct(a.recall), fmt_threshold(m, b.threshold),
+                         pct(b.recall)])
+    print_table(["method", "N", "thr @1%", "recall @1%", "thr @0.1%", "recall @0.1%"], rows)
+    print(f"Ideation review level ({pct(IDEATION_REVIEW_FPR)} FPR @ N={run.design_refs}, at least one step looser "
+          "than block)")
+    print_table(["method", "threshold", f"est. FPR@{run.design_refs}", "recall"],
+                [[m.label, fmt_threshold(m, o.threshold), fmt_rate(o.fpr_at_design), pct(o.recall)]
+                 for m in run.methods for o in [run.ideation[m.label]]])
+    q = run.queries
+    n_t = {t: sum(p and qt == t for qt, p in zip(q.transform, q.positive)) for t in run.transforms}
+    for n in CATALOG_SIZES:
+        print(f"Recall per transform at N={n}: 1% / 0.1% per-query FPR")
+        print_table(["transform", "n", *(m.label for m in run.methods)],
+                    [[t, str(n_t[t]), *(f"{pct(run.per_transform(a.found, t))} / {pct(run.per_transform(b.found, t))}"
+                                        for m in run.methods for a, b in [run.by_size[m.label][n]])]
+                     for t in run.transforms])
 
 
 def print_costs(run: Run) -> None:
@@ -877,13 +1388,17 @@ def print_costs(run: Run) -> None:
     print("\nClosest negatives: source/transform->reference (score)")
     for m in run.methods:
         print(f"  {m.label:<6} {hardest_negatives(run, m)}")
-    n = len(run.queries.positive)
-    print(f"\nThroughput over {n} queries (embed_queries in batches of {len(run.transforms)}, "
-          f"{os.cpu_count()} CPU cores)")
-    print_table(["method", "images/s", "ms/image"],
-                [[m.label, f"{run.images_per_second(m.label):.0f}", f"{1000 / run.images_per_second(m.label):.1f}"]
+    q = run.queries
+    print(f"\nThroughput: embed_queries in batches of {len(run.transforms)} on {os.cpu_count()} CPU cores shared "
+          "with other work (load-sensitive); a fused method costs the sum of its inputs")
+    print_table(["method", "images embedded", "images/s", "ms/image"],
+                [[m.label, str(sum(q.embedded.get(p, 0) for p in (FUSIONS[m.label][1] if m.label in FUSIONS
+                                                                    else (m.label,)))),
+                  f"{run.images_per_second(m.label):.1f}", f"{1000 / run.images_per_second(m.label):.1f}"]
                  for m in run.methods])
-    print(f"  AugLy transforms: {n / run.queries.transform_seconds:.0f} images/s; peak RSS {peak_rss_mib():.0f} MiB")
+    rate = q.transformed / q.transform_seconds if q.transform_seconds else math.nan
+    print(f"  transforms: {rate:.0f} images/s; peak RSS {peak_rss_mib():.0f} MiB (whole process: every method's "
+          "model and all pair-score matrices)")
 
 
 def peak_rss_mib() -> float:
@@ -897,7 +1412,7 @@ def print_figures(run: Run) -> None:
     print("\n== Figures ==")
     print(f"Data: {len(run.works)} works ({len(run.refs)} refs / {len(run.held)} held out, seed {run.seed}) + "
           f"{len(run.faces)} faces; {len(run.transforms)} AugLy transforms; {run.n_pos} positives, "
-          f"{run.n_neg} negatives, {run.n_neg * len(run.refs)} negative pairs")
+          f"{run.n_neg} negatives, {run.n_pairs} negative pairs")
     print(f"Operating points for N={n} references: review = {pct(FPR_LEVELS[0])}, block = {pct(FPR_LEVELS[1])} "
           f"per-query FPR (extrapolated from a normal tail fit to the closest {pct(TAIL_SHARE)} of negative pairs)")
     for m in run.methods:
@@ -911,7 +1426,7 @@ def print_figures(run: Run) -> None:
     combined = run.combined()
     if combined:
         (r1, f1, e1), (r2, f2, e2) = combined
-        print(f"PDQ|CLIP [{run.clip_model}]: recall {pct(r1)} at review (est. FPR@{n} <= {fmt_rate(e1)}, measured "
+        print(f"PDQ|SSCD: recall {pct(r1)} at review (est. FPR@{n} <= {fmt_rate(e1)}, measured "
               f"{pct(f1)}), {pct(r2)} at block (est. <= {fmt_rate(e2)}, measured {pct(f2)})")
     meta = measure(run.method("PDQ"), run.queries, run.ref_groups, run.models["PDQ"], n, PDQ_REFERENCE_DISTANCE, "")
     print(f"PDQ at Meta's {PDQ_REFERENCE_DISTANCE}: recall {pct(meta.recall)} (est. FPR@{n} "
@@ -931,14 +1446,23 @@ def print_figures(run: Run) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options; ``--quick`` and ``--write-calibration`` exclude each other."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="folder of reference works")
-    p.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL, help="image.clip model for the combined policy")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help=f"folder holding {', '.join(WORK_FOLDERS)} (works), faces/ and scenes/ (default {DEFAULT_DATA})")
+    p.add_argument("--clip-model", action="append", default=[], metavar="NAME",
+                   help="also measure image.clip with this model (repeatable; not measured by default)")
     p.add_argument("--write-calibration", type=Path, nargs="?", const=Settings().calibration, default=None,
                    metavar="PATH", help=f"merge thresholds into PATH (default {Settings().calibration})")
+    p.add_argument("--write-detectors", default="image.sscd", metavar="LIST",
+                   help="comma-separated detectors whose entries --write-calibration writes (default image.sscd; "
+                        "e.g. image.sscd,image.pdq)")
     p.add_argument("--design-refs", type=int, default=DESIGN_REFS, metavar="N",
                    help=f"catalog size the FPR targets hold at (default {DESIGN_REFS})")
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                   help="keep embeddings in DIR and reuse them on the next run (throughput then covers only "
+                        "what was embedded)")
     p.add_argument("--seed", type=int, default=0, help="split and transform-parameter seed")
-    p.add_argument("--quick", action="store_true", help=f"smoke run with {len(QUICK_TRANSFORMS)} transforms")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke run: {len(QUICK_TRANSFORMS)} transforms, half the works and faces")
     args = p.parse_args(argv)
     if args.quick and args.write_calibration:
         p.error("--quick is a smoke run; its thresholds are not good enough to write to a calibration file")
@@ -947,39 +1471,68 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def load_works(data: Path, settings: Settings) -> tuple[list[Source], list[Source], list[Image.Image]]:
+    """(works from ``WORK_FOLDERS`` with near-duplicate groups, faces, scenes) under ``data``."""
+    raw = []
+    for folder in WORK_FOLDERS:
+        if (data / folder).is_dir():
+            raw += load_images(data / folder, settings, "" if folder == "images" else f"{folder}/", keep_alpha=True)
+    if len(raw) < 4:
+        sys.exit(f"need at least 4 works in {', '.join(WORK_FOLDERS)} under {data}, found {len(raw)} (pass --data DIR)")
+    groups = near_duplicate_groups([img for _, img, _ in raw])
+    works = [Source(n, img, g, rgba) for (n, img, rgba), g in zip(raw, groups)]
+    faces_raw = load_images(data / "faces", settings) if (data / "faces").is_dir() else []
+    faces = [Source(f"faces/{n}", img, -1 - i) for i, (n, img, _) in enumerate(faces_raw)]
+    scenes = [img for _, img, _ in load_images(data / "scenes", settings)] if (data / "scenes").is_dir() else []
+    return works, faces, scenes
+
+
 def run_benchmark(args: argparse.Namespace) -> Run:
     """Load data and methods, run every query, and derive the operating points."""
-    if not args.images.is_dir():
-        sys.exit(f"images folder not found: {args.images} (pass --images DIR)")
+    if not args.data.is_dir():
+        sys.exit(f"data folder not found: {args.data} (pass --data DIR)")
     settings = Settings()
-    works_raw = load_images(args.images, settings)
-    if len(works_raw) < 4:
-        sys.exit(f"need at least 4 images in {args.images}, found {len(works_raw)}")
-    faces_dir = args.images.parent / "faces"
-    faces_raw = load_images(faces_dir, settings) if faces_dir.is_dir() else []
-    groups = near_duplicate_groups([img for _, img in works_raw])
-    works = [Source(n, img, g) for (n, img), g in zip(works_raw, groups)]
-    faces = [Source(f"faces/{n}", img, -1 - i) for i, (n, img) in enumerate(faces_raw)]
+    works, faces, scenes = load_works(args.data, settings)
+    if args.quick:  # half the works (whole groups) and half the faces: a smoke run that fits in minutes
+        keep = set(sorted({w.group for w in works})[::2])
+        works, faces = [w for w in works if w.group in keep], faces[::2]
+    BACKGROUNDS[:] = scenes + [f.image for f in faces]  # what paste_40-70% pastes into (no registered work)
     refs, held = split_works(works, args.seed)
     transforms = list(QUICK_TRANSFORMS if args.quick else TRANSFORMS)
-
-    clip_models = [args.clip_model] + ([REAL_CLIP_MODEL] if args.clip_model != REAL_CLIP_MODEL else [])
     try:
-        methods, skipped = load_methods(clip_models)
+        methods, skipped = load_methods(args.clip_model)
     except ConfigError as exc:
         sys.exit(str(exc))
-    catalogs = {m.label: Catalog(m.metric, m.embed_references([r.image for r in refs])) for m in methods}
+    cache = EmbeddingCache(args.cache)
+    for m in methods:
+        cache.open(m)
+
+    def refs_of(m: Method, sources: Sequence[Source]) -> list[np.ndarray]:
+        return cache.embed(m, [lambda s=s: s.image for s in sources], [f"r|{s.name}" for s in sources], False)
+
+    catalogs = {m.label: Catalog(m.metric, refs_of(m, refs)) for m in methods}
+    # The held-out works, registered as well in a second catalog, are distractor references: every query
+    # against every one of another work is one more negative pair for the per-pair rate (see negative_pool).
+    distractors = {m.label: Catalog(m.metric, refs_of(m, held)) for m in methods}
 
     q = Queries()
-    run_queries(refs, True, transforms, args.seed, methods, catalogs, q)
-    run_queries(held + faces, False, transforms, args.seed, methods, catalogs, q)
+    run_queries(refs, True, transforms, args.seed, methods, catalogs, q, scenes, distractors, cache)
+    run_queries(held + faces, False, transforms, args.seed, methods, catalogs, q, scenes, distractors, cache)
+    cache.save()
     ref_groups = np.asarray([r.group for r in refs])
-    pos = np.asarray(q.positive)
-    models = {m.label: PairModel(m.metric, np.asarray(q.ref_scores[m.label])[~pos]) for m in methods}
+    dis_groups = np.asarray([h.group for h in held])
+    fusions = add_fusions(methods, q, ref_groups, dis_groups)
+    models = {m.label: PairModel(m.metric, negative_pool(q, m.label, ref_groups, dis_groups),
+                                 probability=m.probability) for m in methods}
     ops = {m.label: [operating_point(m, q, ref_groups, models[m.label], t, args.design_refs) for t in FPR_LEVELS]
            for m in methods}
-    return Run(args.images, args.seed, args.clip_model, works, faces, refs, held, transforms, methods, skipped,
-               catalogs, q, ref_groups, args.design_refs, models, ops)
+    ideation = {m.label: ideation_review(m, q, ref_groups, models[m.label], ops[m.label][1], args.design_refs)
+                for m in methods}
+    by_size = {m.label: {n: [operating_point(m, q, ref_groups, models[m.label], t, n) for t in FPR_LEVELS]
+                         for n in CATALOG_SIZES} for m in methods}
+    return Run(args.data, args.seed, ",".join(args.clip_model) or "-", works, faces, refs, held, transforms, methods,
+               skipped, catalogs, q, ref_groups, args.design_refs, models, ops, ideation, by_size, len(scenes),
+               fusions, dis_groups)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -990,17 +1543,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     print_operating_points(run)
     print_tail_fit(run)
     print_per_transform(run)
+    print_by_size(run)
     print_costs(run)
     print_figures(run)
     if args.write_calibration:
+        wanted = {d.strip() for d in args.write_detectors.split(",") if d.strip()}
         entries = {m.calibration_key: calibration_entry(m, run.ops[m.label], run.models[m.label], run)
-                   for m in run.methods if m.calibration_key}
-        source = (f"benchmarks/image_copy.py on {run.images.name} ({len(run.refs)} refs, {run.n_pos} positives, "
-                  f"{run.n_neg} negatives, {run.n_neg * len(run.refs)} negative pairs, seed {run.seed}), "
+                   for m in run.methods if m.calibration_key and m.calibration_key[0] in wanted}
+        source = (f"benchmarks/image_copy.py on {'+'.join(WORK_FOLDERS)} ({len(run.refs)} refs, {run.n_pos} positives, "
+                  f"{run.n_neg} negatives, {run.n_pairs} negative pairs, seed {run.seed}), "
                   f"calibrated for N={run.design_refs} references")
-        version = merge_calibration(args.write_calibration, entries, "image_copy", source)
+        fusion = {key: fusion_entry(label, entry, notes, run) for label, (key, entry, notes) in run.fusions.items()}
+        version = merge_calibration(args.write_calibration, entries, "image_copy", source,
+                                    sections={"fusion": fusion} if fusion else None)
         print(f"Calibration: {args.write_calibration} version {version} "
-              f"({'; '.join(f'{d} [{model}]' for d, model in entries)})")
+              f"({'; '.join([f'{d} [{model}]' for d, model in entries] + [f'fusion {k}' for k in fusion])})")
 
 
 if __name__ == "__main__":

@@ -94,17 +94,27 @@ def load_calibration(path: Path) -> Calibration:
     return Calibration(str(data.get("version", "unversioned")), str(path), detectors, load_fusion(data))
 
 
-def thresholds_digest(detectors: dict[str, dict[str, Any]]) -> str:
-    """Short hash over every stored threshold, so a file's version changes when any of them does."""
-    core = {det: {model: {k: e.get(k) for k in ("metric", "final", "ideation")} for model, e in models.items()}
-            for det, models in detectors.items()}
+RESERVED_KEYS = ("detectors", "version", "created", "source")
+
+
+def thresholds_digest(detectors: dict[str, dict[str, Any]],
+                      sections: dict[str, dict[str, Any]] | None = None) -> str:
+    """Short hash over every stored threshold (and every extra section's entries, such as ``fusion``, less
+    their ``measured`` notes), so a file's version changes when any of them does."""
+    core: dict[str, Any] = {det: {model: {k: e.get(k) for k in ("metric", "final", "ideation")}
+                                  for model, e in models.items()} for det, models in detectors.items()}
+    if sections:
+        core = {"detectors": core, **{name: {k: {f: v for f, v in e.items() if f != "measured"}
+                                             for k, e in sec.items()} for name, sec in sections.items()}}
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def merge_calibration(path: Path, entries: dict[tuple[str, str], dict[str, Any]], benchmark: str,
-                      source: str) -> str:
+                      source: str, sections: dict[str, dict[str, Any]] | None = None) -> str:
     """Write ``entries`` ((detector, model) -> entry) into the calibration file at ``path``, keeping every
     other entry; ``source`` replaces this benchmark's earlier source line. Returns the new version.
+    ``sections`` (top-level name -> {key: entry}, e.g. ``{"fusion": {"image": ...}}``) are merged the same
+    way, key by key.
 
     Benchmarks run side by side, so the read-modify-write holds an exclusive lock on ``path.lock``.
     """
@@ -123,8 +133,13 @@ def merge_calibration(path: Path, entries: dict[tuple[str, str], dict[str, Any]]
         detectors = data.setdefault("detectors", {})
         for (det, model), entry in entries.items():
             detectors.setdefault(det, {})[model] = entry
+        for name, section in (sections or {}).items():
+            if name in RESERVED_KEYS or not isinstance(data.setdefault(name, {}), dict):
+                raise CalibrationError(f"cannot merge section {name!r} into calibration file {path}")
+            data[name].update(section)
+        extra = {k: v for k, v in data.items() if k not in RESERVED_KEYS and isinstance(v, dict)}
         now = datetime.now(timezone.utc)
-        data["version"] = f"{now.date().isoformat()}-{benchmark}-{thresholds_digest(detectors)}"
+        data["version"] = f"{now.date().isoformat()}-{benchmark}-{thresholds_digest(detectors, extra)}"
         data["created"] = now.isoformat(timespec="seconds")
         others = [s for s in str(data.get("source", "")).split("; ") if s and not s.startswith(f"benchmarks/{benchmark}.py")]
         data["source"] = "; ".join(others + [source])
