@@ -18,7 +18,7 @@ from scanner.testing.pg_cluster import ClusterUnavailable
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     try:
-        import psycopg  # noqa: F401
+        import psycopg  # noqa: F401 - only whether it imports
     except ImportError:
         pytest.skip("PostgreSQL half skipped: psycopg is not installed (pip install 'scanner[postgres]')")
     try:
@@ -165,6 +165,16 @@ def test_missing_database_is_one_clear_config_error(pg_url):
     if url == pg_url:
         pytest.skip("SCANNER_TEST_PG_URL has another shape")
     with pytest.raises(ConfigError, match="database 'no_such_db' does not exist"):
+        Catalog(url)
+
+
+def test_unknown_role_is_one_clear_config_error(pg_url):
+    from scanner.errors import ConfigError
+
+    url = pg_url.replace("user=postgres", "user=nobody_here", 1)
+    if url == pg_url:
+        pytest.skip("SCANNER_TEST_PG_URL has another shape")
+    with pytest.raises(ConfigError, match="refused the login"):
         Catalog(url)
 
 

@@ -168,7 +168,8 @@ def connect_error(url: str, exc: BaseException, bad_url: bool = False) -> Config
     if m:
         return ConfigError(f"PostgreSQL catalog {where}: database '{m.group(1)}' does not exist "
                            f"(create it first: createdb {m.group(1)}, or CREATE DATABASE as an admin)")
-    if "password authentication failed" in low or "no password supplied" in low or "role" in low and "does not exist" in low:
+    login = ("password authentication failed", "no password supplied", "peer authentication failed")
+    if any(t in low for t in login) or ("role" in low and "does not exist" in low):
         return ConfigError(f"PostgreSQL catalog {where}: the server refused the login ({msg}); check the user "
                            "and password in the URL, ~/.pgpass or PGPASSWORD")
     if "connection refused" in low or "no such file or directory" in low or "could not translate host" in low \
