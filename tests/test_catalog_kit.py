@@ -6,6 +6,7 @@ throw-away cluster, and skips with the reason only when no server can be started
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 
 import pytest
@@ -17,9 +18,7 @@ from scanner.testing.pg_cluster import ClusterUnavailable
 
 @pytest.fixture(scope="session")
 def pg_url() -> str:
-    try:
-        import psycopg  # noqa: F401 - only whether it imports
-    except ImportError:
+    if importlib.util.find_spec("psycopg") is None:
         pytest.skip("PostgreSQL half skipped: psycopg is not installed (pip install 'scanner[postgres]')")
     try:
         return pg_base_url()
