@@ -15,8 +15,14 @@ What it does, all on this machine (the server listens on 127.0.0.1 only):
    ``--requests`` uploads from 1 client (per-request overhead) and from ``--concurrency``
    clients (throughput, batching, back-pressure). Every run is bounded by ``--requests``
    and ``--seconds``; requests answered 503 are counted, not retried.
-4. Prints p50/p95/p99/mean latency, throughput, 503s and other failures, the server's
-   batch counters, and whether every verdict matched the expected one.
+4. **Slow clients** (slowloris): ``--slow-clients`` connections send half a request head and
+   then a header line a second, re-opened whenever the server closes them, for
+   ``--slow-seconds``; meanwhile ``--concurrency`` well-behaved clients keep uploading and a
+   prober asks ``/v1/health`` on a fresh connection every 0.2 s. Before the header guard
+   (``scanner.service.guard``) ~330 such sockets made every answer 503.
+5. Prints p50/p95/p99/mean latency, throughput, 503s and other failures, the server's
+   batch counters, whether every verdict matched the expected one, and whether the
+   well-behaved clients stayed at 200 during the slow-client phase.
 
 The client and the server share the machine's cores, so client time is part of the figures.
 """
@@ -177,6 +183,62 @@ def load(url: str, token: str, queries: list, n: int, concurrency: int, deadline
     return lat, time.perf_counter() - t0, counter["503"], counter["failed"], counter["wrong"]
 
 
+def slow_clients(url: str, n: int, until: float, stats: dict) -> None:
+    """Hold ``n`` connections with unfinished request heads until ``until``, trickling a header
+    line per second into each and re-opening any the server closes (as a slowloris client does)."""
+    host, port = url.removeprefix("http://").split(":")
+    socks: list[socket.socket | None] = [None] * n
+
+    def opened() -> socket.socket | None:
+        try:
+            s = socket.create_connection((host, int(port)), timeout=2)
+            s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")
+            s.setblocking(False)
+            stats["opened"] += 1
+            return s
+        except OSError:
+            stats["refused"] += 1
+            return None
+
+    try:
+        while time.monotonic() < until:
+            for i in range(n):
+                s = socks[i]
+                if s is not None:
+                    try:
+                        if s.recv(4096) == b"":  # closed by the server (its 408, or an eviction)
+                            raise ConnectionResetError
+                    except BlockingIOError:
+                        pass  # still open, nothing said: keep it
+                    except OSError:
+                        stats["closed_by_server"] += 1
+                        s.close()
+                        s = socks[i] = None
+                if s is None:
+                    socks[i] = s = opened()
+                if s is not None:
+                    try:
+                        s.send(b"X-Slow: 1\r\n")
+                    except OSError:
+                        pass
+            stats["held"] = max(stats["held"], sum(x is not None for x in socks))
+            time.sleep(max(0.0, min(1.0, until - time.monotonic())))
+    finally:
+        for s in socks:
+            if s is not None:
+                s.close()
+
+
+def probe_health(url: str, until: float, statuses: list[int]) -> None:
+    """``/v1/health`` on a fresh connection every 0.2 s (no key: the bare liveness answer)."""
+    while time.monotonic() < until:
+        try:
+            statuses.append(httpx.get(url + "/v1/health", timeout=10).status_code)
+        except httpx.HTTPError:
+            statuses.append(0)
+        time.sleep(0.2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=400, help="uploads per HTTP run (default 400)")
@@ -186,6 +248,8 @@ def main() -> None:
     ap.add_argument("--max-pending", type=int, default=64)
     ap.add_argument("--detectors", default="image.pdq", help="comma-separated (default image.pdq: no model download)")
     ap.add_argument("--seconds", type=float, default=120.0, help="time bound for each phase (default 120)")
+    ap.add_argument("--slow-clients", type=int, default=400, help="slowloris connections held (default 400)")
+    ap.add_argument("--slow-seconds", type=float, default=15.0, help="length of the slow-client phase (default 15)")
     args = ap.parse_args()
     detectors = tuple(d.strip() for d in args.detectors.split(",") if d.strip())
 
@@ -204,16 +268,32 @@ def main() -> None:
         proc, url = start_server(settings, args, tmp)
         try:
             load(url, token, queries, 16, 2, time.monotonic() + 30)  # warm-up (connections, caches)
-            before = httpx.get(url + "/v1/health").json()["counters"]
+            key = {"Authorization": f"Bearer {token}"}  # health details need a key
+            before = httpx.get(url + "/v1/health", headers=key).json()["counters"]
             lat, wall, n503, failed, wrong = load(url, token, queries, n_single, 1, time.monotonic() + args.seconds)
             rows.append(summary("HTTP, 1 client", lat, wall, n503, failed))
             wrong_total += wrong
-            mid = httpx.get(url + "/v1/health").json()["counters"]
+            mid = httpx.get(url + "/v1/health", headers=key).json()["counters"]
             lat, wall, n503, failed, wrong = load(url, token, queries, args.requests, args.concurrency,
                                                   time.monotonic() + args.seconds)
             rows.append(summary(f"HTTP, {args.concurrency} clients", lat, wall, n503, failed))
             wrong_total += wrong
-            after = httpx.get(url + "/v1/health").json()["counters"]
+            after = httpx.get(url + "/v1/health", headers=key).json()["counters"]
+
+            slow = {"opened": 0, "refused": 0, "closed_by_server": 0, "held": 0}
+            probes: list[int] = []
+            until = time.monotonic() + args.slow_seconds
+            attack = threading.Thread(target=slow_clients, args=(url, args.slow_clients, until, slow), daemon=True)
+            attack.start()
+            time.sleep(min(2.0, args.slow_seconds / 4))  # let the slow connections pile up first
+            prober = threading.Thread(target=probe_health, args=(url, until, probes), daemon=True)
+            prober.start()
+            lat, wall, n503, failed, wrong = load(url, token, queries, 10**9, args.concurrency, until)
+            rows.append(summary(f"HTTP, {args.concurrency} clients + slowloris", lat, wall, n503, failed))
+            wrong_total += wrong
+            attack.join(args.slow_seconds + 30)
+            prober.join(30)
+            guard = httpx.get(url + "/v1/health", headers=key).json().get("connections")
         finally:
             proc.send_signal(signal.SIGINT)
             try:
@@ -230,6 +310,13 @@ def main() -> None:
         print(f"server batches, {label:<11}: {batches} batches for {checked} checks "
               f"(mean batch {checked / batches if batches else 0:.2f})")
     print(f"verdicts differing from the expected one: {wrong_total}; temp files left after shutdown: {len(leftovers)}")
+    health_ok = sum(s == 200 for s in probes)
+    stayed = health_ok == len(probes) and n503 == 0 and failed == 0 and bool(lat)
+    print(f"slow-client phase ({args.slow_seconds:g} s): {args.slow_clients} slowloris connections, "
+          f"{slow['opened']} opened ({slow['refused']} refused), {slow['closed_by_server']} closed by the server, "
+          f"at most {slow['held']} open on the client side; server guard: {guard}")
+    print(f"well-behaved clients during it: {len(lat)} checks answered 200 ({n503} x 503, {failed} other), "
+          f"/v1/health {health_ok}/{len(probes)} x 200 -> {'stayed at 200' if stayed else 'NOT all 200'}")
 
 
 if __name__ == "__main__":
