@@ -306,3 +306,25 @@ def test_exit_code_table_matches_the_code():
     for code in Codes:
         assert f"| {int(code)} |" in readme, code
     assert set(EXIT_CODE_MEANINGS) == set(Codes)
+
+
+def test_settings_options_clash_with_no_command_option():
+    """Every command gets the settings options; none may already use one of their flags for something else."""
+    clashes = []
+
+    def walk(cmd, path):
+        seen: dict[str, str] = {}
+        for p in cmd.params:
+            for flag in p.opts + p.secondary_opts:
+                if flag in seen:
+                    clashes.append((" ".join(path), flag, seen[flag], p.name))
+                seen[flag] = p.name
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    root = typer.main.get_command(app)
+    walk(root, ["scanner"])
+    assert not clashes
+    scan = root.commands["scan"]
+    assert {"--catalog", "--detectors", "--device", "--index-dir", "--config", "--stage", "--clip-model"} <= {
+        f for p in scan.params for f in p.opts}
