@@ -27,6 +27,7 @@ from scanner.media.decode import decode
 from scanner.media.files import Candidate, is_candidate_media, load, walk
 from scanner.media.frames import FrameSequenceInfo, describe, incomplete, iter_image_frames, sequence_info
 from scanner.media.image import thumbnail_jpeg
+from scanner.media.prefetch import prefetch
 from scanner.media.sniff import AUDIO, IMAGE, VIDEO
 from scanner.media.thumbs import thumbnail as _thumbnail
 from scanner.media.video import SamplingReport, iter_frames, probe_video
@@ -91,9 +92,9 @@ class Scanning:
         ctx = self._context()
         reuse = {p: r for p, r in (reuse or {}).items() if r.get("config") == ctx.config}
         workers = max(1, min(8, os.cpu_count() or 1))
-        with ThreadPoolExecutor(workers) as pool:
-            for chunk in _chunks(candidates, self.settings.batch_size):
-                decoded = list(pool.map(lambda c: self._decode(c, reuse), chunk))
+        with ThreadPoolExecutor(workers) as pool:  # the next chunk decodes while this one is searched
+            for chunk, decoded in prefetch(_chunks(candidates, self.settings.batch_size),
+                                           lambda c: self._decode(c, reuse), pool):
                 found = self._search([d for d in decoded if d.error is None and d.reused is None], ctx)
                 for d in decoded:
                     if d.reused is not None:
