@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ./install.sh
+# The report's browser tests run Debian's headless Chromium (they skip, saying so, without it).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+        || echo "could not install chromium: the report's browser tests will skip" >&2
+fi
 # The catalog kit's PostgreSQL half runs against a throw-away server on a unix socket in a temp folder.
 # Debian's postgresql package provides initdb/pg_ctl; installing it is idempotent. The EXIT trap stops the
 # server whatever pytest does, and leaves pytest's exit status as the script's.
