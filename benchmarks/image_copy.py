@@ -599,6 +599,7 @@ class Queries:
     best_ref: dict[str, list[int]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     embedded: dict[str, int] = field(default_factory=dict)  # per method: queries embedded now (not cached)
+    rows: dict[str, list[np.ndarray]] = field(default_factory=dict)  # cosine methods: each query's rows
     transform_seconds: float = 0.0
     transformed: int = 0
 
@@ -703,6 +704,8 @@ def run_queries(sources: Sequence[Source], positive: bool, transforms: Sequence[
                     out.dis_scores.setdefault(m.label, []).append(distractors[m.label].per_reference(r))
                 out.score.setdefault(m.label, []).append(score)
                 out.best_ref.setdefault(m.label, []).append(ref)
+                if m.metric is Metric.COSINE:  # kept for the descriptor post-processing experiment
+                    out.rows.setdefault(m.label, []).append(r)
         out.source.extend([src.name] * len(transforms))
         out.transform.extend(transforms)
         out.group.extend([src.group] * len(transforms))
@@ -1071,6 +1074,92 @@ def fusion_entry(label: str, entry: dict, notes: dict, run: "Run") -> dict:
             "ideation": {"block": block.threshold, "review": idea.threshold}, "measured": {**measured, **notes}}
 
 
+# ---------------------------------------------------------------- descriptor post-processing (issue 12 item 4)
+
+# name -> (whitening: None, "centre" or the covariance shrinkage; score-normalisation neighbour k or None)
+POST_VARIANTS: dict[str, tuple[str | float | None, int | None]] = {
+    "raw": (None, None), "centred": ("centre", None), "whitened (shrink 0.5)": (0.5, None),
+    "whitened (shrink 0.2)": (0.2, None), "score-norm k=1": (None, 1), "score-norm k=10": (None, 10),
+    "whitened 0.5 + score-norm k=10": (0.5, 10)}
+
+
+def _dense(rows: Sequence[np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, dim) matrix of each item's single row (zeros where not comparable) and the comparable mask."""
+    ok = np.asarray([len(r) > 0 for r in rows])
+    x = np.zeros((len(rows), dim), np.float32)
+    for i, r in enumerate(rows):
+        if len(r):
+            x[i] = r[0]
+    return x, ok
+
+
+def postprocess_experiment(run: "Run", label: str) -> list[list[str]]:
+    """Recall of method ``label`` with each post-processing variant, 2-fold cross-fitted: the background
+    (whitening fit, score-normalisation distractors) is every query made from half the held-out works and
+    faces; the other half's negatives, every positive, and the other half's held-out works as distractor
+    references are evaluated, then the halves swap. Rows: variant, then per catalog size 10k and 100k the
+    mean over folds of threshold @0.1 % and recall @1 % / @0.1 %."""
+    from benchmarks.common.descriptors import fit_whitening, kth_neighbour_similarity
+
+    q = run.queries
+    dim = next(len(r[0]) for r in q.rows[label] if len(r))
+    xq, okq = _dense(q.rows[label], dim)
+    cat, dis = run.catalogs[label], run.distractor_catalogs[label]
+    xr, okr = _dense([cat.rows[cat.owner == i] for i in range(cat.size)], dim)
+    xd, okd = _dense([dis.rows[dis.owner == i] for i in range(dis.size)], dim)
+    groups, pos = np.asarray(q.group), np.asarray(q.positive)
+    held_groups = sorted({int(g) for g in run.dis_groups})
+    face_names = [f.name for f in run.faces]
+    src = np.asarray(q.source)
+    fold_of_group = {g: i % 2 for i, g in enumerate(held_groups)}
+    fold_of_face = {n: i % 2 for i, n in enumerate(face_names)}
+    qfold = np.asarray([fold_of_face.get(s_, fold_of_group.get(int(g), -1)) if not p_ else -1
+                        for s_, g, p_ in zip(src, groups, pos)])
+    dfold = np.asarray([fold_of_group[int(g)] for g in run.dis_groups])
+    results: dict[str, list[list[float]]] = {v: [] for v in POST_VARIANTS}
+    for fold in (0, 1):
+        bg = (qfold == fold) & okq
+        ev = (qfold != fold) & okq
+        dsel = (dfold != fold) & okd
+        for v, (white, k) in POST_VARIANTS.items():
+            w = None if white is None else fit_whitening(xq[bg], shrink=None if white == "centre" else float(white))
+            tq, tr, td = (xq, xr, xd) if w is None else (w.apply(xq), w.apply(xr), w.apply(xd))
+            sr = tq[ev] @ tr.T
+            sd = tq[ev] @ td[dsel].T
+            if k is not None:
+                sk = kth_neighbour_similarity(tq[ev], tq[bg], k)[:, None]
+                sr, sd = (sr - sk) / 2, (sd - sk) / 2  # beta 1, halved to stay in [-1, 1]
+            sr[:, ~okr] = -np.inf
+            sd[:, ~okd[dsel]] = -np.inf
+            g = groups[ev][:, None]
+            pool = np.concatenate([sr[g != run.ref_groups[None, :]], sd[g != run.dis_groups[dsel][None, :]]])
+            model = PairModel(Metric.COSINE, pool)
+            best = sr.argmax(1)
+            right = (run.ref_groups[best] == groups[ev]) & pos[ev]
+            top = sr.max(1)
+            row = []
+            for n in (10_000, 100_000):
+                t1, t01 = (model.threshold(pair_rate_target(f, n)) for f in FPR_LEVELS)
+                n_pos = max(1, int(pos[ev].sum()))
+                row += [t01, float((right & (top >= t1)).sum() / n_pos), float((right & (top >= t01)).sum() / n_pos)]
+            results[v].append(row)
+    out = []
+    for v in POST_VARIANTS:
+        m = np.mean(results[v], axis=0)
+        out.append([v, f"{m[0]:.4f}", pct(m[1]), pct(m[2]), f"{m[3]:.4f}", pct(m[4]), pct(m[5])])
+    return out
+
+
+def print_postprocess(run: "Run") -> None:
+    """The post-processing experiment for every SSCD method."""
+    for m in run.methods:
+        if m.calibration_key and m.calibration_key[0] == "image.sscd" and m.label in run.queries.rows:
+            print(f"\nDescriptor post-processing, {m.label} (2-fold: background = queries of half the held-out works "
+                  "and faces, evaluated on the rest; score-norm: s - s_k(query vs background), halved)")
+            print_table(["variant", "thr@0.1% 10k", "rec@1% 10k", "rec@0.1% 10k", "thr@0.1% 100k", "rec@1% 100k",
+                         "rec@0.1% 100k"], postprocess_experiment(run, m.label))
+
+
 # ---------------------------------------------------------------- calibration file
 
 
@@ -1158,6 +1247,7 @@ class Run:
     scenes: int = 0
     fusions: dict[str, tuple[str, dict, dict]] = field(default_factory=dict)  # label -> (key, entry, fit notes)
     dis_groups: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # group of each distractor reference
+    distractor_catalogs: dict[str, Catalog] = field(default_factory=dict)  # the held-out works as references
 
     @property
     def n_pos(self) -> int:
@@ -1457,15 +1547,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "e.g. image.sscd,image.pdq)")
     p.add_argument("--design-refs", type=int, default=DESIGN_REFS, metavar="N",
                    help=f"catalog size the FPR targets hold at (default {DESIGN_REFS})")
+    p.add_argument("--transforms", type=lambda v: [t.strip() for t in v.split(",") if t.strip()], default=None,
+                   metavar="LIST", help="comma-separated subset of the transforms (default: all; --quick: "
+                                        f"{len(QUICK_TRANSFORMS)})")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
                    help="keep embeddings in DIR and reuse them on the next run (throughput then covers only "
                         "what was embedded)")
+    p.add_argument("--postprocess", action="store_true",
+                   help="also measure SSCD with centring/whitening and score normalisation (issue 12 item 4)")
     p.add_argument("--seed", type=int, default=0, help="split and transform-parameter seed")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: {len(QUICK_TRANSFORMS)} transforms, half the works and faces")
     args = p.parse_args(argv)
     if args.quick and args.write_calibration:
         p.error("--quick is a smoke run; its thresholds are not good enough to write to a calibration file")
+    unknown = [t for t in args.transforms or () if t not in TRANSFORMS]
+    if unknown:
+        p.error(f"unknown transform(s) {', '.join(unknown)}; known: {', '.join(TRANSFORMS)}")
     if args.design_refs < 1:
         p.error("--design-refs must be at least 1")
     return args
@@ -1498,7 +1596,7 @@ def run_benchmark(args: argparse.Namespace) -> Run:
         works, faces = [w for w in works if w.group in keep], faces[::2]
     BACKGROUNDS[:] = scenes + [f.image for f in faces]  # what paste_40-70% pastes into (no registered work)
     refs, held = split_works(works, args.seed)
-    transforms = list(QUICK_TRANSFORMS if args.quick else TRANSFORMS)
+    transforms = list(args.transforms or (QUICK_TRANSFORMS if args.quick else TRANSFORMS))
     try:
         methods, skipped = load_methods(args.clip_model)
     except ConfigError as exc:
@@ -1532,7 +1630,7 @@ def run_benchmark(args: argparse.Namespace) -> Run:
                          for n in CATALOG_SIZES} for m in methods}
     return Run(args.data, args.seed, ",".join(args.clip_model) or "-", works, faces, refs, held, transforms, methods,
                skipped, catalogs, q, ref_groups, args.design_refs, models, ops, ideation, by_size, len(scenes),
-               fusions, dis_groups)
+               fusions, dis_groups, distractors)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -1545,6 +1643,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print_per_transform(run)
     print_by_size(run)
     print_costs(run)
+    if args.postprocess:
+        print_postprocess(run)
     print_figures(run)
     if args.write_calibration:
         wanted = {d.strip() for d in args.write_detectors.split(",") if d.strip()}
