@@ -212,7 +212,7 @@ def test_config_error_is_user_facing():
     from scanner.errors import ScannerError
 
     assert issubclass(ConfigError, ScannerError)
-    assert ConfigError.exit_code == 2
+    assert ConfigError.exit_code == 4  # "could not run", apart from 2 "some asset unreadable"
 
 
 def test_with_overrides_skips_none_and_coerces():

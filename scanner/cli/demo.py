@@ -10,6 +10,7 @@ import typer
 
 from scanner.cli.common import cli_caller, console, esc, handle_errors, progress_bar, settings_from
 from scanner.cli.scan import run_scan
+from scanner.catalog.url import describe
 from scanner.config import REPO_ROOT
 from scanner.reports.summary import EXIT_CODE_MEANINGS, FailOn
 
@@ -37,7 +38,7 @@ def demo(
     manifest = SAMPLE / "catalog.csv"
     with progress_bar("registering sample works", sum(1 for _ in open(manifest)) - 1) as advance:
         outcomes = scanner.import_manifest(manifest, progress=advance)
-    console.print(f"registered {sum(o.created for o in outcomes)} works in {esc(str(settings.catalog))}")
+    console.print(f"registered {sum(o.created for o in outcomes)} works in {esc(describe(settings.catalog))}")
     code = run_scan(scanner, [_short(SAMPLE / "deliverables")], workspace / "report", FailOn.REVIEW)
     console.print(f"a pipeline gating on `scanner scan` would get exit code {int(code)} here "
                   f"({EXIT_CODE_MEANINGS.get(code, 'see scanner --help')})")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, List, Optional
 import typer
 
 from scanner.cli.common import console, esc, handle_errors, open_scanner, out, progress_bar, settings_from
+from scanner.catalog.url import describe
 from scanner.types import Clearance
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", he
         table.add_row(str(w.id), esc(w.title), esc(w.rights_holder), w.clearance.value, f"{w.width}x{w.height}",
                       w.sha256[:12], esc(w.path))
     out.print(table)
-    console.print(f"{len(works)} works in {scanner.settings.catalog}")
+    console.print(f"{len(works)} works in {esc(describe(scanner.settings.catalog))}")
 
 
 @app.command("remove")

@@ -86,8 +86,9 @@ def require_weights(spec: ModelSpec, settings: Settings) -> tuple[Path, str]:
         raise ModelMissingError(
             f"model {spec.name!r} ({spec.architecture} {spec.pretrained}) is not installed. "
             f"Install it with `scanner models pull {spec.name}` (needs network) or "
-            f"`scanner models import {spec.name} /path/to/{spec.weights_file}`; "
-            "for a quick offline try-out use the test model: --clip-model clip-test-tiny"
+            f"`scanner models import {spec.name} /path/to/{spec.weights_file}`"
+            + ("; for a quick offline try-out use the test model: --clip-model clip-test-tiny"
+               if spec.detector == "image.clip" else "")
         )
     return path, _known_sha256(path)
 
