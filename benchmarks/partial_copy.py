@@ -1,7 +1,15 @@
 """Partial-copy benchmark for ``image.local``, with ``image.pdq`` and ``image.clip`` measured alongside.
 
-    .venv/bin/python benchmarks/partial_copy.py [--images DIR] [--seed N] [--quick]
-        [--calibration PATH | --no-write] [--scale 1000,10000,100000] [--ablation]
+    .venv/bin/python benchmarks/partial_copy.py --suite scenes [--data DIR] [--per-kind N] [--seed N]
+        [--calibration PATH | --no-write]
+    .venv/bin/python benchmarks/partial_copy.py --suite works [--images DIR] [--seed N] [--quick]
+        [--scale 1000,10000,100000] [--ablation]
+
+Two suites. ``scenes`` (``benchmarks/partial_scenes.py``; it writes the calibration): works,
+characters and stamps from ``../shared/data`` composited into scenes, unregistered ones
+composed the same way, and unrelated works sharing title text; per-case recall at 1 % and
+0.1 % FPR, located IoU, images/s. ``works`` (below): the transforms study on ``images/`` only,
+with the PDQ/CLIP baselines, the ORB ablation and the index scale test; it prints, never writes.
 
 Data. Every image in ``--images`` (default ``../shared/data/images``) is a work. Works
 that share content are grouped first, so a group is never split between the catalog
@@ -33,13 +41,9 @@ the detector's ``MIN_INLIERS``; Hamming for PDQ and 4-decimal cosine for CLIP as
 negative passes". The only CLIP model available offline is the random-weight TEST
 model ``clip-test-tiny``: its figures are a plumbing baseline, not CLIP's real skill.
 
-Calibration. Unless ``--no-write`` (or ``--quick``), the ``image.local`` entry is merged
-into the calibration file (other entries untouched)::
-
-    final    = {"block": threshold at 0.1 % FPR, "review": threshold at 1 % FPR}
-    ideation = {"block": threshold at 0.1 % FPR, "review": same}
-
-and ``version`` becomes ``<UTC date>-partial_copy-<8 hex of sha256 of all thresholds>``.
+Calibration: written by the ``scenes`` suite only (see ``partial_scenes.py``), merged into
+the calibration file with other entries untouched; ``version`` becomes
+``<UTC date>-partial_copy-<8 hex of sha256 of all thresholds>``.
 
 Scale. Index bytes per reference and search time per query (real query scenes) with
 1k, 10k and 100k references of synthetic descriptors (real RootSIFT rows, jittered).
@@ -79,7 +83,6 @@ from scanner.config import Settings  # noqa: E402
 from scanner.detectors.base import Detector, Embedding, Hit, create  # noqa: E402
 from scanner.detectors import local as local_mod  # noqa: E402
 from scanner.errors import MediaError, ModelMissingError  # noqa: E402
-from scanner.policy.calibration import merge_calibration  # noqa: E402
 from scanner.index.local_index import KP_BITS, LocalIndex  # noqa: E402
 from scanner.media.image import decode_image  # noqa: E402
 from scanner.types import Metric  # noqa: E402
@@ -736,6 +739,8 @@ def replicate(index: LocalIndex, times: int, stride: int) -> None:
     for k in range(1, times):
         for r in base_refs:
             index._xy[r + k * stride] = index._xy[r]
+            index._flags[r + k * stride] = index._flags[r]
+            index._outline[r + k * stride] = index._outline[r]
             index._size[r + k * stride] = index._size[r]
 
 
@@ -846,6 +851,10 @@ def peak_rss_mib() -> float:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--suite", choices=("scenes", "works"), default="scenes")
+    p.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data",
+                   help="scenes suite: folder with images/, characters/, stamps/, scenes/")
+    p.add_argument("--per-kind", type=int, default=16, help="scenes suite: items registered per kind")
     p.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke run: few transforms, no calibration written")
@@ -861,6 +870,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.suite == "scenes":
+        from benchmarks import partial_scenes
+
+        partial_scenes.run_suite(args)
+        return
     t0 = time.perf_counter()
     if not args.images.is_dir():
         sys.exit(f"images folder not found: {args.images} (pass --images DIR)")
@@ -1015,27 +1029,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           + f"; peak RSS {peak_rss_mib():.0f} MiB; total {time.perf_counter() - t0:.0f} s")
     print(clip_note)
 
-    if not args.quick and not args.no_write:
-        a, b = ops["local"]
-        entry = {
-            "metric": lm.metric.value,
-            "final": {"block": int(b.threshold), "review": int(a.threshold)},
-            "ideation": {"block": int(b.threshold), "review": int(b.threshold)},
-            "measured": {
-                "source": f"benchmarks/partial_copy.py on {args.images.name} ({len(refs)} refs, seed {args.seed})",
-                "score": "one-to-one MAGSAC homography inliers",
-                "recall_at_1pct_fpr": round(a.recall, 4), "recall_at_0_1pct_fpr": round(b.recall, 4),
-                "fpr_at_review": round(a.fpr, 4), "fpr_at_block": round(b.fpr, 4),
-                "positives": len(pos), "negatives": len(neg), "min_inliers": DETECTOR_FLOOR,
-            "highest_negative_fit": float(max(0.0, max(q.best["local"] for q in neg))),
-                "params": local.params,
-                "scale": [{"refs": r.refs, "index": r.kind, "bytes_per_ref": round(r.bytes_per_ref),
-                           "search_ms": round(r.search_ms)} for r in scale_rows],
-            },
-        }
-        version = merge_calibration(args.calibration, {("image.local", local.model_id): entry}, "partial_copy",
-                                    str(entry["measured"].get("source", "benchmarks/partial_copy.py")))
-        print(f"Calibration: {args.calibration} version {version} (image.local [{local.model_id}])")
+    print("(the works suite prints only; `--suite scenes` writes the image.local calibration)")
 
 
 def iou_cells(pos: Sequence[Query], found: np.ndarray, sel: np.ndarray) -> list[str]:

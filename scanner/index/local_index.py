@@ -27,8 +27,8 @@ Two storage modes, picked from size:
 Serialised form (``to_bytes``): ``MAGIC``, a little-endian u32 header length, a JSON
 header, then raw arrays (reference ids, sizes, keypoint counts, keypoint positions as
 uint16 fractions of the image size, keypoint flags, outline vertex counts and vertices as
-uint16 fractions) and the FAISS index. No pickle. Format 1 (no flags, no outlines) still
-reads: no keypoint on text, rectangular outlines.
+uint16 fractions) and the FAISS index. No pickle. Format 1 indexes (before text flags and
+outlines) are refused; the detector's params changed with them, so they are rebuilt anyway.
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ PQ_BYTES = 32  # bytes per keypoint in ivfpq mode (4 dimensions per sub-quantise
 DEFAULT_NPROBE = 16
 MAGIC = b"SCANLOC1"
 FORMAT = 2
-READABLE_FORMATS = (1, 2)
 FLAG_TEXT = 1  # keypoint flag bit: the keypoint lies on text
 MAX_OUTLINE = 64  # vertices kept of a reference's outline
 
@@ -418,7 +417,7 @@ class LocalIndex(VectorIndex):
         pos += 4
         header = json.loads(bytes(buf[pos:pos + hlen]))
         pos += hlen
-        if header["format"] not in READABLE_FORMATS or header["kp_bits"] != KP_BITS:
+        if header["format"] != FORMAT or header["kp_bits"] != KP_BITS:
             raise LocalIndexError(f"local index format {header['format']} is not supported (want {FORMAT})")
         if dim is not None and header["dim"] != dim:
             raise LocalIndexError(f"local index has dimension {header['dim']}, expected {dim}")
@@ -435,14 +434,9 @@ class LocalIndex(VectorIndex):
         sizes = take("<i4", 2 * n_refs).reshape(-1, 2)
         counts = take("<i8", n_refs)
         xy = take("<u2", 2 * n_rows).reshape(-1, 2)
-        if header["format"] >= 2:
-            flags = take("u1", n_rows)
-            n_outline = take("<i8", n_refs)
-            outline = take("<u2", 2 * int(header["outline_vertices"])).reshape(-1, 2)
-        else:  # format 1: nothing was known about text; every outline is the rectangle
-            flags = np.zeros(n_rows, np.uint8)
-            n_outline = np.zeros(n_refs, np.int64)
-            outline = np.zeros((0, 2), np.uint16)
+        flags = take("u1", n_rows)
+        n_outline = take("<i8", n_refs)
+        outline = take("<u2", 2 * int(header["outline_vertices"])).reshape(-1, 2)
         raw = np.frombuffer(buf[pos:pos + header["faiss_bytes"]], dtype=np.uint8)
         if len(raw) != header["faiss_bytes"] or pos + len(raw) != len(buf):
             raise LocalIndexError("local index is truncated or has trailing bytes")
