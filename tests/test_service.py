@@ -716,3 +716,25 @@ def test_a_killed_servers_half_written_upload_is_removed_on_the_next_start(ws, s
     finally:
         live.send_signal(signal.SIGINT)
         live.communicate(timeout=30)
+
+
+def test_many_idle_keep_alive_connections_do_not_lock_other_clients_out(ws, serve):
+    # one cheap request each, then idle for uvicorn's 5 s keep-alive: 150 of them used to fill the
+    # 72-connection cap just as unfinished heads did
+    srv = serve(max_pending=2)
+    idle = []
+    try:
+        for _ in range(150):
+            s = _raw(srv.url, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(4096)  # its answer (200, or uvicorn's 503 once the cap is full)
+            idle.append(s)
+        statuses = []
+        for _ in range(5):
+            with httpx.Client(base_url=srv.url, timeout=10) as fresh:
+                statuses.append(fresh.get("/v1/health").status_code)
+        assert statuses == [200] * 5, statuses
+        h = srv.client.get("/v1/health", headers={"Authorization": f"Bearer {ws.admin}"}).json()["connections"]
+        assert h["idle"] <= 32 and h["idle_closed"] >= 150 - 32
+    finally:
+        for s in idle:
+            s.close()

@@ -302,7 +302,8 @@ def create_app(settings: Settings, config: ServiceConfig | None = None,
                 "queue": {"pending": engine.pending, "waiting": engine.queued, "max_pending": config.max_pending,
                           "max_batch": config.max_batch},
                 "counters": dict(engine.counters),
-                "connections": None if guard is None else {"sending_head": guard.waiting, **guard.counters},
+                "connections": None if guard is None else {"sending_head": guard.waiting, "idle": guard.idle,
+                                                            **guard.counters},
                 "last_error": engine.last_error,
             })
         return JSONResponse(body, 200 if ready else 503)

@@ -51,3 +51,9 @@ class ServiceConfig:
         """Connections (all clients) that may be sending a request head at once: half of
         ``max_connections``, so slow heads alone can never reach that cap."""
         return self.max_connections // 2
+
+    @property
+    def max_idle_connections(self) -> int:
+        """Keep-alive connections (all clients) that may idle between requests at once: a quarter
+        of ``max_connections``, which leaves at least ``max_pending`` + 16 for requests in flight."""
+        return self.max_connections // 4

@@ -21,6 +21,10 @@ So the protocol below adds what was missing, inside the same server:
   once, so it is never the oldest waiting connection and always gets through, even from the
   attacker's own address (loopback, a NAT). ``total`` is kept well below ``limit_concurrency``,
   so unfinished heads can never push uvicorn into its plain 503.
+- **bounded idle keep-alive connections**: a connection between requests counts toward
+  ``limit_concurrency`` too (for ``timeout_keep_alive``, 5 s): cheap requests on many
+  connections would fill the cap the same way. Past ``per_client`` idle connections of an
+  address, or ``idle_total`` in all, the oldest idle one is closed, as HTTP allows.
 
 Once the head is in, the request belongs to the app, whose own deadline covers the body (408)
 and the answer (504).
@@ -42,58 +46,103 @@ TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/
                     b"content-length: %d\r\n\r\n%s" % (len(_BODY), _BODY))
 
 
-class HeaderGuard:
-    """Connections of one server whose request head is not complete yet, oldest first."""
+class _Pool:
+    """An insertion-ordered set of connections with a cap per client address and in all; adding
+    past a cap pushes out the oldest member (of that address, then overall)."""
 
-    def __init__(self, header_timeout_s: float, per_client: int, total: int):
-        if header_timeout_s <= 0 or per_client < 1 or total < 1:
-            raise ValueError("header_timeout_s must be positive, per_client and total at least 1")
-        self.header_timeout_s = header_timeout_s
-        self.per_client = per_client
-        self.total = total
-        self._waiting: OrderedDict[Any, None] = OrderedDict()
+    def __init__(self, per_client: int, total: int):
+        if per_client < 1 or total < 1:
+            raise ValueError("per_client and total must be at least 1")
+        self.per_client, self.total = per_client, total
+        self._all: OrderedDict[Any, None] = OrderedDict()
         self._by_client: dict[str, OrderedDict[Any, None]] = {}
-        self.counters = {"header_timeouts": 0, "evicted": 0}
 
-    @property
-    def waiting(self) -> int:
-        """Connections still sending their request head."""
-        return len(self._waiting)
+    def __contains__(self, proto: Any) -> bool:
+        return proto in self._all
 
-    def start(self, proto: "GuardedH11Protocol") -> None:
-        """``proto`` is waiting for a request head; its clock starts now unless already running."""
-        if proto in self._waiting:
-            return
-        self._waiting[proto] = None
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def add(self, proto: Any) -> list[Any]:
+        """Add ``proto`` (newest); returns the members pushed out to stay within the caps."""
+        self._all[proto] = None
         mine = self._by_client.setdefault(proto.client_key, OrderedDict())
         mine[proto] = None
-        proto.arm(self.header_timeout_s)
+        out = []
         if len(mine) > self.per_client:
-            self._evict(next(iter(mine)))
-        if len(self._waiting) > self.total:
-            self._evict(next(iter(self._waiting)))
+            out.append(next(iter(mine)))
+            self.discard(out[-1])
+        if len(self._all) > self.total:
+            out.append(next(iter(self._all)))
+            self.discard(out[-1])
+        return out
 
-    def done(self, proto: "GuardedH11Protocol") -> None:
-        """``proto``'s head is complete (or it is gone): stop its clock."""
-        proto.disarm()
-        if proto in self._waiting:
-            del self._waiting[proto]
+    def discard(self, proto: Any) -> None:
+        if proto in self._all:
+            del self._all[proto]
             mine = self._by_client.get(proto.client_key)
             if mine is not None:
                 mine.pop(proto, None)
                 if not mine:
                     del self._by_client[proto.client_key]
 
+
+class HeaderGuard:
+    """The connections of one server that are sending a request head (timed, bounded) or idle
+    between keep-alive requests (bounded: the oldest idle one is closed first)."""
+
+    def __init__(self, header_timeout_s: float, per_client: int, total: int, idle_total: int | None = None):
+        if header_timeout_s <= 0:
+            raise ValueError("header_timeout_s must be positive")
+        self.header_timeout_s = header_timeout_s
+        self._heads = _Pool(per_client, total)
+        self._idle = _Pool(per_client, idle_total or max(1, total // 2))
+        self.counters = {"header_timeouts": 0, "evicted": 0, "idle_closed": 0}
+
+    @property
+    def waiting(self) -> int:
+        """Connections still sending their request head."""
+        return len(self._heads)
+
+    @property
+    def idle(self) -> int:
+        """Keep-alive connections between requests."""
+        return len(self._idle)
+
+    def start(self, proto: "GuardedH11Protocol") -> None:
+        """``proto`` is waiting for a request head; its clock starts now unless already running."""
+        self._idle.discard(proto)
+        if proto in self._heads:
+            return
+        proto.arm(self.header_timeout_s)
+        for old in self._heads.add(proto):
+            self.counters["evicted"] += 1
+            old.disarm()
+            old.refuse()
+
+    def done(self, proto: "GuardedH11Protocol") -> None:
+        """``proto``'s head is complete (or it is gone): stop its clock."""
+        proto.disarm()
+        self._heads.discard(proto)
+        self._idle.discard(proto)
+
+    def wake(self, proto: "GuardedH11Protocol") -> None:
+        """Bytes arrived on ``proto``: it is no longer idle."""
+        self._idle.discard(proto)
+
+    def rest(self, proto: "GuardedH11Protocol") -> None:
+        """``proto`` answered its request and waits, idle, for another (uvicorn's keep-alive timeout
+        runs); idle connections past the caps are closed, oldest first, as HTTP allows."""
+        self.done(proto)
+        for old in self._idle.add(proto):
+            self.counters["idle_closed"] += 1
+            old.close_idle()
+
     def timed_out(self, proto: "GuardedH11Protocol") -> None:
-        if proto in self._waiting:
+        if proto in self._heads:
             self.counters["header_timeouts"] += 1
             self.done(proto)
             proto.refuse()
-
-    def _evict(self, proto: "GuardedH11Protocol") -> None:
-        self.counters["evicted"] += 1
-        self.done(proto)
-        proto.refuse()
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -124,11 +173,17 @@ class GuardedH11Protocol(H11Protocol):
             finally:
                 self.transport.close()
 
+    def close_idle(self) -> None:
+        """Close a keep-alive connection between requests (what uvicorn's keep-alive timeout does)."""
+        if not self.transport.is_closing():
+            self.timeout_keep_alive_handler()
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.guard.start(self)
 
     def data_received(self, data: bytes) -> None:
+        self.guard.wake(self)  # not idle any more (a running head clock keeps running)
         super().data_received(data)
         if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
             self.guard.done(self)  # the head is in (or the connection is finished)
@@ -137,11 +192,14 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        # a pipelined follow-up whose head is already partly buffered: time it from now (with
-        # nothing buffered, uvicorn's keep-alive timeout covers the idle connection)
-        if (not self.transport.is_closing() and self.conn.their_state is h11.IDLE
-                and self.conn.trailing_data[0]):
-            self.guard.start(self)
+        # a pipelined follow-up whose head is already partly buffered: time it from now; with
+        # nothing buffered the connection is idle (uvicorn's keep-alive timeout runs, and the
+        # guard bounds how many may idle at once)
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            if self.conn.trailing_data[0]:
+                self.guard.start(self)
+            else:
+                self.guard.rest(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.done(self)

@@ -18,7 +18,8 @@ from scanner.service.guard import HeaderGuard, guarded_protocol
 def _uvicorn_config(app: FastAPI, config: ServiceConfig, **kw: Any) -> uvicorn.Config:
     # slow request heads are timed and bounded by the guard (uvicorn's h11 protocol has no header
     # timeout); health reports its counters
-    guard = HeaderGuard(config.header_timeout_s, config.max_unfinished_heads_per_client, config.max_unfinished_heads)
+    guard = HeaderGuard(config.header_timeout_s, config.max_unfinished_heads_per_client, config.max_unfinished_heads,
+                        config.max_idle_connections)
     app.state.header_guard = guard
     return uvicorn.Config(
         app, host=config.host, port=config.port, lifespan="on", server_header=False, access_log=kw.pop("access_log", True),
