@@ -1521,12 +1521,17 @@ def print_figures(run: Run) -> None:
     meta = measure(run.method("PDQ"), run.queries, run.ref_groups, run.models["PDQ"], n, PDQ_REFERENCE_DISTANCE, "")
     print(f"PDQ at Meta's {PDQ_REFERENCE_DISTANCE}: recall {pct(meta.recall)} (est. FPR@{n} "
           f"{fmt_rate(meta.fpr_at_design)}, measured {pct(meta.fpr)})")
-    found = run.ops["PDQ"][0].found
-    weakest = sorted(run.transforms, key=lambda t: run.per_transform(found, t))[:4]
-    print("PDQ weakest transforms at review: "
-          + ", ".join(f"{t} {pct(run.per_transform(found, t))}" for t in weakest))
-    print(f"Throughput (images/s, {os.cpu_count()} CPU cores): "
-          + ", ".join(f"{m.label} {run.images_per_second(m.label):.0f}" for m in run.methods)
+    for label in ("PDQ", "SSCD", "FUSED"):
+        if label in run.ops:
+            found = run.ops[label][0].found
+            weakest = sorted(run.transforms, key=lambda t: run.per_transform(found, t))[:5]
+            print(f"{label} weakest transforms at review: "
+                  + ", ".join(f"{t} {pct(run.per_transform(found, t))}" for t in weakest))
+    print("Recall @1% / @0.1% per-query FPR by catalog size: " + "; ".join(
+        f"{m.label} " + ", ".join(f"{n}: {pct(a.recall)}/{pct(b.recall)}" for n, (a, b) in run.by_size[m.label].items())
+        for m in run.methods))
+    print(f"Throughput (images/s, {os.cpu_count()} shared CPU cores): "
+          + ", ".join(f"{m.label} {run.images_per_second(m.label):.1f}" for m in run.methods)
           + f"; peak RSS {peak_rss_mib():.0f} MiB")
 
 
