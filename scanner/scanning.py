@@ -103,7 +103,7 @@ class Scanning:
                     result = self._result(d, *found.get(id(d), ([], [])), ctx)
                     self.catalog.append_audit(self.caller, {**result.to_dict(), "weights": ctx.weights,
                                                             "project": self.settings.project})
-                    if thumb_dir is not None and d.media is not None and result.verdict is not Verdict.PASS:
+                    if thumb_dir is not None and d.media is not None and (result.verdict is not Verdict.PASS or result.findings):
                         _write_thumbs(Path(thumb_dir), d, result)
                     yield result
                 if progress:

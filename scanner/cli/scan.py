@@ -94,50 +94,92 @@ def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn
 
 def _report(scanner: "Scanner", records: list[dict], out_dir: Path, fail_on: FailOn, html: bool) -> int:
     from scanner.reports.html import write_html
+    from scanner.reports.jsonl import write_scan_summary
 
-    _print_summary(records)
+    project = scanner.settings.project or ""
+    _print_summary(records, project)
+    code = exit_code(summarize(records), fail_on)
+    head = scanner.catalog.audit_head()  # kept next to the results: a later `audit verify --expect-head` shows a cut chain
+    generated = datetime.now().isoformat(timespec="seconds")
     if html:
         meta = {"stage": scanner.settings.stage.value, "calibration": scanner.calibration.version,
-                "generated": datetime.now().isoformat(timespec="seconds")}
-        if scanner.settings.project:
-            meta["project"] = scanner.settings.project
-        page = write_html(records, out_dir / "report.html", scanner.reference_thumbnail, "Scan report", meta)
+                "generated": generated}
+        if project:
+            meta["project"] = project
+        footer = {"catalog": str(scanner.catalog),
+                  "audit head": (f"{head} (check later: scanner audit verify --expect-head {head})" if head
+                                 else "the audit trail is empty")}
+        works, consents = _catalog_lookups(scanner)
+        page = write_html(records, out_dir / "report.html", scanner.reference_thumbnail, "Scan report", meta,
+                          work=works, consent=consents, footer=footer)
         console.print(f"HTML report: {esc(str(page))}")
+    write_scan_summary(out_dir / "scan.json", records, exit_code=int(code), generated=generated,
+                       stage=scanner.settings.stage.value, project=project, calibration=scanner.calibration.version,
+                       audit_head=head)
     console.print(f"JSON lines:  {esc(str(out_dir / 'results.jsonl'))}")
-    return exit_code(summarize(records), fail_on)
+    if head:
+        console.print(f"audit head:  {head.id}:{head.hash[:16]}… (in {esc(str(out_dir / 'scan.json'))})")
+    return code
 
 
-def _print_summary(records: list[dict]) -> None:
+def _catalog_lookups(scanner: "Scanner"):
+    """``work(id)`` and ``consent(id)`` for the report: the catalog records cleared and consented matches
+    rely on (a consent grant comes with the revocation that ended it, if one was recorded since)."""
+    from dataclasses import asdict
+
+    records = scanner.catalog.consents()
+    by_id = {r.id: asdict(r) for r in records}
+    for r in records:
+        if r.action == "revoke" and r.revokes in by_id:
+            by_id[r.revokes]["revoked_by"] = asdict(r)
+    cache: dict[int, dict | None] = {}
+
+    def work(ref_id: int) -> dict | None:
+        if ref_id not in cache:
+            ref = scanner.catalog.get(ref_id)
+            cache[ref_id] = None if ref is None else {**asdict(ref), "clearance": ref.clearance.value}
+        return cache[ref_id]
+
+    return work, by_id.get
+
+
+def _print_summary(records: list[dict], project: str = "") -> None:
     """Flagged assets in a table that fits the terminal (80 columns too): long asset paths are cut in
-    the middle, so names that share a long prefix still differ on screen."""
+    the middle, so names that share a long prefix still differ on screen; each row says what to do next."""
     from rich.table import Table
 
+    from scanner.reports.actions import next_step
     from scanner.reports.html import COLOURS
 
     flagged = [r for r in records if r["verdict"] != "pass"]
     if flagged:
-        # 6 columns for the verdict and 10 for borders and padding; the asset gets up to 55 % of the
-        # rest (cut in the middle), the evidence what is left (it wraps).
+        # 6 columns for the verdict and 10 for borders and padding; the asset gets up to 45 % of the
+        # rest (cut in the middle), the evidence and next step what is left (it wraps).
         longest = max(len(str(r["path"])) for r in flagged[:30])
-        name_width = max(12, min(longest, (out.width - 16) * 55 // 100))
+        name_width = max(12, min(longest, (out.width - 16) * 45 // 100))
         table = Table("verdict")
         table.add_column("asset", no_wrap=True, min_width=min(longest, name_width))
-        table.add_column("evidence", overflow="fold")
+        table.add_column("evidence → next step", overflow="fold")
         for r in flagged[:30]:
             if r["verdict"] == "error":
-                evidence = r["error"]
-            else:
+                evidence = str(r["error"])
+            elif r["findings"]:
                 f = r["findings"][0]
                 evidence = (f"{f['reference_title']} (#{f['reference_id']}, {f['rights_holder']}) via {f['detector']} "
                             f"score {f['score']}")
+            else:
+                evidence = ""
             table.add_row(f"[{COLOURS[r['verdict']]}]{r['verdict']}[/]", esc(shorten_middle(str(r["path"]), name_width)),
-                          esc(evidence))
+                          esc(evidence) + f"\n[bold]→ {esc(next_step(r, project))}[/]")
         out.print(table)
         if len(flagged) > 30:
             out.print(f"... and {len(flagged) - 30} more in the report")
     s = summarize(records)
+    cleared = sum(1 for r in records if r["verdict"] == "pass" for f in r.get("findings") or [])
     out.print(f"[bold]{s.total} assets:[/] [red]{s['block']} block[/], [dark_orange]{s['review']} review[/], "
               f"[purple]{s['error']} error[/], [green]{s['pass']} pass[/]")
+    if cleared:
+        out.print(f"{cleared} cleared or consented matches: their licence or consent is shown in the report")
 
 
 def scan(

@@ -1,7 +1,12 @@
-"""Static HTML report: summary counts, then every flagged asset beside the reference it matches.
+"""Static HTML report: counts, a filter/sort bar, then one card per matched reference.
 
-Thumbnails live next to the page in ``thumbs/`` (asset thumbnails are written by the scan,
-reference thumbnails here from the catalog), so the folder can be zipped and sent as is.
+Each asset is a section: its verdict, what to do next, and one card per matched reference with the
+asset and the reference side by side (the matched region drawn), every detector's evidence in words
+("Hamming 30 of 256 bits, block ≤ 82"), the calibrated fused score when fusion decided, and for
+cleared or consented matches the catalog's clearance or consent record they rely on. Thumbnails live
+next to the page in ``thumbs/`` (asset thumbnails are written by the scan, reference thumbnails here
+from the catalog), so the folder can be zipped and sent as is; the page needs no network (its one
+script is inline and constant, and the page's Content-Security-Policy allows only that script).
 
 Records may come from files anyone with write access to a report folder could edit (shards,
 resumed runs), so nothing from a record reaches the page unchecked: text is HTML-escaped,
@@ -10,6 +15,8 @@ numbers that go into SVG or file names are parsed as numbers first and dropped w
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import math
 import re
@@ -18,24 +25,110 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from scanner.fsutil import atomic_write_bytes
+from scanner.reports.actions import describe_score, finding_action, fmt_number, likeness_of, next_step
 
 COLOURS = {"block": "#c62828", "review": "#ef6c00", "pass": "#2e7d32", "error": "#6a1b9a", "cleared": "#1565c0",
-           "consented": "#1565c0"}
+           "consented": "#1565c0", "below review": "#9e9e9e"}
 ORDER = {"block": 0, "error": 1, "review": 2, "pass": 3}
+TEST_MODEL = "TEST MODEL"  # what a test model's label contains (detectors' ``model_label``)
+
+Lookup = Callable[[int], Mapping[str, Any] | None]
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#222;background:#fafafa}
 h1{margin-bottom:.2rem} .meta{color:#666;font-size:.9rem;margin-bottom:1rem}
 .counts span{display:inline-block;padding:.4rem .8rem;margin-right:.5rem;border-radius:4px;color:#fff;font-weight:600}
+#bar{position:sticky;top:0;z-index:2;background:#fafafa;border-bottom:1px solid #ddd;padding:.6rem 0;margin:1rem 0;
+display:flex;gap:.8rem;flex-wrap:wrap;align-items:center;font-size:.9rem}
+#bar select,#bar input{font-size:.9rem;padding:.15rem .3rem;max-width:22rem} #shown{color:#555}
 .asset{background:#fff;border:1px solid #ddd;border-left:8px solid #999;margin:1rem 0;padding:1rem;border-radius:4px}
-.asset h2{font-size:1rem;margin:0 0 .5rem 0;word-break:break-all}
+.asset h2{font-size:1rem;margin:0 0 .4rem 0;word-break:break-all}
+.next{margin:.3rem 0 .6rem 0;font-weight:600} .next::before{content:"Next: ";color:#555;font-weight:400}
+.card{border:1px solid #e3e3e3;border-left:5px solid #999;border-radius:4px;padding:.7rem;margin:.7rem 0;background:#fdfdfd}
+.card h3{font-size:.95rem;margin:0 0 .3rem 0}
 .badge{color:#fff;padding:.1rem .5rem;border-radius:3px;font-size:.8rem;text-transform:uppercase;margin-right:.5rem}
+.test{display:inline-block;background:#fff3cd;color:#7a5200;border:1px solid #e0b400;border-radius:3px;
+padding:.1rem .4rem;font-size:.8rem;font-weight:700;margin-left:.4rem}
 .pair{display:flex;gap:1rem;align-items:flex-start;margin:.6rem 0;flex-wrap:wrap}
 .pair figure{margin:0;text-align:center;font-size:.8rem;color:#555}
 .pair img{max-width:256px;max-height:256px;border:1px solid #ccc;background:#eee}
 table{border-collapse:collapse;font-size:.85rem} td,th{padding:.2rem .6rem;border-bottom:1px solid #eee;text-align:left}
-.note{color:#666;font-size:.85rem} .err{color:#6a1b9a;font-weight:600}
+.basis{background:#eef4fb;border:1px solid #c9dcf2;border-radius:4px;padding:.4rem .6rem;margin:.5rem 0;font-size:.85rem}
+.note{color:#666;font-size:.85rem} .err{color:#6a1b9a;font-weight:600} .closer{color:#777}
+footer{margin-top:2rem;color:#666;font-size:.8rem;border-top:1px solid #ddd;padding-top:.6rem;word-break:break-all}
+[hidden]{display:none!important}
 """
+
+# The page's one script: filters and sorts what is already on the page (no data is built into it,
+# no network). State lives in the URL fragment (#verdict=block&detector=image.face&ref=work-3&q=&sort=path),
+# so a filtered view can be shared as a link and a test can load one.
+JS = """
+(function () {
+  var ids = ["verdict", "detector", "ref", "q", "sort"];
+  function el(id) { return document.getElementById("f-" + id); }
+  function has(list, word) { return (" " + (list || "") + " ").indexOf(" " + word + " ") >= 0; }
+  var box = document.getElementById("assets");
+  var sections = Array.prototype.slice.call(box.querySelectorAll(":scope > .asset"));
+  var rows = Array.prototype.slice.call(document.querySelectorAll("#passed tr.item"));
+  var keys = {
+    severity: function (s) { return [Number(s.dataset.sev), s.dataset.path]; },
+    path: function (s) { return [s.dataset.path]; },
+    reference: function (s) { return [s.dataset.reftitle || "\\uffff", Number(s.dataset.sev), s.dataset.path]; },
+    verdict: function (s) { return [s.dataset.verdict, s.dataset.path]; }
+  };
+  function cmp(a, b) {
+    for (var i = 0; i < a.length; i++) { if (a[i] < b[i]) return -1; if (a[i] > b[i]) return 1; }
+    return 0;
+  }
+  function apply() {
+    var v = el("verdict").value, d = el("detector").value, r = el("ref").value;
+    var q = el("q").value.trim().toLowerCase(), sort = el("sort").value;
+    var byCard = !!(d || r || v === "cleared" || v === "consented"), shown = 0;
+    sections.forEach(function (s) {
+      var any = false;
+      Array.prototype.forEach.call(s.querySelectorAll(".card"), function (c) {
+        var ok = (!d || has(c.dataset.detectors, d)) && (!r || c.dataset.ref === r) &&
+                 ((v !== "cleared" && v !== "consented") || c.dataset.level === v);
+        c.hidden = !ok; any = any || ok;
+      });
+      var vok = !v || v === "cleared" || v === "consented" || v === s.dataset.verdict ||
+                (v === "flagged" && s.dataset.verdict !== "pass");
+      var tok = !q || s.dataset.path.toLowerCase().indexOf(q) >= 0 || (s.dataset.refs || "").indexOf(q) >= 0;
+      s.hidden = !(vok && tok && (!byCard || any));
+      if (!s.hidden) shown++;
+    });
+    rows.forEach(function (t) {
+      t.hidden = !((!v || v === "pass") && !d && !r && (!q || t.dataset.path.toLowerCase().indexOf(q) >= 0));
+      if (!t.hidden) shown++;
+    });
+    var key = keys[sort] || keys.severity;
+    sections.slice().sort(function (a, b) { return cmp(key(a), key(b)); })
+      .forEach(function (s) { box.appendChild(s); });
+    document.getElementById("passed").hidden = rows.length === 0 || rows.every(function (t) { return t.hidden; });
+    document.getElementById("shown").textContent = "showing " + shown + " of " + (sections.length + rows.length) + " assets";
+    document.body.setAttribute("data-shown", String(shown));
+    var state = ids.map(function (k) { return el(k).value ? k + "=" + encodeURIComponent(el(k).value) : ""; })
+      .filter(Boolean).join("&");
+    if (history.replaceState) history.replaceState(null, "", state ? "#" + state : location.pathname);
+  }
+  location.hash.replace(/^#/, "").split("&").forEach(function (part) {
+    var kv = part.split("="), k = kv[0], f = el(k);
+    if (ids.indexOf(k) < 0 || !f || kv.length < 2) return;
+    var val = decodeURIComponent(kv.slice(1).join("="));
+    if (f.tagName !== "SELECT" || Array.prototype.some.call(f.options, function (o) { return o.value === val; })) f.value = val;
+  });
+  ids.forEach(function (k) { el(k).addEventListener(k === "q" ? "input" : "change", apply); });
+  apply();
+  document.body.setAttribute("data-ready", "1");
+})();
+"""
+SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(JS.encode("utf-8")).digest()).decode("ascii")
+CSP = (f"default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; "
+       f"script-src '{SCRIPT_HASH}'; base-uri 'none'; form-action 'none'")
+VERDICT_FILTERS = (("", "all verdicts"), ("flagged", "block, review, error"), ("block", "block"), ("review", "review"),
+                   ("error", "error"), ("pass", "pass"), ("cleared", "cleared matches"),
+                   ("consented", "consented matches"))
+SORTS = (("severity", "severity"), ("path", "asset path"), ("reference", "reference"), ("verdict", "verdict"))
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -89,33 +182,257 @@ def _badge(level: str) -> str:
 
 def write_html(
     records: Sequence[Mapping[str, Any]], out: Path, ref_thumbnail: Callable[[Mapping[str, Any]], bytes | None],
-    title: str = "Scan report", meta: Mapping[str, str] | None = None,
+    title: str = "Scan report", meta: Mapping[str, str] | None = None, *,
+    work: Lookup | None = None, consent: Lookup | None = None, footer: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``out`` (an .html file) for JSONL-style ``records``; returns its path."""
+    """Write ``out`` (an .html file) for JSONL-style ``records``; returns its path.
+
+    ``work(id)`` and ``consent(id)`` give the catalog's work and consent records (as dicts) that
+    cleared and consented matches rely on; ``meta`` is shown under the title (its ``project`` names
+    the project in next steps), ``footer`` at the end (e.g. the audit head)."""
     out = Path(out)
     thumbs = out.parent / "thumbs"
+    project = str((meta or {}).get("project") or "")
     counts = Counter(str(r.get("verdict")) for r in records)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
-             f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"]
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'>"
+             f'<meta http-equiv="Content-Security-Policy" content="{_e(CSP)}">'
+             f"<title>{_e(title)}</title><style>{CSS}</style></head><body><h1>{_e(title)}</h1>"]
     if meta:
         parts.append('<div class="meta">' + " · ".join(f"{_e(k)}: {_e(v)}" for k, v in meta.items()) + "</div>")
+    levels = Counter(str(f.get("level")) for r in records for f in _findings(r))
     parts.append('<div class="counts">' + "".join(
         f'<span style="background:{COLOURS[v]}">{v}: {counts.get(v, 0)}</span>' for v in ("block", "review", "error", "pass")
-    ) + f" <span style='background:#555'>total: {len(records)}</span></div>")
-    flagged = sorted((r for r in records if r.get("verdict") != "pass"),
-                     key=lambda r: (ORDER.get(str(r.get("verdict")), 9), str(r.get("path"))))
+    ) + f" <span style='background:#555'>total: {len(records)}</span>"
+        + "".join(f'<span style="background:{COLOURS[v]}">{v} matches: {levels[v]}</span>'
+                  for v in ("cleared", "consented") if levels.get(v)) + "</div>")
+    with_cards = [r for r in records if r.get("verdict") != "pass" or _findings(r)]
+    passed = sorted((r for r in records if r.get("verdict") == "pass" and not _findings(r)), key=lambda r: str(r.get("path")))
+    parts.append(_bar(with_cards))
+    with_cards.sort(key=lambda r: (ORDER.get(str(r.get("verdict")), 9), str(r.get("path"))))
+    parts.append('<div id="assets">')
     written: set[str] = set()
-    for r in flagged:
-        parts.append(_asset_html(r, thumbs, ref_thumbnail, written))
-    passed = [r for r in records if r.get("verdict") == "pass"]
-    if passed:
-        parts.append(f"<h3>Passed ({len(passed)})</h3><table><tr><th>asset</th><th>sha256</th><th>notes</th></tr>")
-        parts.extend(f"<tr><td>{_e(r.get('path'))}</td><td><code>{_e(str(r.get('sha256') or '')[:16])}</code></td>"
-                     f"<td class='note'>{_e(_join(r.get('notes')))}</td></tr>" for r in passed)
-        parts.append("</table>")
-    parts.append("</body></html>")
+    lookups = {"work": work or (lambda _id: None), "consent": consent or (lambda _id: None)}
+    for r in with_cards:
+        parts.append(_asset_html(r, thumbs, ref_thumbnail, written, project, lookups))
+    parts.append("</div>")
+    parts.append(f'<div id="passed"{"" if passed else " hidden"}><h3>Passed with no match ({len(passed)})</h3>'
+                 "<table><tr><th>asset</th><th>sha256</th><th>notes</th></tr>")
+    parts.extend(f'<tr class="item" data-verdict="pass" data-path="{_e(r.get("path"))}"><td>{_e(r.get("path"))}</td>'
+                 f"<td><code>{_e(str(r.get('sha256') or '')[:16])}</code></td>"
+                 f"<td class='note'>{_e(_join(r.get('notes')))}</td></tr>" for r in passed)
+    parts.append("</table></div>")
+    if footer:
+        parts.append("<footer>" + "<br>".join(f"{_e(k)}: {_e(v)}" for k, v in footer.items()) + "</footer>")
+    parts.append(f"<script>{JS}</script></body></html>")
     atomic_write_bytes(out, "\n".join(parts).encode("utf-8"), shared=True)
     return out
+
+
+def _findings(r: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    findings = r.get("findings")
+    return [f for f in findings if isinstance(f, Mapping)] if isinstance(findings, list) else []
+
+
+def _extra(f: Mapping[str, Any]) -> Mapping[str, Any]:
+    extra = f.get("extra")
+    return extra if isinstance(extra, Mapping) else {}
+
+
+def _evidence(f: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every detector's evidence for a finding (older records without it: the finding's own score)."""
+    ev = f.get("evidence")
+    rows = [e for e in ev if isinstance(e, Mapping)] if isinstance(ev, (list, tuple)) else []
+    if rows:
+        return rows
+    return [{k: f.get(k) for k in ("detector", "model", "score", "metric", "threshold_block", "threshold_review")}
+            | {"level": f.get("level")}]
+
+
+def _ref_token(f: Mapping[str, Any]) -> str:
+    """The reference as a filter value: ``work-3`` / ``talent-1`` (ids that are not numbers: ``x``)."""
+    ref_id = _int(f.get("reference_id"))
+    kind = "talent" if f.get("reference_kind") == "talent" else "work"
+    return f"{kind}-{'x' if ref_id is None else ref_id}"
+
+
+def _ref_label(f: Mapping[str, Any]) -> str:
+    kind = "talent" if f.get("reference_kind") == "talent" else "work"
+    return f"{kind} #{f.get('reference_id')} {f.get('reference_title')}"
+
+
+def _detectors_of(f: Mapping[str, Any]) -> list[str]:
+    names = [str(f.get("detector"))] + [str(e.get("detector")) for e in _evidence(f)]
+    return list(dict.fromkeys(n for n in names if n and not any(c.isspace() for c in n)))
+
+
+def _option(value: str, label: str) -> str:
+    return f'<option value="{_e(value)}">{_e(label)}</option>'
+
+
+def _bar(records: Sequence[Mapping[str, Any]]) -> str:
+    """The filter/sort bar; its choices come from the records (escaped like everything else)."""
+    detectors: set[str] = set()
+    refs: dict[str, str] = {}
+    for r in records:
+        for f in _findings(r):
+            detectors.update(_detectors_of(f))
+            refs.setdefault(_ref_token(f), _ref_label(f))
+    return ('<div id="bar"><label>verdict <select id="f-verdict">'
+            + "".join(_option(v, label) for v, label in VERDICT_FILTERS) + "</select></label>"
+            + '<label>detector <select id="f-detector"><option value="">all detectors</option>'
+            + "".join(_option(d, d) for d in sorted(detectors)) + "</select></label>"
+            + '<label>reference <select id="f-ref"><option value="">all references</option>'
+            + "".join(_option(k, v) for k, v in sorted(refs.items(), key=lambda kv: kv[1].lower())) + "</select></label>"
+            + '<label>search <input id="f-q" type="search" placeholder="asset path or reference"></label>'
+            + '<label>sort <select id="f-sort">' + "".join(_option(v, label) for v, label in SORTS) + "</select></label>"
+            + '<span id="shown"></span></div>')
+
+
+def _test_detectors(r: Mapping[str, Any]) -> set[str]:
+    """Detectors whose model label says it is a test model (random weights)."""
+    models = r.get("models") if isinstance(r.get("models"), Mapping) else {}
+    return {str(k) for k, v in models.items() if TEST_MODEL in str(v)}
+
+
+def _asset_html(r: Mapping[str, Any], thumbs: Path, ref_thumbnail: Callable[[Mapping[str, Any]], bytes | None],
+                written: set[str], project: str, lookups: Mapping[str, Lookup]) -> str:
+    verdict = str(r.get("verdict"))
+    findings = _findings(r)
+    refs_text = " ".join(f"{f.get('reference_title')} {f.get('rights_holder')} {_ref_token(f)}" for f in findings)
+    first_ref = str(findings[0].get("reference_title")).lower() if findings else ""
+    body = [f'<section class="asset" style="border-left-color:{COLOURS.get(verdict, "#999")}" '
+            f'data-verdict="{_e(verdict)}" data-sev="{ORDER.get(verdict, 9)}" data-path="{_e(r.get("path"))}" '
+            f'data-refs="{_e(refs_text.lower())}" data-reftitle="{_e(first_ref)}">'
+            f"<h2>{_badge(verdict)}{_e(r.get('path'))}</h2>"]
+    step = next_step(r, project)
+    if step:
+        body.append(f'<div class="next">{_e(step)}</div>')
+    if verdict == "error":
+        body.append(f'<div class="err">could not be checked: {_e(r.get("error"))}</div>')
+    sha = _sha(r)
+    asset_img = f"thumbs/{sha}.jpg" if sha and (thumbs / f"{sha}.jpg").exists() else ""
+    tests = _test_detectors(r)
+    for f in findings:
+        body.append(_card(r, f, thumbs, ref_thumbnail, written, project, lookups, sha, asset_img, tests))
+    models = r.get("models") if isinstance(r.get("models"), Mapping) else {}
+    if models:
+        body.append('<div class="note">models: ' + ", ".join(f"{_e(k)} = {_e(v)}" for k, v in models.items()) + "</div>")
+    if r.get("notes"):
+        body.append('<div class="note">' + _e(_join(r["notes"])) + "</div>")
+    body.append("</section>")
+    return "".join(body)
+
+
+def _card(r: Mapping[str, Any], f: Mapping[str, Any], thumbs: Path,
+          ref_thumbnail: Callable[[Mapping[str, Any]], bytes | None], written: set[str], project: str,
+          lookups: Mapping[str, Lookup], sha: str, asset_img: str, tests: set[str]) -> str:
+    """One matched reference: both images once, the region drawn, every detector's evidence, the basis."""
+    extra = _extra(f)
+    ref_id, key = f.get("reference_id"), _ref_key(f, extra)
+    if key is not None and key not in written:
+        data = ref_thumbnail(f)
+        if data:
+            atomic_write_bytes(thumbs / f"ref-{key}.jpg", data, shared=True)
+        written.add(key)
+    ref_img = f"thumbs/ref-{key}.jpg" if key is not None and (thumbs / f"ref-{key}.jpg").exists() else ""
+    level = str(f.get("level"))
+    talent = f.get("reference_kind") == "talent"
+    kind = "talent" if talent else "work"
+    frame = _int(extra.get("frame"))
+    frame_img = f"thumbs/{sha}-f{frame}.jpg" if sha and frame is not None else ""
+    shown = frame_img if frame_img and (thumbs / frame_img[len("thumbs/"):]).exists() else asset_img
+    evidence = _evidence(f)
+    detector = str(f.get("detector"))
+    fused = detector.startswith("fused.")
+    # A test model made this finding when it decided it, or when it is one of the detectors that reached a level.
+    test_made = detector in tests or (fused and any(str(e.get("detector")) in tests for e in evidence)) or any(
+        str(e.get("detector")) in tests and e.get("level") in ("block", "review") for e in evidence)
+    mark = (f'<span class="test" title="random weights: this evidence says nothing about the asset">'
+            f"{_e(TEST_MODEL)}: not evidence</span>" if test_made else "")
+    caption = f"asset @ {extra['timecode']}" if "timecode" in extra else "asset"
+    action, step = finding_action(f, project, r.get("media_type")), next_step(r, project)  # said once when the same
+    subject = f"{likeness_of(f.get('detector'))} of " if talent else ""
+    parts = [
+        f'<article class="card" style="border-left-color:{COLOURS.get(level, "#999")}" data-level="{_e(level)}" '
+        f'data-ref="{_e(_ref_token(f))}" data-detectors="{_e(" ".join(_detectors_of(f)))}"'
+        f'{" data-test-model=\"1\"" if test_made else ""}>',
+        f"<h3>{_badge(level)}{_e(subject)}{kind} #{_e(ref_id)} {_e(f.get('reference_title'))}"
+        + ("" if talent else f" — {_e(f.get('rights_holder'))} ({_e(f.get('clearance'))})") + f"{mark}</h3>",
+        (f'<div class="next">{_e(action)}</div>' if action != step else ""),
+        '<div class="pair">'
+        + _overlay(shown, caption, _frame(extra, "asset"), _shapes(extra, "asset"))
+        + _overlay(ref_img, f"{kind} #{ref_id}", _frame(extra, "ref"), _shapes(extra, "ref"))
+        + "</div>",
+        "<table><tr><th>detector</th><th>model</th><th>level by score</th><th>evidence</th><th>closer means</th></tr>",
+    ]
+    if fused:
+        text, closer = describe_score(f)
+        parts.append(f"<tr><td><b>{_e(detector)}</b></td><td>{_e(f.get('model'))}</td><td>{_badge(_level_of(f))}</td>"
+                     f"<td><b>{_e(text)}</b> (decides for the detectors it combines)</td>"
+                     f'<td class="closer">{_e(closer)}</td></tr>')
+    for e in evidence:
+        text, closer = describe_score(e)
+        name = str(e.get("detector"))
+        lead = " (decided)" if name == detector else ""
+        test = f'<span class="test">{_e(TEST_MODEL)}</span>' if name in tests else ""
+        parts.append(f"<tr><td>{_e(name)}{lead}</td><td>{_e(e.get('model'))}{test}</td>"
+                     f"<td>{_badge(str(e.get('level')))}</td><td>{_e(text)}</td>"
+                     f'<td class="closer">{_e(closer)}</td></tr>')
+    parts.append("</table>")
+    located = _evidence_rows(extra)
+    if located:
+        parts.append(f"<table>{located}</table>")
+    parts.append(_basis(f, lookups))
+    if f.get("note") and not talent:  # a talent's note is the consent reason, shown with the record
+        parts.append(f'<div class="note">{_e(f["note"])}</div>')
+    parts.append("</article>")
+    return "".join(parts)
+
+
+def _level_of(f: Mapping[str, Any]) -> str:
+    """The fused score's own level (before clearance/consent turned it into cleared/consented)."""
+    score, block, review = (_num(f.get(k)) for k in ("score", "threshold_block", "threshold_review"))
+    if score is None or block is None or review is None:
+        return "?"
+    lower = f.get("metric") == "hamming"
+    if (score <= block) if lower else (score >= block):
+        return "block"
+    if (score <= review) if lower else (score >= review):
+        return "review"
+    return "below review"
+
+
+def _basis(f: Mapping[str, Any], lookups: Mapping[str, Lookup]) -> str:
+    """The catalog record a cleared/consented (or consent-less) match rests on."""
+    if f.get("reference_kind") == "talent":
+        cid = _int(f.get("consent_id"))
+        note = f'<br><span class="note">{_e(f.get("note"))}</span>' if f.get("note") else ""
+        if cid is None:
+            return f'<div class="basis"><b>consent:</b> no consent record applies{note}</div>'
+        rec = lookups["consent"](cid)
+        if not rec:
+            return f'<div class="basis"><b>consent record #{cid}</b> (not in this catalog){note}</div>'
+        window = f"{rec.get('valid_from') or 'any date'} → {rec.get('valid_until') or 'open-ended'}"
+        text = (f"<b>consent record #{cid}</b>: {_e(rec.get('action'))}, scope {_e(rec.get('scope'))}, "
+                f"project {_e(rec.get('project'))}, valid {_e(window)}, document <b>{_e(rec.get('document'))}</b>, "
+                f"recorded {_e(rec.get('recorded_at'))}" + (f" by {_e(rec['recorded_by'])}" if rec.get("recorded_by") else ""))
+        revoked = rec.get("revoked_by")
+        if isinstance(revoked, Mapping):
+            text += (f"<br><b>revoked</b> by record #{_e(revoked.get('id'))} from {_e(revoked.get('valid_from'))}"
+                     f", document {_e(revoked.get('document'))}")
+        return f'<div class="basis">{text}{note}</div>'
+    if f.get("level") != "cleared":
+        return ""
+    ref_id = _int(f.get("reference_id"))
+    rec = lookups["work"](ref_id) if ref_id is not None else None
+    if not rec:
+        return (f'<div class="basis"><b>clearance:</b> {_e(f.get("clearance"))}, rights holder '
+                f"{_e(f.get('rights_holder'))} (work #{_e(f.get('reference_id'))} is not in this catalog)</div>")
+    return (f'<div class="basis"><b>clearance: {_e(rec.get("clearance"))}</b> — catalog work #{ref_id} '
+            f"{_e(rec.get('title'))}, rights holder {_e(rec.get('rights_holder'))}, registered "
+            f"{_e(rec.get('added_at'))}, source {_e(rec.get('path'))}, sha256 <code>{_e(str(rec.get('sha256'))[:16])}</code>"
+            f'<br><span class="note">the catalog records the clearance status, not the licence document: '
+            f"keep the licence with the rights holder's paperwork</span></div>")
 
 
 def _join(notes: Any) -> str:
@@ -182,59 +499,6 @@ def _shapes(extra: Mapping[str, Any], which: str) -> list[str]:
         pts = " ".join(f"{_c(x)},{_c(y)}" for x, y in points)  # type: ignore[misc]
         out.append(f'<polygon points="{pts}" {style} style="stroke-width:3"/>')
     return out
-
-
-def _asset_html(r: Mapping[str, Any], thumbs: Path, ref_thumbnail: Callable[[Mapping[str, Any]], bytes | None],
-                written: set[str]) -> str:
-    verdict = str(r.get("verdict"))
-    head = (f'<div class="asset" style="border-left-color:{COLOURS.get(verdict, "#999")}">'
-            f"<h2>{_badge(verdict)}{_e(r.get('path'))}</h2>")
-    if verdict == "error":
-        return head + f'<div class="err">could not be checked: {_e(r.get("error"))}</div></div>'
-    body = [head]
-    sha = _sha(r)
-    asset_img = f"thumbs/{sha}.jpg" if sha and (thumbs / f"{sha}.jpg").exists() else ""
-    findings = r.get("findings")
-    for f in findings if isinstance(findings, list) else []:
-        if not isinstance(f, Mapping):
-            continue
-        extra = f.get("extra") if isinstance(f.get("extra"), Mapping) else {}
-        ref_id, key = f.get("reference_id"), _ref_key(f, extra)
-        if key is not None and key not in written:
-            data = ref_thumbnail(f)
-            if data:
-                atomic_write_bytes(thumbs / f"ref-{key}.jpg", data, shared=True)
-            written.add(key)
-        ref_img = f"thumbs/ref-{key}.jpg" if key is not None and (thumbs / f"ref-{key}.jpg").exists() else ""
-        closer = "≤" if f.get("metric") == "hamming" else "≥"
-        kind = "talent" if f.get("reference_kind") == "talent" else "reference"
-        frame = _int(extra.get("frame"))
-        frame_img = f"thumbs/{sha}-f{frame}.jpg" if sha and frame is not None else ""
-        shown = frame_img if frame_img and (thumbs / frame_img[len("thumbs/"):]).exists() else asset_img
-        body.append(
-            '<div class="pair">'
-            + _overlay(shown, f"asset @ {extra['timecode']}" if "timecode" in extra else "asset", _frame(extra, "asset"),
-                       _shapes(extra, "asset"))
-            + _overlay(ref_img, f"{kind} #{ref_id}", _frame(extra, "ref"), _shapes(extra, "ref"))
-            + "<table>"
-            + f"<tr><th>finding</th><td>{_badge(str(f.get('level')))}</td></tr>"
-            + f"<tr><th>{kind}</th><td>#{_e(ref_id)} {_e(f.get('reference_title'))}</td></tr>"
-            + f"<tr><th>rights</th><td>{_e(f.get('rights_holder'))} ({_e(f.get('clearance'))})</td></tr>"
-            + _evidence_rows(extra)
-            + f"<tr><th>detector</th><td>{_e(f.get('detector'))} — {_e(f.get('model'))}</td></tr>"
-            + f"<tr><th>score</th><td>{_e(f.get('score'))} ({_e(f.get('metric'))}; block {closer} "
-              f"{_e(f.get('threshold_block'))}, review {closer} {_e(f.get('threshold_review'))})</td></tr>"
-            + (f"<tr><th>note</th><td>{_e(f['note'])}</td></tr>" if f.get("note") else "")
-            + (f"<tr><th>consent</th><td>record #{_e(f['consent_id'])}</td></tr>" if f.get("consent_id") else "")
-            + "</table></div>"
-        )
-    models = r.get("models") if isinstance(r.get("models"), Mapping) else {}
-    if models:
-        body.append('<div class="note">models: ' + ", ".join(f"{_e(k)} = {_e(v)}" for k, v in models.items()) + "</div>")
-    if r.get("notes"):
-        body.append('<div class="note">' + _e(_join(r["notes"])) + "</div>")
-    body.append("</div>")
-    return "".join(body)
 
 
 def _evidence_rows(extra: Mapping[str, Any]) -> str:

@@ -54,3 +54,25 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     is for every reviewer on the share, unlike the catalog's secrets)."""
     text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
     atomic_write_bytes(Path(path), text.encode("utf-8"), shared=True)
+
+
+def write_scan_summary(path: Path, records: list[dict[str, Any]], *, exit_code: int, generated: str, stage: str,
+                       project: str, calibration: str, audit_head: Any = None) -> None:
+    """``scan.json`` beside ``results.jsonl``: counts, exit code and the catalog's audit head when the
+    report was written (``audit_head`` is a ``catalog.audit.Anchor`` or None). The head is a copy of the
+    chain's end kept outside the catalog: ``scanner audit verify --expect-head ID:HASH`` later shows a
+    trail cut short or rewritten since."""
+    counts: dict[str, int] = {}
+    matches: dict[str, int] = {}
+    for r in records:
+        counts[str(r.get("verdict"))] = counts.get(str(r.get("verdict")), 0) + 1
+        for f in r.get("findings") or []:
+            if isinstance(f, dict):
+                matches[str(f.get("level"))] = matches.get(str(f.get("level")), 0) + 1
+    summary = {
+        "generated": generated, "stage": stage, "project": project, "calibration": calibration,
+        "assets": len(records), "verdicts": counts, "matches": matches, "exit_code": exit_code,
+        "audit_head": ({"id": audit_head.id, "hash": audit_head.hash, "expect_head": str(audit_head)}
+                       if audit_head is not None else None),
+    }
+    atomic_write_bytes(Path(path), (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"), shared=True)
