@@ -229,13 +229,14 @@ def slow_clients(url: str, n: int, until: float, stats: dict) -> None:
                 s.close()
 
 
-def probe_health(url: str, until: float, statuses: list[int]) -> None:
-    """``/v1/health`` on a fresh connection every 0.2 s (no key: the bare liveness answer)."""
+def probe_health(url: str, until: float, statuses: list) -> None:
+    """``/v1/health`` on a fresh connection every 0.2 s (no key: the bare liveness answer); records
+    the status, or the name of the transport error."""
     while time.monotonic() < until:
         try:
             statuses.append(httpx.get(url + "/v1/health", timeout=10).status_code)
-        except httpx.HTTPError:
-            statuses.append(0)
+        except httpx.HTTPError as exc:
+            statuses.append(type(exc).__name__)
         time.sleep(0.2)
 
 
@@ -316,7 +317,8 @@ def main() -> None:
           f"{slow['opened']} opened ({slow['refused']} refused), {slow['closed_by_server']} closed by the server, "
           f"at most {slow['held']} open on the client side; server guard: {guard}")
     print(f"well-behaved clients during it: {len(lat)} checks answered 200 ({n503} x 503, {failed} other), "
-          f"/v1/health {health_ok}/{len(probes)} x 200 -> {'stayed at 200' if stayed else 'NOT all 200'}")
+          f"/v1/health {health_ok}/{len(probes)} x 200 -> {'stayed at 200' if stayed else 'NOT all 200'}"
+          + ("" if stayed else f" (others: {sorted(set(map(str, probes)) - {'200'})})"))
 
 
 if __name__ == "__main__":

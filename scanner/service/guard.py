@@ -16,11 +16,13 @@ So the protocol below adds what was missing, inside the same server:
   ``header_timeout_s`` of its first byte (of the connection, for a first request); otherwise the
   client gets ``408`` and the connection is closed. Trickling bytes does not extend it.
 - **bounded unfinished heads**: at most ``per_client`` connections per client address, and
-  ``total`` in all, may be waiting for their head; a new connection past either bound closes the
-  *oldest* waiting one (of that address, then overall). A well-behaved client sends its head at
-  once, so it is never the oldest waiting connection and always gets through, even from the
-  attacker's own address (loopback, a NAT). ``total`` is kept well below ``limit_concurrency``,
-  so unfinished heads can never push uvicorn into its plain 503.
+  ``total`` in all, may be waiting for their head; past either bound the *oldest* waiting ones
+  (of that address, then overall) are closed, ``ENFORCE_AFTER_S`` after the newcomers arrived so
+  that the first bytes of a burst of new connections have been read. A well-behaved client sends
+  its head at once, so by then it has left the pool, even when it shares the attacker's address
+  (loopback, a NAT).
+- uvicorn's ``limit_concurrency`` counts only the connections the guard does not bound (see
+  ``_ActiveConnections``), so unfinished heads and idle connections never push it into its plain 503.
 - **bounded idle keep-alive connections**: a connection between requests counts toward
   ``limit_concurrency`` too (for ``timeout_keep_alive``, 5 s): cheap requests on many
   connections would fill the cap the same way. Past ``per_client`` idle connections of an
@@ -41,6 +43,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("scanner.service")
+ENFORCE_AFTER_S = 0.25  # how long new connections get to send their first bytes before the caps apply
 _BODY = b'{"error": {"status": 408, "code": "header_timeout", "message": "the request head was too slow"}}'
 TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
                     b"content-length: %d\r\n\r\n%s" % (len(_BODY), _BODY))
@@ -63,16 +66,19 @@ class _Pool:
     def __len__(self) -> int:
         return len(self._all)
 
-    def add(self, proto: Any) -> list[Any]:
-        """Add ``proto`` (newest); returns the members pushed out to stay within the caps."""
+    def add(self, proto: Any) -> None:
+        """Add ``proto`` as the newest member."""
         self._all[proto] = None
-        mine = self._by_client.setdefault(proto.client_key, OrderedDict())
-        mine[proto] = None
+        self._by_client.setdefault(proto.client_key, OrderedDict())[proto] = None
+
+    def over(self) -> list[Any]:
+        """Remove and return the oldest members past the caps (per address first, then overall)."""
         out = []
-        if len(mine) > self.per_client:
-            out.append(next(iter(mine)))
-            self.discard(out[-1])
-        if len(self._all) > self.total:
+        for mine in list(self._by_client.values()):
+            while len(mine) > self.per_client:
+                out.append(next(iter(mine)))
+                self.discard(out[-1])
+        while len(self._all) > self.total:
             out.append(next(iter(self._all)))
             self.discard(out[-1])
         return out
@@ -98,6 +104,7 @@ class HeaderGuard:
         self._heads = _Pool(per_client, total)
         self._idle = _Pool(per_client, idle_total or max(1, total // 2))
         self.counters = {"header_timeouts": 0, "evicted": 0, "idle_closed": 0}
+        self._enforcing: asyncio.TimerHandle | None = None
 
     @property
     def waiting(self) -> int:
@@ -115,7 +122,15 @@ class HeaderGuard:
         if proto in self._heads:
             return
         proto.arm(self.header_timeout_s)
-        for old in self._heads.add(proto):
+        self._heads.add(proto)
+        if len(self._heads) > min(self._heads.per_client, self._heads.total) and self._enforcing is None:
+            # not at once: a burst of accepted connections (an attacker's and a good client's) has
+            # not been read yet; a moment later the good client's head is in and it left the pool
+            self._enforcing = proto.loop.call_later(ENFORCE_AFTER_S, self._enforce)
+
+    def _enforce(self) -> None:
+        self._enforcing = None
+        for old in self._heads.over():
             self.counters["evicted"] += 1
             old.disarm()
             old.refuse()
@@ -134,9 +149,14 @@ class HeaderGuard:
         """``proto`` answered its request and waits, idle, for another (uvicorn's keep-alive timeout
         runs); idle connections past the caps are closed, oldest first, as HTTP allows."""
         self.done(proto)
-        for old in self._idle.add(proto):
+        self._idle.add(proto)
+        for old in self._idle.over():
             self.counters["idle_closed"] += 1
             old.close_idle()
+
+    def resting_or_sending_head(self, proto: Any) -> bool:
+        """Whether ``proto`` is bounded by the guard (so uvicorn's connection cap need not count it)."""
+        return proto in self._heads or proto in self._idle
 
     def timed_out(self, proto: "GuardedH11Protocol") -> None:
         if proto in self._heads:
@@ -145,12 +165,41 @@ class HeaderGuard:
             proto.refuse()
 
 
+class _ActiveConnections:
+    """What uvicorn's ``limit_concurrency`` check counts: the server's connections less those the
+    guard bounds on its own (sending a head, or idle). Otherwise a burst of fresh connections, or
+    idle ones, would still push a well-behaved request into uvicorn's plain 503 before the guard
+    had closed them. ``add``/``discard`` go to the server's own set (shutdown walks it)."""
+
+    def __init__(self, real: set, guard: "HeaderGuard"):
+        self._real, self._guard = real, guard
+
+    def add(self, proto: Any) -> None:
+        self._real.add(proto)
+
+    def discard(self, proto: Any) -> None:
+        self._real.discard(proto)
+
+    def __len__(self) -> int:
+        return sum(1 for p in self._real if not self._guard.resting_or_sending_head(p))
+
+    def __iter__(self):
+        return iter(self._real)
+
+    def __contains__(self, proto: Any) -> bool:
+        return proto in self._real
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a request-head deadline and bounded unfinished heads
     (see the module docstring). ``guard`` is set on a subclass per server (``guarded_protocol``)."""
 
     guard: HeaderGuard
     _head_timer: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections = _ActiveConnections(self.server_state.connections, self.guard)  # type: ignore[assignment]
 
     @property
     def client_key(self) -> str:
