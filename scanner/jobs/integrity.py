@@ -35,6 +35,7 @@ SIGNATURE = "signature"
 ASSET_ID = "asset_id"
 KEY_FILE_SUFFIX = ".results-key"
 _SCHEME = "hmac-sha256"
+_PROCESS_KEY = secrets.token_bytes(32)
 
 
 def results_key_path(settings: Settings) -> Path:
@@ -53,9 +54,13 @@ def _load_or_create_key(path: Path) -> bytes:
         pass
     except (OSError, ValueError) as exc:
         raise ScannerError(f"cannot read the results signing key {path}: {exc}") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError as exc:
+        raise ScannerError(f"cannot create the results signing key {path}: {exc.strerror or exc} "
+                           "(it is kept beside the catalog; that folder must be writable once)") from None
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32) + "\n")
@@ -87,7 +92,10 @@ class RecordSigner:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> "RecordSigner":
-        """The signer of the catalog ``settings`` name (its key is created on first use)."""
+        """The signer of the catalog ``settings`` name (its key is created on first use; an
+        in-memory catalog gets a key that lives as long as the process)."""
+        if os.fspath(settings.catalog) == ":memory:":
+            return cls(_PROCESS_KEY)
         return cls(_load_or_create_key(results_key_path(settings)))
 
     def _mac(self, record: dict[str, Any]) -> str:
