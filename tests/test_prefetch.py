@@ -21,11 +21,15 @@ def _batches(n: int, size: int) -> list[list[int]]:
 
 
 @pytest.mark.parametrize("depth", [0, 1, 3])
-def test_batches_and_items_keep_their_order(depth):
+def test_items_keep_their_order(depth):
     with ThreadPoolExecutor(4) as pool:
-        out = list(prefetch(_batches(23, 5), lambda x: (time.sleep(0.001 * (x % 3)), x * x)[1], pool, depth))
-    assert [b for b, _ in out] == _batches(23, 5)
-    assert [d for _, d in out] == [[x * x for x in b] for b in _batches(23, 5)]
+        out = list(prefetch(_batches(53, 10), lambda x: (time.sleep(0.001 * (x % 3)), x * x)[1], pool, depth))
+    assert [x for b, _ in out for x in b] == list(range(53))
+    assert all(d == [x * x for x in b] for b, d in out)
+    if depth == 0:  # the sequential loop keeps the given batches
+        assert [b for b, _ in out] == _batches(53, 10)
+    else:  # first batches small, then the given size
+        assert [len(b) for b, _ in out] == [4, 8, 10, 10, 10, 10, 1]
 
 
 def test_decoding_runs_ahead_while_the_consumer_works_but_stays_bounded():
@@ -39,12 +43,12 @@ def test_decoding_runs_ahead_while_the_consumer_works_but_stays_bounded():
 
     with ThreadPoolExecutor(2) as pool:
         gen = prefetch(_batches(40, 4), decode, pool, depth=1)
-        next(gen)  # batch 0 handed out; the consumer now "searches" it
+        next(gen)  # batch 0 (4 items) handed out; the consumer now "searches" it
         time.sleep(0.3)
         with lock:
             ahead = max(started)
-        # batch 1 is decoded and waiting, batch 2 is decoded and blocked on the full queue; no further
-        assert 4 <= ahead <= 11
+        # batch 1 (8 items) is decoded and waiting, batch 2 (4) decoded and blocked on the full queue
+        assert 4 <= ahead <= 15
         gen.close()
 
 
@@ -59,7 +63,7 @@ def test_a_decode_error_comes_out_at_its_batch():
         with pytest.raises(RuntimeError, match="bad item 7"):
             for batch, _ in prefetch(_batches(20, 3), decode, pool, depth=2):
                 seen.append(batch)
-    assert seen == _batches(20, 3)[:2]  # batches 0 and 1; item 7 is in batch 2
+    assert [x for b in seen for x in b] == list(range(6))  # batches 0 and 1; item 7 is in batch 2
 
 
 def test_stopping_early_stops_the_background_thread():
@@ -80,7 +84,7 @@ def _corpus(tmp_path):
         p = works / f"work_{i}.jpg"
         artwork(100 + i).save(p, quality=90)
         paths.append(p)
-    for i in range(11):  # copies, originals, a broken file: several batches of 3
+    for i in range(11):  # copies, originals, a broken file: two batches
         img = Image.open(paths[i % 4]).resize((300, 200)) if i % 2 else artwork(300 + i)
         img.save(deliv / f"asset_{i:02d}.jpg", quality=70)
     (deliv / "asset_99.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
@@ -96,7 +100,7 @@ def _records(settings, works, deliv) -> list[dict]:
 
 def test_scan_results_identical_with_and_without_the_pipeline(settings, tmp_path, monkeypatch):
     works, deliv = _corpus(tmp_path)
-    settings = dataclasses.replace(settings, batch_size=3)
+    settings = dataclasses.replace(settings, batch_size=8)  # sequential: 8 + 4; pipeline: 4 + 8
     monkeypatch.setattr(prefetch_mod, "DEPTH", 0)
     sequential = _records(settings, works, deliv)
     monkeypatch.setattr(prefetch_mod, "DEPTH", 2)

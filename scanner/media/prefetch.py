@@ -11,8 +11,12 @@ decoders and resamplers, PyAV) release the GIL, and the models (onnxruntime, tor
 while they compute, so the two overlap on separate cores; a process pool would pickle every
 decoded image back to the parent, which costs about as much as the decode it saves.
 
-Guarantees: batches come out in input order and each batch's items in its order, exactly
-what the sequential loop gives (``depth=0`` *is* the sequential loop); at most ``depth``
+The first batches are cut smaller (4, 8, 16... items up to the batch size) so the models
+start after a few decodes rather than a whole batch of them; every detector gives the same
+result for an item whatever batch it is in (the detector contract), so only timing changes.
+
+Guarantees: items come out in input order, each with its decoded value, the same as the
+sequential loop gives (``depth=0`` *is* the sequential loop, with the given batches); at most ``depth``
 decoded batches wait in memory besides the one being searched; an exception raised while
 decoding comes out at the batch it belongs to; closing the generator early (the caller
 stops iterating) stops the background thread after the batch it is on.
@@ -29,6 +33,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 DEPTH = 1  # decoded batches kept ready ahead of the one being searched (0: no overlap)
+RAMP_FIRST = 4  # items in the first batch; batches then double up to the scan's batch size
 _DONE = object()
 
 
@@ -44,6 +49,7 @@ def prefetch(batches: Iterable[Sequence[T]], decode: Callable[[T], R], pool: Exe
         for batch in batches:
             yield batch, list(pool.map(decode, batch))
         return
+    batches = _ramped(batches)
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -86,3 +92,22 @@ def prefetch(batches: Iterable[Sequence[T]], decode: Callable[[T], R], pool: Exe
     finally:
         stop.set()
         thread.join()
+
+
+def _ramped(batches: Iterable[Sequence[T]], first: int = RAMP_FIRST) -> Iterator[list[T]]:
+    """The same items in the same order, the first batches smaller (``first``, then doubling up to
+    the given batch size), so the models start on the first few files while the rest decode
+    instead of waiting for a whole first batch."""
+    size = 0
+    n = first
+    buf: list[T] = []
+    for batch in batches:
+        size = max(size, len(batch))
+        buf.extend(batch)
+        while buf and len(buf) >= min(n, size):
+            k = min(n, size)
+            yield buf[:k]
+            buf = buf[k:]
+            n *= 2
+    if buf:
+        yield buf
