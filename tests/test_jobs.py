@@ -222,3 +222,20 @@ def test_merge_keeps_assets_whose_names_display_the_same(farm, tmp_path, works):
     assert {Path(m["path"]).name for m in merged} == {"x_\\xff.png"}  # the same on screen ...
     assert {m["asset_id"] for m in merged} == {"x_%FF.png", "x_\\xff.png"}  # ... but not the same asset
     assert sorted(m["verdict"] for m in merged) == ["block", "pass"] and r.exit_code == 1
+
+
+def test_merge_refuses_a_shard_with_a_deleted_record_or_no_seal(farm, tmp_path):
+    for k in (1, 2):
+        runner.invoke(app, ["scan", str(farm), "--out", str(tmp_path / "farm"), "--shard", f"{k}/2"])
+    shard_files = sorted((tmp_path / "farm").glob("shard-*/results.jsonl"))
+    assert all((f.parent / "results.seal").is_file() for f in shard_files)
+    cut = next(f for f in shard_files if any(r["verdict"] == "block" for r in _records(f)))
+    recs = _records(cut)
+    _write(cut, [r for r in recs if r["verdict"] != "block"])  # every record left verifies on its own
+    r = runner.invoke(app, ["merge", str(tmp_path / "farm")])
+    assert r.exit_code not in (0, 1) and "were removed, added or reordered" in r.output, r.output
+    _write(cut, recs)
+    assert runner.invoke(app, ["merge", str(tmp_path / "farm")]).exit_code == 1  # restored: merges
+    (cut.parent / "results.seal").unlink()  # what a killed shard task leaves
+    r = runner.invoke(app, ["merge", str(tmp_path / "farm")])
+    assert r.exit_code not in (0, 1) and "did not finish" in r.output, r.output

@@ -42,7 +42,7 @@ def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn
     mistyped folder is not "all clear"); an empty shard returns 0, and `merge` judges the whole set.
     """
     from scanner.jobs import shards
-    from scanner.jobs.integrity import ASSET_ID, RecordSigner, asset_id
+    from scanner.jobs.integrity import ASSET_ID, RecordSigner, asset_id, clear_seal, write_seal
     from scanner.jobs.resume import previous_results
     from scanner.reports.jsonl import JsonlWriter, write_jsonl
 
@@ -53,6 +53,7 @@ def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn
     if not candidates:
         console.print(f"[yellow]no media files found under {esc(', '.join(map(str, paths)))}: nothing was checked[/]")
         write_jsonl(out_dir / "results.jsonl", [])  # an empty shard still reports, so merge sees a complete set
+        write_seal(out_dir, [], RecordSigner.for_settings(scanner.settings))
         if shard is not None:
             return ExitCode.PASS
         return _report(scanner, [], out_dir, fail_on, html)
@@ -72,6 +73,7 @@ def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn
     if reuse:
         console.print(f"resuming: {len(reuse)} earlier results in {esc(str(out_dir))} can be reused")
     out_dir.mkdir(parents=True, exist_ok=True)
+    clear_seal(out_dir)  # sealed again when this run has written every record
     records = []
     thumbs = out_dir / "thumbs"
     with JsonlWriter(results_path) as jsonl, progress_bar("scanning", len(candidates)) as advance:
@@ -89,6 +91,7 @@ def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn
             if engine == "ray":
                 advance(1)
     write_jsonl(results_path, records)  # the final file holds exactly this run's assets, in walk order
+    write_seal(out_dir, records, signer)
     return _report(scanner, records, out_dir, fail_on, html)
 
 

@@ -12,6 +12,11 @@ kept with the catalog, not the reports: ``<catalog>.results-key`` beside a SQLit
 ``<index_dir>/.results-key`` for a PostgreSQL catalog (both on the storage every farm node
 already shares). Moving it into the catalog itself needs a catalog method for a named secret.
 
+A finished scan also writes ``results.seal`` beside ``results.jsonl``: the number of records and
+a hash of their signatures in file order, signed the same way. Merge refuses a shard whose seal is
+missing (the task did not finish, or was killed) or does not match its records (a record deleted,
+added or reordered): a lost ``block`` must not make the merged delivery clean.
+
 Records also carry ``asset_id``: the asset's path relative to the scanned folder as
 percent-encoded bytes. ``path`` is for people (undecodable bytes shown as ``\\xNN``, so a raw
 0xFF byte and the four characters ``\\xff`` look the same); ``asset_id`` is what merge keys by.
@@ -32,6 +37,7 @@ from scanner.config import Settings
 from scanner.errors import ScannerError
 
 SIGNATURE = "signature"
+SEAL_FILE = "results.seal"
 ASSET_ID = "asset_id"
 KEY_FILE_SUFFIX = ".results-key"
 _SCHEME = "hmac-sha256"
@@ -123,6 +129,49 @@ class RecordSigner:
 
     def verifies(self, record: dict[str, Any]) -> bool:
         return self.problem(record) is None
+
+    def seal(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """The signed seal of a finished ``results.jsonl`` holding exactly ``records``, in order."""
+        return self.sign({"count": len(records), "digest": _digest(records)})
+
+    def seal_problem(self, seal: Any, records: list[dict[str, Any]]) -> str | None:
+        """Why ``records`` are not what the scan that wrote ``seal`` left, or None."""
+        if not isinstance(seal, dict):
+            return "it has no results.seal: the scan did not finish (killed?) or an older scanner wrote it"
+        problem = self.problem(seal)
+        if problem is not None:
+            return f"its results.seal cannot be trusted: {problem}"
+        if seal.get("count") != len(records) or seal.get("digest") != _digest(records):
+            return (f"it holds {len(records)} records where the scan sealed {seal.get('count')}, or other ones: "
+                    "records were removed, added or reordered after the scan")
+        return None
+
+
+def _digest(records: list[dict[str, Any]]) -> str:
+    h = hashlib.sha256()
+    for r in records:
+        h.update(str(r.get(SIGNATURE, "")).encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
+def write_seal(folder: Path, records: list[dict[str, Any]], signer: RecordSigner) -> None:
+    """Seal a finished ``folder/results.jsonl`` (written atomically, after the records)."""
+    from scanner.fsutil import atomic_write_bytes
+
+    atomic_write_bytes(Path(folder) / SEAL_FILE, json.dumps(signer.seal(records), sort_keys=True).encode())
+
+
+def clear_seal(folder: Path) -> None:
+    """A scan starting in ``folder``: the old seal no longer describes what will be there."""
+    (Path(folder) / SEAL_FILE).unlink(missing_ok=True)
+
+
+def read_seal(folder: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((Path(folder) / SEAL_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 # Percent-encoding keeps letters, digits and common punctuation readable; '%' itself is always

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from scanner.errors import ConfigError, ScannerError
-from scanner.jobs.integrity import ASSET_ID, RecordSigner
+from scanner.jobs.integrity import ASSET_ID, RecordSigner, read_seal
 from scanner.media.files import Candidate, display_path
 from scanner.reports.jsonl import read_results
 
@@ -91,13 +91,18 @@ def merge_records(folders: Sequence[Path], signer: RecordSigner) -> list[dict]:
 
     Records are keyed by ``asset_id`` (path bytes), never by the display path, which two
     different names can share. Refuses the merge (``ScannerError``) when any record's signature
-    does not verify: an edited shard file must not turn into a clean merged report.
+    does not verify, or a shard's ``results.seal`` is missing or does not match its records: an
+    edited, cut or unfinished shard file must not turn into a clean merged report.
     """
     merged: dict[str, dict] = {}
     bad: list[str] = []
     for folder in folders:
         results = folder / "results.jsonl"
-        for line, rec in enumerate(read_results(results), 1):
+        records = list(read_results(results))
+        sealed = signer.seal_problem(read_seal(folder), records)
+        if sealed is not None:
+            bad.append(f"{folder.name}: {sealed}")
+        for line, rec in enumerate(records, 1):
             problem = signer.problem(rec) if isinstance(rec, dict) else "it is not a JSON object"
             if problem is None and not isinstance(rec.get(ASSET_ID), str):
                 problem = "it has no asset_id"
@@ -108,9 +113,9 @@ def merge_records(folders: Sequence[Path], signer: RecordSigner) -> list[dict]:
             merged[rec[ASSET_ID]] = rec
     if bad:
         shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise ScannerError(f"refusing to merge: {len(bad)} shard records do not verify against this catalog's "
-                           f"results key: {shown}. Re-run those shards with --no-resume (records from an older "
-                           "scanner are unsigned and need a re-run too).")
+        raise ScannerError(f"refusing to merge: {len(bad)} shard files or records do not verify against this "
+                           f"catalog's results key: {shown}. Re-run those shards with --no-resume (results from an "
+                           "older scanner are unsigned and need a re-run too).")
     return sorted(merged.values(), key=lambda r: (r["path"], r[ASSET_ID]))
 
 
