@@ -28,9 +28,7 @@ from scanner.types import Metric
 CASES = detector_cases()
 KINDS = index_kinds()
 
-_FAISS_READERS = "faiss readers let RuntimeError/ValueError/JSONDecodeError through (issue 11 item 5: one container)"
 KNOWN_BREACHES: dict[tuple[str, str], str] = {
-    **{(kind.name, "corrupt_bytes"): _FAISS_READERS for kind in KINDS if "plan" in kind.notes},
     ("local-flat", "corrupt_bytes"): "LocalIndex.from_bytes raises LocalIndexError (a ValueError), not IndexCorruptError",
     ("local-ivfpq", "corrupt_bytes"): "LocalIndex.from_bytes raises LocalIndexError (a ValueError), not IndexCorruptError",
     ("local-ivfpq", "byte_round_trip"): "LocalIndex.search sets nprobe on the FAISS index, so its bytes "

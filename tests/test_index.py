@@ -356,7 +356,7 @@ def test_crash_during_manifest_write_keeps_previous_index(tmp_path, monkeypatch)
 
     # the next successful save commits and cleans up the orphan left by the crash
     m2 = store.save("image.clip", new_idx, "clip-x", W_SHA)
-    assert sorted(p.name for p in folder.glob("index-*.faiss")) == [m2.file]
+    assert sorted(p.name for p in folder.glob("index-*")) == [m2.file]
     assert store.load("image.clip", "clip-x", W_SHA, 16, Metric.COSINE, _float_reader(16))[1].count == 30
 
 
@@ -389,7 +389,7 @@ def test_successful_save_removes_old_data_files(tmp_path):
     for seed in range(3):
         m = store.save("image.pdq", _binary_index(n=5 + seed, seed=seed)[0], "pdq", "")
         files.add(m.file)
-        assert [p.name for p in folder.glob("index-*.faiss")] == [m.file]
+        assert [p.name for p in folder.glob("index-*")] == [m.file]
     assert len(files) == 3  # different contents, different file names
     assert sorted(p.name for p in folder.iterdir()) == sorted([MANIFEST, m.file])
 
@@ -456,3 +456,77 @@ def test_reader_gets_exactly_the_saved_bytes(tmp_path):
 
     store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, reader)
     assert seen == [idx.to_bytes()]
+
+
+# --------------------------------------------------------------------------- one container, format 2
+
+
+def test_data_file_is_named_by_family_and_is_a_container(tmp_path):
+    from scanner.index import container
+
+    store = IndexStore(tmp_path)
+    m = store.save("image.pdq", _binary_index()[0], "pdq", "")
+    assert m.family == "faiss" and m.file.endswith(".faiss.scn") and m.format_version == 2
+    data = (tmp_path / "image.pdq" / m.file).read_bytes()
+    box = container.unpack(data)
+    assert data[:8] == b"SCNIDX02" and box.family == "faiss" and box.header["kind"] == "flat"
+    assert [s for s in box.sections] == ["faiss"]
+
+
+def test_format_1_store_is_refused_with_a_rebuild_hint(tmp_path):
+    store = IndexStore(tmp_path)
+    m = store.save("image.pdq", _binary_index()[0], "pdq", "")
+    mpath = tmp_path / "image.pdq" / MANIFEST
+    data = json.loads(mpath.read_text())
+    data["format_version"] = 1
+    del data["family"]  # format 1 manifests had no family
+    mpath.write_text(json.dumps(data))
+    with pytest.raises(IndexMismatchError, match=r"format version 1 \(an older index format\).*--rebuild"):
+        store.load("image.pdq", "pdq", "", 256, Metric.HAMMING, _binary_reader(256))
+    # a rebuild writes format 2 and removes the format-1 data file
+    (tmp_path / "image.pdq" / "index-0123456789abcdef.faiss").write_bytes(b"IBM2old")
+    m2 = store.save("image.pdq", _binary_index()[0], "pdq", "")
+    assert sorted(p.name for p in (tmp_path / "image.pdq").glob("index-*")) == [m2.file] == [m.file]
+
+
+@pytest.mark.parametrize("lead", [b"SCNIDX01", b"SCANLOC1", b"PK\x03\x04", b"IxM2", b"IBM2"])
+def test_older_byte_formats_are_refused_with_a_rebuild_hint(lead):
+    from scanner.index import container
+
+    with pytest.raises(IndexMismatchError, match="older format.*--rebuild"):
+        container.unpack(lead + bytes(64))
+    with pytest.raises(IndexMismatchError, match="--rebuild"):
+        BinaryIndex.from_bytes(lead + bytes(64), 256)
+
+
+def test_container_refuses_another_family_and_damaged_tables():
+    from scanner.index import container
+
+    blob = container.pack("landmark", 3, {"rows": 2}, {"a": b"12", "b": b"345"})
+    box = container.unpack(blob, "landmark", 3)
+    assert bytes(box.section("b")) == b"345" and box.header == {"rows": 2}
+    with pytest.raises(IndexMismatchError, match="not a faiss index"):
+        container.unpack(blob, "faiss")
+    with pytest.raises(IndexMismatchError, match="format 3"):
+        container.unpack(blob, "landmark", 4)
+    for bad in (blob + b"x", blob[:-1], blob.replace(b'"offset":2', b'"offset":1')):
+        with pytest.raises(IndexCorruptError):
+            container.unpack(bad)
+    with pytest.raises(IndexCorruptError, match="no 'c' section"):
+        box.section("c")
+    assert container.pack("x", 1, {"b": 1, "a": 2}, {}) == container.pack("x", 1, {"a": 2, "b": 1}, {})
+
+
+def test_range_search_finds_what_a_full_top_k_finds_within_the_radius():
+    idx, ids, vecs = _float_index(n=40, dim=16)
+    q = vecs[:3] + 0.3 * np.random.default_rng(1).normal(size=(3, 16)).astype(np.float32)
+    scores, got = idx.search(q, 40)
+    hits = idx.range_search(q, 0.5)
+    for row, (s, i) in enumerate(hits.per_query()):
+        assert sorted(i.tolist()) == sorted(got[row][scores[row] >= 0.5].tolist())
+        assert np.all(s >= 0.5)
+    bidx, _, hashes = _binary_index(n=30)
+    d, bgot = bidx.search(hashes[:2], 30)
+    bhits = bidx.range_search(hashes[:2], 120)
+    for row, (s, i) in enumerate(bhits.per_query()):
+        assert sorted(i.tolist()) == sorted(bgot[row][d[row] <= 120].tolist()) and s.dtype == np.int32

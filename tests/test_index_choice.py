@@ -7,13 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from scanner.index import IndexStore
+from scanner.errors import IndexCorruptError, IndexMismatchError
+from scanner.index import IndexStore, container
 from scanner.index.choose import (
     BINARY_FLAT_MAX, FLAT_MAX, HNSW_MAX, IVF_MIN, IndexPlan, choose_index, flat_bytes, hnsw_bytes, ivf_nlist,
     ivf_nprobe, make_index, plan_for, pq_m,
 )
 from scanner.index.faiss_index import (
-    MAGIC, BinaryHNSWIndex, BinaryIndex, BinaryIVFIndex, FloatIndex, HNSWIndex, IVFPQIndex, IVFSQIndex,
+    BinaryHNSWIndex, BinaryIndex, BinaryIVFIndex, FloatIndex, HNSWIndex, IVFPQIndex, IVFSQIndex,
     load_index,
 )
 from scanner.types import Metric
@@ -256,7 +257,7 @@ def test_round_trip_gives_identical_results(kind, data, built):
     ix = built[kind]
     metric = Metric.HAMMING if kind.startswith("binary") else Metric.COSINE
     blob = ix.to_bytes()
-    assert blob[:8] == MAGIC
+    assert blob[:8] == container.MAGIC and container.family_of(blob) == "faiss"
     back = load_index(blob, ix.dim, metric)
     assert type(back) is type(ix) and back.kind == ix.kind and back.params == ix.params
     qq = _queries(kind, q)
@@ -287,13 +288,13 @@ def test_flat_bytes_still_load_and_kinds_are_checked(data):
     back = load_index(flat.to_bytes(), DIM, Metric.COSINE)
     assert isinstance(back, FloatIndex) and len(back) == 10
     blob = _hnsw(x[:200], ids[:200]).to_bytes()
-    with pytest.raises(ValueError, match="for cosine"):
+    with pytest.raises(IndexMismatchError, match="for cosine, not for hamming"):
         load_index(blob, BITS, Metric.HAMMING)
-    with pytest.raises(ValueError, match="dimension"):
+    with pytest.raises(IndexMismatchError, match="dimension"):
         load_index(blob, DIM * 2, Metric.COSINE)
-    with pytest.raises(ValueError, match="truncated"):
+    with pytest.raises(IndexCorruptError, match="truncated"):
         load_index(blob[:-10], DIM, Metric.COSINE)
-    with pytest.raises(ValueError, match="not ivfpq"):
+    with pytest.raises(IndexMismatchError, match="not ivfpq"):
         IVFPQIndex.from_bytes(blob, DIM)
 
 

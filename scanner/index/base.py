@@ -4,20 +4,55 @@ Rows are keyed by int64 reference ids; one reference may own several rows (sever
 faces, many local descriptors, many audio landmarks). ``extra`` carries per-row side
 arrays an index type may need (landmark times, keypoint positions); indexes that do
 not need them ignore them.
+
+Every index belongs to a ``family`` (the container family its bytes are written in,
+``scanner.index.container``) and answers ``search``; what a result holds depends on the
+family (``TopK`` for vector families, ``Neighbours`` for local keypoints, key matches for
+hash families), each a typed, documented structure. ``range_search`` is offered by the
+kinds that can bound a search by distance. Detectors check an index with
+``expect_family`` (the contract), not with ``isinstance`` on index classes.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from scanner.errors import IndexMismatchError
 from scanner.types import Metric
 
 
-class VectorIndex(ABC):
-    """Searchable rows keyed by reference id. Search itself is index-type specific."""
+class TopK(NamedTuple):
+    """Top-``k`` search result of a vector family: one row per query, best first.
 
+    Unpacks as ``scores, ids = index.search(q, k)``. Empty slots have id -1 (and score 0 for
+    similarities, ``dim`` for Hamming distances)."""
+
+    scores: np.ndarray  # (n, k) float32 similarities or int32 Hamming distances
+    ids: np.ndarray  # (n, k) int64 reference ids
+
+
+class RangeHits(NamedTuple):
+    """Range search result: every row within the radius, grouped by query like FAISS.
+
+    The hits of query ``i`` are ``scores[lims[i]:lims[i + 1]]`` / ``ids[lims[i]:lims[i + 1]]``
+    (not sorted; a reference with several rows may appear several times)."""
+
+    lims: np.ndarray  # (n + 1,) int64
+    scores: np.ndarray  # float32 similarities or int32 Hamming distances
+    ids: np.ndarray  # int64 reference ids
+
+    def per_query(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(scores, ids) of each query."""
+        return [(self.scores[a:b], self.ids[a:b]) for a, b in zip(self.lims[:-1], self.lims[1:])]
+
+
+class VectorIndex(ABC):
+    """Searchable rows keyed by reference id."""
+
+    family: ClassVar[str]  # container family of its bytes ("faiss", "landmark", "local", ...)
     metric: Metric
     dim: int  # float dimensions, or bits for binary
     kind: str  # index type name recorded in the manifest
@@ -36,7 +71,18 @@ class VectorIndex(ABC):
 
     @abstractmethod
     def to_bytes(self) -> bytes:
-        """Serialised form (what ``IndexStore`` writes); the detector knows how to read it back."""
+        """Serialised form (a ``scanner.index.container``), what ``IndexStore`` writes; the detector
+        reads it back. Must not change when the index is only searched."""
+
+    def search(self, queries: np.ndarray, k: int) -> Any:
+        """The ``k`` nearest rows of every query row. Vector families return ``TopK``; others
+        return their family's typed result (documented on the class)."""
+        raise NotImplementedError(f"{type(self).__name__} has no search")
+
+    def range_search(self, queries: np.ndarray, radius: float) -> RangeHits:
+        """Every row within ``radius`` of each query: similarity >= radius (cosine), distance <=
+        radius (Hamming). Only kinds that can bound a search this way offer it."""
+        raise NotImplementedError(f"{type(self).__name__} ({self.kind}) has no range search")
 
     def merge(self, other: "VectorIndex") -> None:
         """Add every row of ``other`` (an index of the same type, built by another shard)."""
@@ -44,3 +90,13 @@ class VectorIndex(ABC):
 
     def __len__(self) -> int:
         return int(self.ids().size)
+
+
+def expect_family(index: VectorIndex, family: str, who: str) -> None:
+    """Refuse (``IndexMismatchError``) an index of another family than the one ``who`` searches."""
+    got = getattr(index, "family", None)
+    if got != family:
+        raise IndexMismatchError(
+            f"{who} searches a {family} index, not {got or type(index).__name__}; "
+            "rebuild it with `scanner index build --rebuild`"
+        )

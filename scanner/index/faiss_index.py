@@ -1,4 +1,11 @@
-"""FAISS-backed indexes: exact inner product on L2-normalised floats, exact Hamming on bits."""
+"""FAISS-backed indexes: exact inner product on L2-normalised floats, exact Hamming on bits,
+and the approximate kinds ``choose_index`` picks for large collections.
+
+Every kind is written in the ``faiss`` family of ``scanner.index.container``: the header says
+``kind`` ("flat" or a plan kind), metric, dimension and parameters; FAISS's own bytes are one
+section. Searches return ``TopK``; flat, HNSW, IVF-SQ8 and binary IVF also answer
+``range_search`` (their scores are true metric values, so a calibrated radius means the same).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +17,48 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
-from scanner.index.base import VectorIndex
-from scanner.types import Metric
+from scanner.errors import IndexCorruptError, IndexMismatchError  # noqa: E402
+from scanner.index import container  # noqa: E402
+from scanner.index.base import RangeHits, TopK, VectorIndex  # noqa: E402
+from scanner.types import Metric  # noqa: E402
+
+FAMILY = "faiss"
+VERSION = 1  # layout of the faiss family inside the container
 
 
 def _ids(ids: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
+
+
+def _read_faiss(buf: memoryview | bytes, binary: bool, what: str):
+    """FAISS bytes of a section back to an index (``IndexCorruptError`` when FAISS cannot read them)."""
+    arr = np.frombuffer(bytes(buf), dtype=np.uint8)
+    if arr.size == 0:
+        raise IndexCorruptError(f"{what} has an empty FAISS section; {container.REBUILD}")
+    return container.parse(what, lambda: faiss.deserialize_index_binary(arr) if binary
+                           else faiss.deserialize_index(arr))
+
+
+def _check_header(box: container.Container, kind: str, metric: Metric, dim: int) -> None:
+    got_kind, got_dim = str(box.get("kind")), int(box.get("dim"))
+    got_metric = str(box.get("metric"))
+    if got_metric != metric.value:
+        raise IndexMismatchError(f"the index file holds a {got_kind} index for {got_metric}, not for {metric.value}; "
+                                 f"{container.REBUILD}")
+    if got_kind != kind:
+        raise IndexMismatchError(f"the index file holds a {got_kind} index, not {kind}; {container.REBUILD}")
+    if got_dim != int(dim):
+        raise IndexMismatchError(f"the index file has dimension {got_dim}, expected {dim}; {container.REBUILD}")
+
+
+def _range(raw, q: np.ndarray, radius: float, binary: bool, params=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FAISS range search with this contract's bounds: Hamming <= radius, similarity >= radius."""
+    if binary:
+        lims, d, i = raw.range_search(q, int(np.floor(radius)) + 1, **({"params": params} if params else {}))
+        return lims.astype(np.int64), d.astype(np.int32), i.astype(np.int64)
+    r = float(np.nextafter(np.float32(radius), np.float32(-np.inf)))
+    lims, d, i = raw.range_search(q, r, **({"params": params} if params else {}))
+    return lims.astype(np.int64), d.astype(np.float32), i.astype(np.int64)
 
 
 class FloatIndex(VectorIndex):
@@ -24,6 +67,7 @@ class FloatIndex(VectorIndex):
     ``len()`` counts distinct ids; re-adding an id adds rows (callers remove first to replace).
     """
 
+    family = FAMILY
     metric = Metric.COSINE
     kind = "IDMap2,Flat,IP"
 
@@ -43,12 +87,16 @@ class FloatIndex(VectorIndex):
     def remove(self, ids: np.ndarray) -> int:
         return int(self._index.remove_ids(faiss.IDSelectorBatch(_ids(ids))))
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vectors: np.ndarray, k: int) -> TopK:
         """Top-``k`` (cosine similarities, ids) per query row; empty slots have id -1."""
         q = self._prep(vectors, self.dim)
         if self._index.ntotal == 0:
-            return np.zeros((len(q), k), np.float32), np.full((len(q), k), -1, np.int64)
-        return self._index.search(q, k)
+            return TopK(np.zeros((len(q), k), np.float32), np.full((len(q), k), -1, np.int64))
+        return TopK(*self._index.search(q, k))
+
+    def range_search(self, vectors: np.ndarray, radius: float) -> RangeHits:
+        """Every row with cosine similarity >= ``radius`` to each query row."""
+        return RangeHits(*_range(self._index, self._prep(vectors, self.dim), radius, binary=False))
 
     def ids(self) -> np.ndarray:
         return np.unique(faiss.vector_to_array(self._index.id_map).astype(np.int64))
@@ -59,17 +107,23 @@ class FloatIndex(VectorIndex):
         self._index.merge_from(other._index)
 
     def to_bytes(self) -> bytes:
-        return faiss.serialize_index(self._index).tobytes()
+        meta = {"kind": "flat", "metric": self.metric.value, "dim": self.dim}
+        return container.pack(FAMILY, VERSION, meta, {"faiss": faiss.serialize_index(self._index).tobytes()})
 
     @classmethod
     def from_bytes(cls, data: bytes, dim: int) -> "FloatIndex":
-        raw = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        box = container.unpack(data, FAMILY, VERSION)
+        _check_header(box, "flat", cls.metric, dim)
+        raw = _read_faiss(box.section("faiss"), False, "flat index")
+        if not isinstance(raw, faiss.IndexIDMap2) or raw.d != dim:
+            raise IndexCorruptError(f"flat index section holds another FAISS index; {container.REBUILD}")
         return cls(dim, raw)
 
 
 class BinaryIndex(VectorIndex):
     """Hamming distance over packed bits (``dim`` bits, ``dim // 8`` bytes per row)."""
 
+    family = FAMILY
     metric = Metric.HAMMING
     kind = "BinaryIDMap2,BinaryFlat"
 
@@ -88,12 +142,16 @@ class BinaryIndex(VectorIndex):
     def remove(self, ids: np.ndarray) -> int:
         return int(self._index.remove_ids(faiss.IDSelectorBatch(_ids(ids))))
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vectors: np.ndarray, k: int) -> TopK:
         """Top-``k`` (Hamming distances, ids) per query row; empty slots have id -1."""
         q = self._prep(vectors)
         if self._index.ntotal == 0:
-            return np.full((len(q), k), self.dim, np.int32), np.full((len(q), k), -1, np.int64)
-        return self._index.search(q, k)
+            return TopK(np.full((len(q), k), self.dim, np.int32), np.full((len(q), k), -1, np.int64))
+        return TopK(*self._index.search(q, k))
+
+    def range_search(self, vectors: np.ndarray, radius: float) -> RangeHits:
+        """Every row within Hamming distance ``radius`` of each query row."""
+        return RangeHits(*_range(self._index, self._prep(vectors), radius, binary=True))
 
     def ids(self) -> np.ndarray:
         return np.unique(faiss.vector_to_array(self._index.id_map).astype(np.int64))
@@ -108,11 +166,16 @@ class BinaryIndex(VectorIndex):
             self._index.add_with_ids(np.ascontiguousarray(codes), ids)
 
     def to_bytes(self) -> bytes:
-        return faiss.serialize_index_binary(self._index).tobytes()
+        meta = {"kind": "flat", "metric": self.metric.value, "dim": self.dim}
+        return container.pack(FAMILY, VERSION, meta, {"faiss": faiss.serialize_index_binary(self._index).tobytes()})
 
     @classmethod
     def from_bytes(cls, data: bytes, dim: int) -> "BinaryIndex":
-        raw = faiss.deserialize_index_binary(np.frombuffer(data, dtype=np.uint8))
+        box = container.unpack(data, FAMILY, VERSION)
+        _check_header(box, "flat", cls.metric, dim)
+        raw = _read_faiss(box.section("faiss"), True, "flat binary index")
+        if not isinstance(raw, faiss.IndexBinaryIDMap2) or raw.d != dim:
+            raise IndexCorruptError(f"flat binary index section holds another FAISS index; {container.REBUILD}")
         return cls(dim, raw)
 
 
@@ -129,47 +192,21 @@ class BinaryIndex(VectorIndex):
 # results still come back). When tombstones pass ``COMPACT_SHARE`` of the rows the graph
 # is rebuilt from its stored vectors without them.
 #
-# Serialised form: ``MAGIC``, a JSON header (kind, dim, params, next key), then named
-# sections (row keys, reference ids, tombstone flags, FAISS index bytes).
+# Serialised form: the ``faiss`` container family; the header holds kind, metric, dim,
+# params and the next row key, the sections the row keys, reference ids, tombstone flags
+# and FAISS's index bytes (plus IVF-PQ's re-scoring copy).
 
-import json  # noqa: E402
-import struct  # noqa: E402
-
-MAGIC = b"SCNIDX01"
 COMPACT_SHARE = 0.25
-
-
-def _pack(header: dict, sections: dict[str, bytes]) -> bytes:
-    head = json.dumps({**header, "sections": [[k, len(v)] for k, v in sections.items()]}, sort_keys=True).encode()
-    return MAGIC + struct.pack("<Q", len(head)) + head + b"".join(sections.values())
-
-
-def _unpack(data: bytes) -> tuple[dict, dict[str, memoryview]]:
-    view = memoryview(data)
-    if bytes(view[:8]) != MAGIC:
-        raise ValueError("not a scanner approximate index (bad magic)")
-    (n,) = struct.unpack("<Q", view[8:16])
-    header = json.loads(bytes(view[16:16 + n]))
-    pos = 16 + n
-    sections = {}
-    for name, size in header["sections"]:
-        sections[name] = view[pos:pos + size]
-        pos += size
-    if pos != len(view):
-        raise ValueError("approximate index data is truncated or has trailing bytes")
-    return header, sections
-
-
-def _arr(buf: memoryview, dtype) -> np.ndarray:
-    return np.frombuffer(bytes(buf), dtype=dtype).copy()
 
 
 class _KeyedIndex(VectorIndex):
     """Shared bookkeeping of the approximate indexes (row keys, reference ids, tombstones)."""
 
+    family = FAMILY
     plan_kind: str = ""
     binary: bool = False
     exact_scores: bool = True  # returned scores are the true metric values (not PQ estimates)
+    ranged: bool = True  # FAISS answers range searches on this kind with true metric values
 
     def __init__(self, dim: int, params: dict):
         self.dim = int(dim)
@@ -201,10 +238,6 @@ class _KeyedIndex(VectorIndex):
         if self.binary:
             return faiss.serialize_index_binary(self._index).tobytes()
         return faiss.serialize_index(self._index).tobytes()
-
-    def _deserialize_raw(self, data: bytes):
-        arr = np.frombuffer(data, dtype=np.uint8)
-        return faiss.deserialize_index_binary(arr) if self.binary else faiss.deserialize_index(arr)
 
     def _stored_rows(self) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - graphs only
         raise NotImplementedError
@@ -245,14 +278,34 @@ class _KeyedIndex(VectorIndex):
         """Live rows (a reference may own several)."""
         return int(self._alive.sum())
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vectors: np.ndarray, k: int) -> TopK:
         """Top-``k`` (scores, reference ids) per query row, best first; empty slots have id -1."""
         q = self._prep(vectors)
         if self.rows == 0 or q.shape[0] == 0:
             fill = (np.full((len(q), k), self.dim, np.int32) if self.binary else np.zeros((len(q), k), np.float32))
-            return fill, np.full((len(q), k), -1, np.int64)
+            return TopK(fill, np.full((len(q), k), -1, np.int64))
         scores, keys = self._raw_search(q, k)
-        return scores, self._to_refs(keys)
+        return TopK(scores, self._to_refs(keys))
+
+    def range_search(self, vectors: np.ndarray, radius: float) -> RangeHits:
+        """Every live row within ``radius`` (as ``VectorIndex.range_search``), over the cells/graph a
+        top-k search would visit; refused by kinds whose scores are estimates or that FAISS cannot bound."""
+        if not self.ranged:
+            return super().range_search(vectors, radius)
+        q = self._prep(vectors)
+        if self.rows == 0 or q.shape[0] == 0:
+            return RangeHits(np.zeros(len(q) + 1, np.int64), np.zeros(0, np.int32 if self.binary else np.float32),
+                             np.zeros(0, np.int64))
+        lims, scores, keys = _range(self._index, q, radius, self.binary, self._range_params())
+        if not self._alive.all():  # drop tombstones wherever the search params could not
+            live = ~np.isin(keys, self._keys[~self._alive])
+            owner = np.repeat(np.arange(len(q)), np.diff(lims))[live]
+            lims = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(q)))]).astype(np.int64)
+            scores, keys = scores[live], keys[live]
+        return RangeHits(lims, scores, self._to_refs(keys))
+
+    def _range_params(self):
+        return None
 
     def _to_refs(self, keys: np.ndarray) -> np.ndarray:
         out = np.full(keys.shape, -1, np.int64)
@@ -312,9 +365,10 @@ class _KeyedIndex(VectorIndex):
         self.add(refs, x)
 
     def to_bytes(self) -> bytes:
-        header = {"kind": self.plan_kind, "dim": self.dim, "params": self.params, "next": self._next}
-        return _pack(header, {
-            "keys": self._keys.tobytes(), "refs": self._refs.tobytes(),
+        meta = {"kind": self.plan_kind, "metric": self.metric.value, "dim": self.dim, "params": self.params,
+                "next": self._next}
+        return container.pack(FAMILY, VERSION, meta, {
+            "keys": self._keys.astype("<i8").tobytes(), "refs": self._refs.astype("<i8").tobytes(),
             "alive": self._alive.astype(np.uint8).tobytes(), "faiss": self._serialize_raw(),
             **self._extra_sections(),
         })
@@ -327,18 +381,28 @@ class _KeyedIndex(VectorIndex):
 
     @classmethod
     def from_bytes(cls, data: bytes, dim: int) -> "_KeyedIndex":
-        header, sections = _unpack(data)
-        if header["kind"] != cls.plan_kind:
-            raise ValueError(f"index data holds a {header['kind']} index, not {cls.plan_kind}")
-        if int(header["dim"]) != int(dim):
-            raise ValueError(f"index data has dimension {header['dim']}, expected {dim}")
-        self = cls(dim, header["params"])
-        self._next = int(header["next"])
-        self._keys = _arr(sections["keys"], np.int64)
-        self._refs = _arr(sections["refs"], np.int64)
-        self._alive = _arr(sections["alive"], np.uint8).astype(bool)
-        self._index = self._deserialize_raw(bytes(sections["faiss"]))
-        self._load_extra(sections)
+        box = container.unpack(data, FAMILY, VERSION)
+        _check_header(box, cls.plan_kind, cls.metric, dim)
+        return container.parse(f"{cls.plan_kind} index", lambda: cls._read(box, dim))
+
+    @classmethod
+    def _read(cls, box: container.Container, dim: int) -> "_KeyedIndex":
+        params = box.get("params")
+        if not isinstance(params, dict):
+            raise ValueError("params are not an object")
+        self = cls(dim, params)
+        self._next = int(box.get("next"))
+        self._keys = box.array("keys", "<i8").astype(np.int64)
+        self._refs = box.array("refs", "<i8").astype(np.int64)
+        self._alive = box.array("alive", np.uint8).astype(bool)
+        if not (self._keys.size == self._refs.size == self._alive.size):
+            raise ValueError("row key, reference and tombstone columns differ in length")
+        if self._keys.size and (np.any(np.diff(self._keys) <= 0) or self._keys[-1] >= self._next):
+            raise ValueError("row keys are not sorted below the next key")
+        self._index = _read_faiss(box.section("faiss"), self.binary, f"{cls.plan_kind} index")
+        if self._index.d != self.dim:
+            raise ValueError(f"FAISS section has dimension {self._index.d}")
+        self._load_extra(box.sections)
         return self
 
     def __len__(self) -> int:
@@ -365,6 +429,14 @@ class HNSWIndex(_KeyedIndex):
     def _raw_search(self, q, k):
         return _hnsw_search(self, q, k)
 
+    def _range_params(self):
+        sp = faiss.SearchParametersHNSW()
+        sp.efSearch = int(self.params["ef_search"])
+        sel = self._dead_selector()
+        if sel is not None:
+            sp.sel = sel
+        return sp
+
     def _stored_rows(self):
         graph = faiss.downcast_index(self._index.index)
         n = graph.ntotal
@@ -387,6 +459,7 @@ class BinaryHNSWIndex(_KeyedIndex):
     metric = Metric.HAMMING
     plan_kind = "binary-hnsw"
     binary = True
+    ranged = False  # FAISS has no range search over binary HNSW graphs
 
     def __init__(self, dim: int, params: dict | None = None):
         if dim % 8:
@@ -411,6 +484,9 @@ class BinaryHNSWIndex(_KeyedIndex):
 
 class _IVFMixin:
     """Training on the first add and real removal, for IVF indexes."""
+
+    def _range_params(self):
+        return _ivf_params(self.params["nprobe"])
 
     def _train_count(self) -> int:
         return int(self.params["train_size"])
@@ -492,6 +568,7 @@ class IVFPQIndex(_IVFMixin, _KeyedIndex):
 
     metric = Metric.COSINE
     plan_kind = "ivfpq"
+    ranged = False  # PQ estimates: a radius would not mean what the calibration says
 
     def __init__(self, dim: int, params: dict | None = None):
         p = {"nlist": 1024, "m": max(1, dim // 16), "nbits": 8, "nprobe": 128, "refine": "none", "k_factor": 16,
@@ -535,7 +612,7 @@ class IVFPQIndex(_IVFMixin, _KeyedIndex):
             self._store.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(keys)))
         super()._raw_remove(keys)
 
-    def search(self, vectors: np.ndarray, k: int, rescore: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vectors: np.ndarray, k: int, rescore: bool = True) -> TopK:
         """As ``VectorIndex.search``; ``rescore=False`` returns PQ estimates (for measuring them)."""
         self._rescore = rescore
         try:
@@ -573,7 +650,9 @@ class IVFPQIndex(_IVFMixin, _KeyedIndex):
 
     def _load_extra(self, sections):
         if "refine" in sections:
-            self._store = faiss.deserialize_index(np.frombuffer(bytes(sections["refine"]), dtype=np.uint8))
+            self._store = _read_faiss(sections["refine"], False, "IVF-PQ re-scoring copy")
+        elif self.params.get("refine", "none") != "none":
+            raise ValueError("the re-scoring copy is missing")
 
 
 class IVFSQIndex(_IVFMixin, _KeyedIndex):
@@ -647,13 +726,16 @@ APPROXIMATE = {cls.plan_kind: cls for cls in (HNSWIndex, IVFSQIndex, IVFPQIndex,
 
 
 def load_index(data: bytes, dim: int, metric: Metric) -> VectorIndex:
-    """Any index this module writes, from its ``to_bytes`` (flat ones are plain FAISS bytes)."""
-    if bytes(data[:8]) == MAGIC:
-        header, _ = _unpack(data)
-        cls = APPROXIMATE.get(header.get("kind"))
-        if cls is None:
-            raise ValueError(f"unknown index kind {header.get('kind')!r}")
-        if cls.metric is not metric:
-            raise ValueError(f"a {header['kind']} index is for {cls.metric.value}, not {metric.value}")
-        return cls.from_bytes(data, dim)
-    return BinaryIndex.from_bytes(data, dim) if metric is Metric.HAMMING else FloatIndex.from_bytes(data, dim)
+    """Any index this module writes, from its ``to_bytes``: ``IndexCorruptError`` for unreadable
+    bytes, ``IndexMismatchError`` for another kind, metric, dimension or an older format."""
+    box = container.unpack(data, FAMILY, VERSION)
+    kind, held = str(box.get("kind")), str(box.get("metric"))
+    if held != metric.value:
+        raise IndexMismatchError(f"the index file holds a {kind} index for {held}, not for {metric.value}; "
+                                 f"{container.REBUILD}")
+    if kind == "flat":
+        return BinaryIndex.from_bytes(data, dim) if metric is Metric.HAMMING else FloatIndex.from_bytes(data, dim)
+    cls = APPROXIMATE.get(kind)
+    if cls is None:
+        raise IndexMismatchError(f"unknown index kind {kind!r}; {container.REBUILD}")
+    return cls.from_bytes(data, dim)

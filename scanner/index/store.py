@@ -1,6 +1,10 @@
-"""Indexes on disk: one folder per detector, a data file named by its checksum and a
+"""Indexes on disk: one folder per detector, a data file named by its checksum and index
+family (``index-<checksum>.<family>.scn``, a ``scanner.index.container``) and a
 ``manifest.json`` that points to it. Writing the manifest is the single atomic commit:
-a crash at any point leaves the previous index in place and readable."""
+a crash at any point leaves the previous index in place and readable.
+
+Format 2 (the one container for every family) replaced format 1 (three byte formats, all
+named ``index-*.faiss``); a format-1 manifest is refused with a rebuild hint."""
 
 from __future__ import annotations
 
@@ -13,11 +17,13 @@ from typing import Any, Callable
 
 from scanner.errors import IndexCorruptError, IndexMismatchError
 from scanner.fsutil import atomic_write_bytes, atomic_write_json
+from scanner.index import container
 from scanner.index.base import VectorIndex
 from scanner.types import Metric
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_DATA_GLOBS = ("index-*.faiss", f"index-*.{container.SUFFIX}")  # format 1 files, then ours
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class Manifest:
     skipped: dict[str, str] = field(default_factory=dict)  # reference id -> why it has no signal
     params: dict[str, Any] = field(default_factory=dict)  # detector settings that shape the signals
     format_version: int = FORMAT_VERSION
+    family: str = ""  # container family of the data file ("faiss", "landmark", "local", ...)
 
 
 class IndexStore:
@@ -69,7 +76,8 @@ class IndexStore:
         data = index.to_bytes()
         checksum = hashlib.sha256(data).hexdigest()
         folder = self.folder(detector)
-        file = f"index-{checksum[:16]}.faiss"
+        family = getattr(index, "family", "") or "index"
+        file = f"index-{checksum[:16]}.{family}.{container.SUFFIX}"
         atomic_write_bytes(folder / file, data)
         manifest = Manifest(
             detector=detector,
@@ -84,11 +92,13 @@ class IndexStore:
             file=file,
             skipped=dict(skipped or {}),
             params=normalise(params or {}),
+            family=family,
         )
         atomic_write_json(folder / MANIFEST, asdict(manifest))
-        for old in folder.glob("index-*.faiss"):
-            if old.name != file:
-                old.unlink(missing_ok=True)
+        for pattern in _DATA_GLOBS:
+            for old in folder.glob(pattern):
+                if old.name != file:
+                    old.unlink(missing_ok=True)
         return manifest
 
     def load(
@@ -133,7 +143,8 @@ def check_compatible(
     if params is not None and normalise(manifest.params) != normalise(params):
         problems.append(f"parameters {manifest.params} (running {params})")
     if manifest.format_version != FORMAT_VERSION:
-        problems.append(f"format version {manifest.format_version} (running {FORMAT_VERSION})")
+        older = " (an older index format)" if manifest.format_version < FORMAT_VERSION else ""
+        problems.append(f"format version {manifest.format_version}{older} (running {FORMAT_VERSION})")
     if problems:
         raise IndexMismatchError(
             f"the {detector} index was built with " + ", ".join(problems)
