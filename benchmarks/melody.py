@@ -1,0 +1,313 @@
+"""Melody benchmark: registered compositions found in covers that share no recording with them.
+
+    .venv/bin/python benchmarks/melody.py [--music DIR] [--seed N] [--quick] [--cache DIR]
+        [--write-calibration [PATH]]
+
+Data. Every audio file in ``--music`` (default ``../shared/data/music``, 20 orchestral tracks) is a
+composition. Tracks are shuffled with ``--seed``; ``HELD_OUT`` are never registered, the rest are
+registered (``audio.melody`` and, as the baseline, ``audio.fingerprint`` index the original recordings).
+
+Covers. Each track is transcribed once with the detector's own transcription (Basic Pitch, all
+notes, polyphonic). A cover of an excerpt re-synthesises those notes from scratch (pure numpy
+additive synthesis, ``TIMBRES``: organ, pluck, flute-like, saw-brass, each with its own harmonic
+recipe, attack and decay), so it shares no sample with the recording. ``CONDITIONS`` then change
+it: transposition +-1..3 semitones, tempo +-10 % (note times scaled), an added accompaniment (drum
+loop plus a bass line one octave under the lowest notes, at -6 dB), and dialogue on top (the speech
+fixtures of tests/fixtures/voices at equal RMS). "recording + dialogue" is the original recording
+under speech, for issue 17's "music under dialogue" (the fingerprint's case as much as the melody's).
+Covers of registered tracks are positives (the right work must be the top hit at or above the
+threshold); covers of held-out tracks are negatives (their best score against every registered work).
+
+Limits this benchmark cannot show: the covers come from the same transcriber's notes, so a real
+cover's arrangement changes (reharmonisation, ornaments, a different melody octave or rhythm) are
+only approximated by the timbre and accompaniment conditions; drums carry no melody at all.
+
+Thresholds. Scores are counts (aligned melody notes in runs, best 30 s). With ``a = floor(FPR x
+negatives)`` negatives allowed, the threshold is one above the (a+1)-th highest negative score, at
+FPR 1 % (review) and 0.1 % (block). ``--write-calibration`` merges ``detectors["audio.melody"]``
+into the calibration file with ``scanner.policy.calibration.merge_calibration``.
+
+Speed: x real time of the melody embedding (transcription dominates), measured on the references.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from scanner.config import Settings  # noqa: E402
+from scanner.detectors.base import create  # noqa: E402
+from scanner.media.audio import AudioClip, decode_audio  # noqa: E402
+from scanner.policy.calibration import load_calibration, merge_calibration  # noqa: E402
+from scanner.testing.detector_kit import build_index  # noqa: E402
+from scanner.types import Stage  # noqa: E402
+
+DEFAULT_MUSIC = REPO_ROOT.parent / "shared" / "data" / "music"
+VOICES = REPO_ROOT / "tests" / "fixtures" / "voices"
+SR = 16_000
+HELD_OUT = 6
+EXCERPT_S = 20.0
+POS_EXCERPTS, NEG_EXCERPTS = 2, 4
+QUICK_POS, QUICK_NEG = 1, 2
+
+TIMBRES = {  # harmonic amplitudes, attack s, decay time constant s (None: sustained), vibrato depth
+    "organ": ((1.0, 0.0, 0.6, 0.0, 0.4, 0.0, 0.25), 0.02, None, 0.0),
+    "pluck": ((1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.12, 0.08), 0.003, 0.35, 0.0),
+    "flute": ((1.0, 0.25, 0.08), 0.06, None, 0.004),
+    "brass": tuple([tuple(1.0 / k for k in range(1, 12)), 0.04, 1.2, 0.002]),
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    timbre: str | None  # None: the original recording
+    shift: int = 0
+    tempo: float = 1.0  # cover tempo / original tempo
+    accompaniment: bool = False
+    dialogue: bool = False
+
+
+CONDITIONS = (
+    Condition("timbre", "organ"),
+    Condition("transpose +2", "pluck", shift=2),
+    Condition("transpose -3", "flute", shift=-3),
+    Condition("tempo +10%", "brass", tempo=1.10),
+    Condition("tempo -10%", "organ", tempo=0.90),
+    Condition("+1 st, -5 %, accompaniment", "pluck", shift=1, tempo=0.95, accompaniment=True),
+    Condition("-2 st, +8 %, accompaniment", "brass", shift=-2, tempo=1.08, accompaniment=True),
+    Condition("cover + dialogue 0 dB", "flute", shift=3, dialogue=True),
+    Condition("recording + dialogue 0 dB", None, dialogue=True),
+)
+
+
+def synth(notes: np.ndarray, seconds: float, timbre: str, shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Additive synthesis of note events (start, end, pitch, amplitude) with one of ``TIMBRES``."""
+    harm, attack, decay, vib = TIMBRES[timbre]
+    n = int(seconds * SR)
+    out = np.zeros(n + SR, np.float64)
+    for start, end, pitch, amp in notes:
+        f0 = 440.0 * 2 ** ((pitch + shift - 69) / 12)
+        a = int(start * SR)
+        length = int((max(end - start, 0.08) + 0.1) * SR)
+        if a >= n:
+            continue
+        tt = np.arange(min(length, out.shape[0] - a)) / SR
+        env = np.minimum(1.0, tt / attack) * (np.exp(-tt / decay) if decay else 1.0)
+        env *= np.clip((end - start + 0.1 - tt) / 0.05, 0.0, 1.0)  # release
+        phase = 2 * np.pi * f0 * (tt + (vib * np.sin(2 * np.pi * 5.0 * tt) / (2 * np.pi * 5.0) if vib else 0.0))
+        tone = sum(h * np.sin((k + 1) * phase) for k, h in enumerate(harm) if h and (k + 1) * f0 < SR / 2.2)
+        out[a:a + tt.shape[0]] += (0.4 + 0.6 * amp) * env * tone
+    out = out[:n]
+    return out / (np.max(np.abs(out)) or 1.0)
+
+
+def accompaniment(notes: np.ndarray, seconds: float, tempo_beat: float, shift: int, rng) -> np.ndarray:
+    """A drum loop and a bass line (the lowest note of each beat, an octave down)."""
+    n = int(seconds * SR)
+    y = np.zeros(n + SR)
+    for k, t in enumerate(np.arange(0.0, seconds, tempo_beat / 2)):
+        a = int(t * SR)
+        m = int(0.2 * SR)
+        tt = np.arange(m) / SR
+        if k % 4 == 0:
+            y[a:a + m] += np.sin(2 * np.pi * (50 + 90 * np.exp(-tt / 0.03)) * tt) * np.exp(-tt / 0.09)
+        elif k % 4 == 2:
+            y[a:a + m] += rng.normal(0, 0.6, m) * np.exp(-tt / 0.06)
+        y[a:a + m // 4] += rng.normal(0, 0.15, m // 4) * np.exp(-tt[:m // 4] / 0.01)
+    bass = []
+    for t in np.arange(0.0, seconds, tempo_beat):
+        sel = notes[(notes[:, 0] >= t - 0.05) & (notes[:, 0] < t + tempo_beat)]
+        if sel.size:
+            bass.append((t, t + tempo_beat * 0.9, float(sel[:, 2].min()) - 12, 0.8))
+    if bass:
+        y[:n] += 0.8 * synth(np.asarray(bass), seconds, "pluck", shift, rng)
+    return (y[:n] / (np.max(np.abs(y)) or 1.0))
+
+
+def speech_bed(seconds: float) -> np.ndarray:
+    parts = [decode_audio(p.read_bytes(), SR).samples for p in sorted(VOICES.glob("*.flac"))]
+    bed = np.concatenate(parts) if parts else np.zeros(SR, np.float32)
+    reps = int(np.ceil(seconds * SR / bed.shape[0]))
+    return np.tile(bed, reps)[:int(seconds * SR)]
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) or 1e-9
+
+
+def make_query(cond: Condition, clip: AudioClip, notes: np.ndarray, start: float, rng) -> AudioClip:
+    """The cover (or dialogue-covered recording) of ``clip`` from ``start`` for ``EXCERPT_S``."""
+    if cond.timbre is None:
+        y = clip.samples[int(start * SR):int((start + EXCERPT_S) * SR)].astype(np.float64)
+        seconds = y.shape[0] / SR
+    else:
+        sel = notes[(notes[:, 0] >= start) & (notes[:, 0] < start + EXCERPT_S)].copy()
+        sel[:, :2] = (sel[:, :2] - start) / cond.tempo
+        seconds = EXCERPT_S / cond.tempo
+        y = synth(sel, seconds, cond.timbre, cond.shift, rng)
+        if cond.accompaniment:
+            ioi = np.diff(np.unique(np.round(sel[:, 0], 2)))
+            beat = float(np.clip(np.median(ioi) * 2 if ioi.size else 0.5, 0.3, 0.8))
+            acc = accompaniment(sel, seconds, beat, cond.shift, rng)
+            y = y + acc * rms(y) / rms(acc) * 10 ** (-6 / 20)
+    if cond.dialogue:
+        sp = speech_bed(y.shape[0] / SR).astype(np.float64)
+        y = y + sp * rms(y) / rms(sp)
+    y = 0.5 * y / (np.max(np.abs(y)) or 1.0)
+    return AudioClip(y.astype(np.float32), SR)
+
+
+def transcribed(det, path: Path, clip: AudioClip, cache: Path) -> tuple[np.ndarray, bool]:
+    """(All notes of a track, whether they were computed now): cached by file hash and detector params."""
+    key = hashlib.sha256(path.read_bytes() + json.dumps(det.params, sort_keys=True).encode()).hexdigest()[:20]
+    f = cache / f"{key}.npy"
+    if f.is_file():
+        return np.load(f), False
+    notes, _ = det.transcribe(clip)
+    notes = np.zeros((0, 4)) if notes is None else notes
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(f, notes)
+    return notes, True
+
+
+def threshold_at(neg: np.ndarray, fpr: float, floor: float = 1.0) -> float:
+    """One above the (a+1)-th highest negative score, with a = floor(fpr x negatives)."""
+    allowed = int(np.floor(fpr * neg.size))
+    srt = np.sort(neg)[::-1]
+    return max(floor, float(srt[allowed]) + 1.0) if srt.size > allowed else floor
+
+
+def best(hits, right: int | None) -> tuple[float, bool]:
+    """(score of the right work or the best score, whether the right work is the top hit)."""
+    if not hits:
+        return 0.0, False
+    top = max(hits, key=lambda h: h.score)
+    if right is None:
+        return float(top.score), False
+    mine = [h.score for h in hits if h.ref_id == right]
+    return (float(mine[0]) if mine else 0.0), top.ref_id == right
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--music", type=Path, default=DEFAULT_MUSIC)
+    ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--quick", action="store_true", help=f"{QUICK_POS}/{QUICK_NEG} excerpts per track")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/scanner-melody-bench"))
+    ap.add_argument("--write-calibration", nargs="?", type=Path, const=REPO_ROOT / "scanner" / "policy" /
+                    "calibration.json", default=None)
+    args = ap.parse_args()
+    files = sorted(p for p in args.music.iterdir() if p.suffix.lower() in {".ogg", ".wav", ".flac", ".mp3"}) \
+        if args.music.is_dir() else []
+    if len(files) < HELD_OUT + 2:
+        sys.exit(f"need at least {HELD_OUT + 2} tracks in {args.music}")
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(files))
+    held = [files[i] for i in order[:HELD_OUT]]
+    registered = [files[i] for i in order[HELD_OUT:]]
+    settings = Settings()
+    mel = create("audio.melody", settings)
+    fp = create("audio.fingerprint", settings)
+    cal = load_calibration(settings.calibration)
+    fp_review = cal.thresholds("audio.fingerprint", fp.model_id, Stage.FINAL).review
+
+    clips, notes = {}, {}
+    t_embed, audio_s = 0.0, 0.0
+    for path in files:
+        clips[path] = decode_audio(path.read_bytes(), SR)
+        t0 = time.perf_counter()
+        notes[path], fresh = transcribed(mel, path, clips[path], args.cache)
+        if fresh:
+            t_embed += time.perf_counter() - t0
+            audio_s += clips[path].duration
+    print(f"{len(registered)} registered, {len(held)} held out; {audio_s:.0f} s of audio transcribed now")
+    ref_ids = {p: i + 1 for i, p in enumerate(registered)}
+    mel_refs = {ref_ids[p]: mel.embed_notes(notes[p]) for p in registered}
+    empty_refs = [p.name for p in registered if mel_refs[ref_ids[p]].empty]
+    mel_index = build_index(mel, mel_refs)
+    fp_index = build_index(fp, {ref_ids[p]: e for p, e in zip(registered, fp.embed_references(
+        [clips[p] for p in registered]))})
+    n_pos, n_neg = (QUICK_POS, QUICK_NEG) if args.quick else (POS_EXCERPTS, NEG_EXCERPTS)
+
+    rows = []  # (condition, positive, melody score, melody top ok, fp score, fp top ok)
+    t_query, q_audio = 0.0, 0.0
+    for path in files:
+        clip = clips[path]
+        right = ref_ids.get(path)
+        k = n_pos if right else n_neg
+        if clip.duration < EXCERPT_S + 2:
+            starts = [0.0] if clip.duration >= 8 else []
+        else:
+            starts = list(np.linspace(0.1, 0.9, k) * (clip.duration - EXCERPT_S)) if k > 1 else \
+                [0.4 * (clip.duration - EXCERPT_S)]
+        for start in starts:
+            for cond in CONDITIONS:
+                q = make_query(cond, clip, notes[path], float(start), rng)
+                t0 = time.perf_counter()
+                (me,) = mel.embed_queries([q])
+                t_query += time.perf_counter() - t0
+                q_audio += q.duration
+                ms, mok = best(mel.search(mel_index, [me])[0], right)
+                (fe,) = fp.embed_queries([q])
+                fs, fok = best(fp.search(fp_index, [fe])[0], right)
+                rows.append((cond.name, right is not None, ms, mok, fs, fok, me.empty))
+        print(f"  {path.name}: {len(starts)} excerpts x {len(CONDITIONS)} conditions", flush=True)
+
+    cond_names = [c.name for c in CONDITIONS]
+    arr = {k: np.asarray([r[i] for r in rows]) for i, k in enumerate(("cond", "pos", "ms", "mok", "fs", "fok", "empty"))}
+    neg_m, neg_f = arr["ms"][~arr["pos"]], arr["fs"][~arr["pos"]]
+    review = threshold_at(neg_m, 0.01)
+    block = threshold_at(neg_m, 0.001)
+    fp_thr = threshold_at(neg_f, 0.01, fp_review)
+    print(f"\nnegatives {neg_m.size}, positives {int(arr['pos'].sum())}; melody review >= {review:g} "
+          f"(1 % FPR), block >= {block:g} (0.1 %); fingerprint at its calibrated review {fp_review:g} "
+          f"(>= {fp_thr:g} for 1 % FPR here)")
+    print(f"{'condition':32s} {'n':>4s} {'melody':>8s} {'fingerprint':>12s} {'no melody':>10s}")
+    by_cond = {}
+    for c in cond_names + ["all covers"]:
+        sel = arr["pos"] & ((arr["cond"] == c) if c != "all covers" else ~np.char.startswith(
+            arr["cond"].astype(str), "recording"))
+        rec_m = float(np.mean(arr["mok"][sel] & (arr["ms"][sel] >= review))) if sel.any() else 0.0
+        rec_f = float(np.mean(arr["fok"][sel] & (arr["fs"][sel] >= fp_thr))) if sel.any() else 0.0
+        by_cond[c] = (round(rec_m, 4), round(rec_f, 4))
+        print(f"{c:32s} {int(sel.sum()):4d} {rec_m:8.1%} {rec_f:12.1%} {float(np.mean(arr['empty'][sel])):10.1%}")
+    fpr_m = float(np.mean(neg_m >= review)) if neg_m.size else 0.0
+    speed = audio_s / t_embed if t_embed > 0.5 else float("nan")
+    print(f"false matches at review: {fpr_m:.2%} of {neg_m.size}; highest negative {neg_m.max() if neg_m.size else 0:g}")
+    print(f"query embedding: {q_audio / max(t_query, 1e-9):.1f}x real time (wall, {q_audio:.0f} s of covers); "
+          f"reference transcription {speed:.1f}x real time (wall, uncached)")
+    if empty_refs:
+        print(f"references without a melody: {', '.join(empty_refs)}")
+    if args.write_calibration:
+        entry = {
+            "final": {"block": block, "review": review},
+            "ideation": {"block": block, "review": block},
+            "metric": "count",
+            "measured": {
+                "excerpt_seconds": EXCERPT_S, "negatives": int(neg_m.size), "positives": int(arr["pos"].sum()),
+                "recall_at_1pct_fpr_by_condition": {c: v[0] for c, v in by_cond.items()},
+                "fingerprint_recall_same_queries": {c: v[1] for c, v in by_cond.items()},
+                "query_x_realtime_wall": round(q_audio / max(t_query, 1e-9), 1),
+                "score": "aligned melody notes in runs of >= 2, best 30 s",
+            },
+        }
+        source = (f"benchmarks/melody.py on {args.music.name} ({len(registered)} registered, {len(held)} held out, "
+                  f"{int(arr['pos'].sum())} positives, {neg_m.size} negatives, seed {args.seed})")
+        version = merge_calibration(args.write_calibration, {("audio.melody", mel.model_id): entry}, "melody", source)
+        print(f"calibration {args.write_calibration}: version {version}")
+
+
+if __name__ == "__main__":
+    main()

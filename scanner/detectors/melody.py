@@ -1,0 +1,495 @@
+"""``audio.melody``: a registered composition in a new recording (covers, re-orchestrations, re-performances).
+
+The fingerprint (``audio.fingerprint``) finds a registered *recording*; a generator that re-performs a
+registered melody with other instruments, in another key and tempo, shares no landmarks with it. This
+detector compares what is played instead::
+
+    samples (16 kHz) -> 22.05 kHz -> Basic Pitch (ONNX) note/onset posteriorgrams -> notes
+            -> melody: skyline of the notes (the highest note of each onset group of 60 ms),
+               repeated pitches merged (re-articulation differs between performances)
+            -> per melody note, an n-gram key of the next 3 pitch intervals (semitones, +-12)
+               and 2 inter-onset-interval ratios (log2, 3 levels: shorter / same / longer)
+
+Intervals do not change under transposition and IOI ratios not under a tempo change, so the key is
+key- and tempo-invariant. Queries probe the neighbouring rhythm level of a ratio near an edge.
+
+Search: the index (``scanner.index.melody_index``) returns every reference note whose key a query
+note shares. Matches vote, per reference, for one transposition (pitch class shift, so an octave
+error of the transcription still agrees), one time scale (asset time = s x reference time + o, s
+in 0.85..1.18) and offset; the best few hypotheses per reference are verified by a banded alignment
+of the two whole melodies: note pairs within 0.35 s of the mapped time with the same pitch class
+after the transposition, the longest chain increasing in both (a monotone alignment, like DTW
+without repeats), then the time map refitted on the chain and the alignment redone at 0.15 s.
+
+Score (``Metric.COUNT``): aligned notes that belong to runs of at least ``RUN`` consecutive notes in
+both melodies, inside the best ``SCORE_WINDOW_S`` seconds of the asset (so a long asset does not
+collect chance pairs). Thresholds come from ``benchmarks/melody.py``. A finding names the matched
+spans, the transposition (semitones, asset minus reference), the tempo ratio (asset tempo over
+reference tempo) and up to ``MAX_PAIRS`` aligned notes of each side (for a piano roll).
+
+What it cannot see (documented limits): the melody is the top line of a polyphonic transcription,
+so a melody played *under* louder high accompaniment is missed; drums give no pitched notes; heavily
+distorted or dense mixes transcribe poorly. Audio without a melody (silence, drums, speech, a single
+tone) gives an empty embedding with the note "no melody to compare". At most
+``MelodyParams.max_transcribed_s`` seconds are transcribed per clip (longer clips: evenly spread
+segments, said in the note), which bounds time and memory whatever the file's length.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from scanner.config import Settings
+from scanner.detectors.base import Detector, Embedding, Hit, register
+from scanner.detectors.melody_transcribe import SR as BP_SR, NoteParams, notes_from_posteriorgrams, open_session, \
+    posteriorgrams
+from scanner.errors import ConfigError, ModelMissingError
+from scanner.index.base import VectorIndex
+from scanner.index.melody_index import MelodyIndex
+from scanner.media.audio import AudioClip
+from scanner.types import Metric
+
+DEFAULT_MODEL = "melody-basic-pitch"
+NO_MELODY = "no melody to compare"
+SIGNATURE = "skyline melody; key = 3 intervals (+-12 st) x 2 IOI-ratio levels (3 each)"
+
+# search and verification
+SCALES = np.exp(np.linspace(np.log(0.85), np.log(1.18), 33))  # asset time / reference time, ~1 % steps
+OFFSET_BIN_S = 0.5
+CHUNK_S = 30.0  # query chunks voted on separately (a line's position is read at the chunk's centre)
+SCALE_SPREAD = 2  # an n-gram match votes for its own scale bin and this many either side
+MIN_VOTES = 3  # distinct query notes voting for one hypothesis before it is verified
+HYPOTHESES = 5  # verified per reference
+MAX_REFS = 20  # references verified per query
+TOLERANCES_S = (0.6, 0.3, 0.12)  # alignment tolerance, tightened after each refit of the time map
+RUN = 2
+SCORE_WINDOW_S = 30.0
+MAX_PAIRS = 48
+
+
+@dataclass(frozen=True)
+class MelodyParams:
+    """Everything that shapes the melody signature; an index built with other values is refused."""
+
+    max_transcribed_s: float = 600.0  # per clip; longer clips are sampled in evenly spread segments
+    segment_s: float = 60.0
+    min_seconds: float = 2.0
+    silence_dbfs: float = -55.0
+    onset_thresh: float = 0.5  # Basic Pitch's note-creation defaults
+    frame_thresh: float = 0.3
+    min_note_ms: float = 127.7
+    chord_s: float = 0.06  # onsets closer than this are one chord: the skyline keeps its top note
+    min_notes: int = 12  # fewer melody notes: no melody
+    min_pitches: int = 4  # distinct pitches the melody must use
+    block_s: float = 10.0  # notes are kept only in blocks of this length where notes sound most of the time:
+    min_sounding_share: float = 0.4  # speech's short syllable notes cover ~0.3 of the time, music ~0.7-1
+    ngram: int = 3  # intervals per key
+    max_interval: int = 12
+    ratio_edge: float = 0.5  # |log2 IOI ratio| below this is "same"
+    probe_margin: float = 0.15
+    max_ngram_span_s: float = 5.0  # n-grams spanning a longer rest are not keyed
+    signature: str = SIGNATURE
+
+
+def _empty(note: str) -> Embedding:
+    return Embedding(vectors=np.zeros((0, 1), np.int64), note=note,
+                     extra={"t": np.zeros(0, np.float32), "pitch": np.zeros(0, np.int16)})
+
+
+@register("audio.melody")
+class MelodyDetector(Detector):
+    """A registered composition re-performed in an asset's audio (melody n-grams, any key, tempo or timbre)."""
+
+    modality = "audio"
+    metric = Metric.COUNT
+
+    def __init__(self, settings: Settings, params: MelodyParams | None = None):
+        from scanner.detectors.package_weights import main_weights
+        from scanner.detectors.weights import get_spec
+
+        spec = get_spec(settings, getattr(settings, "melody_model", DEFAULT_MODEL))
+        if spec.detector != self.name:
+            raise ConfigError(f"model {spec.name!r} is for {spec.detector}, not {self.name}")
+        self.p = params or MelodyParams()
+        self.model_id = spec.name
+        self.dim = 1
+        path, self.weights_sha256 = main_weights(spec, settings)
+        try:
+            self._session = open_session(path, settings.device)
+        except ImportError:
+            raise ModelMissingError("audio.melody needs onnxruntime; install it with `pip install onnxruntime`") from None
+        self._lock = threading.Lock()
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return asdict(self.p)
+
+    # ----- signals ------------------------------------------------------------
+    def embed_references(self, clips: Sequence[AudioClip]) -> list[Embedding]:
+        return [self.embed(c) for c in clips]
+
+    def embed(self, clip: AudioClip) -> Embedding:
+        """Melody notes of one clip: ``vectors[:, 0]`` = n-gram key (-1: none starts here); ``extra`` = t, pitch."""
+        notes, note = self.transcribe(clip)
+        return _empty(note) if notes is None else self.embed_notes(notes, note)
+
+    def embed_notes(self, notes: np.ndarray, note: str = "") -> Embedding:
+        """The signature of transcribed ``notes`` ((n, 4): start, end, pitch, amplitude)."""
+        kept = musical_blocks(notes, self.p)
+        t, pitch = melody_line(kept, self.p)
+        why = self._not_melodic(t, pitch)
+        if why and kept.shape[0] < notes.shape[0]:
+            why += f"; {notes.shape[0] - kept.shape[0]} short, speech-like notes set aside"
+        if why:
+            return _empty(f"audio.melody: {NO_MELODY} ({why})")
+        keys = ngram_keys(t, pitch, self.p)
+        return Embedding(vectors=keys.reshape(-1, 1), note=note,
+                         extra={"t": t.astype(np.float32), "pitch": pitch.astype(np.int16)})
+
+    def transcribe(self, clip: AudioClip) -> tuple[np.ndarray | None, str]:
+        """(notes (n, 4): start, end, pitch, amplitude; note) or (None, why nothing can be compared)."""
+        from scanner.detectors.fingerprint import _resample
+
+        p = self.p
+        x = np.nan_to_num(np.asarray(clip.samples, np.float32).reshape(-1), nan=0.0, posinf=1.0, neginf=-1.0)
+        duration = x.shape[0] / float(clip.sr)
+        if duration < p.min_seconds:
+            return None, f"audio.melody: audio too short ({duration:.2f} s < {p.min_seconds:g} s); {NO_MELODY}"
+        rms = float(np.sqrt(np.mean(np.square(x - x.mean(), dtype=np.float64))))
+        level = 20 * np.log10(max(rms, 1e-12))
+        if level < p.silence_dbfs:
+            return None, f"audio.melody: {NO_MELODY} (silent, RMS {level:.0f} dBFS)"
+        note = ""
+        segments = [(0.0, duration)]
+        if duration > p.max_transcribed_s:
+            k = max(1, int(p.max_transcribed_s // p.segment_s))
+            starts = np.linspace(0.0, duration - p.segment_s, k)
+            segments = [(float(s), float(s) + p.segment_s) for s in starts]
+            note = (f"audio.melody: melody transcribed in {k} segments of {p.segment_s:g} s spread over "
+                    f"{duration:.0f} s (at most {p.max_transcribed_s:g} s of audio are transcribed per clip)")
+        peak = float(np.max(np.abs(x))) or 1.0
+        out = []
+        np_ = NoteParams(p.onset_thresh, p.frame_thresh, p.min_note_ms)
+        for a, b in segments:
+            seg = x[int(a * clip.sr):int(b * clip.sr)] / peak  # level-normalised: Basic Pitch reads absolute level
+            y = _resample(seg, int(clip.sr), BP_SR)
+            with self._lock:
+                frames, onsets = posteriorgrams(self._session, y)
+            n = notes_from_posteriorgrams(frames, onsets, np_)
+            n[:, :2] += a
+            out.append(n)
+        return np.concatenate(out), note
+
+    def _not_melodic(self, t: np.ndarray, pitch: np.ndarray) -> str:
+        """Why these notes are no melody ('' when they are one)."""
+        p = self.p
+        if t.shape[0] < p.min_notes:
+            return f"{t.shape[0]} melody notes, fewer than {p.min_notes}"
+        if np.unique(pitch).shape[0] < p.min_pitches:
+            return f"only {np.unique(pitch).shape[0]} distinct pitches"
+        return ""
+
+    # ----- index --------------------------------------------------------------
+    def new_index(self, expected_rows: int = 0) -> VectorIndex:
+        return MelodyIndex(self.dim)
+
+    def load_index(self, data: bytes) -> VectorIndex:
+        return MelodyIndex.from_bytes(data, self.dim)
+
+    def search(self, index: VectorIndex, queries: Sequence[Embedding]) -> list[list[Hit]]:
+        if not isinstance(index, MelodyIndex):
+            raise TypeError(f"audio.melody searches a MelodyIndex, not {type(index).__name__}")
+        return [self._search_one(index, q) for q in queries]
+
+    def _search_one(self, index: MelodyIndex, q: Embedding) -> list[Hit]:
+        if q.empty or index.rows == 0:
+            return []
+        tq_all = q.extra["t"].astype(np.float64)
+        pq_all = q.extra["pitch"].astype(np.int64)
+        probe_note, probe_key = query_probes(tq_all, pq_all, self.p)
+        m = index.lookup(probe_key)
+        if m.query.size == 0:
+            return []
+        qn = probe_note[m.query]
+        ref = index.column("ref", m.row).astype(np.int64)
+        tr = index.column("t_ms", m.row) / 1000.0
+        shift = (pq_all[qn] - index.column("pitch", m.row).astype(np.int64)) % 12
+        # each match's own time scale: the query n-gram's span over the reference n-gram's
+        # (rows are in (reference, time) order, so row + n is the reference n-gram's last note)
+        n = self.p.ngram
+        span_q = tq_all[np.minimum(qn + n, tq_all.shape[0] - 1)] - tq_all[qn]
+        span_r = index.column("t_ms", np.minimum(m.row + n, index.rows - 1)) / 1000.0 - tr
+        ratio = span_q / np.maximum(span_r, 1e-3)
+        hyps = _hypotheses(ref, shift, qn, tq_all[qn], tr, ratio)
+        best: dict[int, Hit] = {}
+        for rid, pc, s, o in hyps:
+            tr_all, pr_all = index.notes(rid)
+            fit = align(tq_all, pq_all, tr_all, pr_all, pc, s, o)
+            if fit is None:
+                continue
+            hit = _hit(rid, fit, tq_all, pq_all, tr_all, pr_all)
+            if rid not in best or hit.score > best[rid].score:
+                best[rid] = hit
+        hits = [h for h in best.values() if h.score > 0]
+        hits.sort(key=lambda h: (-h.score, h.ref_id))
+        return hits
+
+
+# ----- signature ----------------------------------------------------------------
+
+
+def musical_blocks(notes: np.ndarray, p: MelodyParams) -> np.ndarray:
+    """The notes in blocks of ``block_s`` where some note sounds at least ``min_sounding_share`` of the time.
+
+    Speech transcribes to short notes between pauses; a melody (with or without accompaniment) holds
+    notes, so this drops talk while keeping music, also music under dialogue."""
+    if notes.shape[0] == 0:
+        return notes
+    res = 0.02
+    end = float(notes[:, 1].max())
+    grid = np.zeros(int(end / res) + 2, np.int32)
+    a = np.floor(notes[:, 0] / res).astype(np.int64)
+    b = np.ceil(notes[:, 1] / res).astype(np.int64)
+    np.add.at(grid, a, 1)
+    np.add.at(grid, b, -1)
+    sounding = np.cumsum(grid)[:-1] > 0
+    per = int(round(p.block_s / res))
+    n_blocks = -(-sounding.shape[0] // per)
+    padded = np.zeros(n_blocks * per, bool)
+    padded[:sounding.shape[0]] = sounding
+    share = padded.reshape(n_blocks, per).mean(axis=1)
+    block = np.minimum((notes[:, 0] / p.block_s).astype(np.int64), n_blocks - 1)
+    return notes[share[block] >= p.min_sounding_share]
+
+
+def melody_line(notes: np.ndarray, p: MelodyParams) -> tuple[np.ndarray, np.ndarray]:
+    """(onset seconds, MIDI pitch) of the melody: the top note of each onset group, repeats merged."""
+    if notes.shape[0] == 0:
+        return np.zeros(0), np.zeros(0, np.int64)
+    order = np.lexsort((-notes[:, 2], notes[:, 0]))
+    start, pitch = notes[order, 0], notes[order, 2].astype(np.int64)
+    t_out, p_out = [], []
+    group_t, group_p = start[0], pitch[0]
+    for s, pi in zip(start[1:], pitch[1:]):
+        if s - group_t <= p.chord_s:
+            group_p = max(group_p, pi)
+            continue
+        t_out.append(group_t)
+        p_out.append(group_p)
+        group_t, group_p = s, pi
+    t_out.append(group_t)
+    p_out.append(group_p)
+    t, pc = np.asarray(t_out), np.asarray(p_out, np.int64)
+    keep = np.ones(t.shape[0], bool)
+    keep[1:] = pc[1:] != pc[:-1]
+    return t[keep], pc[keep]
+
+
+def _levels(r: np.ndarray, edge: float) -> np.ndarray:
+    return np.where(r < -edge, 0, np.where(r > edge, 2, 1)).astype(np.int64)
+
+
+def _parts(t: np.ndarray, pitch: np.ndarray, p: MelodyParams):
+    """Per n-gram start: interval code, the 2 log2 IOI ratios and whether it is keyed."""
+    n = p.ngram
+    count = t.shape[0] - n
+    if count <= 0:
+        z = np.zeros(0)
+        return np.zeros(0, np.int64), z, z, np.zeros(0, bool)
+    d = np.clip(np.diff(pitch), -p.max_interval, p.max_interval) + p.max_interval
+    base = 2 * p.max_interval + 1
+    code = np.zeros(count, np.int64)
+    for k in range(n):
+        code = code * base + d[k:k + count]
+    ioi = np.maximum(np.diff(t), 1e-3)
+    r1 = np.log2(ioi[1:count + 1] / ioi[:count])
+    r2 = np.log2(ioi[2:count + 2] / ioi[1:count + 1])
+    ok = (t[n:n + count] - t[:count]) <= p.max_ngram_span_s
+    return code, r1, r2, ok
+
+
+def ngram_keys(t: np.ndarray, pitch: np.ndarray, p: MelodyParams) -> np.ndarray:
+    """One key per melody note (the n-gram starting there), -1 where none is keyed."""
+    keys = np.full(t.shape[0], -1, np.int64)
+    code, r1, r2, ok = _parts(t, pitch, p)
+    k = code * 9 + _levels(r1, p.ratio_edge) * 3 + _levels(r2, p.ratio_edge)
+    keys[:k.shape[0]] = np.where(ok, k, -1)
+    return keys
+
+
+def query_probes(t: np.ndarray, pitch: np.ndarray, p: MelodyParams) -> tuple[np.ndarray, np.ndarray]:
+    """(note index, key) probes of a query: its own keys plus the neighbouring rhythm level of a ratio near an edge."""
+    code, r1, r2, ok = _parts(t, pitch, p)
+    notes, keys = [], []
+    idx = np.arange(code.shape[0])
+    l1, l2 = _levels(r1, p.ratio_edge), _levels(r2, p.ratio_edge)
+
+    def alt(r, lv):
+        near_lo = np.abs(r + p.ratio_edge) < p.probe_margin
+        near_hi = np.abs(r - p.ratio_edge) < p.probe_margin
+        other = np.where(near_lo, np.where(lv == 0, 1, 0), np.where(near_hi, np.where(lv == 2, 1, 2), lv))
+        return other, near_lo | near_hi
+
+    a1, n1 = alt(r1, l1)
+    a2, n2 = alt(r2, l2)
+    for lv1, lv2, sel in ((l1, l2, ok), (a1, l2, ok & n1), (l1, a2, ok & n2), (a1, a2, ok & n1 & n2)):
+        notes.append(idx[sel])
+        keys.append((code * 9 + lv1 * 3 + lv2)[sel])
+    return np.concatenate(notes), np.concatenate(keys)
+
+
+# ----- search -------------------------------------------------------------------
+
+
+def _hypotheses(ref, shift, qn, tq, tr, span_ratio) -> list[tuple[int, int, float, float]]:
+    """Best (reference, pitch-class shift, time scale, offset) hypotheses by distinct voting query notes.
+
+    Each n-gram match carries its own time scale (query n-gram span over reference n-gram span), so it
+    votes for the scale bins next to it only; the line is located by its reference time at the centre of
+    the query's ``CHUNK_S`` chunk, which a small scale error moves little (unlike the offset at time 0).
+    """
+    ok = (span_ratio >= SCALES[0] / 1.04) & (span_ratio <= SCALES[-1] * 1.04)
+    ref, shift, qn, tq, tr, span_ratio = ref[ok], shift[ok], qn[ok], tq[ok], tr[ok], span_ratio[ok]
+    if ref.size == 0:
+        return []
+    n_s = SCALES.shape[0]
+    step = float(np.log(SCALES[1] / SCALES[0]))
+    s_near = np.rint((np.log(span_ratio) - np.log(SCALES[0])) / step).astype(np.int64)
+    chunk = np.floor(tq / CHUNK_S).astype(np.int64)
+    centre = (chunk + 0.5) * CHUNK_S
+    rs = ref * 12 + shift
+    cols_cell, cols_q = [], []
+    for ds in range(-SCALE_SPREAD, SCALE_SPREAD + 1):
+        si = s_near + ds
+        good = (si >= 0) & (si < n_s)
+        sc = SCALES[np.clip(si, 0, n_s - 1)]
+        rc = tr + (centre - tq) / sc
+        rb = np.floor(rc / OFFSET_BIN_S).astype(np.int64)
+        for delta in (0, 1):  # overlapping 2-bin windows: a line near a bin edge still votes together
+            cell = (((rs * n_s + si) * 4096 + (chunk & 4095)) << 22) + ((rb - delta) & 0x3FFFFF)
+            cols_cell.append(cell[good])
+            cols_q.append(qn[good])
+    votes_rows = np.unique(np.stack([np.concatenate(cols_cell), np.concatenate(cols_q)]), axis=1)
+    cells, votes = np.unique(votes_rows[0], return_counts=True)
+    keep = votes >= MIN_VOTES
+    cells, votes = cells[keep], votes[keep]
+    if cells.size == 0:
+        return []
+    order = np.lexsort((cells, -votes))
+    out: list[tuple[int, int, float, float]] = []
+    per_ref: dict[int, int] = {}
+    for c in cells[order]:
+        rb = int(c & 0x3FFFFF)
+        rb = rb - (1 << 22) if rb >= (1 << 21) else rb
+        rest = int(c >> 22)
+        ch, rest = rest % 4096, rest // 4096
+        s_idx, rsc = rest % n_s, rest // n_s
+        rid, pc = rsc // 12, rsc % 12
+        if per_ref.get(rid, 0) >= HYPOTHESES or (rid not in per_ref and len(per_ref) >= MAX_REFS):
+            continue
+        per_ref[rid] = per_ref.get(rid, 0) + 1
+        s = float(SCALES[s_idx])
+        rc = (rb + 1.0) * OFFSET_BIN_S
+        out.append((rid, pc, s, (ch + 0.5) * CHUNK_S - s * rc))
+    return out
+
+
+def _pairs(tq, pq, tr, pr, pc, s, o, tol):
+    """Candidate (query note, ref note) pairs: mapped times within ``tol`` and equal pitch class after ``pc``."""
+    mapped = s * tr + o
+    order = np.argsort(mapped, kind="stable")
+    ms = mapped[order]
+    lo = np.searchsorted(ms, tq - tol, "left")
+    hi = np.searchsorted(ms, tq + tol, "right")
+    counts = hi - lo
+    if counts.sum() == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    qi = np.repeat(np.arange(tq.shape[0]), counts)
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    rj = order[starts + np.arange(qi.shape[0])]
+    ok = ((pq[qi] - pr[rj] - pc) % 12) == 0
+    return qi[ok], rj[ok]
+
+
+def _chain(qi: np.ndarray, rj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Longest chain of pairs strictly increasing in both indices (LIS on ref index, pairs by query index)."""
+    if qi.size == 0:
+        return qi, rj
+    order = np.lexsort((-rj, qi))
+    qi, rj = qi[order], rj[order]
+    tails: list[int] = []  # ref index ending the best chain of each length
+    tail_pos: list[int] = []
+    prev = np.full(qi.shape[0], -1, np.int64)
+    for k, j in enumerate(rj):
+        pos = int(np.searchsorted(tails, j, "left"))
+        if pos > 0:
+            prev[k] = tail_pos[pos - 1]
+        if pos == len(tails):
+            tails.append(int(j))
+            tail_pos.append(k)
+        else:
+            tails[pos] = int(j)
+            tail_pos[pos] = k
+    k = tail_pos[-1]
+    path = []
+    while k >= 0:
+        path.append(k)
+        k = prev[k]
+    path = np.asarray(path[::-1], np.int64)
+    return qi[path], rj[path]
+
+
+def align(tq, pq, tr, pr, pc: int, s: float, o: float) -> dict[str, Any] | None:
+    """Banded monotone alignment of the query melody on a reference melody under one time map and shift."""
+    if tr.size == 0:
+        return None
+    s2, o2 = s, o
+    for tol in TOLERANCES_S:  # align, refit the time map on the chain (least squares), align tighter
+        qi, rj = _chain(*_pairs(tq, pq, tr, pr, pc, s2, o2, tol))
+        if qi.size < 3:
+            return None
+        if tol != TOLERANCES_S[-1]:
+            a = np.stack([tr[rj], np.ones(rj.shape[0])], axis=1)
+            (s3, o3), *_ = np.linalg.lstsq(a, tq[qi], rcond=None)
+            if SCALES[0] * 0.97 <= s3 <= SCALES[-1] * 1.03:
+                s2, o2 = float(s3), float(o3)
+    run = np.zeros(qi.shape[0], bool)
+    step = (np.diff(qi) == 1) & (np.diff(rj) == 1)
+    # a pair is in a run when consecutive with a neighbour in both melodies
+    run[1:] |= step
+    run[:-1] |= step
+    if RUN > 2:
+        raise NotImplementedError  # kept simple: runs of two or more
+    tqr = tq[qi[run]]
+    score = _best_window(tqr, SCORE_WINDOW_S)
+    return {"qi": qi, "rj": rj, "run": run, "score": score, "scale": float(s2), "offset": float(o2), "shift": pc}
+
+
+def _best_window(t: np.ndarray, width: float) -> int:
+    """Most of the sorted times ``t`` inside any window of ``width`` seconds."""
+    if t.size == 0:
+        return 0
+    hi = np.searchsorted(t, t + width, "right")
+    return int(np.max(hi - np.arange(t.shape[0])))
+
+
+def _hit(rid: int, fit: dict[str, Any], tq, pq, tr, pr) -> Hit:
+    qi, rj = fit["qi"], fit["rj"]
+    shifts = pq[qi] - pr[rj]
+    vals, counts = np.unique(shifts, return_counts=True)
+    transposition = int(vals[np.argmax(counts)])
+    transposition = (transposition + 6) % 12 - 6 if abs(transposition) > 6 else transposition
+    pick = np.linspace(0, qi.shape[0] - 1, min(MAX_PAIRS, qi.shape[0])).round().astype(np.int64)
+    return Hit(int(rid), float(fit["score"]), {
+        "span": [round(float(tq[qi[0]]), 2), round(float(tq[qi[-1]]), 2)],
+        "ref_span": [round(float(tr[rj[0]]), 2), round(float(tr[rj[-1]]), 2)],
+        "transposition": transposition,
+        "tempo_ratio": round(1.0 / fit["scale"], 3),
+        "aligned_notes": int(qi.shape[0]),
+        "asset_notes": [[round(float(tq[i]), 2), int(pq[i])] for i in qi[pick]],
+        "ref_notes": [[round(float(tr[j]), 2), int(pr[j])] for j in rj[pick]],
+    })

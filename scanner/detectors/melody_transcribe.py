@@ -1,0 +1,150 @@
+"""Note transcription with Spotify's Basic Pitch model (ONNX, run by ONNX Runtime), numpy only around it.
+
+This reimplements the small pre- and post-processing of the ``basic-pitch`` package (0.4.0,
+``basic_pitch/inference.py`` and ``basic_pitch/note_creation.py``, Apache-2.0) so that its
+TensorFlow/librosa/pretty_midi code paths are never imported: only the packaged ``nmp.onnx``
+file is read. Constants are Basic Pitch's own:
+
+* audio at 22 050 Hz, mono; windows of 43 844 samples (2 s less one hop) overlapping by 30
+  frames of 256 samples, the first window preceded by 15 frames of zeros;
+* outputs per window: ``note`` and ``onset`` posteriorgrams (172 frames x 88 piano keys,
+  86.13 frames per second) and ``contour`` (x 264, unused here); the 15 overlapping frames at
+  each window edge are dropped before the windows are concatenated;
+* note creation as ``output_to_notes_polyphonic``: onsets inferred from frame-activation jumps
+  added to the predicted ones, peaks over time of the onset map above ``onset_thresh`` start a
+  note, which lasts while the frame activation stays above ``frame_thresh`` (up to
+  ``energy_tol`` frames below it are bridged), and notes of ``min_note_len`` frames or fewer are
+  dropped. Basic Pitch's "melodia trick" (notes without an onset grown from the strongest
+  remaining activation) is not used: it costs one full-matrix argmax per note, and the melody
+  signature reads onsets anyway.
+
+Times use Basic Pitch's frame-to-time correction (``model_frames_to_time``), so onset times agree
+with what ``basic-pitch`` itself writes to MIDI to within a frame.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+SR = 22050
+FFT_HOP = 256
+AUDIO_N_SAMPLES = SR * 2 - FFT_HOP  # 43844
+N_OVERLAP_FRAMES = 30
+OVERLAP_LEN = N_OVERLAP_FRAMES * FFT_HOP
+HOP_SIZE = AUDIO_N_SAMPLES - OVERLAP_LEN
+ANNOTATIONS_FPS = SR // FFT_HOP  # 86
+ANNOT_N_FRAMES = ANNOTATIONS_FPS * 2  # 172
+MIDI_OFFSET = 21
+N_KEYS = 88
+WINDOW_BATCH = 8  # windows per ONNX call (about 2 s each): bounds activation memory to ~100 MB
+INPUT_NAME = "serving_default_input_2:0"
+OUTPUTS = ("StatefulPartitionedCall:1", "StatefulPartitionedCall:2")  # note, onset
+
+
+@dataclass(frozen=True)
+class NoteParams:
+    """Basic Pitch's note-creation settings (its ``predict`` defaults)."""
+
+    onset_thresh: float = 0.5
+    frame_thresh: float = 0.3
+    min_note_ms: float = 127.70
+    energy_tol: int = 11
+    infer_onsets: bool = True
+
+    @property
+    def min_note_len(self) -> int:
+        return int(np.round(self.min_note_ms / 1000 * (SR / FFT_HOP)))
+
+
+def open_session(path, device: str = "cpu"):
+    """An ONNX Runtime session for ``nmp.onnx`` with one intra-op thread per available core."""
+    import onnxruntime as ort
+
+    from scanner.detectors.sscd import _providers
+
+    opts = ort.SessionOptions()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    opts.intra_op_num_threads = max(1, cores)
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=opts, providers=_providers(device))
+
+
+def posteriorgrams(session, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(note, onset) activations, each (frames, 88), for mono float32 ``audio`` at 22 050 Hz."""
+    n_orig = audio.shape[0]
+    x = np.concatenate([np.zeros(OVERLAP_LEN // 2, np.float32), audio.astype(np.float32, copy=False)])
+    starts = list(range(0, x.shape[0], HOP_SIZE))
+    notes, onsets = [], []
+    for b in range(0, len(starts), WINDOW_BATCH):
+        batch = np.zeros((len(starts[b:b + WINDOW_BATCH]), AUDIO_N_SAMPLES, 1), np.float32)
+        for k, s in enumerate(starts[b:b + WINDOW_BATCH]):
+            w = x[s:s + AUDIO_N_SAMPLES]
+            batch[k, :w.shape[0], 0] = w
+        note, onset = session.run(list(OUTPUTS), {INPUT_NAME: batch})
+        half = N_OVERLAP_FRAMES // 2
+        notes.append(note[:, half:-half].reshape(-1, N_KEYS))
+        onsets.append(onset[:, half:-half].reshape(-1, N_KEYS))
+    n_frames = int(np.floor(n_orig * (ANNOTATIONS_FPS / SR)))
+    if not notes:
+        return np.zeros((0, N_KEYS), np.float32), np.zeros((0, N_KEYS), np.float32)
+    return np.concatenate(notes)[:n_frames], np.concatenate(onsets)[:n_frames]
+
+
+def frames_to_time(frames: np.ndarray) -> np.ndarray:
+    """Basic Pitch's ``model_frames_to_time``: frame index to seconds, with its per-window correction."""
+    frames = np.asarray(frames, np.float64)
+    window_offset = (FFT_HOP / SR) * (ANNOT_N_FRAMES - (AUDIO_N_SAMPLES / FFT_HOP)) + 0.0018
+    return frames * FFT_HOP / SR - window_offset * np.floor(frames / ANNOT_N_FRAMES)
+
+
+def _inferred_onsets(onsets: np.ndarray, frames: np.ndarray, n_diff: int = 2) -> np.ndarray:
+    diffs = []
+    for n in range(1, n_diff + 1):
+        appended = np.concatenate([np.zeros((n, frames.shape[1]), frames.dtype), frames])
+        diffs.append(appended[n:, :] - appended[:-n, :])
+    frame_diff = np.min(diffs, axis=0)
+    frame_diff[frame_diff < 0] = 0
+    frame_diff[:n_diff, :] = 0
+    top = float(np.max(frame_diff)) if frame_diff.size else 0.0
+    if top > 0:
+        frame_diff = float(np.max(onsets)) * frame_diff / top
+    return np.maximum(onsets, frame_diff)
+
+
+def notes_from_posteriorgrams(frames: np.ndarray, onsets: np.ndarray, p: NoteParams = NoteParams()) -> np.ndarray:
+    """Note events (start_s, end_s, midi_pitch, amplitude) as an (n, 4) float64 array sorted by start.
+
+    Basic Pitch's ``output_to_notes_polyphonic`` without the melodia trick (see the module docstring)."""
+    n_frames = frames.shape[0]
+    if n_frames < 3:
+        return np.zeros((0, 4))
+    if p.infer_onsets:
+        onsets = _inferred_onsets(onsets, frames)
+    # local maxima over time (scipy.signal.argrelmax along axis 0: strictly greater than both neighbours)
+    peak = np.zeros(onsets.shape, bool)
+    peak[1:-1] = (onsets[1:-1] > onsets[:-2]) & (onsets[1:-1] > onsets[2:])
+    t_idx, f_idx = np.nonzero(peak & (onsets >= p.onset_thresh))
+    order = np.lexsort((f_idx, t_idx))[::-1]  # backwards in time, as Basic Pitch does
+    remaining = frames.copy()
+    events = []
+    for start, key in zip(t_idx[order], f_idx[order]):
+        if start >= n_frames - 1:
+            continue
+        i, k = start + 1, 0
+        col = remaining[:, key]
+        while i < n_frames - 1 and k < p.energy_tol:
+            k = k + 1 if col[i] < p.frame_thresh else 0
+            i += 1
+        i -= k
+        if i - start <= p.min_note_len:
+            continue
+        remaining[start:i, max(0, key - 1):key + 2] = 0
+        events.append((start, i, key + MIDI_OFFSET, float(np.mean(frames[start:i, key]))))
+    if not events:
+        return np.zeros((0, 4))
+    ev = np.asarray(events, np.float64)
+    out = np.stack([frames_to_time(ev[:, 0]), frames_to_time(ev[:, 1]), ev[:, 2], ev[:, 3]], axis=1)
+    return out[np.lexsort((out[:, 2], out[:, 0]))]

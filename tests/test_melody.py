@@ -1,0 +1,155 @@
+"""audio.melody: bad input gives "no melody to compare", a re-played tune is found in another key and tempo,
+the evidence (spans, transposition, tempo ratio, aligned notes) is right, and the index round-trips.
+
+Determinism, batch == single, params and the store round trip are the contract kit's (tests/test_contracts.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scanner.config import Settings
+from scanner.errors import IndexCorruptError, ModelMissingError
+from scanner.media.audio import AudioClip
+from scanner.testing.detector_kit import build_index
+from scanner.testing.examples import SR, melody_tune, render_tune
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def det():
+    from scanner.detectors.base import create
+
+    try:
+        return create("audio.melody", Settings())
+    except ModelMissingError as exc:
+        pytest.skip(str(exc))
+
+
+def clip(x: np.ndarray) -> AudioClip:
+    return AudioClip(np.asarray(x, np.float32), SR)
+
+
+def drums(seconds: float = 10.0) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    y = np.zeros(int(seconds * SR))
+    for k, t in enumerate(np.arange(0, seconds, 0.25)):
+        a, n = int(t * SR), int(0.2 * SR)
+        tt = np.arange(n) / SR
+        if k % 4 == 0:
+            y[a:a + n] += np.sin(2 * np.pi * (50 + 100 * np.exp(-tt / 0.03)) * tt) * np.exp(-tt / 0.08)
+        elif k % 4 == 2:
+            y[a:a + n] += rng.normal(0, 0.5, n) * np.exp(-tt / 0.05)
+        y[a:a + n // 4] += rng.normal(0, 0.2, n // 4) * np.exp(-tt[:n // 4] / 0.01)
+    return 0.5 * y / np.abs(y).max()
+
+
+def speech() -> np.ndarray:
+    from scanner.testing.examples import _fixture
+    from scanner.media.audio import decode_audio
+
+    try:
+        parts = [decode_audio(_fixture("voices", f"speaker_{s}.flac").read_bytes(), SR).samples
+                 for s in ("a_1", "a_2", "b_1")]
+    except Exception as exc:  # noqa: BLE001 - a missing fixture skips, it does not fail
+        pytest.skip(f"voice fixtures unavailable: {exc}")
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("kind", ["silence", "drums", "speech", "tone", "short"])
+def test_no_melody_is_an_empty_embedding_with_a_note(det, kind):
+    x = {
+        "silence": lambda: np.zeros(5 * SR),
+        "drums": drums,
+        "speech": speech,
+        "tone": lambda: 0.3 * np.sin(2 * np.pi * 440.0 * np.arange(8 * SR) / SR),
+        "short": lambda: render_tune(melody_tune(5))[: SR],
+    }[kind]()
+    (e,) = det.embed_references([clip(x)])
+    assert e.empty, f"{kind} gave {e.vectors.shape[0]} melody notes"
+    assert "no melody to compare" in e.note
+    index = build_index(det, {1: det.embed_references([clip(render_tune(melody_tune(31)))])[0]})
+    assert det.search(index, [e]) == [[]]
+
+
+def test_long_clip_is_transcribed_in_bounded_segments(det, monkeypatch):
+    from scanner.detectors import melody
+
+    calls = []
+    real = melody.posteriorgrams
+
+    def counting(session, audio):
+        calls.append(audio.shape[0])
+        return real(session, audio)
+
+    monkeypatch.setattr(melody, "posteriorgrams", counting)
+    small = type(det).__new__(type(det))
+    small.__dict__.update(det.__dict__)
+    small.p = melody.MelodyParams(max_transcribed_s=20.0, segment_s=10.0)
+    tune = render_tune(melody_tune(31))
+    long = np.tile(tune, 5)  # ~90 s
+    (e,) = small.embed_references([clip(long)])
+    assert len(calls) == 2 and max(calls) <= 10.0 * melody.BP_SR + 1
+    assert "2 segments of 10 s" in e.note and "at most 20 s" in e.note
+
+
+@pytest.fixture(scope="module")
+def tunes(det):
+    refs = {1: render_tune(melody_tune(31)), 2: render_tune(melody_tune(32)), 3: render_tune(melody_tune(34))}
+    emb = dict(zip(refs, det.embed_references([clip(x) for x in refs.values()])))
+    assert not any(e.empty for e in emb.values())
+    return build_index(det, emb)
+
+
+@pytest.mark.parametrize("shift,tempo", [(0, 1.0), (3, 1.1), (-2, 0.9)])
+def test_replayed_tune_is_found_with_its_transposition_and_tempo(det, tunes, shift, tempo):
+    # ref 1 re-played with brighter tones, transposed and at another tempo, starting 1.5 s into the asset
+    cover = render_tune(melody_tune(31), beat_s=0.3 / tempo, shift=shift, bright=True)
+    x = np.concatenate([np.zeros(int(1.5 * SR), np.float32), cover])
+    (q,) = det.embed_queries([clip(x)])
+    hits = det.search(tunes, [q])[0]
+    assert hits and hits[0].ref_id == 1, [(h.ref_id, h.score) for h in hits]
+    top = hits[0]
+    others = [h.score for h in hits[1:]]
+    assert top.score >= 15 and all(s <= top.score / 3 for s in others), (top.score, others)
+    ex = top.extra
+    assert ex["transposition"] == shift
+    assert ex["tempo_ratio"] == pytest.approx(tempo, abs=0.03)
+    # the spans map onto each other through the 1.5 s lead-in and the tempo change, and cover most of the tune
+    assert ex["span"][0] == pytest.approx(1.5 + ex["ref_span"][0] / tempo, abs=0.1)
+    assert ex["span"][1] == pytest.approx(1.5 + ex["ref_span"][1] / tempo, abs=0.1)
+    assert ex["ref_span"][0] < 2.0 and ex["ref_span"][1] - ex["ref_span"][0] > 10.0
+    assert len(ex["asset_notes"]) == len(ex["ref_notes"]) <= 48
+    # aligned notes: asset pitch = reference pitch + transposition (up to transcription octave errors)
+    diffs = [(a[1] - r[1] - shift) % 12 for a, r in zip(ex["asset_notes"], ex["ref_notes"])]
+    assert all(d == 0 for d in diffs)
+
+
+def test_unrelated_tune_scores_low(det, tunes):
+    (q,) = det.embed_queries([clip(render_tune(melody_tune(77), shift=1, bright=True))])
+    assert all(h.score < 10 for h in det.search(tunes, [q])[0])
+
+
+def test_index_round_trip_and_corrupt_bytes(det, tunes):
+    from scanner.index.melody_index import MelodyIndex
+
+    again = det.load_index(tunes.to_bytes())
+    assert np.array_equal(again.ids(), tunes.ids()) and again.to_bytes() == tunes.to_bytes()
+    assert again.remove(np.array([2])) > 0 and list(again.ids()) == [1, 3]
+    with pytest.raises(IndexCorruptError):
+        MelodyIndex.from_bytes(b"not an index")
+
+
+def test_ngram_keys_ignore_key_and_tempo():
+    from scanner.detectors.melody import MelodyParams, ngram_keys
+
+    p = MelodyParams()
+    rng = np.random.default_rng(3)
+    pitch = 60 + np.cumsum(rng.integers(-4, 5, 30))
+    t = np.cumsum(rng.choice([0.25, 0.5, 0.75], 30))
+    k = ngram_keys(t, pitch, p)
+    assert np.array_equal(k, ngram_keys(t * 1.1 + 3.0, pitch + 5, p))
+    assert (k[:-p.ngram] >= 0).all() and (k[-p.ngram:] == -1).all()
+    assert not np.array_equal(k, ngram_keys(t, pitch[::-1], p))
