@@ -51,6 +51,10 @@ echo "installing scanner and its dependencies into .venv (first run: about 4 min
 # its dependencies: it requires opencv-python, a second cv2 beside opencv-python-headless (its other
 # dependencies are declared in pyproject.toml). Pure Python; its Requires-Python "<3.13" is waived for 3.13+ venvs.
 .venv/bin/python -m pip install --quiet --no-deps --ignore-requires-python rapidocr-onnxruntime==1.4.4
+# Notes for audio.melody come from Spotify's Basic Pitch model shipped in basic-pitch (Apache-2.0). Installed without
+# its dependencies: they pull TensorFlow (about 2 GB) for code paths scanner never imports; only the packaged
+# saved_models/icassp_2022/nmp.onnx is read, with onnxruntime (scanner/detectors/melody_transcribe.py), so no other deps.
+.venv/bin/python -m pip install --quiet --no-deps basic-pitch==0.4.0
 .venv/bin/scanner --version
 echo "$WANT" > "$STAMP"
 echo "installed: activate with 'source .venv/bin/activate' or call .venv/bin/scanner"
