@@ -41,9 +41,10 @@ h1{margin-bottom:.2rem} .meta{color:#666;font-size:.9rem;margin-bottom:1rem}
 #bar{position:sticky;top:0;z-index:2;background:#fafafa;border-bottom:1px solid #ddd;padding:.6rem 0;margin:1rem 0;
 display:flex;gap:.8rem;flex-wrap:wrap;align-items:center;font-size:.9rem}
 #bar select,#bar input{font-size:.9rem;padding:.15rem .3rem;max-width:22rem} #shown{color:#555}
-.asset{background:#fff;border:1px solid #ddd;border-left:8px solid #999;margin:1rem 0;padding:1rem;border-radius:4px}
+.asset{background:#fff;border:1px solid #ddd;border-left:8px solid #999;margin:1rem 0;padding:1rem;border-radius:4px;
+content-visibility:auto;contain-intrinsic-size:auto 420px}
 .asset h2{font-size:1rem;margin:0 0 .4rem 0;word-break:break-all}
-.next{margin:.3rem 0 .6rem 0;font-weight:600} .next::before{content:"Next: ";color:#555;font-weight:400}
+.next{margin:.3rem 0 .6rem 0;font-weight:600} .next i{color:#555;font-weight:400;font-style:normal}
 .card{border:1px solid #e3e3e3;border-left:5px solid #999;border-radius:4px;padding:.7rem;margin:.7rem 0;background:#fdfdfd}
 .card h3{font-size:.95rem;margin:0 0 .3rem 0}
 .badge{color:#fff;padding:.1rem .5rem;border-radius:3px;font-size:.8rem;text-transform:uppercase;margin-right:.5rem}
@@ -66,55 +67,73 @@ JS = """
 (function () {
   var ids = ["verdict", "detector", "ref", "q", "sort"];
   function el(id) { return document.getElementById("f-" + id); }
-  function has(list, word) { return (" " + (list || "") + " ").indexOf(" " + word + " ") >= 0; }
+  function all(root, sel) { return Array.prototype.slice.call(root.querySelectorAll(sel)); }
+  function show(node, on) { if (node.hidden === on) node.hidden = !on; }  // touch the DOM only on a change
   var box = document.getElementById("assets");
-  var sections = Array.prototype.slice.call(box.querySelectorAll(":scope > .asset"));
-  var rows = Array.prototype.slice.call(document.querySelectorAll("#passed tr.item"));
+  // Read every data attribute once: filtering thousands of assets then touches only what changes.
+  var items = all(box, ":scope > .asset").map(function (s) {
+    return {el: s, verdict: s.dataset.verdict, path: s.dataset.path, lpath: s.dataset.path.toLowerCase(),
+            refs: s.dataset.refs || "", sev: Number(s.dataset.sev), title: s.dataset.reftitle || "\uffff",
+            cards: all(s, ".card").map(function (c) {
+              return {el: c, detectors: " " + c.dataset.detectors + " ", ref: c.dataset.ref, level: c.dataset.level};
+            })};
+  });
+  var rows = all(document, "#passed tr.item").map(function (t) {
+    return {el: t, lpath: t.dataset.path.toLowerCase()};
+  });
   var keys = {
-    severity: function (s) { return [Number(s.dataset.sev), s.dataset.path]; },
-    path: function (s) { return [s.dataset.path]; },
-    reference: function (s) { return [s.dataset.reftitle || "\\uffff", Number(s.dataset.sev), s.dataset.path]; },
-    verdict: function (s) { return [s.dataset.verdict, s.dataset.path]; }
+    severity: function (s) { return [s.sev, s.path]; },
+    path: function (s) { return [s.path]; },
+    reference: function (s) { return [s.title, s.sev, s.path]; },
+    verdict: function (s) { return [s.verdict, s.path]; }
   };
   function cmp(a, b) {
     for (var i = 0; i < a.length; i++) { if (a[i] < b[i]) return -1; if (a[i] > b[i]) return 1; }
     return 0;
   }
+  var order = "severity";  // the order the page was written in
   function apply() {
     var v = el("verdict").value, d = el("detector").value, r = el("ref").value;
-    var q = el("q").value.trim().toLowerCase(), sort = el("sort").value;
-    var byCard = !!(d || r || v === "cleared" || v === "consented"), shown = 0;
-    sections.forEach(function (s) {
+    var q = el("q").value.trim().toLowerCase(), sort = keys[el("sort").value] ? el("sort").value : "severity";
+    var byLevel = v === "cleared" || v === "consented", byCard = !!(d || r || byLevel), shown = 0;
+    items.forEach(function (s) {
       var any = false;
-      Array.prototype.forEach.call(s.querySelectorAll(".card"), function (c) {
-        var ok = (!d || has(c.dataset.detectors, d)) && (!r || c.dataset.ref === r) &&
-                 ((v !== "cleared" && v !== "consented") || c.dataset.level === v);
-        c.hidden = !ok; any = any || ok;
+      s.cards.forEach(function (c) {
+        var ok = (!d || c.detectors.indexOf(" " + d + " ") >= 0) && (!r || c.ref === r) && (!byLevel || c.level === v);
+        show(c.el, ok); any = any || ok;
       });
-      var vok = !v || v === "cleared" || v === "consented" || v === s.dataset.verdict ||
-                (v === "flagged" && s.dataset.verdict !== "pass");
-      var tok = !q || s.dataset.path.toLowerCase().indexOf(q) >= 0 || (s.dataset.refs || "").indexOf(q) >= 0;
-      s.hidden = !(vok && tok && (!byCard || any));
-      if (!s.hidden) shown++;
+      var ok = (!v || byLevel || v === s.verdict || (v === "flagged" && s.verdict !== "pass")) &&
+               (!q || s.lpath.indexOf(q) >= 0 || s.refs.indexOf(q) >= 0) && (!byCard || any);
+      show(s.el, ok);
+      if (ok) shown++;
     });
+    var rowsShown = 0;
     rows.forEach(function (t) {
-      t.hidden = !((!v || v === "pass") && !d && !r && (!q || t.dataset.path.toLowerCase().indexOf(q) >= 0));
-      if (!t.hidden) shown++;
+      var ok = (!v || v === "pass") && !d && !r && (!q || t.lpath.indexOf(q) >= 0);
+      show(t.el, ok);
+      if (ok) rowsShown++;
     });
-    var key = keys[sort] || keys.severity;
-    sections.slice().sort(function (a, b) { return cmp(key(a), key(b)); })
-      .forEach(function (s) { box.appendChild(s); });
-    document.getElementById("passed").hidden = rows.length === 0 || rows.every(function (t) { return t.hidden; });
-    document.getElementById("shown").textContent = "showing " + shown + " of " + (sections.length + rows.length) + " assets";
+    if (sort !== order) {
+      var key = keys[sort];
+      items.sort(function (a, b) { return cmp(key(a), key(b)); });
+      var frag = document.createDocumentFragment();
+      items.forEach(function (s) { frag.appendChild(s.el); });
+      box.appendChild(frag);
+      order = sort;
+    }
+    show(document.getElementById("passed"), rowsShown > 0);
+    shown += rowsShown;
+    document.getElementById("shown").textContent = "showing " + shown + " of " + (items.length + rows.length) + " assets";
     document.body.setAttribute("data-shown", String(shown));
     var state = ids.map(function (k) { return el(k).value ? k + "=" + encodeURIComponent(el(k).value) : ""; })
-      .filter(Boolean).join("&");
-    if (history.replaceState) history.replaceState(null, "", state ? "#" + state : location.pathname);
+      .filter(function (x) { return x && x !== "sort=severity"; }).join("&");
+    if (history.replaceState) history.replaceState(null, "", state ? "#" + state : location.pathname + location.search);
   }
   location.hash.replace(/^#/, "").split("&").forEach(function (part) {
     var kv = part.split("="), k = kv[0], f = el(k);
     if (ids.indexOf(k) < 0 || !f || kv.length < 2) return;
-    var val = decodeURIComponent(kv.slice(1).join("="));
+    var val;
+    try { val = decodeURIComponent(kv.slice(1).join("=")); } catch (e) { return; }
     if (f.tagName !== "SELECT" || Array.prototype.some.call(f.options, function (o) { return o.value === val; })) f.value = val;
   });
   ids.forEach(function (k) { el(k).addEventListener(k === "q" ? "input" : "change", apply); });
@@ -306,7 +325,7 @@ def _asset_html(r: Mapping[str, Any], thumbs: Path, ref_thumbnail: Callable[[Map
             f"<h2>{_badge(verdict)}{_e(r.get('path'))}</h2>"]
     step = next_step(r, project)
     if step:
-        body.append(f'<div class="next">{_e(step)}</div>')
+        body.append(f'<div class="next"><i>Next:</i> {_e(step)}</div>')
     if verdict == "error":
         body.append(f'<div class="err">could not be checked: {_e(r.get("error"))}</div>')
     sha = _sha(r)
@@ -358,7 +377,7 @@ def _card(r: Mapping[str, Any], f: Mapping[str, Any], thumbs: Path,
         f'{" data-test-model=\"1\"" if test_made else ""}>',
         f"<h3>{_badge(level)}{_e(subject)}{kind} #{_e(ref_id)} {_e(f.get('reference_title'))}"
         + ("" if talent else f" — {_e(f.get('rights_holder'))} ({_e(f.get('clearance'))})") + f"{mark}</h3>",
-        (f'<div class="next">{_e(action)}</div>' if action != step else ""),
+        (f'<div class="next"><i>Next:</i> {_e(action)}</div>' if action != step else ""),
         '<div class="pair">'
         + _overlay(shown, caption, _frame(extra, "asset"), _shapes(extra, "asset"))
         + _overlay(ref_img, f"{kind} #{ref_id}", _frame(extra, "ref"), _shapes(extra, "ref"))
