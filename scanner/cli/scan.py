@@ -182,7 +182,7 @@ def _print_summary(records: list[dict], project: str = "") -> None:
     out.print(f"[bold]{s.total} assets:[/] [red]{s['block']} block[/], [dark_orange]{s['review']} review[/], "
               f"[purple]{s['error']} error[/], [green]{s['pass']} pass[/]")
     if cleared:
-        out.print(f"{cleared} cleared or consented matches: their licence or consent is shown in the report")
+        out.print(f"{cleared} cleared or consented matches (licence/consent shown in the report)")
 
 
 def scan(
