@@ -103,6 +103,7 @@ OFFSET_TOL_FRAMES = 2.5
 SCORE_WINDOW_S = 10.0  # the score counts matches inside the best window of this length
 MIN_HIT_MATCHES = 8  # fewer verified matches are not reported at all (calibrated thresholds sit well above)
 MIN_SECONDS = 1.0
+MATCH_BUDGET_PER_PROBE = 64  # index rows a query may fetch per probe, on average (see _within_budget)
 BLOCK_FRAMES = 4096  # spectrogram computed in blocks of this many frames (bounded memory)
 
 
@@ -204,6 +205,7 @@ class FingerprintDetector(Detector):
             return []
         p = self.p
         rows, hashes = _probes(q.extra["v"], p)
+        rows, hashes = _within_budget(rows, hashes, index.bucket_sizes(hashes))
         m = index.lookup(hashes)
         if m.query.size == 0:
             return []
@@ -435,6 +437,26 @@ def _probes(v: np.ndarray, p: LandmarkParams) -> tuple[np.ndarray, np.ndarray]:
             cells = np.concatenate([cells, twin])
             rows = np.concatenate([rows, rows[near]])
     return rows, _pack(cells, p)
+
+
+def _within_budget(rows: np.ndarray, hashes: np.ndarray, sizes: np.ndarray,
+                   per_probe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The probes to look up: all of them while their rows fit ``per_probe`` x probes, else the
+    rarest hashes first until that budget is spent.
+
+    Why: the rows a probe returns grow with the catalog (a hash's bucket holds every reference
+    landmark with that hash, and landmark hashes are skewed: on music a query probe meets ~40x
+    the rows a uniform hash would), so matching cost would grow linearly with indexed hours.
+    A common hash (a steady chord, a drum pattern) is also the least telling: it matches many
+    references at random, which verification then rejects. Rare hashes carry the evidence;
+    spending a fixed budget on them keeps the query cost flat as the catalog grows, and below
+    the budget (catalogs up to a few tens of hours) every probe is used, as before."""
+    budget = (MATCH_BUDGET_PER_PROBE if per_probe is None else per_probe) * max(1, hashes.size)
+    if int(sizes.sum()) <= budget:
+        return rows, hashes
+    order = np.argsort(sizes, kind="stable")
+    keep = np.sort(order[np.cumsum(sizes[order]) <= budget])
+    return rows[keep], hashes[keep]
 
 
 def _candidates(ref: np.ndarray, offset: np.ndarray, span_q: float) -> list[np.ndarray]:

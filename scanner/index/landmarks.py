@@ -153,6 +153,17 @@ class LandmarkIndex(VectorIndex):
         """Memory held by the rows and the directory."""
         return self.rows * BYTES_PER_ROW + self._offsets.nbytes
 
+    def bucket_sizes(self, hashes: np.ndarray) -> np.ndarray:
+        """Rows stored under each of ``hashes`` (0 for a hash never stored): what a lookup would return."""
+        self._merge()
+        q = np.asarray(hashes, dtype=np.int64).reshape(-1)
+        top = self._offsets.size - 1
+        if top <= 0:
+            return np.zeros(q.size, np.int64)
+        ok = (q >= 0) & (q < top)
+        qq = np.where(ok, q, 0)
+        return np.where(ok, self._offsets[qq + 1].astype(np.int64) - self._offsets[qq].astype(np.int64), 0)
+
     def lookup(self, hashes: np.ndarray) -> Matches:
         """Every stored row whose hash equals one of ``hashes`` (duplicates in ``hashes`` match again)."""
         self._merge()
