@@ -14,7 +14,7 @@ from scanner.detectors import create
 from scanner.detectors.local import (
     MIN_INLIERS, LocalDetector, _features, _grey, mirror_descriptors, polygon_iou,
 )
-from scanner.errors import IndexMismatchError
+from scanner.errors import IndexCorruptError, IndexMismatchError
 from scanner.index import IndexStore
 from scanner.index.local_index import LocalIndex, LocalIndexError
 from scanner.media.image import decode_image
@@ -169,8 +169,10 @@ def test_other_params_refused(det, index, tmp_path):
     with pytest.raises(IndexMismatchError):
         store.load("image.local", other.model_id, other.weights_sha256, other.dim, other.metric, other.load_index,
                    other.params)
-    with pytest.raises(IndexMismatchError):
+    with pytest.raises(IndexCorruptError):
         det.load_index(b"not an index")
+    with pytest.raises(IndexMismatchError, match="older format.*--rebuild"):
+        det.load_index(b"SCANLOC1" + bytes(40))  # format 2 bytes
 
 
 def test_remove_and_add_back(det, refs):

@@ -82,10 +82,9 @@ from PIL import Image
 
 from scanner.config import Settings
 from scanner.detectors.base import Detector, Embedding, Hit, register
-from scanner.errors import IndexMismatchError
-from scanner.index.base import VectorIndex
+from scanner.index.base import VectorIndex, expect_family
 from scanner.detectors.ocr import TextDetectionError, TextFinder, text_mask
-from scanner.index.local_index import MAX_OUTLINE, LocalIndex, LocalIndexError
+from scanner.index.local_index import MAX_OUTLINE, LocalIndex
 from scanner.media.image import alpha_mask, to_rgb
 from scanner.types import Metric
 
@@ -508,18 +507,14 @@ class LocalDetector(Detector):
         return LocalIndex(DIM, expected_rows=max(0, int(expected_rows)) * self.ref_keypoints)
 
     def load_index(self, data: bytes) -> LocalIndex:
-        try:
-            return LocalIndex.from_bytes(data, DIM)
-        except LocalIndexError as exc:
-            raise IndexMismatchError(f"the image.local index cannot be read: {exc}") from None
+        return LocalIndex.from_bytes(data, DIM)  # IndexCorruptError / IndexMismatchError name the fix
 
     # ----- search ---------------------------------------------------------------------
     def search(self, index: VectorIndex, queries: Sequence[Embedding]) -> list[list[Hit]]:
         """Verified hits per query, best first. A hit whose ``extra["text_only"]`` is set shares only
         lettering with the reference: its score (inliers off the text) is below ``MIN_INLIERS``, so no
         calibrated threshold passes it; its ``evidence`` says so."""
-        if not isinstance(index, LocalIndex):
-            raise IndexMismatchError(f"image.local needs a LocalIndex, got {type(index).__name__}")
+        expect_family(index, LocalIndex.family, self.name)
         out: list[list[Hit]] = []
         for q in queries:
             out.append([] if q.empty or len(index) == 0 else self._search_one(index, q))

@@ -1,4 +1,4 @@
-"""Index of local keypoint descriptors for partial-copy search (``image.local``).
+"""Index of local keypoint descriptors for partial-copy search (family ``local``).
 
 Every reference contributes many rows: one descriptor per keypoint. A row's FAISS id
 packs the owner and the keypoint number (``ref_id << KP_BITS | keypoint``), so the
@@ -10,9 +10,10 @@ channel, the image rectangle otherwise) live next to the FAISS index, keyed by r
 
 Two storage modes, picked from size:
 
-* ``flat``: exact L2 search over 8-bit codes (``QT_8bit_direct``: a RootSIFT
-  component ``v`` in [0, 1] is stored as ``round(v * 512)`` clipped to 255; no
-  training, so any two flat indexes are compatible). 128 bytes per keypoint; search
+* ``flat``: exact L2 search over 8-bit codes (``QT_8bit_direct``: a descriptor
+  component ``v`` in [0, 1] is stored as ``round(v * code_scale)`` clipped to 255, the
+  scale a parameter of the index recorded in its bytes; no training, so any two flat
+  indexes with one scale are compatible). 128 bytes per keypoint; search
   cost grows linearly (~8 s per 2,000-row query at 1,000 references on 2 cores), so it
   is used only while the index is small (``AUTO_TRAIN_ROWS``, ~40 references).
 * ``ivfpq``: an inverted file with product-quantised codes, ``PQ_BYTES`` bytes per
@@ -24,37 +25,37 @@ Two storage modes, picked from size:
   travels inside the index, its checksum is part of ``kind`` (so the manifest records
   it), and ``merge`` refuses shards with another codebook.
 
-Serialised form (``to_bytes``): ``MAGIC``, a little-endian u32 header length, a JSON
-header, then raw arrays (reference ids, sizes, keypoint counts, keypoint positions as
-uint16 fractions of the image size, keypoint flags, outline vertex counts and vertices as
-uint16 fractions) and the FAISS index. No pickle. Format 1 indexes (before text flags and
-outlines) are refused; the detector's params changed with them, so they are rebuilt anyway.
+Serialised form (``to_bytes``): the ``local`` family of ``scanner.index.container``: the
+header holds mode, codebook, code scale and sizes, named sections the reference ids, sizes,
+keypoint counts, keypoint positions (uint16 fractions of the image size), keypoint flags,
+outline vertex counts and vertices (uint16 fractions) and the FAISS index. No pickle.
+Unreadable bytes raise ``IndexCorruptError``; earlier formats (``SCANLOC1``) are refused
+with a rebuild hint. Searching never changes the bytes (``nprobe`` is a search parameter).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import struct
 from dataclasses import dataclass
 
 import faiss
 import numpy as np
 
 from scanner.errors import IndexMismatchError
+from scanner.index import container
 from scanner.index.base import VectorIndex
 from scanner.types import Metric
 
 KP_BITS = 16  # up to 65 536 keypoints per reference
 KP_MASK = (1 << KP_BITS) - 1
 MAX_REF_ID = (1 << (63 - KP_BITS)) - 1
-CODE_SCALE = 512.0  # RootSIFT component -> 8-bit code units
+CODE_SCALE = 512.0  # default descriptor component (unit-norm, non-negative) -> 8-bit code units
 AUTO_TRAIN_ROWS = 20_000  # flat -> ivfpq once the index holds this many keypoints (~40 references)
 PQ_BYTES = 32  # bytes per keypoint in ivfpq mode (4 dimensions per sub-quantiser)
 DEFAULT_NPROBE = 16
-MAGIC = b"SCANLOC1"
-FORMAT = 2
+FAMILY = "local"
+FORMAT = 3  # 1: before text flags and outlines; 2: SCANLOC1 bytes; 3: the container
 FLAG_TEXT = 1  # keypoint flag bit: the keypoint lies on text
 MAX_OUTLINE = 64  # vertices kept of a reference's outline
 
@@ -67,15 +68,15 @@ class CodebookMismatchError(LocalIndexError, IndexMismatchError):
     """Two ivfpq indexes with different codebooks cannot be merged (a user-facing index mismatch)."""
 
 
-def to_codes(vectors: np.ndarray, dim: int) -> np.ndarray:
-    """RootSIFT rows (unit L2, components in [0, 1]) to float32 in code units (0..255)."""
+def to_codes(vectors: np.ndarray, dim: int, scale: float = CODE_SCALE) -> np.ndarray:
+    """Descriptor rows (unit L2, components in [0, 1]) to float32 in code units (0..255)."""
     x = np.asarray(vectors, dtype=np.float32).reshape(-1, dim)
-    return np.ascontiguousarray(np.clip(np.rint(x * CODE_SCALE), 0, 255), dtype=np.float32)
+    return np.ascontiguousarray(np.clip(np.rint(x * scale), 0, 255), dtype=np.float32)
 
 
-def code_distance_to_l2(d2: np.ndarray) -> np.ndarray:
-    """Squared distances in code units back to L2 distances between RootSIFT vectors."""
-    return np.sqrt(np.maximum(d2, 0.0)) / CODE_SCALE
+def code_distance_to_l2(d2: np.ndarray, scale: float = CODE_SCALE) -> np.ndarray:
+    """Squared distances in code units back to L2 distances between descriptors."""
+    return np.sqrt(np.maximum(d2, 0.0)) / scale
 
 
 def coarse_quantiser(rows: int) -> tuple[str, int]:
@@ -109,7 +110,7 @@ class Neighbours:
     query_row: np.ndarray  # int64, row of the query matrix
     ref_id: np.ndarray  # int64
     keypoint: np.ndarray  # int64, keypoint number within the reference
-    distance: np.ndarray  # float32, L2 distance between RootSIFT vectors (approximate in ivfpq mode)
+    distance: np.ndarray  # float32, L2 distance between descriptors (approximate in ivfpq mode)
     rank: np.ndarray  # int32, 0 = nearest
     kth_distance: np.ndarray  # float32 per query row: distance of its k-th neighbour (inf when fewer)
 
@@ -117,14 +118,16 @@ class Neighbours:
 class LocalIndex(VectorIndex):
     """Keypoint descriptors of many references with their positions (see module docstring)."""
 
+    family = FAMILY
     metric = Metric.COSINE  # "higher is closer": the detector's score is an inlier count
 
     def __init__(self, dim: int = 128, auto_train_rows: int | None = AUTO_TRAIN_ROWS, nprobe: int = DEFAULT_NPROBE,
-                 expected_rows: int = 0):
+                 expected_rows: int = 0, code_scale: float = CODE_SCALE):
         self.dim = dim
         self.auto_train_rows = auto_train_rows
         self.expected_rows = int(expected_rows)  # size hint: the automatic training sizes its lists for this
-        self.nprobe = nprobe
+        self.nprobe = nprobe  # lists probed per search (a search parameter: never written into the FAISS index)
+        self.code_scale = float(code_scale)  # descriptor component -> 8-bit code units
         self._faiss: faiss.Index = self._new_flat(dim)
         self._codebook: str | None = None  # sha256 of the trained empty ivfpq index, None in flat mode
         self.trained_rows = 0  # rows the codebook was learned from
@@ -240,7 +243,7 @@ class LocalIndex(VectorIndex):
             self._outline[owner] = _outline_codes(outline[a:b], w, h)
             self._size[owner] = (w, h)
             row_ids[a:b] = (owner << KP_BITS) | np.arange(b - a, dtype=np.int64)
-        self._faiss.add_with_ids(to_codes(vectors, self.dim), row_ids)
+        self._faiss.add_with_ids(to_codes(vectors, self.dim, self.code_scale), row_ids)
         self._maybe_train()
 
     def _maybe_train(self) -> None:
@@ -272,7 +275,7 @@ class LocalIndex(VectorIndex):
 
     def train(self, sample: np.ndarray | None = None, expected_rows: int | None = None, pq_bytes: int = PQ_BYTES,
               seed: int = 1234) -> None:
-        """Switch to ivfpq: learn a codebook from ``sample`` (RootSIFT rows) or from the rows held.
+        """Switch to ivfpq: learn a codebook from ``sample`` (descriptor rows) or from the rows held.
 
         ``expected_rows`` (default: the larger of the sample and the rows held) picks the
         coarse quantiser (``coarse_quantiser``). Existing rows are re-encoded with the new
@@ -282,7 +285,7 @@ class LocalIndex(VectorIndex):
         if self._codebook is not None:
             raise LocalIndexError("index already has a codebook; rebuild it to learn a new one")
         row_ids, codes = self._all_codes()
-        train = codes if sample is None else to_codes(sample, self.dim)
+        train = codes if sample is None else to_codes(sample, self.dim, self.code_scale)
         coarse, nprobe = coarse_quantiser(expected_rows or max(len(train), len(codes)))
         words, need = _training_need(coarse)
         if len(train) < need:
@@ -308,7 +311,7 @@ class LocalIndex(VectorIndex):
 
     def empty_like(self) -> "LocalIndex":
         """An empty index with this one's mode and codebook (for building shards to merge)."""
-        out = LocalIndex(self.dim, self.auto_train_rows, self.nprobe, self.expected_rows)
+        out = LocalIndex(self.dim, self.auto_train_rows, self.nprobe, self.expected_rows, self.code_scale)
         if self._codebook is not None:
             out._faiss = faiss.clone_index(self._faiss)
             out._faiss.reset()
@@ -325,12 +328,15 @@ class LocalIndex(VectorIndex):
         """
         if other.dim != self.dim:
             raise LocalIndexError(f"cannot merge a {other.dim}-d index into a {self.dim}-d one")
+        if other.code_scale != self.code_scale:
+            raise LocalIndexError(f"cannot merge an index with code scale {other.code_scale} into one with "
+                                  f"{self.code_scale}")
         overlap = set(self._size) & set(other._size)
         if overlap:
             raise LocalIndexError(f"shards overlap on {len(overlap)} references (e.g. {min(overlap)})")
         if self._codebook is not None and other._codebook is not None and self._codebook != other._codebook:
             raise CodebookMismatchError(
-                f"cannot merge image.local indexes with different codebooks ({self._codebook[:16]} vs "
+                f"cannot merge local keypoint indexes with different codebooks ({self._codebook[:16]} vs "
                 f"{other._codebook[:16]}): build every part from one trained empty index (LocalIndex.empty_like), "
                 "or keep the parts flat (auto_train_rows=None) and let the merged index train once"
             )
@@ -358,17 +364,20 @@ class LocalIndex(VectorIndex):
     # ------------------------------------------------------------------ search
     def search(self, vectors: np.ndarray, k: int) -> Neighbours:
         """The ``k`` nearest keypoint rows of every query row."""
-        q = to_codes(vectors, self.dim)
+        q = to_codes(vectors, self.dim, self.code_scale)
         n = len(q)
         if n == 0 or self.rows == 0:
             e = np.zeros(0, np.int64)
             return Neighbours(e, e, e, np.zeros(0, np.float32), np.zeros(0, np.int32), np.full(n, np.inf, np.float32))
         k = max(1, min(k, self.rows))
-        if self._codebook is not None:
-            faiss.extract_index_ivf(self._faiss).nprobe = self.nprobe
-        d2, rid = self._faiss.search(q, k)
+        if self._codebook is not None:  # nprobe as a search parameter: the index (and its bytes) stay as they are
+            params = faiss.SearchParametersIVF()
+            params.nprobe = int(self.nprobe)
+            d2, rid = self._faiss.search(q, k, params=params)
+        else:
+            d2, rid = self._faiss.search(q, k)
         valid = rid >= 0
-        dist = code_distance_to_l2(d2).astype(np.float32)
+        dist = code_distance_to_l2(d2, self.code_scale).astype(np.float32)
         kth = np.where(valid[:, -1], dist[:, -1], np.inf).astype(np.float32)
         qrow, rank = np.nonzero(valid)
         ids = rid[qrow, rank]
@@ -378,81 +387,69 @@ class LocalIndex(VectorIndex):
     # ------------------------------------------------------------------ bytes
     def to_bytes(self) -> bytes:
         refs = np.array(sorted(self._size), dtype=np.int64)
-        sizes = np.array([self._size[r] for r in refs.tolist()], dtype=np.int32).reshape(-1, 2)
-        counts = np.array([len(self._xy[r]) for r in refs.tolist()], dtype=np.int64)
-        xy = (np.concatenate([self._xy[r] for r in refs.tolist()]) if len(refs)
-              else np.zeros((0, 2), np.uint16)).astype("<u2")
-        flags = (np.concatenate([self._flags[r] for r in refs.tolist()]) if len(refs)
-                 else np.zeros(0, np.uint8)).astype(np.uint8)
-        n_outline = np.array([len(self._outline[r]) for r in refs.tolist()], dtype=np.int64)
-        outline = (np.concatenate([self._outline[r] for r in refs.tolist()]) if len(refs)
-                   else np.zeros((0, 2), np.uint16)).astype("<u2")
-        raw = faiss.serialize_index(self._faiss).tobytes()
-        header = json.dumps({
-            "format": FORMAT, "dim": self.dim, "kp_bits": KP_BITS, "mode": self.mode, "codebook": self._codebook,
-            "refs": int(len(refs)), "rows": int(counts.sum()), "faiss_bytes": len(raw),
-            "auto_train_rows": self.auto_train_rows, "nprobe": self.nprobe, "trained_rows": self.trained_rows,
-            "expected_rows": self.expected_rows, "outline_vertices": int(n_outline.sum()),
-        }, sort_keys=True).encode()
-        parts = [MAGIC, struct.pack("<I", len(header)), header, refs.astype("<i8").tobytes(),
-                 sizes.astype("<i4").tobytes(), counts.astype("<i8").tobytes(), xy.tobytes(), flags.tobytes(),
-                 n_outline.astype("<i8").tobytes(), outline.tobytes(), raw]
-        return b"".join(parts)
+        order = refs.tolist()
+
+        def joined(parts: dict, empty: np.ndarray, dtype: str) -> bytes:
+            return (np.concatenate([parts[r] for r in order]) if order else empty).astype(dtype).tobytes()
+
+        counts = np.array([len(self._xy[r]) for r in order], dtype="<i8")
+        n_outline = np.array([len(self._outline[r]) for r in order], dtype="<i8")
+        meta = {
+            "dim": self.dim, "kp_bits": KP_BITS, "mode": self.mode, "codebook": self._codebook,
+            "refs": int(len(refs)), "rows": int(counts.sum()), "auto_train_rows": self.auto_train_rows,
+            "nprobe": self.nprobe, "trained_rows": self.trained_rows, "expected_rows": self.expected_rows,
+            "code_scale": self.code_scale,
+        }
+        return container.pack(FAMILY, FORMAT, meta, {
+            "refs": refs.astype("<i8").tobytes(),
+            "sizes": np.array([self._size[r] for r in order], dtype="<i4").reshape(-1, 2).tobytes(),
+            "counts": counts.tobytes(),
+            "xy": joined(self._xy, np.zeros((0, 2), np.uint16), "<u2"),
+            "flags": joined(self._flags, np.zeros(0, np.uint8), "u1"),
+            "outline_counts": n_outline.tobytes(),
+            "outline": joined(self._outline, np.zeros((0, 2), np.uint16), "<u2"),
+            "faiss": faiss.serialize_index(self._faiss).tobytes(),
+        })
 
     @classmethod
     def from_bytes(cls, data: bytes, dim: int | None = None) -> "LocalIndex":
-        try:
-            return cls._read(memoryview(data), dim)
-        except LocalIndexError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any parse failure means the bytes are not ours
-            raise LocalIndexError(f"not a readable local keypoint index: {exc}") from None
+        """Read ``to_bytes`` output: ``IndexCorruptError`` for unreadable bytes, ``IndexMismatchError`` for
+        another dimension or an older format (rebuild)."""
+        box = container.unpack(data, FAMILY, FORMAT)
+        if dim is not None and int(box.get("dim")) != dim:
+            raise IndexMismatchError(f"local index has dimension {box.get('dim')}, expected {dim}; "
+                                     f"{container.REBUILD}")
+        return container.parse("local keypoint index", lambda: cls._read(box))
 
     @classmethod
-    def _read(cls, buf: memoryview, dim: int | None) -> "LocalIndex":
-        if bytes(buf[:len(MAGIC)]) != MAGIC:
-            raise LocalIndexError("not a local keypoint index (bad magic)")
-        pos = len(MAGIC)
-        (hlen,) = struct.unpack_from("<I", buf, pos)
-        pos += 4
-        header = json.loads(bytes(buf[pos:pos + hlen]))
-        pos += hlen
-        if header["format"] != FORMAT or header["kp_bits"] != KP_BITS:
-            raise LocalIndexError(f"local index format {header['format']} is not supported (want {FORMAT})")
-        if dim is not None and header["dim"] != dim:
-            raise LocalIndexError(f"local index has dimension {header['dim']}, expected {dim}")
-        n_refs, n_rows = int(header["refs"]), int(header["rows"])
-
-        def take(dtype: str, count: int) -> np.ndarray:
-            nonlocal pos
-            size = np.dtype(dtype).itemsize * count
-            arr = np.frombuffer(buf[pos:pos + size], dtype=dtype, count=count)
-            pos += size
-            return arr
-
-        refs = take("<i8", n_refs)
-        sizes = take("<i4", 2 * n_refs).reshape(-1, 2)
-        counts = take("<i8", n_refs)
-        xy = take("<u2", 2 * n_rows).reshape(-1, 2)
-        flags = take("u1", n_rows)
-        n_outline = take("<i8", n_refs)
-        outline = take("<u2", 2 * int(header["outline_vertices"])).reshape(-1, 2)
-        raw = np.frombuffer(buf[pos:pos + header["faiss_bytes"]], dtype=np.uint8)
-        if len(raw) != header["faiss_bytes"] or pos + len(raw) != len(buf):
-            raise LocalIndexError("local index is truncated or has trailing bytes")
-        out = cls(int(header["dim"]), header.get("auto_train_rows"), int(header.get("nprobe", DEFAULT_NPROBE)),
-                  int(header.get("expected_rows", 0)))
-        out._faiss = faiss.deserialize_index(raw.copy())
-        out._codebook = header["codebook"]
-        out.trained_rows = int(header.get("trained_rows", 0))
-        if out._faiss.ntotal != n_rows or counts.sum() != n_rows:
-            raise LocalIndexError("local index row counts disagree")
+    def _read(cls, box: container.Container) -> "LocalIndex":
+        h = box.header
+        if int(h["kp_bits"]) != KP_BITS:
+            raise ValueError(f"keypoint bits {h['kp_bits']} (this version uses {KP_BITS})")
+        n_refs, n_rows = int(h["refs"]), int(h["rows"])
+        refs = box.array("refs", "<i8", (n_refs,))
+        sizes = box.array("sizes", "<i4", (n_refs, 2))
+        counts = box.array("counts", "<i8", (n_refs,))
+        xy = box.array("xy", "<u2", (n_rows, 2))
+        flags = box.array("flags", "u1", (n_rows,))
+        n_outline = box.array("outline_counts", "<i8", (n_refs,))
+        outline = box.array("outline", "<u2", (int(n_outline.sum()), 2))
+        raw = np.frombuffer(bytes(box.section("faiss")), dtype=np.uint8)
+        out = cls(int(h["dim"]), h.get("auto_train_rows"), int(h["nprobe"]), int(h["expected_rows"]),
+                  float(h["code_scale"]))
+        out._faiss = faiss.deserialize_index(raw)
+        out._codebook = h["codebook"]
+        out.trained_rows = int(h["trained_rows"])
+        if out._faiss.ntotal != n_rows or counts.sum() != n_rows or np.any(counts < 0) or np.any(n_outline < 0):
+            raise ValueError("row counts disagree")
+        if (out._codebook is None) != (h["mode"] == "flat") or out._faiss.d != out.dim:
+            raise ValueError("mode or dimension disagrees with the FAISS section")
         start = ostart = 0
-        for r, (w, h), c, k in zip(refs.tolist(), sizes.tolist(), counts.tolist(), n_outline.tolist()):
+        for r, (w, ht), c, k in zip(refs.tolist(), sizes.tolist(), counts.tolist(), n_outline.tolist()):
             out._xy[r] = xy[start:start + c].copy()
             out._flags[r] = flags[start:start + c].copy()
             out._outline[r] = outline[ostart:ostart + k].copy() if k else _RECT.copy()
-            out._size[r] = (int(w), int(h))
+            out._size[r] = (int(w), int(ht))
             start += c
             ostart += k
         return out
