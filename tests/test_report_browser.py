@@ -90,6 +90,10 @@ def test_the_scan_has_every_kind_of_finding(scanned):
     thumbs = scanned["out"] / "thumbs"
     assert (thumbs / f"{recs['shot_040_bob.jpg']['sha256']}.jpg").is_file()
     assert (thumbs / f"{recs['shot_020_licensed.png']['sha256']}.jpg").is_file()
+    # The page shows the catalog records they rely on (looked up when the report is written).
+    page = (scanned["out"] / "report.html").read_text()
+    assert f"consent record #{scanned['grant'].id}</b>: grant, scope face, project EP104" in page
+    assert "document <b>CONTRACT-1234</b>" in page and "<b>clearance: licensed</b>" in page
 
 
 def test_scan_json_and_footer_keep_the_audit_head(scanned):

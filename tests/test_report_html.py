@@ -213,3 +213,23 @@ def test_hostile_records_run_no_script_in_chromium(tmp_path):
         assert not [t for t, attrs in tags.tags if "data-pwned" in attrs], f"a script ran in {page}"
         assert tags.scripts == [JS], page  # only the page's own filter script
     assert "PWNED" in dom  # the payload is on the page, as text
+
+
+def test_hostile_catalog_records_and_footer_are_escaped(tmp_path):
+    """The consent and work records a card shows come from the catalog, the footer from the scan: escaped too."""
+    consent = {"id": EVIL, "action": EVIL, "scope": EVIL, "project": EVIL, "valid_from": EVIL, "valid_until": EVIL,
+               "document": EVIL, "recorded_at": EVIL, "recorded_by": EVIL,
+               "revoked_by": {"id": EVIL, "valid_from": EVIL, "document": EVIL}}
+    work = {k: EVIL for k in ("title", "rights_holder", "clearance", "added_at", "path", "sha256")}
+    talent = {**_hostile_finding(), "reference_kind": "talent", "reference_id": 4, "consent_id": 3,
+              "level": "consented", "evidence": [{"detector": EVIL, "model": EVIL, "score": EVIL, "metric": EVIL,
+                                                  "level": EVIL, "threshold_block": EVIL, "threshold_review": EVIL}]}
+    cleared = {**_hostile_finding(), "reference_id": 2, "level": "cleared", "evidence": [EVIL, {"detector": EVIL}]}
+    records = [{"path": EVIL, "sha256": "e" * 64, "verdict": "pass", "findings": [talent, cleared],
+                "models": {EVIL: EVIL + " TEST MODEL"}, "media_type": EVIL}]
+    page = write_html(records, tmp_path / "report.html", lambda f: None, EVIL, {"project": EVIL},
+                      work=lambda i: work, consent=lambda i: consent, footer={EVIL: EVIL})
+    _assert_inert(_dom(page))
+    text = page.read_text(encoding="utf-8")
+    assert "<script" not in text.replace(f"<script>{JS}</script>", "").lower()
+    assert text.count("&lt;script&gt;") > 20 and "consent record #3" in text and "catalog work #2" in text
