@@ -13,6 +13,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from scanner.detectors import Detector
+from scanner.detectors.base import detector_class
 from scanner.errors import ConfigError, MediaError, ScannerError
 from scanner.index import IndexStore, VectorIndex
 from scanner.index.store import Manifest
@@ -20,6 +21,7 @@ from scanner.media.decode import decode
 from scanner.media.files import load
 
 Progress = Callable[[int], None]  # called with the number of items just finished
+IDLE = "(not loaded: nothing registered for it)"  # IndexReport.model of a detector with no references
 
 
 @dataclass
@@ -40,10 +42,10 @@ class Indexing:
 
     def build_index(self, rebuild: bool = False, progress: Progress | None = None) -> list[IndexReport]:
         """Bring every detector's index in line with the catalog (incremental unless ``rebuild``)."""
-        return [self._sync_one(name, det, rebuild, progress) for name, det in self.detectors.items()]
+        return [self._sync_one(name, rebuild, progress) for name in self.settings.detectors]
 
-    def _sources(self, det: Detector) -> dict[int, str]:
-        """Index id -> reference file for what ``det`` indexes."""
+    def _sources(self, det: Detector | type[Detector]) -> dict[int, str]:
+        """Index id -> reference file for what ``det`` (a detector or its class) indexes."""
         if det.references == "work":
             return {r.id: r.path for r in self.catalog.works(det.modality)}
         if det.references == "talent":
@@ -53,9 +55,17 @@ class Indexing:
     def _load_index(self, name: str, det: Detector) -> tuple[VectorIndex, Manifest] | None:
         return self.store.load(name, det.model_id, det.weights_sha256, det.dim, det.metric, det.load_index, det.params)
 
-    def _sync_one(self, name: str, det: Detector, rebuild: bool, progress: Progress | None) -> IndexReport:
+    def _sync_one(self, name: str, rebuild: bool, progress: Progress | None) -> IndexReport:
+        sources = self._sources(detector_class(name))
+        if not sources and not rebuild and name not in self._loaded:
+            on_disk = self.store.manifest(name)
+            if on_disk is None or on_disk.count == 0:
+                # Nothing registered for it (e.g. no talent yet): its model is not even loaded, and a
+                # scan has no query work for it.
+                self._indexes.pop(name, None)
+                return IndexReport(name, IDLE)
+        det = self.detector(name)
         report = IndexReport(name, det.model_id, rebuilt=rebuild)
-        sources = self._sources(det)
         loaded = None
         cached = self._indexes.get(name)
         on_disk = self.store.manifest(name) if cached and not rebuild else None
@@ -149,14 +159,15 @@ class Indexing:
     def pending_references(self) -> int:
         """How many references are not yet in (or skipped by) some detector's index."""
         worst = 0
-        for name, det in self.detectors.items():
-            sources = set(self._sources(det))
+        for name in self.settings.detectors:
+            sources = set(self._sources(detector_class(name)))
             m = self.store.manifest(name)
             worst = max(worst, len(sources) if m is None else abs(len(sources) - m.count - len(m.skipped)))
         return worst
 
     def _ready(self) -> dict[str, tuple[VectorIndex, Manifest]]:
-        """Indexes loaded and in line with the catalog (refreshed incrementally if needed)."""
+        """Indexes loaded and in line with the catalog (refreshed incrementally if needed); detectors
+        with nothing registered have none."""
         self.build_index()
         return self._indexes
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from PIL import Image
 
 from scanner.detectors import Detector
+from scanner.detectors.base import detector_class
 from scanner.errors import MediaError
 from scanner.index import VectorIndex
 from scanner.index.store import Manifest
@@ -136,20 +137,27 @@ class Scanning:
 
     def _modalities_or_error(self, cand: Candidate, f: Any, media: Any, needs: tuple[str, ...]) -> _Decoded:
         """Decoded media, or an error when no enabled detector can read any part of it."""
-        if not any(d.modality in needs for d in self.detectors.values()):
-            enabled = ", ".join(self.detectors)
+        if not any(detector_class(n).modality in needs for n in self.settings.detectors):
+            enabled = ", ".join(self.settings.detectors)
             return _Decoded(cand, f.sha256, f.media_type,
                             error=f"no enabled detector reads {f.media_type} assets (enabled: {enabled})")
         return _Decoded(cand, f.sha256, f.media_type, media=media if media is not None else decode(f, self.settings))
 
+    def running_detectors(self) -> dict[str, Detector]:
+        """The enabled detectors a check runs now: those with something registered in their index."""
+        return {n: self.detector(n) for n, (index, _) in self._ready().items() if len(index)}
+
     def _context(self) -> "_ScanContext":
         """Everything a scan looks up per hit, loaded once: indexes, references, consent, thresholds."""
         indexes = dict(self._ready())  # a snapshot: a hot swap during this scan does not change it
-        live = {n: d for n, d in self.detectors.items() if len(indexes[n][0])}
+        # Only detectors with something registered run (and load their models): a check of an image
+        # with no talent registered never loads the face model.
+        live = {n: self.detector(n) for n in self.settings.detectors if n in indexes and len(indexes[n][0])}
         stage = self.settings.stage
         consents = self.catalog.consents()
         config = {
-            "detectors": {n: [d.model_id, d.weights_sha256, d.params] for n, d in self.detectors.items()},
+            "detectors": {n: [d.model_id, d.weights_sha256, d.params] for n, d in live.items()},
+            "idle": sorted(set(self.settings.detectors) - set(live)),
             "indexes": {n: m.checksum for n, (_, m) in indexes.items()},
             "calibration": self.calibration.version, "stage": stage.value, "project": self.settings.project,
             "union_review": self.settings.union_review,
@@ -160,16 +168,18 @@ class Scanning:
             config=hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16],
             indexes=indexes,
             thresholds={n: self.calibration.thresholds(n, d.model_id, stage) for n, d in live.items()},
-            fusion=self.calibration.fusion(IMAGE, stage),
+            fusion=self.calibration.fusion(IMAGE, stage, {n: d.model_id for n, d in live.items()
+                                                          if d.modality == IMAGE}),
             works={r.id: r for r in self.catalog.works()},
             samples={s.id: s for s in self.catalog.samples()},
             talents={t.id: t for t in self.catalog.talents()},
             consents=consents,
-            models={n: d.model_label for n, d in self.detectors.items()},
-            weights={n: d.weights_sha256 for n, d in self.detectors.items()},
+            models={n: d.model_label for n, d in live.items()},
+            weights={n: d.weights_sha256 for n, d in live.items()},
             index_ids={n: m.checksum[:16] for n, (_, m) in indexes.items()},
             calibration=self.calibration.version,
             today=date.today(),
+            detectors=live,
         )
 
     def _search(self, decoded: list[_Decoded], ctx: "_ScanContext") -> dict[int, tuple[list[Match], list[str]]]:
@@ -192,7 +202,7 @@ class Scanning:
         A segment is a whole image or audio file, one sampled video frame, or a video's audio track;
         its ``where`` (time, timecode, frame number) goes into each match's evidence.
         """
-        for name, det in self.detectors.items():
+        for name, det in ctx.detectors.items():
             index = ctx.indexes[name][0]
             batch = [g for g in segments if g.modality == det.modality and g.asset.error is None]
             if not batch or not len(index):
@@ -222,7 +232,7 @@ class Scanning:
         """
         video: VideoAsset = d.media
         notes = found[id(d)][1]
-        live = {det.modality for n, det in self.detectors.items() if len(ctx.indexes[n][0])}
+        live = {det.modality for det in ctx.detectors.values()}
         if IMAGE in live:
             report = SamplingReport()
             seq = video.info if isinstance(video.info, FrameSequenceInfo) else None  # frames of an image
@@ -260,7 +270,7 @@ class Scanning:
         elif d.incomplete:
             notes = [*notes, d.incomplete]
         modalities = (IMAGE, AUDIO) if d.media_type == VIDEO else (d.media_type,)
-        used = [n for n, det in self.detectors.items() if det.modality in modalities]
+        used = [n for n, det in ctx.detectors.items() if det.modality in modalities]
         return AssetResult(verdict=verdict, findings=tuple(findings), models={n: ctx.models[n] for n in used},
                            indexes={n: ctx.index_ids[n] for n in used}, notes=tuple(notes), config=ctx.config,
                            **common)
@@ -288,6 +298,7 @@ class _ScanContext:
     calibration: str
     today: date
     fusion: Any = None  # the calibrated fused score for image detectors (policy.calibration.StageFusion)
+    detectors: dict[str, Detector] = field(default_factory=dict)  # the detectors that run (something registered)
 
     def match(self, det: Detector, hit: Any, project: str, size: list[int] | None,
               duration: float | None = None) -> Match | None:

@@ -169,3 +169,13 @@ def test_model_failing_on_one_asset_fails_that_asset_only(settings, works, deliv
     assert "image.pdq could not check this asset" in res["original_a.jpg"]["error"]
     assert res["copy_resized.jpg"]["verdict"] == "block"  # the rest of the batch is still checked
     assert res["original_b.png"]["verdict"] == "pass"
+
+
+def test_detectors_with_nothing_registered_do_not_load_their_models(settings, works, deliverables):
+    s = Scanner(dataclasses.replace(settings, detectors=("image.pdq", "image.face", "audio.voice")))
+    s.add_reference(works)
+    res = by_name(s.scan([deliverables]))
+    assert res["copy_resized.jpg"]["verdict"] == "block"
+    assert set(s._loaded) == {"image.pdq"}  # no talent: dlib and the voice encoder never load
+    assert res["original_a.jpg"]["models"] == {"image.pdq": "pdq"}
+    assert set(s.running_detectors()) == {"image.pdq"}

@@ -365,3 +365,16 @@ def test_calibration_with_bad_fusion_entry_is_refused(tmp_path):
     bad = {**_fusion_entry(), "coef": [-4.0, -12.0]}  # closer clip score would lower the fused score
     with pytest.raises(CalibrationError, match="fusion"):
         load_calibration(_write(tmp_path, {**_cal_data(), "fusion": {"image": bad}}))
+
+
+def test_fusion_is_used_only_when_all_its_detectors_run(tmp_path):
+    data = {**_cal_data(), "fusion": {"image": _fusion_entry(),
+                                      "image@clip-y": {**_fusion_entry(), "detectors": {"image.pdq": "pdq",
+                                                                                        "image.clip": "clip-y"}}}}
+    cal = load_calibration(_write(tmp_path, data))
+    assert cal.fusion("image", Stage.FINAL, {"image.pdq": "pdq", "image.clip": "clip-x"}).fit.detectors[
+        "image.clip"] == "clip-x"
+    assert cal.fusion("image", Stage.FINAL, {"image.pdq": "pdq", "image.clip": "clip-y"}).fit.detectors[
+        "image.clip"] == "clip-y"
+    assert cal.fusion("image", Stage.FINAL, {"image.pdq": "pdq"}) is None  # clip switched off: per-detector levels
+    assert cal.fusion("image", Stage.FINAL, {"image.pdq": "pdq", "image.clip": "other"}) is None

@@ -57,12 +57,15 @@ def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn
         if shard is not None:
             return ExitCode.PASS
         return _report(scanner, [], out_dir, fail_on, html)
-    console.print(f"{len(candidates)} assets to check; detectors: "
-                  + esc(", ".join(d.describe() for d in scanner.detectors.values())))
     pending = scanner.pending_references()
     if pending:
-        with progress_bar("updating indexes", pending * len(scanner.detectors)) as advance:
+        with progress_bar("updating indexes", pending * len(scanner.settings.detectors)) as advance:
             scanner.build_index(progress=advance)
+    running = scanner.running_detectors()
+    idle = [n for n in scanner.settings.detectors if n not in running]
+    console.print(f"{len(candidates)} assets to check; detectors: "
+                  + esc(", ".join(d.describe() for d in running.values()) or "none")
+                  + (f"; idle (nothing registered for them): {esc(', '.join(idle))}" if idle else ""))
     results_path = out_dir / "results.jsonl"
     signer = RecordSigner.for_settings(scanner.settings)  # records are signed: an edited --out is never trusted
     reuse = previous_results(results_path, scanner.config_fingerprint(), signer) if resume else {}
@@ -146,6 +149,19 @@ def _catalog_lookups(scanner: "Scanner"):
     return work, by_id.get
 
 
+def _common_folder(paths: list[str]) -> tuple[str, list[str]]:
+    """The folder every path is under (said once above the table) and the paths relative to it, so the
+    column shows the part that tells assets apart; ("", paths) when they share no folder."""
+    parents = [os.path.dirname(p) for p in paths]
+    try:
+        root = os.path.commonpath(parents) if all(parents) else ""
+    except ValueError:  # absolute mixed with relative
+        root = ""
+    if not root or root in (os.sep, "."):
+        return "", paths
+    return root + os.sep, [os.path.relpath(p, root) for p in paths]
+
+
 def _print_summary(records: list[dict], project: str = "") -> None:
     """Flagged assets in a table that fits the terminal (80 columns too): long asset paths are cut in
     the middle, so names that share a long prefix still differ on screen; each row says what to do next."""
@@ -158,12 +174,15 @@ def _print_summary(records: list[dict], project: str = "") -> None:
     if flagged:
         # 6 columns for the verdict and 10 for borders and padding; the asset gets up to 45 % of the
         # rest (cut in the middle), the evidence and next step what is left (it wraps).
-        longest = max(len(str(r["path"])) for r in flagged[:30])
+        root, names = _common_folder([str(r["path"]) for r in flagged[:30]])
+        if root:
+            out.print(f"flagged assets under {esc(root)}:")
+        longest = max(len(n) for n in names)
         name_width = max(12, min(longest, (out.width - 16) * 45 // 100))
         table = Table("verdict")
         table.add_column("asset", no_wrap=True, min_width=min(longest, name_width))
         table.add_column("evidence → next step", overflow="fold")
-        for r in flagged[:30]:
+        for r, name in zip(flagged[:30], names):
             if r["verdict"] == "error":
                 evidence = str(r["error"])
             elif r["findings"]:
@@ -172,7 +191,7 @@ def _print_summary(records: list[dict], project: str = "") -> None:
                             f"score {f['score']}")
             else:
                 evidence = ""
-            table.add_row(f"[{COLOURS[r['verdict']]}]{r['verdict']}[/]", esc(shorten_middle(str(r["path"]), name_width)),
+            table.add_row(f"[{COLOURS[r['verdict']]}]{r['verdict']}[/]", esc(shorten_middle(name, name_width)),
                           esc(evidence) + f"\n[bold]→ {esc(next_step(r, project))}[/]")
         out.print(table)
         if len(flagged) > 30:

@@ -36,14 +36,24 @@ class Calibration:
     detectors: dict[str, dict[str, Any]]
     fusions: dict[str, FusionModel] = field(default_factory=dict)  # modality -> fused-score model
 
-    def fusion(self, modality: str, stage: Stage) -> "StageFusion | None":
-        """The fused score for ``modality`` at ``stage``, or None when the file has none."""
-        model = self.fusions.get(modality)
-        if model is None:
-            return None
-        block, review = model.thresholds(stage.value)
-        return StageFusion(f"fused.{modality}", f"fusion-{self.version}", Thresholds(Metric.PROBABILITY, block, review),
-                           model)
+    def fusion(self, modality: str, stage: Stage, running: dict[str, str] | None = None) -> "StageFusion | None":
+        """The fused score for ``modality`` at ``stage`` fitted for exactly the detectors and models that
+        run (``running``: detector -> model id; None accepts the default entry), or None.
+
+        A fusion whose detectors do not all run is not used: imputing "no score" for a detector that
+        was switched off would demote the matches of the ones that did run.
+        """
+        for key, model in sorted(self.fusions.items()):
+            if key != modality and not key.startswith(modality + "@"):
+                continue
+            if running is not None and any(running.get(d) != m for d, m in model.detectors.items()):
+                continue
+            if running is None and key != modality:
+                continue
+            block, review = model.thresholds(stage.value)
+            return StageFusion(f"fused.{modality}", f"fusion-{self.version}",
+                               Thresholds(Metric.PROBABILITY, block, review), model)
+        return None
 
     def thresholds(self, detector: str, model: str, stage: Stage) -> Thresholds:
         entry = self.detectors.get(detector, {}).get(model)
