@@ -530,3 +530,31 @@ def test_range_search_finds_what_a_full_top_k_finds_within_the_radius():
     bhits = bidx.range_search(hashes[:2], 120)
     for row, (s, i) in enumerate(bhits.per_query()):
         assert sorted(i.tolist()) == sorted(bgot[row][d[row] <= 120].tolist()) and s.dtype == np.int32
+
+
+def test_landmark_npz_of_format_2_is_refused_and_overlapping_shards_do_not_merge():
+    import io
+
+    from scanner.index.landmarks import LandmarkIndex
+
+    buf = io.BytesIO()
+    np.savez(buf, format=np.array([2], np.int32), offsets=np.zeros(1, np.uint32))
+    with pytest.raises(IndexMismatchError, match="older format.*--rebuild"):
+        LandmarkIndex.from_bytes(buf.getvalue())
+    a, b = LandmarkIndex(), LandmarkIndex()
+    for index, ref in ((a, 1), (b, 1)):
+        index.add(np.array([ref, ref]), np.array([[7], [3]]), {"t": [1, 2], "f": [3, 4], "dt": [5, 6]})
+    with pytest.raises(ValueError, match="overlap"):
+        a.merge(b)
+    assert a.rows == 2
+    with pytest.raises(ValueError, match="landmark index"):
+        a.merge(_float_index()[0])
+
+
+def test_detectors_check_the_index_family_not_its_class():
+    from scanner.index.base import expect_family
+    from scanner.index.landmarks import LandmarkIndex
+
+    expect_family(LandmarkIndex(), "landmark", "audio.fingerprint")
+    with pytest.raises(IndexMismatchError, match="audio.fingerprint searches a landmark index, not faiss"):
+        expect_family(_float_index()[0], "landmark", "audio.fingerprint")

@@ -51,7 +51,7 @@ import numpy as np
 
 from scanner.config import Settings
 from scanner.detectors.base import Detector, Embedding, Hit, register
-from scanner.index.base import VectorIndex
+from scanner.index.base import VectorIndex, expect_family
 from scanner.index.landmarks import LandmarkIndex
 from scanner.media.audio import AudioClip
 from scanner.types import Metric
@@ -196,8 +196,7 @@ class FingerprintDetector(Detector):
         return LandmarkIndex.from_bytes(data, self.dim)
 
     def search(self, index: VectorIndex, queries: Sequence[Embedding]) -> list[list[Hit]]:
-        if not isinstance(index, LandmarkIndex):
-            raise TypeError(f"audio.fingerprint searches a LandmarkIndex, not {type(index).__name__}")
+        expect_family(index, LandmarkIndex.family, self.name)
         return [self._search_one(index, q) for q in queries]
 
     def _search_one(self, index: LandmarkIndex, q: Embedding) -> list[Hit]:

@@ -3,8 +3,9 @@
 A row is one landmark of one reference. Rows are kept sorted by hash in flat numpy
 columns with a CSR-style directory ``offsets`` (rows of hash ``h`` are
 ``offsets[h]:offsets[h + 1]``), so a lookup is two array reads per probe, the hash itself
-is never stored per row, and the index serialises to a plain ``np.savez`` archive (no
-pickle). Bytes per stored row::
+is never stored per row, and the index serialises to the ``landmark`` family of
+``scanner.index.container`` (sections: the directory and one per column; no pickle; the
+npz archives of format 2 are refused with a rebuild hint). Bytes per stored row::
 
     ref int32 (4) + anchor frame uint32 (4) + anchor pitch uint16 (2) + span uint8 (1) = 11 B
 
@@ -12,22 +13,22 @@ plus the directory: one offset per possible hash value (the fingerprint's hash s
 about 2.5 M values: 10 MB as uint32 while the index holds fewer than 2**32 rows, whatever its size).
 
 Added rows wait in an unsorted side list and are merged (one sort) on the next lookup
-or save, so building an index from many references costs one sort, not one per add.
+or save, so building an index from many references costs one sort, not one per add; shards
+``merge`` the same way. Searching is ``lookup`` (exact hash matches, typed ``Matches``).
 """
 
 from __future__ import annotations
 
-import io
-import zipfile
 from typing import NamedTuple
 
 import numpy as np
 
-from scanner.errors import IndexCorruptError
+from scanner.index import container
 from scanner.index.base import VectorIndex
 from scanner.types import Metric
 
-FORMAT = 2
+FAMILY = "landmark"
+FORMAT = 3  # 2: npz archive; 3: the container
 _COLUMNS = ("ref", "t", "f", "dt")
 _DTYPES = {"ref": np.int32, "t": np.uint32, "f": np.uint16, "dt": np.uint8}
 BYTES_PER_ROW = sum(np.dtype(d).itemsize for d in _DTYPES.values())
@@ -54,6 +55,7 @@ class LandmarkIndex(VectorIndex):
     (span in frames, 0..255). Other ``extra`` keys are ignored.
     """
 
+    family = FAMILY
     metric = Metric.COSINE  # detector scores are "higher is stronger"
     kind = "landmark-inverted-v2"
 
@@ -110,35 +112,42 @@ class LandmarkIndex(VectorIndex):
             self._ids_cache = np.unique(np.concatenate(parts)).astype(np.int64)
         return self._ids_cache
 
+    def merge(self, other: VectorIndex) -> None:
+        """Add every row of ``other`` (a landmark index built by another shard, disjoint references)."""
+        if getattr(other, "family", None) != FAMILY:
+            raise ValueError(f"can only merge a landmark index, not {type(other).__name__}")
+        other._merge()
+        if other.rows == 0:
+            return
+        overlap = np.intersect1d(self.ids(), other.ids())
+        if overlap.size:
+            raise ValueError(f"shards overlap on {overlap.size} references (e.g. {int(overlap[0])})")
+        self._pending.append((other._hashes(), {k: v.copy() for k, v in other._cols.items()}))
+        self._ids_cache = None
+
     def to_bytes(self) -> bytes:
         self._merge()
-        buf = io.BytesIO()
-        np.savez(buf, format=np.array([FORMAT], np.int32), offsets=self._offsets, **self._cols)
-        return buf.getvalue()
+        meta = {"dim": self.dim, "rows": self.rows, "directory": str(self._offsets.dtype)}
+        sections = {"offsets": self._offsets.astype(self._offsets.dtype.newbyteorder("<")).tobytes()}
+        sections.update({k: self._cols[k].astype(np.dtype(_DTYPES[k]).newbyteorder("<")).tobytes() for k in _COLUMNS})
+        return container.pack(FAMILY, FORMAT, meta, sections)
 
     @classmethod
     def from_bytes(cls, data: bytes, dim: int = 1) -> "LandmarkIndex":
-        """Read ``to_bytes`` output; anything else raises ``IndexCorruptError`` (rebuild the index)."""
-        try:
-            return cls._read(data, dim)
-        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise IndexCorruptError(
-                f"landmark index is unreadable ({exc}); rebuild with `scanner index build --rebuild`"
-            ) from None
+        """Read ``to_bytes`` output: ``IndexCorruptError`` for unreadable bytes, ``IndexMismatchError`` for an
+        older format (rebuild the index)."""
+        box = container.unpack(data, FAMILY, FORMAT)
+        return container.parse("landmark index", lambda: cls._read(box, dim))
 
     @classmethod
-    def _read(cls, data: bytes, dim: int) -> "LandmarkIndex":
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            if int(z["format"][0]) != FORMAT:
-                raise ValueError(f"format {int(z['format'][0])}, this version reads {FORMAT}")
-            offsets = np.ascontiguousarray(z["offsets"])
-            if offsets.dtype not in (np.uint32, np.int64):
-                raise ValueError(f"directory of type {offsets.dtype}")
-            cols = {k: np.ascontiguousarray(z[k]).astype(_DTYPES[k], copy=False) for k in _COLUMNS}
-        n = {v.shape[0] for v in cols.values()}
-        if len(n) != 1:
-            raise ValueError("columns of different lengths")
-        if offsets.size == 0 or offsets[0] != 0 or offsets[-1] != n.pop() or np.any(offsets[1:] < offsets[:-1]):
+    def _read(cls, box: container.Container, dim: int) -> "LandmarkIndex":
+        directory = np.dtype(str(box.get("directory")))
+        if directory not in (np.uint32, np.int64):
+            raise ValueError(f"directory of type {directory}")
+        n = int(box.get("rows"))
+        offsets = box.array("offsets", directory.newbyteorder("<")).astype(directory)
+        cols = {k: box.array(k, np.dtype(_DTYPES[k]).newbyteorder("<"), (n,)).astype(_DTYPES[k]) for k in _COLUMNS}
+        if offsets.size == 0 or offsets[0] != 0 or offsets[-1] != n or np.any(offsets[1:] < offsets[:-1]):
             raise ValueError("directory does not match the rows")
         return cls(dim, offsets, cols)
 
