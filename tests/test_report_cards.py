@@ -241,3 +241,14 @@ def test_terminal_summary_says_what_to_do_next_in_80_columns(monkeypatch):
         assert step in cells, (step, cells)
     words = " ".join(lines)
     assert "1 cleared or consented matches" in words
+    # The folder they share is said once above the table; the column keeps the part that differs.
+    assert "flagged assets under deliv/:" in lines and not any("│ deliv/" in line for line in lines)
+
+
+def test_common_folder_of_flagged_assets():
+    from scanner.cli.scan import _common_folder
+
+    assert _common_folder(["/m/ep104/reel_01/a.png", "/m/ep104/reel_02/b.png"]) == (
+        "/m/ep104/", ["reel_01/a.png", "reel_02/b.png"])
+    assert _common_folder(["a.png", "b/c.png"]) == ("", ["a.png", "b/c.png"])  # nothing shared: paths as they are
+    assert _common_folder(["/a/x.png", "b/y.png"]) == ("", ["/a/x.png", "b/y.png"])

@@ -176,7 +176,7 @@ def _print_summary(records: list[dict], project: str = "") -> None:
         # rest (cut in the middle), the evidence and next step what is left (it wraps).
         root, names = _common_folder([str(r["path"]) for r in flagged[:30]])
         if root:
-            out.print(f"flagged assets under {esc(root)}:")
+            out.print(f"flagged assets under {esc(shorten_middle(root, max(20, out.width - 22)))}:")
         longest = max(len(n) for n in names)
         name_width = max(12, min(longest, (out.width - 16) * 45 // 100))
         table = Table("verdict")

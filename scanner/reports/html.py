@@ -47,7 +47,7 @@ content-visibility:auto;contain-intrinsic-size:auto 420px}
 .next{margin:.3rem 0 .6rem 0;font-weight:600} .next i{color:#555;font-weight:400;font-style:normal}
 .card{border:1px solid #e3e3e3;border-left:5px solid #999;border-radius:4px;padding:.7rem;margin:.7rem 0;background:#fdfdfd}
 .card h3{font-size:.95rem;margin:0 0 .3rem 0}
-.badge{color:#fff;padding:.1rem .5rem;border-radius:3px;font-size:.8rem;text-transform:uppercase;margin-right:.5rem}
+.badge{white-space:nowrap;color:#fff;padding:.1rem .5rem;border-radius:3px;font-size:.8rem;text-transform:uppercase;margin-right:.5rem}
 .test{display:inline-block;background:#fff3cd;color:#7a5200;border:1px solid #e0b400;border-radius:3px;
 padding:.1rem .4rem;font-size:.8rem;font-weight:700;margin-left:.4rem}
 .pair{display:flex;gap:1rem;align-items:flex-start;margin:.6rem 0;flex-wrap:wrap}
