@@ -188,3 +188,17 @@ def test_a_broken_index_fails_its_checks():
         kit.check_shard_merge()
     with pytest.raises(AssertionError, match="remove"):
         kit.check_add_remove_ids()
+
+
+class _LooseRange(FloatIndex):
+    """Range search that ignores the radius (returns every row): a contract breach."""
+
+    def range_search(self, vectors, radius):
+        return super().range_search(vectors, -1.0)
+
+
+def test_a_range_search_that_ignores_its_radius_fails_the_check():
+    base = next(k for k in KINDS if k.name == "flat-cosine")
+    loose = IndexKind("loose", lambda: _LooseRange(32), base.load, base.rows, base.queries, base.search, base.found)
+    with pytest.raises(AssertionError, match="range_search row"):
+        IndexKit(loose).check_range_search()

@@ -6,11 +6,15 @@ arrays an index type may need (landmark times, keypoint positions); indexes that
 not need them ignore them.
 
 Every index belongs to a ``family`` (the container family its bytes are written in,
-``scanner.index.container``) and answers ``search``; what a result holds depends on the
-family (``TopK`` for vector families, ``Neighbours`` for local keypoints, key matches for
-hash families), each a typed, documented structure. ``range_search`` is offered by the
-kinds that can bound a search by distance. Detectors check an index with
-``expect_family`` (the contract), not with ``isinstance`` on index classes.
+``scanner.index.container``). Nearest-neighbour families answer ``search`` with a typed
+result (``TopK`` for the FAISS family, ``Neighbours`` for local keypoints); exact-key
+families (audio landmarks) answer ``lookup`` with their typed matches instead, since ``k``
+means nothing there. ``range_search`` (``RangeHits``) is offered by the kinds whose
+scores are true metric values. Detectors check an index with ``expect_family`` (the
+contract), not with ``isinstance`` on index classes.
+
+Anchors: faiss's ``Index.search``/``range_search`` (lims, distances, labels) for the result
+shapes; ThreatExchange's signal-type/index split for keeping the family out of the detector.
 """
 
 from __future__ import annotations
@@ -75,8 +79,8 @@ class VectorIndex(ABC):
         reads it back. Must not change when the index is only searched."""
 
     def search(self, queries: np.ndarray, k: int) -> Any:
-        """The ``k`` nearest rows of every query row. Vector families return ``TopK``; others
-        return their family's typed result (documented on the class)."""
+        """The ``k`` nearest rows of every query row: ``TopK`` for the FAISS family, the family's own
+        typed result otherwise (documented on the class). Exact-key families do not offer it."""
         raise NotImplementedError(f"{type(self).__name__} has no search")
 
     def range_search(self, queries: np.ndarray, radius: float) -> RangeHits:

@@ -39,7 +39,7 @@ _MAX_HEADER = 1 << 24  # a header is a few hundred bytes; a huge length means ga
 _LEGACY = {
     b"SCNIDX01": "an approximate FAISS index",
     b"SCANLOC1": "a local keypoint index",
-    b"PK\x03\x04": "a landmark index (npz)",
+    b"PK\x03\x04": "an npz archive (a landmark index)",
     b"IxM2": "a flat FAISS index",
     b"IBM2": "a flat binary FAISS index",
 }

@@ -3,8 +3,8 @@ and the approximate kinds ``choose_index`` picks for large collections.
 
 Every kind is written in the ``faiss`` family of ``scanner.index.container``: the header says
 ``kind`` ("flat" or a plan kind), metric, dimension and parameters; FAISS's own bytes are one
-section. Searches return ``TopK``; flat, HNSW, IVF-SQ8 and binary IVF also answer
-``range_search`` (their scores are true metric values, so a calibrated radius means the same).
+section. Searches return ``TopK``; flat, HNSW and IVF-SQ8 also answer ``range_search`` (their scores
+are true metric values, so a calibrated radius means the same).
 """
 
 from __future__ import annotations
@@ -696,6 +696,7 @@ class BinaryIVFIndex(_IVFMixin, _KeyedIndex):
     metric = Metric.HAMMING
     plan_kind = "binary-ivf"
     binary = True
+    ranged = False  # FAISS's binary IVF range search takes no search parameters (nprobe)
 
     def __init__(self, dim: int, params: dict | None = None):
         if dim % 8:

@@ -15,7 +15,10 @@ reference, how to search, and how to read its bytes back (the reader its detecto
 * ``check_byte_round_trip``: ``to_bytes`` read back holds the same ids, searches identically and
   serialises to the same bytes (empty indexes too);
 * ``check_corrupt_bytes``: empty, foreign, truncated or padded bytes raise ``IndexCorruptError``
-  and nothing else.
+  and nothing else;
+* ``check_range_search``: a kind that offers ``range_search`` returns exactly the rows an
+  exhaustive top-k finds within the radius, tombstoned rows excluded (kinds without it say so with
+  ``NotImplementedError``).
 
 Searches are exhaustive (``k`` above the row count, every cell probed), so approximate kinds are
 held to exact equality: any difference is a contract breach, not recall.
@@ -236,7 +239,7 @@ _LOCAL_TEMPLATE = None
 class IndexKit:
     """The contract checks for one ``IndexKind``. Each ``check_*`` raises ``AssertionError`` on a breach."""
 
-    CHECKS = ("add_remove_ids", "shard_merge", "byte_round_trip", "corrupt_bytes")
+    CHECKS = ("add_remove_ids", "shard_merge", "byte_round_trip", "corrupt_bytes", "range_search")
 
     def __init__(self, kind: IndexKind):
         self.kind = kind
@@ -334,6 +337,31 @@ class IndexKit:
             else:
                 wrong.append(f"{label}: read without error")
         assert not wrong, f"{self.kind.name}: corrupt bytes must raise IndexCorruptError; got " + "; ".join(wrong)
+
+    def check_range_search(self) -> None:
+        """``range_search`` == the exhaustive top-k cut at the radius (also after a removal)."""
+        name = self.kind.name
+        index = self.build()
+        queries = self.kind.queries()
+        try:
+            index.range_search(queries, 0.0)
+        except NotImplementedError:
+            return
+        index.remove(np.array([REFS[0]]))
+        scores, ids = index.search(queries, 4 * len(REFS) + 8)
+        cosine = index.metric is Metric.COSINE
+        radius = 0.5 if cosine else BINARY_DIM // 3
+        hits = index.range_search(queries, radius)
+        assert hits.lims.shape == (len(queries) + 1,), f"{name}: range_search lims has shape {hits.lims.shape}"
+        for row, (s, i) in enumerate(hits.per_query()):
+            keep = (scores[row] >= radius) if cosine else (scores[row] <= radius)
+            want = sorted(zip(ids[row][keep & (ids[row] >= 0)].tolist(), np.asarray(scores[row][keep]).tolist()))
+            got = sorted(zip(i.tolist(), np.asarray(s).tolist()))
+            assert [g[0] for g in got] == [w[0] for w in want], f"{name}: range_search row {row} found {got}, " \
+                                                                 f"the top-k within {radius} is {want}"
+            np.testing.assert_allclose([g[1] for g in got], [w[1] for w in want], atol=1e-5,
+                                       err_msg=f"{name}: range_search scores differ from search")
+            assert REFS[0] not in i.tolist(), f"{name}: range_search returns a removed reference"
 
     def run_all(self) -> None:
         """Every check in order (for use outside pytest)."""
