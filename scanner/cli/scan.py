@@ -11,7 +11,7 @@ import shlex
 from enum import Enum
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, List, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, List, Optional
 
 import typer
 
@@ -128,7 +128,7 @@ def _report(scanner: "Scanner", records: list[dict], out_dir: Path, fail_on: Fai
     return code
 
 
-def _catalog_lookups(scanner: "Scanner"):
+def _catalog_lookups(scanner: "Scanner") -> "tuple[Callable[[int], dict | None], Callable[[int], dict | None]]":
     """``work(id)`` and ``consent(id)`` for the report: the catalog records cleared and consented matches
     rely on (a consent grant comes with the revocation that ended it, if one was recorded since)."""
     from dataclasses import asdict
