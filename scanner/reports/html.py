@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from scanner.fsutil import atomic_write_bytes
-from scanner.reports.actions import describe_score, finding_action, fmt_number, likeness_of, next_step
+from scanner.reports.actions import describe_score, finding_action, likeness_of, next_step
 
 COLOURS = {"block": "#c62828", "review": "#ef6c00", "pass": "#2e7d32", "error": "#6a1b9a", "cleared": "#1565c0",
            "consented": "#1565c0", "below review": "#9e9e9e"}
