@@ -9,7 +9,7 @@ npz archives of format 2 are refused with a rebuild hint). Bytes per stored row:
 
     ref int32 (4) + anchor frame uint32 (4) + anchor pitch uint16 (2) + span uint8 (1) = 11 B
 
-plus the directory: one offset per possible hash value (the fingerprint's hash space is
+plus the directory: one offset per possible hash value (the landmark detector's hash space is
 about 2.5 M values: 10 MB as uint32 while the index holds fewer than 2**32 rows, whatever its size).
 
 Added rows wait in an unsorted side list and are merged (one sort) on the next lookup

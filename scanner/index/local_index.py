@@ -85,7 +85,7 @@ def coarse_quantiser(rows: int) -> tuple[str, int]:
     Up to 1M rows a k-means inverted file with ~4*sqrt(rows) lists (a power of two in
     [32, 2048]); beyond, an inverted multi-index (two 2^b-word codebooks over the
     two halves of the descriptor, 2^(2b) lists), which is what keeps training and
-    assigning tens of millions of SIFT rows cheap: 2^8 x 2^8 = 65,536 lists up to 64M
+    assigning tens of millions of descriptor rows cheap: 2^8 x 2^8 = 65,536 lists up to 64M
     rows, 2^10 x 2^10 beyond.
     """
     if rows <= 1_000_000:
