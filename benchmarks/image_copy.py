@@ -182,6 +182,8 @@ CATALOG_SIZES = (100, 10_000, 100_000)  # catalog sizes the report gives recall 
 LEVEL_NAMES = ("review", "block")  # the stage level each FPR_LEVELS entry calibrates
 DESIGN_REFS = 10_000  # default design catalog size: FPR targets hold at this many references
 TAIL_SHARE = 0.10  # closest share of negative pairs the normal tail is fitted to
+TAIL_FAMILIES = ("normal", "exponential")  # candidate tail models; "auto" picks the better one per method
+DEEP_POINTS = 4  # deepest goodness-check thresholds (20, 50, 100, 200 passing pairs) that decide the family
 SENSITIVITY_TAIL_SHARE = 0.05  # the tail share of the sensitivity check
 MIN_EMPIRICAL_PAIRS = 20  # below this many passing pairs the rate comes from the fitted tail
 PDQ_REFERENCE_DISTANCE = 31  # Meta's suggested PDQ match distance, printed for comparison only
@@ -608,7 +610,8 @@ class EmbeddingCache:
     """Rows per (method, image, transform), one pickle per method under ``folder`` (``--cache``), so a rerun
     that changes only the analysis (fusion, thresholds, post-processing) does not embed again. A key holds
     the CRC of the transform's and the compositing code, and a method's file is dropped when its description
-    (detector, model) changes. Throughput is measured over the images actually embedded."""
+    (detector, model) changes. It does not notice a change inside a detector's code or preprocessing:
+    delete the folder after one. Throughput is measured over the images actually embedded."""
 
     def __init__(self, folder: Path | None):
         self.folder = folder
@@ -789,7 +792,7 @@ class PairModel:
     Built from the scores of every (negative query, reference) pair; pairs with a not-comparable side
     (infinite score) are counted in ``total`` but not in the rate."""
 
-    def __init__(self, metric: Metric, pair_scores: np.ndarray, share: float = TAIL_SHARE, family: str = "normal",
+    def __init__(self, metric: Metric, pair_scores: np.ndarray, share: float = TAIL_SHARE, family: str = "auto",
                  probability: bool = False):
         flat = np.asarray(pair_scores, dtype=np.float64).ravel()
         finite = flat[np.isfinite(flat)]
@@ -798,8 +801,23 @@ class PairModel:
         self.total = int(flat.size)
         self.n = int(finite.size)
         self.sorted = np.sort(finite)
-        self.fit = fit_tail(self.fit_scale(np.clip(finite, -1 + 1e-9, 1 - 1e-9)) if metric is Metric.COSINE
-                            else finite, share, family) if self.n else None
+        x = self.fit_scale(np.clip(finite, -1 + 1e-9, 1 - 1e-9)) if metric is Metric.COSINE else finite
+        self.choice = ""  # why the family was chosen (family "auto")
+        if family != "auto":
+            self.fit = fit_tail(x, share, family) if self.n else None
+            return
+        fits = {f: fit_tail(x, share, f) if self.n else None for f in TAIL_FAMILIES}
+        worst = {}
+        for f, fit in fits.items():
+            self.fit = fit
+            ratios = [float(self.fitted(np.asarray([t]))[0]) / (int(self.passing(np.asarray([t]))[0]) / self.n)
+                      for t in goodness_points(self)[:DEEP_POINTS]] if fit else []
+            worst[f] = max((abs(math.log(r)) for r in ratios if r > 0), default=math.inf)
+        best = min(TAIL_FAMILIES, key=lambda f: worst[f])
+        self.fit = fits[best]
+        self.choice = ("; ".join(f"{f}: worst fitted/empirical ratio x{math.exp(w):.2f}" if math.isfinite(w)
+                                 else f"{f}: no check" for f, w in worst.items())
+                       + f" at the {DEEP_POINTS} deepest checked thresholds -> {best}")
 
     @property
     def scale(self) -> str:
@@ -860,8 +878,9 @@ class PairModel:
 
     def describe(self) -> str:
         """The estimation method in words (for the calibration file)."""
-        fit = (f"{self.fit.describe(self.scale)}, fitted by weighted probit regression to the closest "
+        fit = (f"{self.fit.describe(self.scale)}, fitted by weighted least squares to the closest "
                f"{pct(self.fit.share)} of pairs ({self.fit.pairs} pairs, {self.fit.points} distinct scores)"
+               + (f"; family chosen by goodness ({self.choice})" if self.choice else "")
                if self.fit else "no tail fit (too few distinct scores): empirical only")
         return (f"per-pair false-match rate over {self.n} comparable negative (query, reference) pairs: empirical "
                 f"where >= {MIN_EMPIRICAL_PAIRS} pairs pass, else max(fitted tail, empirical); tail: {fit}. "
@@ -954,10 +973,14 @@ def negative_pool(q: Queries, label: str, ref_groups: np.ndarray, dis_groups: np
 # ---------------------------------------------------------------- fusion
 
 # How each detector's pair score enters the logistic model (see scanner/policy/fusion.py): SSCD cosine on
-# the Fisher scale (the scale its negative tail is normal on), PDQ Hamming distance as a share of 256 bits.
+# the Fisher scale; PDQ Hamming distance capped at 64 of 256 bits. Why capped: PDQ distances of unrelated
+# images and of copies that PDQ misses (rotations, pastes, composites) overlap around 100-128, so a linear
+# PDQ feature gets no weight (the sign-constrained fit puts it at 0 on this benchmark); small distances are
+# near-certain copies, and the cap keeps only that evidence (measured: recall at the closest-negative
+# threshold 45.6 % -> 45.9 %, coefficient -15 instead of 0).
 FUSION_FEATURES = {
     "image.sscd": {"detector": "image.sscd", "transform": "fisher", "closer": "higher"},
-    "image.pdq": {"detector": "image.pdq", "transform": "linear", "scale": 256, "closer": "lower"},
+    "image.pdq": {"detector": "image.pdq", "transform": "capped", "scale": 64, "closer": "lower"},
 }
 # fused method label -> (calibration key under "fusion", the method labels it combines)
 FUSIONS = {"FUSED": ("image", ("SSCD", "PDQ")), "FUSED-mnv4": ("image@sscd-distilled-mnv4", ("SSCD-mnv4", "PDQ"))}
@@ -1378,7 +1401,7 @@ def print_operating_points(run: Run) -> None:
                   f"{o.pair_rate:.1e}", "empirical" if o.empirical else "tail fit", fmt_rate(o.fpr_at_design),
                   pct(o.fpr), pct(o.recall)] for m, o in rows])
     print(f"  EXTRAPOLATION: est. FPR@{n} = 1 - (1 - est. pair rate)^{n}, assuming independent references. Where "
-          f"fewer than {MIN_EMPIRICAL_PAIRS} negative pairs pass, the pair rate comes from a normal fitted to the "
+          f"fewer than {MIN_EMPIRICAL_PAIRS} negative pairs pass, the pair rate comes from a tail fitted to the "
           f"closest {pct(TAIL_SHARE)} of pairs (see the goodness check below), far below the rate these "
           f"~{run.models['PDQ'].n} pairs can observe; it is a model estimate, not a measurement.")
     print(f"  FPR@{len(run.refs)} (measured): per-query FPR of the {run.n_neg} negatives against this benchmark's "
@@ -1402,34 +1425,37 @@ def print_operating_points(run: Run) -> None:
 
 def print_tail_fit(run: Run) -> None:
     """The fitted tails, fitted vs empirical rates where both exist, and threshold sensitivity to the tail model."""
-    print(f"\nTail fit: normal fitted to the closest {pct(TAIL_SHARE)} of comparable negative pairs "
-          "(weighted probit regression)")
+    print(f"\nTail fit: normal or exponential (the better at the {DEEP_POINTS} deepest goodness-check thresholds) "
+          f"fitted to the closest {pct(TAIL_SHARE)} of comparable negative pairs (weighted least squares)")
     for m in run.methods:
         model = run.models[m.label]
         fit = model.fit
         print(f"  {m.label:<6} " + (f"{fit.describe(model.scale)}; {fit.pairs} pairs, {fit.points} distinct scores"
                                     if fit else "no fit (too few distinct scores): empirical rates only"))
-    alt = {m.label: PairModel(m.metric, run.negative_pair_scores(m.label), TAIL_SHARE, "exponential", m.probability)
-           for m in run.methods}
+        if model.choice:
+            print(f"         {model.choice}")
+    fam = {f: {m.label: PairModel(m.metric, run.negative_pair_scores(m.label), TAIL_SHARE, f, m.probability)
+               for m in run.methods} for f in TAIL_FAMILIES}
+    normal, expo = fam["normal"], fam["exponential"]
     print(f"Goodness check: fitted vs empirical pair rate where >= {MIN_EMPIRICAL_PAIRS} pairs pass inside the "
-          "fitted tail (an exponential tail fitted the same way, for comparison)")
+          "fitted tail, for both tail families")
     rows = []
     for m in run.methods:
-        model = run.models[m.label]
+        model = normal[m.label]
         for t in goodness_points(model):
             k = int(model.passing(np.asarray([t]))[0])
             emp = k / model.n
-            normal, expo = float(model.fitted(np.asarray([t]))[0]), float(alt[m.label].fitted(np.asarray([t]))[0])
-            rows.append([m.label, fmt_threshold(m, t), str(k), f"{emp:.2e}", f"{normal:.2e}", f"{normal / emp:.2f}",
-                         f"{expo:.2e}" if alt[m.label].fit else "-",
-                         f"{expo / emp:.2f}" if alt[m.label].fit else "-"])
+            nf, ef = float(model.fitted(np.asarray([t]))[0]), float(expo[m.label].fitted(np.asarray([t]))[0])
+            rows.append([m.label, fmt_threshold(m, t), str(k), f"{emp:.2e}", f"{nf:.2e}", f"{nf / emp:.2f}",
+                         f"{ef:.2e}" if expo[m.label].fit else "-",
+                         f"{ef / emp:.2f}" if expo[m.label].fit else "-"])
     print_table(["method", "threshold", "pairs passing", "empirical", "normal fit", "ratio", "exponential fit",
                  "ratio"], rows)
     print(f"Sensitivity: review / block thresholds for N={run.design_refs} under other tail models")
-    variants = [("normal, closest 10% (used)", run.models), ("normal, closest 5%", {
-        m.label: PairModel(m.metric, run.negative_pair_scores(m.label), SENSITIVITY_TAIL_SHARE,
+    variants = [("auto (used)", run.models), ("normal, closest 10%", normal), ("normal, closest 5%", {
+        m.label: PairModel(m.metric, run.negative_pair_scores(m.label), SENSITIVITY_TAIL_SHARE, "normal",
                            probability=m.probability) for m in run.methods}),
-        ("exponential, closest 10%", alt)]
+        ("exponential, closest 10%", expo)]
     targets = [pair_rate_target(f, run.design_refs) for f in FPR_LEVELS]
     print_table(["method", *(v for v, _ in variants)],
                 [[m.label, *(" / ".join(fmt_threshold(m, models[m.label].threshold(t)) for t in targets)
@@ -1464,6 +1490,14 @@ def print_by_size(run: Run) -> None:
                 [[m.label, fmt_threshold(m, o.threshold), fmt_rate(o.fpr_at_design), pct(o.recall)]
                  for m in run.methods for o in [run.ideation[m.label]]])
     q = run.queries
+    folder = np.asarray([src.split("/")[0] if "/" in src else "images" for src in q.source])[np.asarray(q.positive)]
+    print(f"Recall by work folder at N={run.design_refs}: 1% / 0.1% per-query FPR (stamps and characters have "
+          "transparency: their queries are composited on a scene or a flat colour, their references are on white)")
+    print_table(["folder", "n", *(m.label for m in run.methods)],
+                [[f, str(int((folder == f).sum())),
+                  *(f"{pct(a.found[folder == f].mean())} / {pct(b.found[folder == f].mean())}"
+                    for m in run.methods for a, b in [run.by_size[m.label][run.design_refs]])]
+                 for f in sorted(set(folder))] if run.design_refs in CATALOG_SIZES else [])
     n_t = {t: sum(p and qt == t for qt, p in zip(q.transform, q.positive)) for t in run.transforms}
     for n in CATALOG_SIZES:
         print(f"Recall per transform at N={n}: 1% / 0.1% per-query FPR")
@@ -1504,7 +1538,7 @@ def print_figures(run: Run) -> None:
           f"{len(run.faces)} faces; {len(run.transforms)} AugLy transforms; {run.n_pos} positives, "
           f"{run.n_neg} negatives, {run.n_pairs} negative pairs")
     print(f"Operating points for N={n} references: review = {pct(FPR_LEVELS[0])}, block = {pct(FPR_LEVELS[1])} "
-          f"per-query FPR (extrapolated from a normal tail fit to the closest {pct(TAIL_SHARE)} of negative pairs)")
+          f"per-query FPR (extrapolated from a tail fitted to the closest {pct(TAIL_SHARE)} of negative pairs)")
     for m in run.methods:
         a, b = run.ops[m.label]
         print(f"{m.description}: recall {pct(a.recall)} at review {fmt_threshold(m, a.threshold)} "

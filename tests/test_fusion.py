@@ -60,6 +60,14 @@ def test_missing_none_nan_and_infinite_scores_use_the_imputed_value() -> None:
     assert fused_score({"image.sscd": 0.6, "image.local": 0}, other) > expected
 
 
+def test_a_capped_feature_rises_below_its_cap_and_is_flat_above() -> None:
+    entry = copy.deepcopy(ENTRY)
+    entry["features"][1] = {"detector": "image.pdq", "transform": "capped", "scale": 64, "closer": "lower"}
+    got = [fused_score({"image.sscd": 0.3, "image.pdq": d}, entry) for d in (0, 16, 32, 63, 64, 100, 256)]
+    assert got[0] > got[1] > got[2] > got[3] > got[4]
+    assert got[4] == got[5] == got[6]
+
+
 def test_vector_scores_match_the_scalar_function() -> None:
     model = parse_fusion(ENTRY)
     sscd = np.array([0.1, 0.5, 0.9])

@@ -11,8 +11,9 @@ calibration file, one entry per modality) is a logistic model whose every part i
      "final": {"block": 0.99, "review": 0.9}, "ideation": {"block": 0.99, "review": 0.97}}
 
 ``fused = 1 / (1 + exp(-(intercept + sum(coef_i * x_i))))`` with ``x_i`` the feature transform of the
-detector's score: ``linear`` (score / scale), ``fisher`` (atanh of a cosine, clipped to +-0.9999) or
-``log1p`` (log(1 + count), for inlier counts). A detector that produced no score for the pair
+detector's score: ``linear`` (score / scale), ``capped`` (min(score, scale) / scale: a distance that
+carries evidence only below ``scale``, e.g. PDQ bits), ``fisher`` (atanh of a cosine, clipped to
++-0.9999) or ``log1p`` (log(1 + count), for inlier counts). A detector that produced no score for the pair
 (absent, None, NaN or infinite: not comparable) contributes its ``impute`` value, which is on the
 feature scale. Every coefficient must point the closer direction up (``closer: higher`` needs
 coef >= 0, ``lower`` needs coef <= 0), so a closer match never lowers the fused score.
@@ -31,7 +32,7 @@ import numpy as np
 from scanner.errors import CalibrationError
 
 FISHER_CLIP = 0.9999  # cosine bound before atanh, so an identical pair gives a finite feature
-TRANSFORMS = ("linear", "fisher", "log1p")
+TRANSFORMS = ("linear", "capped", "fisher", "log1p")
 CLOSER = ("higher", "lower")
 STAGES = ("final", "ideation")
 
@@ -50,6 +51,8 @@ class Feature:
         s = np.asarray(scores, dtype=np.float64)
         if self.transform == "linear":
             return s / self.scale
+        if self.transform == "capped":
+            return np.minimum(s, self.scale) / self.scale
         if self.transform == "fisher":
             return np.arctanh(np.clip(s, -FISHER_CLIP, FISHER_CLIP))
         return np.log1p(np.maximum(s, 0.0))
