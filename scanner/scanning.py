@@ -213,7 +213,7 @@ class Scanning:
                     continue
                 emb, hits = answer
                 matches, notes = found[id(g.asset)]
-                if emb.empty and f"{g.label}{emb.note}" not in notes:  # once per asset, not once per frame
+                if emb.note and f"{g.label}{emb.note}" not in notes:  # once per asset, not once per frame
                     notes.append(f"{g.label}{emb.note}")
                 for hit in hits:
                     m = ctx.match(det, hit, self.settings.project, _size_of(g.media), getattr(g.media, "duration", None))

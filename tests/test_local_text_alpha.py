@@ -247,3 +247,27 @@ def test_calibration_gives_block_and_review_distinct_levels():
     entry = cal["detectors"]["image.local"]["rootsift-v1"]
     assert entry["final"]["block"] > entry["final"]["review"] >= MIN_INLIERS
     assert entry["measured"]["params"]["text"].startswith(MODEL)
+
+
+def test_scan_with_failing_text_detection_still_blocks_the_copy_and_says_so(tmp_path, monkeypatch):
+    """Through the API: the note of a checked asset reaches its record (not only notes of empty signals)."""
+    from scanner.api import Scanner
+    from scanner.detectors.ocr import TextFinder as Finder
+
+    def broken(self, img):
+        raise TextDetectionError("text detection failed: RuntimeError: simulated")
+
+    monkeypatch.setattr(Finder, "boxes", broken)
+    ws = tmp_path / "ws"
+    settings = Settings(catalog=ws / "catalog.db", index_dir=ws / "indexes", model_cache=ws / "models",
+                        detectors=("image.local",))
+    ref = tmp_path / "poster.png"
+    work(8).save(ref)
+    copy = tmp_path / "scene.png"
+    paste(work(8), QUAD).save(copy)
+    s = Scanner(settings)
+    s.add_reference([ref])
+    s.build_index()
+    rec = s.check(copy).to_dict()
+    assert rec["verdict"] == "block", rec
+    assert any("text detection failed" in n and "checked without text boxes" in n for n in rec["notes"])
