@@ -55,6 +55,7 @@ def test_within_budget_spends_it_on_the_rarest_hashes_in_query_order():
 
 
 def test_search_fetches_a_bounded_number_of_rows_from_a_crowded_index(monkeypatch):
+    monkeypatch.setattr(fp, "MATCH_BUDGET_PER_PROBE", 64)  # a budget this small crowd exceeds
     det = FingerprintDetector()
     song = synth_music(7, seconds=20.0, sr=SR)
     ref = det.embed_references([AudioClip(song, SR)])[0]

@@ -34,6 +34,13 @@ about 100 per second of copied audio (capped by the 10 s window), a copy under 0
 noise or +-1 semitone pitch shift about 20-30 per second. ``extra["matches"]`` counts
 the verified matches over the whole span.
 
+Query cost: a probe fetches every index row stored under its hash, and hashes are skewed (on
+music a probe meets ~40x the rows a uniform hash would), so the rows a query fetches grow with
+the indexed hours. A query spends at most ``MATCH_BUDGET_PER_PROBE`` rows per probe on average,
+rarest hashes first (``_within_budget``); below that (catalogs of a few tens of hours) every
+probe is used. ``benchmarks/index_scale.py --only audio`` measures cost and recall per budget
+from 10 to 1,000 (synthetic) hours.
+
 Hashing speed is about 600x real time per core; an index holds about 140 landmarks per
 second of reference audio at 11 bytes each (about 5.6 MB per hour, plus a fixed 10 MB hash
 directory; see ``scanner.index.landmarks``).
@@ -103,7 +110,11 @@ OFFSET_TOL_FRAMES = 2.5
 SCORE_WINDOW_S = 10.0  # the score counts matches inside the best window of this length
 MIN_HIT_MATCHES = 8  # fewer verified matches are not reported at all (calibrated thresholds sit well above)
 MIN_SECONDS = 1.0
-MATCH_BUDGET_PER_PROBE = 64  # index rows a query may fetch per probe, on average (see _within_budget)
+# index rows a query may fetch per probe, on average (see _within_budget). Measured with
+# benchmarks/index_scale.py --only audio (10 s queries, synthetic hours): 256 keeps every query
+# found at 1,000 h and holds the cost at ~270 ms from 100 h on (no budget: ~8x the 10 h cost at
+# 100 h and rising linearly); 64 would hold it at 1.4x the 10 h cost but finds nothing at 1,000 h.
+MATCH_BUDGET_PER_PROBE = 256
 BLOCK_FRAMES = 4096  # spectrogram computed in blocks of this many frames (bounded memory)
 
 
