@@ -271,3 +271,10 @@ def test_scan_with_failing_text_detection_still_blocks_the_copy_and_says_so(tmp_
     rec = s.check(copy).to_dict()
     assert rec["verdict"] == "block", rec
     assert any("text detection failed" in n and "checked without text boxes" in n for n in rec["notes"])
+
+
+def test_fully_transparent_reference_is_left_to_other_detectors_with_a_note(det):
+    clear = figure(5)
+    clear.putalpha(0)
+    emb = det.embed_references([decode_image(png_bytes(clear), 10**8)])[0]
+    assert emb.empty and "inside its opaque region" in emb.note and "image.pdq" in emb.note
