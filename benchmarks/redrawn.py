@@ -35,7 +35,9 @@ character is the best over that method's reference views and query regions):
 (c) Coarse structure at 192x108: the cut-out's masked colour layout (CIELAB) and its masked gradient
     template (doubled-angle gradients, so polarity against the background does not matter), matched
     with OpenCV's masked normalised cross-correlation over 7 scales (25-60 % of the height) and both
-    mirrors; ``colour+gradient`` averages the two response maps.
+    mirrors; ``colour+gradient`` averages the two response maps. Its best box per character is a region
+    proposal for (b): ``at template boxes`` embeds square crops at the three best characters' boxes,
+    ``+ coarse (mean)`` averages that with the template score (timing: both stages).
 
 Operating points: for each method one threshold per level from all negatives pooled (each negative
 query's best score over the catalog): the 1 % level lets ``floor(0.01 n)`` negatives pass, the 0.1 %
@@ -74,6 +76,8 @@ WINDOW_ASPECTS = (0.6, 0.8, 1.0, 1.3)  # width / height of a window
 REF_SIZE = 224
 TEMPLATE_CANVAS = (192, 108)
 TEMPLATE_SCALES = 7
+LAB_MIN_VAR = 4.0  # (2 L* units)^2: windows flatter than this count as this flat
+GRAD_MIN_VAR = 100.0  # Sobel responses on 0-255 grey: (10)^2
 
 
 @dataclass
@@ -160,6 +164,7 @@ class Result:
     name: str
     scores: np.ndarray
     seconds: float  # query-side time, all queries
+    boxes: np.ndarray | None = None  # (q, r, 4) best-matching box (x0, y0, x1, y1) in query pixels, if any
 
 
 def evaluate(res: Result, queries: Sequence[Query]) -> dict:
@@ -218,18 +223,21 @@ def run_sscd(reg: Sequence[rd.Cutout], queries: Sequence[Query]) -> list[Result]
         return np.stack([sims[:, owners_a == r].max(1) for r in range(len(reg))], 1).max(0)
 
     results = []
+    side = int(det._recipe.get("size", 288))
     for label, crops_of in (
         ("SSCD whole query", lambda q: [q.image]),
-        ("SSCD saliency proposals", lambda q: [q.image[y0:y1, x0:x1] for x0, y0, x1, y1 in q.proposals]),
+        # crops grown to squares at the model's input size, so that every crop batches with every other
+        ("SSCD saliency proposals", lambda q: [cv2.resize(square_crop(q.image, b), (side, side)) for b in q.proposals]),
         ("SSCD oracle box (upper bound)", lambda q: [q.image[q.box[1]:q.box[3], q.box[0]:q.box[2]]] if q.box
          else [q.image]),
     ):
         t = time.perf_counter()
-        S = np.zeros((len(queries), len(reg)), np.float32)
-        for i, q in enumerate(queries):
-            embs = det.embed_references([Image.fromarray(np.ascontiguousarray(c)) for c in crops_of(q)])
-            rows = [e.vectors for e in embs if e.vectors.shape[0]]
-            S[i] = per_ref(np.vstack(rows) @ R.T) if rows else -1.0
+        S = np.full((len(queries), len(reg)), -1.0, np.float32)
+        items = [(i, c) for i, q in enumerate(queries) for c in crops_of(q)]
+        embs = det.embed_references([Image.fromarray(np.ascontiguousarray(c)) for _, c in items])
+        for (i, _), e in zip(items, embs):
+            if e.vectors.shape[0]:
+                S[i] = np.maximum(S[i], per_ref(e.vectors @ R.T))
         results.append(Result(label, S, time.perf_counter() - t))
     return results
 
@@ -317,8 +325,10 @@ def ref_views(cut: rd.Cutout, seed: int) -> list[np.ndarray]:
 
 
 def run_lite(variant: str, reg: Sequence[rd.Cutout], queries: Sequence[Query], background: Sequence[np.ndarray],
-             seed: int) -> list[Result]:
-    """EfficientNet-Lite GeM: windows on the feature map (raw, centred), saliency crops, oracle box."""
+             seed: int, coarse: Result | None = None, top: int = 3) -> list[Result]:
+    """EfficientNet-Lite GeM: windows on the feature map (raw, centred), saliency crops, oracle box, and
+    (given the coarse template result) crops at the boxes of the ``top`` best template matches, alone
+    and averaged with the template score."""
     model = load_lite(variant)
     views, owners = [], []
     for r, cut in enumerate(reg):
@@ -354,6 +364,18 @@ def run_lite(variant: str, reg: Sequence[rd.Cutout], queries: Sequence[Query], b
                      for b in boxes_of(q)]
             S[i] = per_ref(gem(feature_maps(model, crops)) @ R.T)
         results.append(Result(f"{label} {name}", S, time.perf_counter() - t))
+    if coarse is not None and coarse.boxes is not None:
+        S = np.full((n, len(reg)), -1.0, np.float32)
+        t = time.perf_counter()
+        for i, q in enumerate(queries):
+            best = np.argsort(-coarse.scores[i])[:top]
+            crops = [cv2.resize(square_crop(q.image, tuple(coarse.boxes[i, r])), (REF_SIZE, REF_SIZE),
+                                interpolation=cv2.INTER_AREA) for r in best]
+            S[i] = per_ref(gem(feature_maps(model, crops)) @ R.T)
+        dt = time.perf_counter() - t
+        results.append(Result(f"{label} at template boxes", S, dt))
+        results.append(Result(f"{label} at template boxes + coarse (mean)", (S + coarse.scores) / 2,
+                              dt + coarse.seconds))
     return results
 
 
@@ -373,8 +395,10 @@ def _grad(rgb: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(np.dstack([c2, s2]), (0, 0), 1.0)
 
 
-def _box_energy(img: np.ndarray) -> Callable[[int, int], np.ndarray]:
-    """For a window size (h, w): every window's sum over channels of sum(x^2) - sum(x)^2 / n."""
+def _box_energy(img: np.ndarray, min_var: float) -> Callable[[int, int], np.ndarray]:
+    """For a window size (h, w): every window's sum over channels of sum(x^2) - sum(x)^2 / n, at least
+    ``min_var`` per pixel and channel: a flat window (sky, a posterised area) has no structure to match,
+    and its near-zero energy would turn correlation round-off into huge scores."""
     x = img.astype(np.float64)
     s1 = cv2.integral(x)  # (H+1, W+1, C)
     s2 = cv2.integral(x * x)
@@ -384,7 +408,7 @@ def _box_energy(img: np.ndarray) -> Callable[[int, int], np.ndarray]:
     def energy(h: int, w: int) -> np.ndarray:
         def box(s):
             return s[h:, w:] - s[:-h, w:] - s[h:, :-w] + s[:-h, :-w]
-        return np.maximum((box(s2) - box(s1) ** 2 / (h * w)).sum(-1), 1e-9)
+        return np.maximum((box(s2) - box(s1) ** 2 / (h * w)).sum(-1), min_var * h * w * x.shape[2])
 
     return energy
 
@@ -417,26 +441,33 @@ def run_templates(reg: Sequence[rd.Cutout], queries: Sequence[Query]) -> list[Re
                                   float(np.sqrt((tl ** 2).sum())), float(np.sqrt((tg ** 2).sum()))))
     n = len(queries)
     S = {k: np.full((n, len(reg)), -1.0, np.float32) for k in ("colour", "gradient", "both")}
+    boxes = np.zeros((n, len(reg), 4), np.int32)
+    sx, sy = rd.CANVAS[0] / Wq, rd.CANVAS[1] / Hq
     t = time.perf_counter()
     for i, q in enumerate(queries):
         small = cv2.resize(q.image, TEMPLATE_CANVAS, interpolation=cv2.INTER_AREA)
         ql, qg = _lab(small), _grad(small)
-        el, eg = _box_energy(ql), _box_energy(qg)
+        el, eg = _box_energy(ql, LAB_MIN_VAR), _box_energy(qg, GRAD_MIN_VAR)
         cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         for r, tl, tg, nl, ng in templates:
             h, w = tl.shape[:2]
             if (h, w) not in cache:
                 cache[(h, w)] = (np.sqrt(el(h, w)), np.sqrt(eg(h, w)))
             dl, dg = cache[(h, w)]
-            rc = cv2.matchTemplate(ql, tl, cv2.TM_CCORR) / (nl * dl + 1e-6)
-            rg = cv2.matchTemplate(qg, tg, cv2.TM_CCORR) / (ng * dg + 1e-6)
+            rc = np.clip(cv2.matchTemplate(ql, tl, cv2.TM_CCORR) / (nl * dl + 1e-6), -1, 1)
+            rg = np.clip(cv2.matchTemplate(qg, tg, cv2.TM_CCORR) / (ng * dg + 1e-6), -1, 1)
             S["colour"][i, r] = max(S["colour"][i, r], float(rc.max()))
             S["gradient"][i, r] = max(S["gradient"][i, r], float(rg.max()))
-            S["both"][i, r] = max(S["both"][i, r], float(((rc + rg) / 2).max()))
+            rb = (rc + rg) / 2
+            j = int(rb.argmax())
+            if rb.flat[j] > S["both"][i, r]:
+                S["both"][i, r] = float(rb.flat[j])
+                y, x = divmod(j, rb.shape[1])
+                boxes[i, r] = (round(x * sx), round(y * sy), round((x + w) * sx), round((y + h) * sy))
     dt = time.perf_counter() - t
     return [Result("coarse: colour layout (masked Lab NCC)", S["colour"], dt),
             Result("coarse: gradient template (masked NCC)", S["gradient"], dt),
-            Result("coarse: colour+gradient", S["both"], dt)]
+            Result("coarse: colour+gradient", S["both"], dt, boxes)]
 
 
 # --------------------------------------------------------------------------- report
@@ -448,17 +479,17 @@ def report(rows: Sequence[dict], kinds: Sequence[str]) -> str:
     for fp in FP_LEVELS:
         lines.append(f"\n== recall at {fp:.1%} false positives per query "
                      f"(negatives: {rows[0]['n_neg']}; this level lets {math.floor(fp * rows[0]['n_neg'])} pass) ==")
-        head = f"{'method':46s} {'thr':>7s} {'pasted':>7s} {'redrawn':>8s} " + " ".join(f"{k[:10]:>10s}" for k in kinds
+        head = f"{'method':58s} {'thr':>7s} {'pasted':>7s} {'redrawn':>8s} " + " ".join(f"{k[:10]:>10s}" for k in kinds
                                                                                       if k != 'paste')
         lines.append(head)
         for r in rows:
             lv = r["levels"][fp]
-            lines.append(f"{r['name']:46s} {lv['thr']:7.3f} {lv['pasted']:7.2f} {lv['redrawn']:8.2f} "
+            lines.append(f"{r['name']:58s} {lv['thr']:7.3f} {lv['pasted']:7.2f} {lv['redrawn']:8.2f} "
                          + " ".join(f"{lv.get(k, float('nan')):10.2f}" for k in kinds if k != "paste"))
-    lines.append(f"\n{'method':46s} {'top1 pst':>8s} {'top1 rdr':>8s} {'med pst':>8s} {'med rdr':>8s} "
+    lines.append(f"\n{'method':58s} {'top1 pst':>8s} {'top1 rdr':>8s} {'med pst':>8s} {'med rdr':>8s} "
                  f"{'max neg':>8s} {'img/s':>7s}")
     for r in rows:
-        lines.append(f"{r['name']:46s} {r['top1_pasted']:8.2f} {r['top1_redrawn']:8.2f} {r['median_pasted']:8.3f} "
+        lines.append(f"{r['name']:58s} {r['top1_pasted']:8.2f} {r['top1_redrawn']:8.2f} {r['median_pasted']:8.3f} "
                      f"{r['median_redrawn']:8.3f} {r['max_neg']:8.3f} {r['ips']:7.2f}")
     return "\n".join(lines)
 
@@ -492,11 +523,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[dict] = []
     normed: list[dict] = []
     methods = set(a.methods.split(","))
+    found: dict[str, Result] = {}
+
+    def coarse_both() -> Result | None:
+        return found.get("coarse: colour+gradient")
+
     runners: list[tuple[str, Callable[[], list[Result]]]] = [
         ("sscd", lambda: run_sscd(reg, queries)),
-        ("lite0", lambda: run_lite("lite0", reg, queries, background or [queries[-1].image], a.seed)),
-        ("lite2", lambda: run_lite("lite2", reg, queries, background or [queries[-1].image], a.seed)),
         ("coarse", lambda: run_templates(reg, queries)),
+        ("lite0", lambda: run_lite("lite0", reg, queries, background or [queries[-1].image], a.seed, coarse_both())),
+        ("lite2", lambda: run_lite("lite2", reg, queries, background or [queries[-1].image], a.seed, coarse_both())),
     ]
     for key, fn in runners:
         if key not in methods:
@@ -508,6 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{key}: not measured: {exc}", flush=True)
             continue
         for r in res:
+            found[r.name] = r
             rows.append(evaluate(r, queries))
             normed.append(evaluate(catalog_normalised(r), queries))
         print(f"{key}: {time.perf_counter() - t:.0f} s", flush=True)

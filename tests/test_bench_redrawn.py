@@ -53,3 +53,16 @@ def test_every_redraw_kind_keeps_size_and_box(kind):
     assert img.shape == (rd.CANVAS[1], rd.CANVAS[0], 3) and img.dtype == np.uint8
     assert 0 <= x0 < x1 <= rd.CANVAS[0] and 0 <= y0 < y1 <= rd.CANVAS[1]
     assert 0.25 * rd.CANVAS[1] - 1 <= y1 - y0 <= 0.6 * rd.CANVAS[1] + 1
+
+
+def test_template_score_is_bounded_on_flat_regions():
+    """A flat (posterised, sky) query area once gave colour scores in the tens: round-off over a zero
+    window energy."""
+    rng = np.random.default_rng(4)
+    rgb = cv2.GaussianBlur(rng.integers(0, 256, (60, 40, 3), dtype=np.uint8), (0, 0), 2)
+    cut = rd.Cutout("c", rgb, np.ones((60, 40), np.float32))
+    flat = np.full((rd.CANVAS[1], rd.CANVAS[0], 3), 200, np.uint8)
+    flat[:, : rd.CANVAS[0] // 2] = 40
+    res = B.run_templates([cut], [B.Query(flat, None, "scene", -1)])
+    for r in res:
+        assert np.abs(r.scores).max() <= 1.0 + 1e-6
