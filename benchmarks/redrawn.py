@@ -140,7 +140,8 @@ def saliency_boxes(img: np.ndarray, top: int = 2) -> list[tuple[int, int, int, i
     for _, (x, y, w, h) in sorted(scored, reverse=True)[:top]:
         cx, cy = x + w / 2, y + h / 2
         w, h = max(w * 1.15, 0.2 * H), max(h * 1.15, 0.2 * H)
-        boxes.append((int(max(0, cx - w / 2)), int(max(0, cy - h / 2)), int(min(W, cx + w / 2)), int(min(H, cy + h / 2))))
+        boxes.append((int(max(0, cx - w / 2)), int(max(0, cy - h / 2)),
+                      int(min(W, cx + w / 2)), int(min(H, cy + h / 2))))
     return boxes or [(0, 0, W, H)]
 
 
@@ -516,7 +517,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         q.proposals = saliency_boxes(q.image)
     n_pos = sum(q.owner >= 0 for q in queries)
     print(f"{len(reg)} registered characters, {n_pos} positive and {len(queries) - n_pos} negative queries "
-          f"({len(reg)} unregistered characters x {len(kinds)} kinds + scenes); built in {time.perf_counter() - t0:.0f} s",
+          f"({len(reg)} unregistered characters x {len(kinds)} kinds + scenes); "
+          f"built in {time.perf_counter() - t0:.0f} s",
           flush=True)
     background = [rd.cover(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB))
                   for f in sorted((a.data / "images").glob("*.jpg"))[:12]] if (a.data / "images").is_dir() else []

@@ -150,7 +150,7 @@ def _warped_recoloured(rng):
 
 
 # kind -> (change to the character before compositing, change to the whole composite)
-KINDS: dict[str, tuple[Callable | None, Callable[[np.ndarray, np.random.Generator], np.ndarray] | None]] = {
+KINDS: dict[str, tuple[str | None, Callable[[np.ndarray, np.random.Generator], np.ndarray] | None]] = {
     "paste": (None, None),
     "stylise": (None, lambda im, rng: cv2.stylization(im, sigma_s=float(rng.uniform(40, 80)),
                                                       sigma_r=float(rng.uniform(0.35, 0.55)))),
