@@ -80,6 +80,7 @@ class Condition:
 
 
 CONDITIONS = (
+    Condition("recording", None),
     Condition("timbre", "organ"),
     Condition("transpose +2", "pluck", shift=2),
     Condition("transpose -3", "flute", shift=-3),
@@ -169,9 +170,16 @@ def make_query(cond: Condition, clip: AudioClip, notes: np.ndarray, start: float
     return AudioClip(y.astype(np.float32), SR)
 
 
-def transcribed(det, path: Path, clip: AudioClip, cache: Path) -> tuple[np.ndarray, bool]:
-    """(All notes of a track, whether they were computed now): cached by file hash and detector params."""
-    key = hashlib.sha256(path.read_bytes() + json.dumps(det.params, sort_keys=True).encode()).hexdigest()[:20]
+TRANSCRIPTION_PARAMS = ("max_transcribed_s", "segment_s", "min_seconds", "silence_dbfs", "onset_thresh",
+                        "frame_thresh", "min_note_ms")
+
+
+def transcribed(det, path: Path | str, clip: AudioClip, cache: Path) -> tuple[np.ndarray, bool]:
+    """(All notes of a track or query, whether they were computed now), cached by content and the
+    transcription params (the melody/signature params can change without transcribing again)."""
+    params = {k: det.params[k] for k in TRANSCRIPTION_PARAMS}
+    content = path.read_bytes() if isinstance(path, Path) else path.encode()
+    key = hashlib.sha256(content + json.dumps(params, sort_keys=True).encode()).hexdigest()[:20]
     f = cache / f"{key}.npy"
     if f.is_file():
         return np.load(f), False
@@ -254,14 +262,23 @@ def main() -> None:
                 [0.4 * (clip.duration - EXCERPT_S)]
         for start in starts:
             for cond in CONDITIONS:
-                q = make_query(cond, clip, notes[path], float(start), rng)
+                tag = f"{path.name}|{start:.2f}|{cond}|{args.seed}"
+                qrng = np.random.default_rng(int(hashlib.sha256(tag.encode()).hexdigest()[:8], 16))
+                q = make_query(cond, clip, notes[path], float(start), qrng)
                 t0 = time.perf_counter()
-                (me,) = mel.embed_queries([q])
-                t_query += time.perf_counter() - t0
-                q_audio += q.duration
+                qnotes, fresh = transcribed(mel, tag, q, args.cache)
+                me = mel.embed_notes(qnotes)
+                if fresh:
+                    t_query += time.perf_counter() - t0
+                    q_audio += q.duration
                 ms, mok = best(mel.search(mel_index, [me])[0], right)
-                (fe,) = fp.embed_queries([q])
-                fs, fok = best(fp.search(fp_index, [fe])[0], right)
+                fkey = args.cache / f"fp-{hashlib.sha256((tag + fp.model_id).encode()).hexdigest()[:20]}.json"
+                if fkey.is_file():
+                    fs, fok = json.loads(fkey.read_text())
+                else:
+                    (fe,) = fp.embed_queries([q])
+                    fs, fok = best(fp.search(fp_index, [fe])[0], right)
+                    fkey.write_text(json.dumps([fs, bool(fok)]))
                 rows.append((cond.name, right is not None, ms, mok, fs, fok, me.empty))
         print(f"  {path.name}: {len(starts)} excerpts x {len(CONDITIONS)} conditions", flush=True)
 
@@ -286,7 +303,8 @@ def main() -> None:
     fpr_m = float(np.mean(neg_m >= review)) if neg_m.size else 0.0
     speed = audio_s / t_embed if t_embed > 0.5 else float("nan")
     print(f"false matches at review: {fpr_m:.2%} of {neg_m.size}; highest negative {neg_m.max() if neg_m.size else 0:g}")
-    print(f"query embedding: {q_audio / max(t_query, 1e-9):.1f}x real time (wall, {q_audio:.0f} s of covers); "
+    print(f"query transcription + signature: {q_audio / max(t_query, 1e-9):.1f}x real time (wall, {q_audio:.0f} s "
+          "of covers transcribed now); "
           f"reference transcription {speed:.1f}x real time (wall, uncached)")
     if empty_refs:
         print(f"references without a melody: {', '.join(empty_refs)}")

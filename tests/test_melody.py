@@ -151,5 +151,6 @@ def test_ngram_keys_ignore_key_and_tempo():
     t = np.cumsum(rng.choice([0.25, 0.5, 0.75], 30))
     k = ngram_keys(t, pitch, p)
     assert np.array_equal(k, ngram_keys(t * 1.1 + 3.0, pitch + 5, p))
-    assert (k[:-p.ngram] >= 0).all() and (k[-p.ngram:] == -1).all()
+    span = max(p.ngram, 3)  # notes after the first that a key reads
+    assert (k[:-span] >= 0).all() and (k[-span:] == -1).all()
     assert not np.array_equal(k, ngram_keys(t, pitch[::-1], p))

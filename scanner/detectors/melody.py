@@ -5,21 +5,27 @@ registered melody with other instruments, in another key and tempo, shares no la
 detector compares what is played instead::
 
     samples (16 kHz) -> 22.05 kHz -> Basic Pitch (ONNX) note/onset posteriorgrams -> notes
-            -> melody: skyline of the notes (the highest note of each onset group of 60 ms),
-               repeated pitches merged (re-articulation differs between performances)
-            -> per melody note, an n-gram key of the next 3 pitch intervals (semitones, +-12)
-               and 2 inter-onset-interval ratios (log2, 3 levels: shorter / same / longer)
+            -> melody: the highest note of each onset group of 60 ms (an onset skyline), talk-like
+               stretches set aside, repeated pitches merged (re-articulation differs between
+               performances)
+            -> per melody note, an n-gram key of the next 2 pitch intervals (semitones, +-12)
 
-Intervals do not change under transposition and IOI ratios not under a tempo change, so the key is
-key- and tempo-invariant. Queries probe the neighbouring rhythm level of a ratio near an edge.
+Intervals do not change under transposition, so the key is key-invariant; tempo invariance comes from
+the verification (a time scale per hypothesis). The key can also carry 2 inter-onset-interval ratios
+(``ratio_edge``): measured on benchmarks/melody.py, putting rhythm in the key lost covers (54 % vs 65 %
+recall at 1 % false matches; transcribed onsets are too unstable between timbres), so by default it
+does not, and rhythm is checked by the alignment. Likewise a frame-by-frame skyline and setting
+harmonic "ghost" notes aside (``line``, ``drop_ghosts``) measured worse than the plain onset skyline.
 
 Search: the index (``scanner.index.melody_index``) returns every reference note whose key a query
 note shares. Matches vote, per reference, for one transposition (pitch class shift, so an octave
-error of the transcription still agrees), one time scale (asset time = s x reference time + o, s
-in 0.85..1.18) and offset; the best few hypotheses per reference are verified by a banded alignment
-of the two whole melodies: note pairs within 0.35 s of the mapped time with the same pitch class
-after the transposition, the longest chain increasing in both (a monotone alignment, like DTW
-without repeats), then the time map refitted on the chain and the alignment redone at 0.15 s.
+error of the transcription still agrees), one time scale (asset time = s x reference time + o, s in
+0.85..1.18; each match votes near its own scale, the ratio of the two n-grams' durations) and one line
+position; the best few hypotheses per reference are verified by a banded alignment of the two whole
+melodies: note pairs within a tolerance of the mapped time with the same pitch class after the
+transposition, the longest chain increasing in both (a monotone alignment, like DTW without
+repeats), the time map refitted on the chain by least squares, and the alignment redone tighter
+(0.6, 0.3, then 0.12 s).
 
 Score (``Metric.COUNT``): aligned notes that belong to runs of at least ``RUN`` consecutive notes in
 both melodies, inside the best ``SCORE_WINDOW_S`` seconds of the asset (so a long asset does not
@@ -29,7 +35,8 @@ reference tempo) and up to ``MAX_PAIRS`` aligned notes of each side (for a piano
 
 What it cannot see (documented limits): the melody is the top line of a polyphonic transcription,
 so a melody played *under* louder high accompaniment is missed; drums give no pitched notes; heavily
-distorted or dense mixes transcribe poorly. Audio without a melody (silence, drums, speech, a single
+distorted or dense mixes transcribe poorly; speech at equal loudness over the music is transcribed as
+notes too and breaks the melody line (benchmarks/melody.py "dialogue" conditions). Audio without a melody (silence, drums, speech, a single
 tone) gives an empty embedding with the note "no melody to compare". At most
 ``MelodyParams.max_transcribed_s`` seconds are transcribed per clip (longer clips: evenly spread
 segments, said in the note), which bounds time and memory whatever the file's length.
@@ -48,21 +55,22 @@ from scanner.detectors.base import Detector, Embedding, Hit, register
 from scanner.detectors.melody_transcribe import SR as BP_SR, NoteParams, notes_from_posteriorgrams, open_session, \
     posteriorgrams
 from scanner.errors import ConfigError, ModelMissingError
-from scanner.index.base import VectorIndex
+from scanner.index.base import VectorIndex, expect_family
 from scanner.index.melody_index import MelodyIndex
 from scanner.media.audio import AudioClip
 from scanner.types import Metric
 
 DEFAULT_MODEL = "melody-basic-pitch"
 NO_MELODY = "no melody to compare"
-SIGNATURE = "skyline melody; key = 3 intervals (+-12 st) x 2 IOI-ratio levels (3 each)"
+FRAME_S = 0.02  # melody skyline frames
+SIGNATURE = "onset skyline melody; key = intervals (+-12 st) [x IOI-ratio levels]"
 
 # search and verification
 SCALES = np.exp(np.linspace(np.log(0.85), np.log(1.18), 33))  # asset time / reference time, ~1 % steps
 OFFSET_BIN_S = 0.5
 CHUNK_S = 30.0  # query chunks voted on separately (a line's position is read at the chunk's centre)
 SCALE_SPREAD = 2  # an n-gram match votes for its own scale bin and this many either side
-MIN_VOTES = 3  # distinct query notes voting for one hypothesis before it is verified
+MIN_VOTES = 2  # distinct query notes voting for one hypothesis before it is verified
 HYPOTHESES = 5  # verified per reference
 MAX_REFS = 20  # references verified per query
 TOLERANCES_S = (0.6, 0.3, 0.12)  # alignment tolerance, tightened after each refit of the time map
@@ -82,14 +90,18 @@ class MelodyParams:
     onset_thresh: float = 0.5  # Basic Pitch's note-creation defaults
     frame_thresh: float = 0.3
     min_note_ms: float = 127.7
-    chord_s: float = 0.06  # onsets closer than this are one chord: the skyline keeps its top note
+    chord_s: float = 0.06  # a lower note starting this much after a higher one still explains it as a harmonic
+    ghost_lookback_s: float = 4.0  # how far back a sounding lower note is looked for
+    min_segment_s: float = 0.08  # shorter stretches of one top pitch are not melody notes
+    drop_ghosts: bool = False  # set aside notes that look like harmonics of a louder lower note (measured: worse)
+    line: str = "onsets"  # melody line: "frames" (frame skyline) or "onsets" (top note of each onset group)
     min_notes: int = 12  # fewer melody notes: no melody
     min_pitches: int = 4  # distinct pitches the melody must use
     block_s: float = 10.0  # notes are kept only in blocks of this length where notes sound most of the time:
     min_sounding_share: float = 0.4  # speech's short syllable notes cover ~0.3 of the time, music ~0.7-1
-    ngram: int = 3  # intervals per key
+    ngram: int = 2  # intervals per key (3 measured worse: 59 % vs 65 %)
     max_interval: int = 12
-    ratio_edge: float = 0.5  # |log2 IOI ratio| below this is "same"
+    ratio_edge: float = 10.0  # 10: rhythm not in the key (0.5 measured worse); |log2 IOI ratio| below this is "same"
     probe_margin: float = 0.15
     max_ngram_span_s: float = 5.0  # n-grams spanning a longer rest are not keyed
     signature: str = SIGNATURE
@@ -201,8 +213,7 @@ class MelodyDetector(Detector):
         return MelodyIndex.from_bytes(data, self.dim)
 
     def search(self, index: VectorIndex, queries: Sequence[Embedding]) -> list[list[Hit]]:
-        if not isinstance(index, MelodyIndex):
-            raise TypeError(f"audio.melody searches a MelodyIndex, not {type(index).__name__}")
+        expect_family(index, MelodyIndex.family, self.name)
         return [self._search_one(index, q) for q in queries]
 
     def _search_one(self, index: MelodyIndex, q: Embedding) -> list[Hit]:
@@ -220,7 +231,7 @@ class MelodyDetector(Detector):
         shift = (pq_all[qn] - index.column("pitch", m.row).astype(np.int64)) % 12
         # each match's own time scale: the query n-gram's span over the reference n-gram's
         # (rows are in (reference, time) order, so row + n is the reference n-gram's last note)
-        n = self.p.ngram
+        n = max(self.p.ngram, 3)  # the notes a key reads
         span_q = tq_all[np.minimum(qn + n, tq_all.shape[0] - 1)] - tq_all[qn]
         span_r = index.column("t_ms", np.minimum(m.row + n, index.rows - 1)) / 1000.0 - tr
         ratio = span_q / np.maximum(span_r, 1e-3)
@@ -266,27 +277,81 @@ def musical_blocks(notes: np.ndarray, p: MelodyParams) -> np.ndarray:
     return notes[share[block] >= p.min_sounding_share]
 
 
+GHOST_INTERVALS = (12, 19, 24, 28, 31)  # harmonics 2, 3, 4, 5, 6 of a lower note, in semitones
+
+
+def harmonic_ghosts(notes: np.ndarray, p: MelodyParams) -> np.ndarray:
+    """Mask of notes that are most likely a partial of a louder lower note sounding when they start.
+
+    Bright timbres make the transcriber report their 2nd-6th harmonics as notes; on top of the texture
+    they would become the melody. (A melody doubled an octave up loses its upper line too: the same on
+    both sides of a comparison.)"""
+    start, end, pitch, amp = notes[:, 0], notes[:, 1], notes[:, 2].astype(np.int64), notes[:, 3]
+    order = np.argsort(start, kind="stable")
+    ghost = np.zeros(notes.shape[0], bool)
+    ss = start[order]
+    lo = np.searchsorted(ss, start - p.ghost_lookback_s, "left")
+    hi = np.searchsorted(ss, start + p.chord_s, "right")
+    for i in range(notes.shape[0]):
+        cand = order[lo[i]:hi[i]]
+        cand = cand[(end[cand] > start[i]) & (amp[cand] >= amp[i]) & (cand != i)]
+        if cand.size and np.isin(pitch[i] - pitch[cand], GHOST_INTERVALS).any():
+            ghost[i] = True
+    return ghost
+
+
 def melody_line(notes: np.ndarray, p: MelodyParams) -> tuple[np.ndarray, np.ndarray]:
-    """(onset seconds, MIDI pitch) of the melody: the top note of each onset group, repeats merged."""
+    """(onset seconds, MIDI pitch) of the melody: the top sounding note over time, repeats merged.
+
+    A frame skyline (``FRAME_S`` frames): in each frame the highest note that sounds (harmonic ghosts
+    set aside); runs of one top pitch shorter than ``min_segment_s`` are dropped (legato overlaps,
+    accompaniment glimpsed between staccato notes), then consecutive equal pitches are merged."""
     if notes.shape[0] == 0:
         return np.zeros(0), np.zeros(0, np.int64)
+    if p.line == "onsets":
+        return _onset_skyline(notes, p)
+    keep = ~harmonic_ghosts(notes, p) if p.drop_ghosts else np.ones(notes.shape[0], bool)
+    start, end, pitch = notes[keep, 0], notes[keep, 1], notes[keep, 2].astype(np.int64)
+    n_frames = int(np.ceil(float(end.max()) / FRAME_S)) + 1
+    top = np.full(n_frames, -1, np.int64)
+    a = np.floor(start / FRAME_S).astype(np.int64)
+    b = np.maximum(a + 1, np.floor(end / FRAME_S).astype(np.int64))
+    for i in np.argsort(pitch, kind="stable"):  # ascending: higher notes overwrite lower ones
+        top[a[i]:b[i]] = pitch[i]
+    change = np.ones(n_frames, bool)
+    change[1:] = (top[1:] != top[:-1])
+    seg_start = np.nonzero(change)[0]
+    seg_end = np.append(seg_start[1:], n_frames)
+    seg_pitch = top[seg_start]
+    long_enough = (seg_end - seg_start) * FRAME_S >= p.min_segment_s
+    sel = (seg_pitch >= 0) & long_enough
+    t, pc = seg_start[sel] * FRAME_S, seg_pitch[sel]
+    if t.size == 0:
+        return np.zeros(0), np.zeros(0, np.int64)
+    merged = np.ones(t.shape[0], bool)
+    merged[1:] = pc[1:] != pc[:-1]
+    return t[merged], pc[merged]
+
+
+def _onset_skyline(notes: np.ndarray, p: MelodyParams) -> tuple[np.ndarray, np.ndarray]:
+    """The top note of each onset group of ``chord_s`` (ghosts set aside), repeats merged."""
+    if p.drop_ghosts:
+        notes = notes[~harmonic_ghosts(notes, p)]
     order = np.lexsort((-notes[:, 2], notes[:, 0]))
     start, pitch = notes[order, 0], notes[order, 2].astype(np.int64)
-    t_out, p_out = [], []
-    group_t, group_p = start[0], pitch[0]
-    for s, pi in zip(start[1:], pitch[1:]):
-        if s - group_t <= p.chord_s:
-            group_p = max(group_p, pi)
-            continue
-        t_out.append(group_t)
-        p_out.append(group_p)
-        group_t, group_p = s, pi
-    t_out.append(group_t)
-    p_out.append(group_p)
-    t, pc = np.asarray(t_out), np.asarray(p_out, np.int64)
-    keep = np.ones(t.shape[0], bool)
-    keep[1:] = pc[1:] != pc[:-1]
-    return t[keep], pc[keep]
+    group = np.zeros(start.shape[0], np.int64)
+    g_start = start[0]
+    for k in range(1, start.shape[0]):
+        if start[k] - g_start > p.chord_s:
+            g_start = start[k]
+            group[k] = group[k - 1] + 1
+        else:
+            group[k] = group[k - 1]
+    first = np.nonzero(np.diff(np.append(-1, group)))[0]
+    t, pc = start[first], np.maximum.reduceat(pitch, first)
+    merged = np.ones(t.shape[0], bool)
+    merged[1:] = pc[1:] != pc[:-1]
+    return t[merged], pc[merged]
 
 
 def _levels(r: np.ndarray, edge: float) -> np.ndarray:
@@ -296,7 +361,8 @@ def _levels(r: np.ndarray, edge: float) -> np.ndarray:
 def _parts(t: np.ndarray, pitch: np.ndarray, p: MelodyParams):
     """Per n-gram start: interval code, the 2 log2 IOI ratios and whether it is keyed."""
     n = p.ngram
-    count = t.shape[0] - n
+    span = max(n, 3)  # the rhythm part always reads the 3 inter-onset intervals of 4 notes
+    count = t.shape[0] - span
     if count <= 0:
         z = np.zeros(0)
         return np.zeros(0, np.int64), z, z, np.zeros(0, bool)
@@ -308,7 +374,7 @@ def _parts(t: np.ndarray, pitch: np.ndarray, p: MelodyParams):
     ioi = np.maximum(np.diff(t), 1e-3)
     r1 = np.log2(ioi[1:count + 1] / ioi[:count])
     r2 = np.log2(ioi[2:count + 2] / ioi[1:count + 1])
-    ok = (t[n:n + count] - t[:count]) <= p.max_ngram_span_s
+    ok = (t[span:span + count] - t[:count]) <= p.max_ngram_span_s
     return code, r1, r2, ok
 
 

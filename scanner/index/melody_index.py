@@ -39,6 +39,7 @@ class KeyMatches(NamedTuple):
 class MelodyIndex(VectorIndex):
     """Melody notes of the references, looked up by n-gram key (see the module docstring)."""
 
+    family = "melody"
     metric = Metric.COUNT
     kind = "melody-notes-v1"
 

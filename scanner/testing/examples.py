@@ -213,3 +213,49 @@ def _voices() -> Examples:
         more=(voice("speaker_b_2"),),
         source="tests/fixtures/voices (LibriSpeech, CC BY 4.0)",
     )
+
+
+def melody_tune(seed: int, n_notes: int = 48) -> list[tuple[float, int]]:
+    """A random-walk tune in a major scale: (duration in beats, MIDI pitch) per note."""
+    rng = np.random.default_rng(seed)
+    major = np.array([0, 2, 4, 5, 7, 9, 11])
+    degree, out = 7, []
+    for _ in range(n_notes):
+        degree = int(np.clip(degree + rng.choice([-3, -2, -1, -1, 1, 1, 2, 3, 4]), 0, 13))
+        out.append((float(rng.choice([0.5, 0.5, 1.0, 1.0, 1.5, 2.0])), int(60 + 12 * (degree // 7) + major[degree % 7])))
+    return out
+
+
+def render_tune(tune: list[tuple[float, int]], beat_s: float = 0.3, shift: int = 0, bright: bool = False,
+                sr: int = SR) -> np.ndarray:
+    """A tune as mono float32 audio: additive harmonic tones (``bright``: more, slower-decaying partials)."""
+    total = sum(d for d, _ in tune) * beat_s + 0.5
+    out = np.zeros(int(total * sr), np.float64)
+    harm = (1.0, 0.8, 0.6, 0.45, 0.3, 0.2) if bright else (1.0, 0.35, 0.12)
+    t = 0.0
+    for beats, pitch in tune:
+        dur = beats * beat_s
+        f0 = 440.0 * 2 ** ((pitch + shift - 69) / 12)
+        tt = np.arange(int(dur * sr)) / sr
+        env = np.minimum(1.0, tt / 0.01) * np.exp(-tt / (0.6 if bright else 1.5)) * np.clip((dur - tt) / 0.02, 0, 1)
+        tone = sum(h * np.sin(2 * np.pi * (k + 1) * f0 * tt) for k, h in enumerate(harm) if (k + 1) * f0 < sr / 2.2)
+        a = int(t * sr)
+        out[a:a + tt.shape[0]] += env * tone
+        t += dur
+    return (0.5 * out / (np.max(np.abs(out)) or 1.0)).astype(np.float32)
+
+
+@examples_for("audio.melody")
+def _melodies() -> Examples:
+    """A 48-note tune; its copy is re-played with brighter tones, 2 semitones higher and 10 % faster, under noise
+    at 20 dB SNR; another tune is unrelated; a single sustained tone is blank (no melody)."""
+    tune = melody_tune(31)
+    tone = (0.3 * np.sin(2 * np.pi * 440.0 * np.arange(6 * SR) / SR)).astype(np.float32)
+    return Examples(
+        original=_clip(render_tune(tune)),
+        copy=_clip(_noisy(render_tune(tune, beat_s=0.3 / 1.1, shift=2, bright=True), 20.0)),
+        unrelated=_clip(render_tune(melody_tune(32))),
+        blank=_clip(tone),
+        more=(_clip(render_tune(melody_tune(33, 20), beat_s=0.25)),),
+        source="generated tunes (scanner.testing.examples.melody_tune/render_tune)",
+    )
