@@ -5,7 +5,7 @@ The config file is TOML (``scanner.toml`` in the working directory, or ``--confi
     catalog = "catalog.db"
     index_dir = "indexes"
     sscd_model = "sscd-disc-mixup"
-    detectors = ["image.pdq", "image.sscd", "image.face", "audio.fingerprint", "audio.voice"]
+    detectors = ["image.pdq", "image.sscd", "image.local", "image.face", "audio.fingerprint", "audio.voice"]
     stage = "final"
 """
 
@@ -34,7 +34,8 @@ class Settings:
     model_registry: Path = REPO_ROOT / "models"
     model_cache: Path = Path(os.path.expanduser("~/.cache/scanner/models"))
     calibration: Path = Path(__file__).resolve().parent / "policy" / "calibration.json"
-    detectors: tuple[str, ...] = ("image.pdq", "image.sscd", "image.face", "audio.fingerprint", "audio.voice")
+    detectors: tuple[str, ...] = ("image.pdq", "image.sscd", "image.local", "image.face", "audio.fingerprint",
+                                   "audio.voice")
     clip_model: str = "clip-vit-b-32-laion2b"
     sscd_model: str = "sscd-disc-mixup"
     face_model: str = "face-dlib-resnet-v1"

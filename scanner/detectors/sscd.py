@@ -33,6 +33,7 @@ from scanner.detectors.base import Embedding, VectorDetector, register
 from scanner.detectors.package_weights import main_weights
 from scanner.detectors.weights import ModelSpec, get_spec
 from scanner.errors import ConfigError, ModelMissingError
+from scanner.media.image import alpha_mask
 from scanner.types import Metric
 
 DEFAULT_MODEL = "sscd-disc-mixup"
@@ -61,10 +62,12 @@ def _providers(device: str) -> list[str]:
 
 def prepare(img: Image.Image, recipe: dict[str, Any]) -> np.ndarray:
     """The uint8 HxWx3 array the model reads for ``img`` (alpha reduced to its opaque part)."""
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        alpha = rgba.getchannel("A")
-        box = alpha.point(lambda a: 255 if a >= 128 else 0).getbbox()
+    mask = alpha_mask(img)  # the image's own alpha, or the one the decoder kept beside its RGB pixels
+    if mask is not None and mask.min() < 128:
+        opaque = Image.fromarray(np.where(mask >= 128, 255, 0).astype(np.uint8))
+        box = opaque.getbbox()
+        rgba = img.convert("RGB").convert("RGBA")
+        rgba.putalpha(Image.fromarray(mask))
         if box is not None:
             rgba = rgba.crop(box)
         flat = Image.new("RGBA", rgba.size, (BACKGROUND, BACKGROUND, BACKGROUND, 255))
@@ -125,7 +128,8 @@ class SscdDetector(VectorDetector):
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"input": self._recipe, "alpha_background": BACKGROUND}
+        # "alpha" names how transparent references are reduced; a change makes old indexes rebuild.
+        return {"input": self._recipe, "alpha_background": BACKGROUND, "alpha": "decoder-mask-crop"}
 
     def describe(self) -> str:
         where = "CUDA" if self.providers and self.providers[0].startswith("CUDA") else "CPU"
