@@ -144,8 +144,12 @@ class Scanning:
         return _Decoded(cand, f.sha256, f.media_type, media=media if media is not None else decode(f, self.settings))
 
     def running_detectors(self) -> dict[str, Detector]:
-        """The enabled detectors a check runs now: those with something registered in their index."""
-        return {n: self.detector(n) for n, (index, _) in self._ready().items() if len(index)}
+        """The enabled detectors a check runs now: those with something registered in their index.
+
+        Reads the indexes already brought up to date (``build_index`` or an earlier check) rather than
+        syncing them again; syncs only when none is loaded yet."""
+        indexes = self._indexes or self._ready()
+        return {n: self.detector(n) for n, (index, _) in indexes.items() if len(index)}
 
     def _context(self) -> "_ScanContext":
         """Everything a scan looks up per hit, loaded once: indexes, references, consent, thresholds."""
