@@ -46,6 +46,7 @@ class Settings:
     max_file_bytes: int = 4 * 1024**3
     max_audio_seconds: int = 3 * 3600
     device: str = "auto"
+    index_memory_mb: int = 8192  # budget per index in memory; larger catalogs get compressed (IVF-SQ8/PQ) indexes
     project: str = ""
     union_review: bool = True
 
