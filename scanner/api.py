@@ -22,9 +22,9 @@ from scanner.index.store import Manifest
 from scanner.indexing import IndexReport, Indexing
 from scanner.intake import AddOutcome, Intake, Progress, read_manifest
 from scanner.policy import Calibration, load_calibration
-from scanner.scanning import Scanning
+from scanner.scanning import AuditLabel, Scanning
 
-__all__ = ["Scanner", "AddOutcome", "IndexReport", "Progress", "read_manifest"]
+__all__ = ["Scanner", "AddOutcome", "AuditLabel", "IndexReport", "Progress", "read_manifest"]
 
 
 class Scanner(Intake, Indexing, Scanning):

@@ -39,6 +39,23 @@ Progress = Callable[[int], None]  # called with the number of items just finishe
 
 
 @dataclass
+class AuditLabel:
+    """How a scanned file is named in the audit trail when the caller knows it better than the scan:
+    the service checks a private temp file but records the key that asked and the file as the client
+    named it. ``scan`` fills in ``audit_id`` once the record is written."""
+
+    caller: str
+    path: str
+    source: str = ""
+    request_id: str = ""
+    audit_id: int | None = None
+
+    def apply(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` as it is written under this label."""
+        return {**record, "path": self.path, "source": self.source, "request_id": self.request_id}
+
+
+@dataclass
 class _Decoded:
     candidate: Candidate
     sha256: str | None = None
@@ -81,12 +98,14 @@ class Scanning:
     def scan(
         self, paths: Iterable[str | os.PathLike] | Sequence[Candidate], progress: Progress | None = None,
         thumb_dir: Path | None = None, reuse: dict[str, dict] | None = None,
+        labels: dict[str, AuditLabel] | None = None,
     ) -> Iterator[AssetResult]:
         """Check every asset under ``paths``; yields one result per asset, in walk order.
 
         With ``thumb_dir``, a JPEG thumbnail of every flagged image is written there as
         ``<sha256>.jpg`` for the HTML report. ``reuse`` maps asset paths to earlier records
         (see ``jobs.resume``): an asset whose bytes still hash the same is not checked again.
+        ``labels`` maps a result's path to the caller and name its audit record carries instead.
         """
         items = list(paths)
         candidates = items if items and isinstance(items[0], Candidate) else self.list_assets(items)
@@ -102,8 +121,12 @@ class Scanning:
                         yield d.reused
                         continue
                     result = self._result(d, *found.get(id(d), ([], [])), ctx)
-                    self.catalog.append_audit(self.caller, {**result.to_dict(), "weights": ctx.weights,
-                                                            "project": self.settings.project})
+                    record = {**result.to_dict(), "weights": ctx.weights, "project": self.settings.project}
+                    label = (labels or {}).get(result.path)
+                    if label is None:
+                        self.catalog.append_audit(self.caller, record)
+                    else:
+                        label.audit_id = self.catalog.append_audit(label.caller, label.apply(record))
                     if thumb_dir is not None and d.media is not None and (result.verdict is not Verdict.PASS or result.findings):
                         _write_thumbs(Path(thumb_dir), d, result)
                     yield result

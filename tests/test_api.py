@@ -179,3 +179,23 @@ def test_detectors_with_nothing_registered_do_not_load_their_models(settings, wo
     assert set(s._loaded) == {"image.pdq"}  # no talent: dlib and the voice encoder never load
     assert res["original_a.jpg"]["models"] == {"image.pdq": "pdq"}
     assert set(s.running_detectors()) == {"image.pdq"}
+
+
+def test_audit_label_names_the_caller_and_file_and_gets_the_record_id(settings, works, deliverables):
+    from scanner.api import AuditLabel
+
+    s = Scanner(settings, caller="cli:ops")
+    s.add_reference(works)
+    target = deliverables / "copy_resized.jpg"
+    plain, labelled = str(deliverables / "original_a.jpg"), str(target)
+    label = AuditLabel("key:abc", "client-name.jpg", source="upload", request_id="req-1")
+    results = list(s.scan([plain, labelled], labels={labelled: label}))
+    assert [r.path for r in results] == [plain, labelled]
+    assert label.audit_id is not None
+    entry = s.catalog.audit_entry(label.audit_id)
+    assert entry.caller == "key:abc"
+    assert (entry.record["path"], entry.record["source"], entry.record["request_id"]) == \
+        ("client-name.jpg", "upload", "req-1")
+    assert entry.record["verdict"] == "block"
+    others = [e for e in s.catalog.audit_entries() if e.id != label.audit_id]
+    assert [(e.caller, e.record["path"]) for e in others][-1] == ("cli:ops", plain)

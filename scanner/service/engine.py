@@ -5,7 +5,7 @@ else is waiting (up to ``max_batch``, waiting at most ``batch_wait_ms``), and ch
 batch with one ``Scanner.scan`` call per (stage, project) so decoding and embedding are
 batched. Torch/FAISS objects are only ever touched from this thread.
 
-Hot swap: every ``scan`` starts with ``Scanner._ready()``, which reloads an index whose
+Hot swap: every ``scan`` first brings the indexes up to date (``Scanner.build_index``), reloading an index whose
 manifest checksum on disk changed into a *new* object; an idle worker also looks every
 ``index_poll_s`` seconds. A batch keeps the index objects it started with until it ends,
 because the next batch only starts after it (one thread).
@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from scanner.api import Scanner
+from scanner.api import AuditLabel, Scanner
 from scanner.config import Settings
 from scanner.errors import ScannerError
 from scanner.index import IndexStore
@@ -95,28 +95,6 @@ class Job:
         self.release()
         if not self.future.done():
             self.future.set_result(outcome)
-
-
-class _LabelledAudit:
-    """Stands in for the scanner's catalog so that each audit record names the key that asked
-    and the file as the client named it (not the private temp path)."""
-
-    def __init__(self, catalog: Any):
-        self._catalog = catalog
-        self.jobs: dict[str, Job] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._catalog, name)
-
-    def append_audit(self, caller: str, record: dict[str, Any]) -> int:
-        job = self.jobs.get(record.get("path"))
-        if job is not None:
-            caller = job.caller
-            record = {**record, "path": job.intake.label, "source": job.intake.source, "request_id": job.request_id}
-        audit_id = self._catalog.append_audit(caller, record)
-        if job is not None:
-            job.audit_id = audit_id
-        return audit_id
 
 
 class Engine:
@@ -239,7 +217,6 @@ class Engine:
 
     def _startup(self) -> None:
         scanner = self._factory(self.settings, caller="service")
-        scanner.catalog = _LabelledAudit(scanner.catalog)
         self.models = {n: {"model": d.model_label, "model_id": d.model_id, "weights_sha256": d.weights_sha256,
                            "modality": d.modality} for n, d in scanner.detectors.items()}
         scanner.calibration  # noqa: B018 - fail at start, not on the first request
@@ -249,8 +226,7 @@ class Engine:
         log.info("scanner ready: %s", ", ".join(f"{n} [{m['model']}]" for n, m in self.models.items()))
 
     def _note_indexes(self) -> None:
-        loaded = getattr(self.scanner, "_indexes", {})  # see the report: Scanner should expose this
-        self.serving = {name: manifest for name, (_, manifest) in loaded.items()}
+        self.serving = self.scanner.loaded_indexes() if self.scanner is not None else {}
 
     def _refresh(self) -> None:
         """Idle: pick up a rebuilt index now rather than on the next request. Only a changed
@@ -308,16 +284,17 @@ class Engine:
         scanner = self.scanner
         assert scanner is not None
         scanner.settings = replace(self.settings, stage=stage, project=project)  # only this thread reads it
-        audit: _LabelledAudit = scanner.catalog  # type: ignore[assignment]
-        audit.jobs = {job.intake.path: job for job in group}
+        labels = {job.intake.path: AuditLabel(job.caller, job.intake.label, job.intake.source, job.request_id)
+                  for job in group}
         try:
-            for job, result in zip(group, scanner.scan([Candidate(job.intake.path) for job in group])):
+            results = scanner.scan([Candidate(job.intake.path) for job in group], labels=labels)
+            for job, result in zip(group, results):
                 if result.path != job.intake.path:  # results come back in input order
                     raise RuntimeError(f"result for {result.path!r} where {job.intake.path!r} was expected")
                 self.counters["checked"] += 1  # before answering, so a client never sees a stale count
+                job.audit_id = labels[job.intake.path].audit_id
                 job.complete(Outcome(_relabel(result, job.intake.label), job.audit_id))
         finally:
-            audit.jobs = {}
             scanner.settings = self.settings
 
     # ----- reporting ----------------------------------------------------------------------
