@@ -19,6 +19,7 @@ from scanner.index import IndexStore, VectorIndex
 from scanner.index.store import Manifest
 from scanner.media.decode import decode
 from scanner.media.files import load
+from scanner.types import ReferenceKind
 
 Progress = Callable[[int], None]  # called with the number of items just finished
 IDLE = "(not loaded: nothing registered for it)"  # IndexReport.model of a detector with no references
@@ -46,9 +47,9 @@ class Indexing:
 
     def _sources(self, det: Detector | type[Detector]) -> dict[int, str]:
         """Index id -> reference file for what ``det`` (a detector or its class) indexes."""
-        if det.references == "work":
+        if det.references == ReferenceKind.WORK:
             return {r.id: r.path for r in self.catalog.works(det.modality)}
-        if det.references == "talent":
+        if det.references == ReferenceKind.TALENT:
             return {s.id: s.path for s in self.catalog.samples(det.sample_kind)}
         raise ConfigError(f"{det.name} indexes {det.references} references, which this catalog does not hold")
 

@@ -33,7 +33,7 @@ from scanner.media.sniff import AUDIO, IMAGE, VIDEO
 from scanner.media.thumbs import thumbnail as _thumbnail
 from scanner.media.video import SamplingReport, iter_frames, probe_video
 from scanner.policy import Match, consent_status, decide
-from scanner.types import AssetResult, ConsentRecord, Reference, Talent, TalentSample, Verdict
+from scanner.types import AssetResult, ConsentRecord, Reference, ReferenceKind, Talent, TalentSample, Verdict
 
 Progress = Callable[[int], None]  # called with the number of items just finished
 
@@ -304,7 +304,7 @@ class Scanning:
 
     def reference_thumbnail(self, finding: dict) -> bytes | None:
         """Thumbnail of what a finding matched: the work, or the talent sample that matched."""
-        if finding.get("reference_kind") == "talent":
+        if finding.get("reference_kind") == ReferenceKind.TALENT:
             sample_id = (finding.get("extra") or {}).get("sample_id")
             return self.catalog.sample_thumbnail(int(sample_id)) if sample_id is not None else None
         return self.catalog.thumbnail(int(finding["reference_id"]))
@@ -335,7 +335,7 @@ class _ScanContext:
             extra.setdefault("asset_size", size)
         if duration:
             extra.setdefault("asset_duration", round(duration, 3))
-        if det.references == "talent":
+        if det.references == ReferenceKind.TALENT:
             sample = self.samples.get(hit.ref_id)
             talent = self.talents.get(sample.talent_id) if sample else None
             if talent is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 
@@ -29,6 +29,37 @@ class Stage(str, Enum):
 
     IDEATION = "ideation"
     FINAL = "final"
+
+
+class Modality(StrEnum):
+    """Media a detector reads (a video is read as image frames plus an audio track)."""
+
+    IMAGE = "image"
+    AUDIO = "audio"
+
+
+class ReferenceKind(StrEnum):
+    """What a detector's index holds: registered works, or talent (likeness) samples."""
+
+    WORK = "work"
+    TALENT = "talent"
+
+
+class ConsentAction(StrEnum):
+    """A consent record grants use of a likeness or revokes an earlier grant."""
+
+    GRANT = "grant"
+    REVOKE = "revoke"
+
+
+class FindingLevel(StrEnum):
+    """How a finding weighs on the verdict: ``cleared`` (licensed/owned work) and ``consented``
+    (valid talent consent) are reported but do not block."""
+
+    BLOCK = "block"
+    REVIEW = "review"
+    CLEARED = "cleared"
+    CONSENTED = "consented"
 
 
 class Metric(str, Enum):
@@ -106,7 +137,7 @@ class ConsentRecord:
 
     id: int
     talent_id: int
-    action: str  # "grant" or "revoke"
+    action: ConsentAction
     scope: str
     project: str
     valid_from: str  # ISO date
@@ -129,12 +160,12 @@ class Finding:
     clearance: str
     score: float
     metric: str
-    level: str  # "block", "review", "cleared" (licensed/owned work) or "consented" (valid talent consent)
+    level: FindingLevel
     threshold_block: float
     threshold_review: float
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-    reference_kind: str = "work"  # "work" or "talent"
+    reference_kind: ReferenceKind = ReferenceKind.WORK
     consent_id: int | None = None
     # Every detector's own score for this reference (one finding per reference): dicts with
     # detector, model, score, metric, threshold_block, threshold_review and that detector's level.

@@ -11,7 +11,7 @@ from datetime import date, datetime, timezone
 from typing import Any, Callable
 
 from scanner.errors import CatalogError
-from scanner.types import ConsentRecord, ConsentScope, Talent, TalentSample
+from scanner.types import ConsentAction, ConsentRecord, ConsentScope, Talent, TalentSample
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS talent (
@@ -184,16 +184,16 @@ class TalentStore:
         if not project.strip():
             raise CatalogError("consent needs --project (use '*' for every project)")
         self.talent(talent_id)
-        return self._append(talent_id, "grant", scope, project.strip(), start, end, document.strip(), None, recorded_by)
+        return self._append(talent_id, ConsentAction.GRANT, scope, project.strip(), start, end, document.strip(), None, recorded_by)
 
     def revoke_consent(self, grant_id: int, recorded_by: str = "", document: str = "") -> ConsentRecord:
         """Append a revocation of grant ``grant_id``."""
         grant = self.consent_record(grant_id)
-        if grant.action != "grant":
+        if grant.action != ConsentAction.GRANT:
             raise CatalogError(f"consent record #{grant_id} is a revocation, not a grant")
         if any(r.revokes == grant_id for r in self.consents(grant.talent_id)):
             raise CatalogError(f"consent #{grant_id} is already revoked")
-        return self._append(grant.talent_id, "revoke", grant.scope, grant.project, date.today().isoformat(), "",
+        return self._append(grant.talent_id, ConsentAction.REVOKE, grant.scope, grant.project, date.today().isoformat(), "",
                             document, grant_id, recorded_by)
 
     def _append(self, talent_id: int, action: str, scope: str, project: str, start: str, end: str, document: str,

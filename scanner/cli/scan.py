@@ -18,6 +18,7 @@ import typer
 from scanner.cli.common import ProjectOpt, StageOpt, cli_caller, console, esc, handle_errors, out, progress_bar, settings_from
 from scanner.errors import ConfigError
 from scanner.reports.summary import ExitCode, FailOn, exit_code, shorten_middle, summarize
+from scanner.types import ConsentAction
 
 if TYPE_CHECKING:
     from scanner.api import Scanner
@@ -136,7 +137,7 @@ def _catalog_lookups(scanner: "Scanner") -> "tuple[Callable[[int], dict | None],
     records = scanner.catalog.consents()
     by_id = {r.id: asdict(r) for r in records}
     for r in records:
-        if r.action == "revoke" and r.revokes in by_id:
+        if r.action == ConsentAction.REVOKE and r.revokes in by_id:
             by_id[r.revokes]["revoked_by"] = asdict(r)
     cache: dict[int, dict | None] = {}
 

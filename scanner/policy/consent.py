@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Sequence
 
-from scanner.types import ConsentRecord
+from scanner.types import ConsentAction, ConsentRecord
 
 @dataclass(frozen=True)
 class ConsentStatus:
@@ -22,8 +22,8 @@ def consent_status(records: Sequence[ConsentRecord], scopes: Sequence[str], proj
     """Consent for one talent's likeness in ``project`` on ``today``, covered by any of ``scopes``
     (a likeness detector's ``consent_scopes``, the first naming the likeness: "face", "voice")."""
     kind = scopes[0] if scopes else "this"
-    revoked = {r.revokes: r for r in records if r.action == "revoke" and r.revokes is not None}
-    grants = [r for r in records if r.action == "grant" and r.scope in scopes and r.project in (project, "*")]
+    revoked = {r.revokes: r for r in records if r.action == ConsentAction.REVOKE and r.revokes is not None}
+    grants = [r for r in records if r.action == ConsentAction.GRANT and r.scope in scopes and r.project in (project, "*")]
     if not grants:
         where = f"project {project!r}" if project else "this scan (no --project given; only '*' grants apply)"
         return ConsentStatus(False, f"no consent on record for {kind} likeness in {where}")

@@ -7,7 +7,7 @@ from typing import Iterable, Protocol, Sequence
 
 from scanner.policy.calibration import Thresholds
 from scanner.policy.consent import ConsentStatus
-from scanner.types import Clearance, Finding, Metric, Reference, Talent, Verdict
+from scanner.types import Clearance, Finding, FindingLevel, Metric, Reference, ReferenceKind, Talent, Verdict
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,9 @@ def level_of(m: Match, union_review: bool = True) -> tuple[str, str] | None:
     """
     t = m.thresholds
     if t.metric.closer_or_equal(m.score, t.block):
-        level = "block"
+        level = FindingLevel.BLOCK
     elif t.metric.closer_or_equal(m.score, t.review):
-        level = "review"
+        level = FindingLevel.REVIEW
     else:
         return None
     ref = m.reference
@@ -43,10 +43,10 @@ def level_of(m: Match, union_review: bool = True) -> tuple[str, str] | None:
         if not consent.valid:
             return level, consent.reason
         if ref.union_covered and union_review:
-            return "review", f"union-covered talent: review required although {consent.reason}"
-        return "consented", consent.reason
+            return FindingLevel.REVIEW, f"union-covered talent: review required although {consent.reason}"
+        return FindingLevel.CONSENTED, consent.reason
     if ref.clearance in (Clearance.LICENSED, Clearance.OWNED):
-        return "cleared", f"reference is {ref.clearance.value}: cleared for use"
+        return FindingLevel.CLEARED, f"reference is {ref.clearance.value}: cleared for use"
     return level, ""
 
 
@@ -79,7 +79,7 @@ def _evidence(m: Match) -> dict:
             "threshold_review": m.thresholds.review, "level": _own_level(m) or "below review"}
 
 
-_SEVERITY = {"block": 0, "review": 1, None: 2}
+_SEVERITY = {FindingLevel.BLOCK: 0, FindingLevel.REVIEW: 1, None: 2}
 
 
 def decide(matches: Iterable[Match], union_review: bool = True,
@@ -99,10 +99,10 @@ def decide(matches: Iterable[Match], union_review: bool = True,
             best[key] = m
     groups: dict[tuple[str, int], list[Match]] = {}
     for m in best.values():
-        kind = "talent" if isinstance(m.reference, Talent) else "work"
+        kind = ReferenceKind.TALENT if isinstance(m.reference, Talent) else ReferenceKind.WORK
         groups.setdefault((kind, m.reference.id), []).append(m)
     findings = [f for group in groups.values() if (f := _reference_finding(group, union_review, fusion))]
-    order = {"block": 0, "review": 1, "cleared": 2, "consented": 2}
+    order = {FindingLevel.BLOCK: 0, FindingLevel.REVIEW: 1, FindingLevel.CLEARED: 2, FindingLevel.CONSENTED: 2}
     findings.sort(key=lambda f: (order[f.level], f.detector, f.score if Metric(f.metric).lower_is_closer else -f.score))
     return verdict_of(findings), findings
 
@@ -145,7 +145,7 @@ def _finding(m: Match, level: str, note: str, evidence: tuple[dict, ...] = ()) -
         consent = m.consent
         return Finding(reference_title=ref.name, rights_holder=ref.name,
                        clearance="consent valid" if consent and consent.valid else "no valid consent",
-                       reference_kind="talent", consent_id=consent.record.id if consent and consent.record else None,
+                       reference_kind=ReferenceKind.TALENT, consent_id=consent.record.id if consent and consent.record else None,
                        **common)
     return Finding(reference_title=ref.title, rights_holder=ref.rights_holder, clearance=ref.clearance.value,
                    **common)
