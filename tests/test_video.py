@@ -421,17 +421,6 @@ def test_argument_checks(cut_with_audio):
         list(iter_frames(cut_with_audio, max_frames=0))
 
 
-def test_open_video_batches(cut_with_audio):
-    video = V.open_video(cut_with_audio, max_interval=1.0)
-    assert video.info.has_video and video.info.duration == pytest.approx(5.0, abs=0.1)
-    batches = list(video.batches(2))
-    assert [len(b) for b in batches] == [2, 2, 1] and video.report.sampled == 5
-    assert [f.time for b in batches for f in b] == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0], abs=1e-3)
-    assert [f.reason for b in batches for f in b][2] == "cut"
-    with pytest.raises(MediaError, match="over the"):
-        V.open_video(cut_with_audio, max_seconds=2.0)
-
-
 def test_path_source(tmp_path, cut_with_audio):
     p = tmp_path / "clip.mp4"
     p.write_bytes(cut_with_audio)
