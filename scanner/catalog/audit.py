@@ -21,21 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from scanner.errors import CatalogError, ConfigError
+from scanner.catalog.schema import table_ddl
 
 if TYPE_CHECKING:
     from scanner.catalog.base import Tx
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    caller TEXT NOT NULL,
-    sha256 TEXT,
-    verdict TEXT NOT NULL,
-    record TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
+SCHEMA = table_ddl("sqlite", ("audit",)) + """
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit

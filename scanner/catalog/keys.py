@@ -18,18 +18,9 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 from scanner.errors import CatalogError
+from scanner.catalog.schema import table_ddl
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL DEFAULT '',
-    scopes TEXT NOT NULL,
-    salt TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    revoked_at TEXT
-);
-"""
+SCHEMA = table_ddl("sqlite", ("api_keys",))
 
 SCOPES = ("check", "admin")  # check: POST /v1/check; admin: catalog statistics
 PREFIX = "sk_"

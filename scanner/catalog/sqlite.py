@@ -24,26 +24,11 @@ from scanner.catalog.base import SCHEMA_VERSION, Catalog, NewWork
 from scanner.catalog.keys import SCHEMA as KEYS_SCHEMA
 from scanner.catalog.talent import SCHEMA as TALENT_SCHEMA
 from scanner.errors import CatalogError, ConfigError
+from scanner.catalog.schema import table_ddl
 
 __all__ = ["SQLiteCatalog", "Catalog", "NewWork", "network_mount"]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS works (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    sha256 TEXT NOT NULL UNIQUE,
-    title TEXT NOT NULL,
-    rights_holder TEXT NOT NULL,
-    clearance TEXT NOT NULL,
-    media_type TEXT NOT NULL,
-    path TEXT NOT NULL,
-    added_at TEXT NOT NULL,
-    width INTEGER NOT NULL DEFAULT 0,
-    height INTEGER NOT NULL DEFAULT 0,
-    thumbnail BLOB,
-    duration REAL NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+SCHEMA = table_ddl("sqlite", ("works", "meta"))
 
 # Steps from version N to N+1, applied in one transaction when an older catalog is opened.
 MIGRATIONS: dict[int, str] = {

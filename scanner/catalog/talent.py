@@ -12,40 +12,9 @@ from typing import Any, Callable
 
 from scanner.errors import CatalogError
 from scanner.types import ConsentAction, ConsentRecord, ConsentScope, Talent, TalentSample
+from scanner.catalog.schema import table_ddl
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS talent (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL,
-    union_covered INTEGER NOT NULL DEFAULT 0,
-    added_at TEXT NOT NULL,
-    removed_at TEXT,
-    notes TEXT NOT NULL DEFAULT ''
-);
-CREATE UNIQUE INDEX IF NOT EXISTS talent_active_name ON talent(name) WHERE removed_at IS NULL;
-CREATE TABLE IF NOT EXISTS talent_samples (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    talent_id INTEGER NOT NULL REFERENCES talent(id),
-    kind TEXT NOT NULL CHECK (kind IN ('face', 'voice')),
-    sha256 TEXT NOT NULL,
-    path TEXT NOT NULL,
-    added_at TEXT NOT NULL,
-    thumbnail BLOB,
-    UNIQUE (talent_id, kind, sha256)
-);
-CREATE TABLE IF NOT EXISTS consent (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    talent_id INTEGER NOT NULL REFERENCES talent(id),
-    action TEXT NOT NULL CHECK (action IN ('grant', 'revoke')),
-    scope TEXT NOT NULL,
-    project TEXT NOT NULL,
-    valid_from TEXT NOT NULL DEFAULT '',
-    valid_until TEXT NOT NULL DEFAULT '',
-    document TEXT NOT NULL DEFAULT '',
-    revokes INTEGER REFERENCES consent(id),
-    recorded_at TEXT NOT NULL,
-    recorded_by TEXT NOT NULL DEFAULT ''
-);
+SCHEMA = table_ddl("sqlite", ("talent", "talent_samples", "consent")) + """
 CREATE TRIGGER IF NOT EXISTS consent_no_update BEFORE UPDATE ON consent
 BEGIN SELECT RAISE(ABORT, 'consent records are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS consent_no_delete BEFORE DELETE ON consent
