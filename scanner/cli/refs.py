@@ -13,7 +13,8 @@ from scanner.catalog.url import describe
 from scanner.types import Clearance
 
 if TYPE_CHECKING:
-    from scanner.api import AddOutcome
+    from scanner.api import AddOutcome, Scanner
+    from scanner.types import Reference
 
 app = typer.Typer(help="Register the works assets are checked against.", no_args_is_help=True)
 
@@ -71,23 +72,74 @@ def import_(
         raise typer.Exit(2)
 
 
+def _visibility(scanner: "Scanner", works: "list[Reference]") -> tuple[dict[int, dict[str, str]],
+                                                                       dict[int, list[str]], list[str]]:
+    """Which configured detectors cannot see each work, and which still do, from the indexes' manifests.
+
+    Returns ({work id: {detector: why it has no signal}}, {work id: detectors that indexed it},
+    detectors of the works' media whose index is not built yet). A detector is asked through the
+    registry what it reads (``modality``) and holds (``references``); the reason is the note its
+    ``embed_references`` gave, as the manifest records it.
+    """
+    from scanner.detectors.base import detector_class
+    from scanner.types import ReferenceKind
+
+    unseen: dict[int, dict[str, str]] = {w.id: {} for w in works}
+    seen: dict[int, list[str]] = {w.id: [] for w in works}
+    unbuilt: list[str] = []
+    for name in scanner.settings.detectors:
+        cls = detector_class(name)
+        if cls.references != ReferenceKind.WORK:
+            continue
+        mine = [w for w in works if w.media_type == cls.modality]
+        if not mine:
+            continue
+        manifest = scanner.store.manifest(name)
+        if manifest is None:
+            unbuilt.append(name)
+            continue
+        for w in mine:
+            why = manifest.skipped.get(str(w.id))
+            if why is None:
+                seen[w.id].append(name)
+            else:
+                unseen[w.id][name] = why
+    return unseen, seen, unbuilt
+
+
 @app.command("list")
 @handle_errors
 def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="JSON lines output.")] = False) -> None:
-    """List registered works."""
+    """List registered works, with a warning for works some detectors cannot see (flat, tiny, no texture)."""
     from rich.table import Table
 
     scanner = open_scanner(settings_from(ctx))
     works = scanner.catalog.works()
+    unseen, seen, unbuilt = _visibility(scanner, works)
     if as_json:
         for w in works:
-            out.print(json.dumps({**w.__dict__, "clearance": w.clearance.value}), markup=False)
+            out.print(json.dumps({**w.__dict__, "clearance": w.clearance.value, "unseen_by": unseen[w.id],
+                                  "covered_by": seen[w.id]}), markup=False)
         return
-    table = Table("id", "title", "rights holder", "clearance", "size", "sha256", "path")
+    table = Table("id", "title", "rights holder", "clearance", "size", "sha256", "path", "unseen by")
     for w in works:
         table.add_row(str(w.id), esc(w.title), esc(w.rights_holder), w.clearance.value, f"{w.width}x{w.height}",
-                      w.sha256[:12], esc(w.path))
+                      w.sha256[:12], esc(w.path), esc(", ".join(unseen[w.id])) or "-")
     out.print(table)
+    blind = [w for w in works if unseen[w.id]]
+    if blind:
+        console.print(f"[yellow]warning[/] {len(blind)} work{'s' if len(blind) > 1 else ''} cannot be seen by "
+                      "some detectors:")
+        for w in blind:
+            # detectors' notes usually start with their own name; say it once
+            why = "; ".join(note if note.startswith(f"{name}:") else f"{name}: {note}"
+                            for name, note in unseen[w.id].items())
+            cover = (f"still covered by {', '.join(seen[w.id])}" if seen[w.id]
+                     else "[red]no detector can see it[/]: a copy of it will not be found")
+            console.print(f"  #{w.id} {esc(w.title)}: {cover} ({esc(why)})")
+    if unbuilt:
+        console.print(f"[yellow]note[/] indexes not built for {', '.join(unbuilt)}: run `scanner index build` to "
+                      "learn which works they cannot see")
     console.print(f"{len(works)} works in {esc(describe(scanner.settings.catalog))}")
 
 
