@@ -1,6 +1,6 @@
 """Load benchmark for the shared catalog: many processes appending audit records at once.
 
-    .venv/bin/python benchmarks/catalog_load.py [--shards 8] [--workers 2] [--records 300]
+    .venv/bin/python -m benchmarks.catalog_load [--shards 8] [--workers 2] [--records 300]
         [--work-ms 0] [--url postgresql://...]
 
 What it does:
@@ -26,7 +26,6 @@ figure also pays a network round trip per statement, and SQLite is not an option
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import os
 import statistics
@@ -36,11 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from scanner.catalog import Catalog  # noqa: E402
-from scanner.testing.catalog_kit import work  # noqa: E402
+from benchmarks.common import cli
+from scanner.catalog import Catalog
+from scanner.testing.catalog_kit import work
 
 
 def _record(caller: str, seq: int) -> dict:
@@ -116,7 +113,7 @@ def run(target: str, label: str, shards: int, workers: int, records: int, work_m
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = cli.parser(__doc__)
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--records", type=int, default=300, help="audit appends per process")

@@ -11,7 +11,6 @@ thumbnail).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import struct
@@ -21,6 +20,9 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
+
+from benchmarks.common import cli
+from benchmarks.common.data import REPO_ROOT
 
 CASES = {
     "baseline: full decode + EXIF copy + RGB + thumbnail (the old decode)": """
@@ -87,19 +89,20 @@ def zero_png(path: Path, side: int) -> int:
 
 
 RUNNER = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
+from benchmarks.common.memory import peak_rss_mib
 PATH, WORK = sys.argv[1], sys.argv[2]
 t0 = time.perf_counter()
 {code}
-print(json.dumps({{"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "seconds": time.perf_counter() - t0}}))
+print(json.dumps({{"peak_mb": peak_rss_mib(), "seconds": time.perf_counter() - t0}}))
 """
 
 
 def run_case(code: str, png: Path, work: Path) -> dict:
+    # from the repository root, so that the fresh interpreter imports benchmarks.common
     proc = subprocess.run([sys.executable, "-c", RUNNER.format(code=code), str(png), str(work)],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
     if proc.returncode != 0:
         return {"result": "failed: " + proc.stderr.strip().splitlines()[-1][:120], "peak_mb": float("nan"),
                 "seconds": float("nan")}
@@ -111,7 +114,7 @@ def run_case(code: str, png: Path, work: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.parser(__doc__, raw=True)
     ap.add_argument("--side", type=int, default=22000)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """Re-drawn art: can anything off the shelf find a registered character that a generator re-rendered?
 
-    .venv/bin/python benchmarks/redrawn.py [--quick] [--data DIR] [--registered N] [--seed N] [--threads N]
+    .venv/bin/python -m benchmarks.redrawn [--quick] [--data DIR] [--registered N] [--seed N] [--threads N]
 
 Data (``--data``, default ``../shared/data``): ``characters/`` (portraits with alpha, one art style)
 and ``scenes/`` (painted backgrounds, never registered). A seeded shuffle of the characters gives
@@ -58,9 +58,6 @@ stylise 0.12, recolour_warp_stylise 0.12). Nothing reaches 0.8 on re-drawn art a
 
 from __future__ import annotations
 
-import argparse
-import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,14 +66,12 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks.common import redraw as rd  # noqa: E402
-from benchmarks.common.descriptors import l2n  # noqa: E402
-
-FP_LEVELS = (0.01, 0.001)
+from benchmarks.common import cli
+from benchmarks.common import redraw as rd
+from benchmarks.common.data import IMAGE_SUFFIXES, media_files, require_dir
+from benchmarks.common.descriptors import l2n
+from benchmarks.common.stats import FPR_LEVELS as FP_LEVELS
+from benchmarks.common.stats import allowed_negatives, threshold_at_fpr
 GEM_P = 3.0
 FEATURE_CANVAS = (512, 288)  # query size for the dense feature map (stride 32 -> 9x16 cells)
 WINDOW_HEIGHTS = (0.25, 0.65)  # share of the frame covered by a window's height
@@ -104,9 +99,7 @@ class Query:
 
 def build(data: Path, n_reg: int, kinds: Sequence[str], seed: int) -> tuple[list[rd.Cutout], list[Query]]:
     """Registered cut-outs and the queries (positives, same-style negatives, bare scenes)."""
-    chars_dir, scenes_dir = data / "characters", data / "scenes"
-    if not chars_dir.is_dir() or not scenes_dir.is_dir():
-        raise SystemExit(f"{data}: needs characters/ and scenes/ (see --data)")
+    chars_dir, scenes_dir = require_dir(data, "--data", "characters", "scenes") / "characters", data / "scenes"
     paths = sorted(str(p) for p in chars_dir.glob("*.png"))
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(paths))
@@ -114,7 +107,7 @@ def build(data: Path, n_reg: int, kinds: Sequence[str], seed: int) -> tuple[list
     reg = [rd.load_cutout(paths[i]) for i in order[:n_reg]]
     unreg = [rd.load_cutout(paths[i]) for i in order[n_reg:2 * n_reg]]
     scenes = [rd.cover(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB))
-              for p in sorted(scenes_dir.iterdir()) if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+              for p in media_files(scenes_dir, IMAGE_SUFFIXES)]
     queries: list[Query] = []
     for owner_base, group in ((0, reg), (None, unreg)):
         for i, cut in enumerate(group):
@@ -180,14 +173,15 @@ def evaluate(res: Result, queries: Sequence[Query]) -> dict:
     """Thresholds from the negatives; recall per group at each level."""
     owner = np.array([q.owner for q in queries])
     kinds = np.array([q.kind for q in queries])
-    neg = np.sort(res.scores[owner < 0].max(1))[::-1]
+    neg = np.sort(res.scores[owner < 0].max(1))[::-1]  # each negative query's best score, highest first
     pos_idx = np.nonzero(owner >= 0)[0]
     own = res.scores[pos_idx, owner[pos_idx]]
     top1 = res.scores[pos_idx].argmax(1) == owner[pos_idx]
     out = {"name": res.name, "n_neg": len(neg), "ips": len(queries) / max(res.seconds, 1e-9),
            "max_neg": float(neg[0]), "levels": {}}
     for fp in FP_LEVELS:
-        thr = float(neg[min(len(neg) - 1, math.floor(fp * len(neg)))])
+        # the first negative that must not pass (the lowest when all may); positives pass strictly above it
+        thr = threshold_at_fpr(neg, fp, step=None, unconstrained=float(neg[-1]))
         found = own > thr
         row = {"thr": thr}
         for group, sel in (("pasted", kinds[pos_idx] == "paste"), ("redrawn", kinds[pos_idx] != "paste")):
@@ -487,7 +481,7 @@ def report(rows: Sequence[dict], kinds: Sequence[str]) -> str:
     lines = []
     for fp in FP_LEVELS:
         lines.append(f"\n== recall at {fp:.1%} false positives per query "
-                     f"(negatives: {rows[0]['n_neg']}; this level lets {math.floor(fp * rows[0]['n_neg'])} pass) ==")
+                     f"(negatives: {rows[0]['n_neg']}; this level lets {allowed_negatives(fp, rows[0]['n_neg'])} pass) ==")
         head = f"{'method':58s} {'thr':>7s} {'pasted':>7s} {'redrawn':>8s} " + " ".join(f"{k[:10]:>10s}" for k in kinds
                                                                                       if k != 'paste')
         lines.append(head)
@@ -505,14 +499,14 @@ def report(rows: Sequence[dict], kinds: Sequence[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the tables."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data")
+    p = cli.parser(__doc__)
+    cli.add_data(p)
     p.add_argument("--registered", type=int, default=None, help="registered characters (as many unregistered); "
                    "default 16, 6 with --quick")
-    p.add_argument("--seed", type=int, default=0)
+    cli.add_seed(p)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
     p.add_argument("--methods", default="sscd,lite0,lite2,coarse", help="comma-separated subset to run")
-    p.add_argument("--quick", action="store_true", help="6+6 characters, paste + 2 re-drawings")
+    cli.add_quick(p, "6+6 characters, paste + 2 re-drawings")
     a = p.parse_args(argv)
     import torch
 
