@@ -22,6 +22,7 @@ from scanner.index import VectorIndex
 from scanner.index.choose import choose_index, make_index
 from scanner.index.faiss_index import load_index
 from scanner.types import Metric
+from scanner.types import Evidence, evidence_from_json, evidence_to_json
 
 SEARCH_K = 10
 
@@ -44,11 +45,24 @@ class Embedding:
 
 @dataclass(frozen=True)
 class Hit:
-    """A reference close to a query, with the evidence the detector can give (box, span, polygon...)."""
+    """A reference close to a query, with the evidence the detector can give.
+
+    ``evidence`` is typed (``Box``, ``Span``, ``Polygon``, ``Notes``... from ``scanner.types``); ``extra``
+    is its JSON view (the keys findings' ``extra`` has always had) plus any untyped facts. Give either:
+    a hit built from typed evidence gets its ``extra`` written, one built from a plain dict (e.g. the
+    per-row side arrays of a vector search) gets its evidence read from it.
+    """
 
     ref_id: int
     score: float
     extra: dict[str, Any] = field(default_factory=dict)
+    evidence: tuple[Evidence, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.evidence:
+            object.__setattr__(self, "extra", {**self.extra, **evidence_to_json(self.evidence)})
+        elif self.extra:
+            object.__setattr__(self, "evidence", evidence_from_json(self.extra))
 
 
 class Detector(ABC):

@@ -61,7 +61,7 @@ from scanner.detectors.base import Detector, Embedding, Hit, register
 from scanner.index.base import VectorIndex, expect_family
 from scanner.index.landmarks import LandmarkIndex
 from scanner.media.audio import AudioClip
-from scanner.types import Metric
+from scanner.types import Landmarks, Metric, Span
 
 MODEL_ID = "landmark-triplet-v1"
 HASH_LAYOUT = "band|span|r|df_b|df_c mixed radix"
@@ -124,6 +124,7 @@ class FingerprintDetector(Detector):
 
     modality = "audio"
     metric = Metric.COSINE
+    score_unit = "matching landmark hashes (aligned in time)"  # what the count counts, in reports
 
     def __init__(self, settings: Settings | None = None, params: LandmarkParams | None = None):
         self.p = params or LandmarkParams()
@@ -247,16 +248,12 @@ class FingerprintDetector(Detector):
             q_lo = float(fit["tq_min"])
             q_hi = float(fit["tq_max"] + dt_q[fit["last_row"]])
             s, o = fit["scale"], fit["offset"]
-            hits.append(Hit(int(rid), float(fit["score"]), {
-                "asset_start": round(q_lo * fs, 3),
-                "asset_end": round(q_hi * fs, 3),
-                "ref_start": round(max(0.0, (q_lo - o) / s) * fs, 3),
-                "ref_end": round(max(0.0, (q_hi - o) / s) * fs, 3),
-                "matches": int(fit["matches"]),
-                "time_scale": round(float(s), 4),
-                "pitch_shift": round(float(fit["pitch"]), 2),
-                "asset_landmarks": int(q.vectors.shape[0]),
-            }))
+            hits.append(Hit(int(rid), float(fit["score"]), evidence=(
+                Span(asset=(round(q_lo * fs, 3), round(q_hi * fs, 3)),
+                     ref=(round(max(0.0, (q_lo - o) / s) * fs, 3), round(max(0.0, (q_hi - o) / s) * fs, 3))),
+                Landmarks(int(fit["matches"]), time_scale=round(float(s), 4), pitch_shift=round(float(fit["pitch"]), 2),
+                          asset_landmarks=int(q.vectors.shape[0])),
+            )))
         hits.sort(key=lambda h: -h.score)
         return hits
 

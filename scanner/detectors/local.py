@@ -86,7 +86,7 @@ from scanner.index.base import VectorIndex, expect_family
 from scanner.detectors.ocr import TextDetectionError, TextFinder, text_mask
 from scanner.index.local_index import MAX_OUTLINE, LocalIndex
 from scanner.media.image import alpha_mask, to_rgb
-from scanner.types import Metric
+from scanner.types import ImageSize, Keypoints, Metric, Polygon
 
 DIM = 128
 WORK_SIDE = 1024  # long side of the greyscale copy keypoints are found on
@@ -392,6 +392,7 @@ class LocalDetector(Detector):
 
     modality = "image"
     metric = Metric.COSINE  # higher is closer: the score is an inlier count
+    score_unit = "matching keypoints (geometrically verified)"  # what the count counts, in reports
 
     def __init__(self, settings: Settings | None = None, *, work_side: int = WORK_SIDE,
                  ref_keypoints: int = REF_KEYPOINTS, query_keypoints: int = QUERY_KEYPOINTS,
@@ -627,27 +628,19 @@ class LocalDetector(Detector):
         work_outline = clip_convex(_project(H, outline), w, h)
         hull = cv2.convexHull(asset_xy[use].astype(np.float32)).reshape(-1, 2)
         score = n_art if verdict == "art" else min(n_art, MIN_INLIERS - 1)
-        extra = {
-            "asset_polygon": _round(asset_poly),
-            "ref_polygon": _round(ref_poly),
-            "inliers": int(score),
-            "text_inliers": int(n_text),
-            "coverage": round(cover, 4),
-            "tentative": int(len(qrows)),
-            "ref_visible": round(float(min(1.0, visible)), 4),
-            "mirrored": bool(mirrored),
-            "homography": [[float(f"{v:.6g}") for v in row] for row in (H / H[2, 2]).tolist()],
-            "inlier_hull": _round(hull),
-            "work_outline": _round(work_outline),
-            "asset_size": [w, h],
-            "ref_size": [int(ref_size[0]), int(ref_size[1])],
-            "evidence": _evidence(verdict, int(n_art), int(n_text), cover),
-        }
-        if verdict == "text":
-            extra["text_only"] = True
-        elif n_text > n_art:
-            extra["mostly_text"] = True
-        return Hit(int(ref_id), float(score), extra)
+        def poly(points: np.ndarray, image: str = "asset", role: str = "region") -> Polygon:
+            return Polygon(tuple(tuple(p) for p in _round(points)), image, role)
+
+        return Hit(int(ref_id), float(score), evidence=(
+            poly(asset_poly), poly(ref_poly, "ref"),
+            Keypoints(int(score), text_inliers=int(n_text), coverage=round(cover, 4), tentative=int(len(qrows)),
+                      ref_visible=round(float(min(1.0, visible)), 4), mirrored=bool(mirrored),
+                      homography=tuple(tuple(float(f"{v:.6g}") for v in row) for row in (H / H[2, 2]).tolist()),
+                      text_only=verdict == "text", mostly_text=verdict != "text" and n_text > n_art,
+                      summary=_evidence(verdict, int(n_art), int(n_text), cover)),
+            poly(hull, role="inlier_hull"), poly(work_outline, role="work_outline"),
+            ImageSize(w, h), ImageSize(int(ref_size[0]), int(ref_size[1]), "ref"),
+        ))
 
 
 def _evidence(verdict: str, n_art: int, n_text: int, cover: float) -> str:

@@ -58,7 +58,7 @@ from scanner.errors import ConfigError, ModelMissingError
 from scanner.index.base import VectorIndex, expect_family
 from scanner.index.melody_index import MelodyIndex
 from scanner.media.audio import AudioClip
-from scanner.types import Metric
+from scanner.types import Metric, Note, Notes, Span
 
 DEFAULT_MODEL = "melody-basic-pitch"
 NO_MELODY = "no melody to compare"
@@ -118,6 +118,7 @@ class MelodyDetector(Detector):
 
     modality = "audio"
     metric = Metric.COUNT
+    score_unit = "aligned melody notes (intervals and rhythm, any key or tempo)"  # in reports
 
     def __init__(self, settings: Settings, params: MelodyParams | None = None):
         from scanner.detectors.package_weights import main_weights
@@ -550,12 +551,10 @@ def _hit(rid: int, fit: dict[str, Any], tq, pq, tr, pr) -> Hit:
     transposition = int(vals[np.argmax(counts)])
     transposition = (transposition + 6) % 12 - 6 if abs(transposition) > 6 else transposition
     pick = np.linspace(0, qi.shape[0] - 1, min(MAX_PAIRS, qi.shape[0])).round().astype(np.int64)
-    return Hit(int(rid), float(fit["score"]), {
-        "span": [round(float(tq[qi[0]]), 2), round(float(tq[qi[-1]]), 2)],
-        "ref_span": [round(float(tr[rj[0]]), 2), round(float(tr[rj[-1]]), 2)],
-        "transposition": transposition,
-        "tempo_ratio": round(1.0 / fit["scale"], 3),
-        "aligned_notes": int(qi.shape[0]),
-        "asset_notes": [[round(float(tq[i]), 2), int(pq[i])] for i in qi[pick]],
-        "ref_notes": [[round(float(tr[j]), 2), int(pr[j])] for j in rj[pick]],
-    })
+    return Hit(int(rid), float(fit["score"]), evidence=(
+        Span(asset=(round(float(tq[qi[0]]), 2), round(float(tq[qi[-1]]), 2)),
+             ref=(round(float(tr[rj[0]]), 2), round(float(tr[rj[-1]]), 2)), layout="pairs"),
+        Notes(asset=tuple(Note(round(float(tq[i]), 2), int(pq[i])) for i in qi[pick]),
+              ref=tuple(Note(round(float(tr[j]), 2), int(pr[j])) for j in rj[pick]),
+              transposition=transposition, tempo_ratio=round(1.0 / fit["scale"], 3), aligned=int(qi.shape[0])),
+    ))

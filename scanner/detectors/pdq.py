@@ -39,6 +39,7 @@ class PdqDetector(VectorDetector):
 
     modality = "image"
     metric = Metric.HAMMING
+    hash_bits = 256  # reports say "30 of 256 bits"
 
     def __init__(self, settings: Settings | None = None):
         self.model_id = "pdq"

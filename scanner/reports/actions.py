@@ -8,12 +8,21 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-# Hash sizes of the Hamming detectors, for "30 of 256 bits".
-HASH_BITS: Mapping[str, int] = {"image.pdq": 256}
-# What a "count" score counts, per detector.
-COUNT_UNITS: Mapping[str, str] = {"image.local": "matching keypoints (geometrically verified)",
-                                  "audio.fingerprint": "matching landmark hashes (aligned in time)"}
-_LIKENESS = {"image.face": "face", "audio.voice": "voice"}
+from scanner.errors import ConfigError
+
+
+def declared(detector: Any, attribute: str, default: Any = None) -> Any:
+    """A class attribute the detector named in a record declares (``hash_bits``, ``score_unit``,
+    ``sample_kind``), or ``default`` for a name no registered detector has (fused scores, old or
+    edited records): reports learn these facts from the detector, never from a list of names."""
+    from scanner.detectors.base import detector_class  # the registry imports every detector module
+
+    try:
+        cls = detector_class(str(detector))
+    except ConfigError:
+        return default
+    value = getattr(cls, attribute, None)
+    return default if value is None else value
 
 
 def _s(x: Any) -> str:
@@ -38,11 +47,11 @@ def describe_score(ev: Mapping[str, Any]) -> tuple[str, str]:
     metric, det = _s(ev.get("metric")), _s(ev.get("detector"))
     score, block, review = (fmt_number(ev.get(k)) for k in ("score", "threshold_block", "threshold_review"))
     if metric == "hamming":
-        bits = HASH_BITS.get(det)
+        bits = declared(det, "hash_bits")
         text = f"Hamming {score} of {bits} bits" if bits else f"Hamming distance {score} bits"
         sign, closer = "≤", "lower is closer (0 = identical hash)"
     elif metric == "count":
-        text = f"{score} {COUNT_UNITS.get(det, 'verified matches')}"
+        text = f"{score} {declared(det, 'score_unit', 'verified matches')}"
         sign, closer = "≥", "higher is closer (more verified matches)"
     elif metric == "cosine":
         text = f"cosine {score}"
@@ -57,7 +66,7 @@ def describe_score(ev: Mapping[str, Any]) -> tuple[str, str]:
 
 def likeness_of(detector: Any) -> str:
     """"face", "voice" or "likeness" for a talent finding's detector."""
-    return _LIKENESS.get(_s(detector), "likeness")
+    return str(declared(_s(detector), "sample_kind", "likeness"))
 
 
 def _replace(media_type: Any) -> str:

@@ -22,10 +22,13 @@ import math
 import re
 from collections import Counter
 from pathlib import Path
+from functools import singledispatch
 from typing import Any, Callable, Mapping, Sequence
 
 from scanner.fsutil import atomic_write_bytes
 from scanner.reports.actions import describe_score, finding_action, likeness_of, next_step
+from scanner.types import (Box, Duration, Evidence, FrameRef, ImageSize, Keypoints, Landmarks, Notes, Polygon, Sample,
+                           Span, evidence_from_json)
 
 COLOURS = {"block": "#c62828", "review": "#ef6c00", "pass": "#2e7d32", "error": "#6a1b9a", "cleared": "#1565c0",
            "consented": "#1565c0", "below review": "#9e9e9e"}
@@ -55,6 +58,7 @@ padding:.1rem .4rem;font-size:.8rem;font-weight:700;margin-left:.4rem}
 .pair img{max-width:256px;max-height:256px;border:1px solid #ccc;background:#eee}
 table{border-collapse:collapse;font-size:.85rem} td,th{padding:.2rem .6rem;border-bottom:1px solid #eee;text-align:left}
 .basis{background:#eef4fb;border:1px solid #c9dcf2;border-radius:4px;padding:.4rem .6rem;margin:.5rem 0;font-size:.85rem}
+.figs{display:flex;gap:1rem;flex-wrap:wrap;margin:.5rem 0} .figs figure{margin:0;font-size:.8rem;color:#555}
 .note{color:#666;font-size:.85rem} .err{color:#6a1b9a;font-weight:600} .closer{color:#777}
 footer{margin-top:2rem;color:#666;font-size:.8rem;border-top:1px solid #ddd;padding-top:.6rem;word-break:break-all}
 [hidden]{display:none!important}
@@ -347,7 +351,8 @@ def _card(r: Mapping[str, Any], f: Mapping[str, Any], thumbs: Path,
           lookups: Mapping[str, Lookup], sha: str, asset_img: str, tests: set[str]) -> str:
     """One matched reference: both images once, the region drawn, every detector's evidence, the basis."""
     extra = _extra(f)
-    ref_id, key = f.get("reference_id"), _ref_key(f, extra)
+    items = evidence_from_json(extra)
+    ref_id, key = f.get("reference_id"), _ref_key(f, items, extra)
     if key is not None and key not in written:
         data = ref_thumbnail(f)
         if data:
@@ -357,7 +362,8 @@ def _card(r: Mapping[str, Any], f: Mapping[str, Any], thumbs: Path,
     level = str(f.get("level"))
     talent = f.get("reference_kind") == "talent"
     kind = "talent" if talent else "work"
-    frame = _int(extra.get("frame"))
+    at = next((e for e in items if isinstance(e, FrameRef)), None)
+    frame = at.frame if at is not None else None
     frame_img = f"thumbs/{sha}-f{frame}.jpg" if sha and frame is not None else ""
     shown = frame_img if frame_img and (thumbs / frame_img[len("thumbs/"):]).exists() else asset_img
     evidence = _evidence(f)
@@ -368,7 +374,7 @@ def _card(r: Mapping[str, Any], f: Mapping[str, Any], thumbs: Path,
         str(e.get("detector")) in tests and e.get("level") in ("block", "review") for e in evidence)
     mark = (f'<span class="test" title="random weights: this evidence says nothing about the asset">'
             f"{_e(TEST_MODEL)}: not evidence</span>" if test_made else "")
-    caption = f"asset @ {extra['timecode']}" if "timecode" in extra else "asset"
+    caption = f"asset @ {at.timecode}" if at is not None and at.timecode is not None else "asset"
     action, step = finding_action(f, project, r.get("media_type")), next_step(r, project)  # said once when the same
     subject = f"{likeness_of(f.get('detector'))} of " if talent else ""
     parts = [
@@ -379,8 +385,8 @@ def _card(r: Mapping[str, Any], f: Mapping[str, Any], thumbs: Path,
         + ("" if talent else f" — {_e(f.get('rights_holder'))} ({_e(f.get('clearance'))})") + f"{mark}</h3>",
         (f'<div class="next"><i>Next:</i> {_e(action)}</div>' if action != step else ""),
         '<div class="pair">'
-        + _overlay(shown, caption, _frame(extra, "asset"), _shapes(extra, "asset"))
-        + _overlay(ref_img, f"{kind} #{ref_id}", _frame(extra, "ref"), _shapes(extra, "ref"))
+        + _overlay(shown, caption, *_picture(items, "asset"))
+        + _overlay(ref_img, f"{kind} #{ref_id}", *_picture(items, "ref"))
         + "</div>",
         "<table><tr><th>detector</th><th>model</th><th>level by score</th><th>evidence</th><th>closer means</th></tr>",
     ]
@@ -398,9 +404,10 @@ def _card(r: Mapping[str, Any], f: Mapping[str, Any], thumbs: Path,
                      f"<td>{_badge(str(e.get('level')))}</td><td>{_e(text)}</td>"
                      f'<td class="closer">{_e(closer)}</td></tr>')
     parts.append("</table>")
-    located = _evidence_rows(extra)
+    located = _evidence_rows(items)
     if located:
         parts.append(f"<table>{located}</table>")
+    parts.append(_figures(items))
     parts.append(_basis(f, lookups))
     if f.get("note") and not talent:  # a talent's note is the consent reason, shown with the record
         parts.append(f'<div class="note">{_e(f["note"])}</div>')
@@ -460,16 +467,17 @@ def _join(notes: Any) -> str:
     return str(notes) if notes else ""
 
 
-def _ref_key(f: Mapping[str, Any], extra: Mapping[str, Any]) -> str | None:
+def _ref_key(f: Mapping[str, Any], items: Sequence[Evidence], extra: Mapping[str, Any]) -> str | None:
     """File-name key of a finding's reference thumbnail; None when the ids are not whole numbers
     (a key from a record must never become a path outside ``thumbs/``)."""
     ref_id = _int(f.get("reference_id"))
     if ref_id is None:
         return None
     if f.get("reference_kind") == "talent":
-        sample = extra.get("sample_id")
-        sample_id = _int(sample) if sample is not None else None
-        return None if sample is not None and sample_id is None else f"talent-{ref_id}-{'x' if sample is None else sample_id}"
+        sample = next((e.id for e in items if isinstance(e, Sample)), None)
+        if sample is None and extra.get("sample_id") is not None:
+            return None  # a sample id that is no whole number never reaches the catalog
+        return f"talent-{ref_id}-{'x' if sample is None else sample}"
     return f"work-{ref_id}"
 
 
@@ -486,55 +494,115 @@ def _overlay(img: str, caption: str, size: Any, shapes: list[str]) -> str:
             f'<img src="{_e(img)}" alt="{_e(caption)}">{svg}</div><figcaption>{_e(caption)}</figcaption></figure>')
 
 
-def _frame(extra: Mapping[str, Any], which: str) -> list[float] | None:
-    """Overlay coordinate frame: pixel size for images, [duration, 1] for waveform strips."""
-    if extra.get(f"{which}_size"):
-        size = _nums(extra[f"{which}_size"], 2)
-        return size if size and size[0] > 0 and size[1] > 0 else None
-    duration = _num(extra.get(f"{which}_duration"))
-    return [duration, 1.0] if duration and duration > 0 else None
+def _picture(items: Sequence[Evidence], which: str) -> tuple[tuple[float, float] | None, list[str]]:
+    """(overlay coordinate frame, shapes) for the asset's or the reference's thumbnail: the pixel size
+    for images (boxes, polygons), [duration, 1] for waveform strips (time spans)."""
+    size = next((e for e in items if isinstance(e, ImageSize) and e.image == which), None)
+    duration = next((e for e in items if isinstance(e, Duration) and e.media == which), None)
+    if size is not None:
+        frame, timed = (float(size.width), float(size.height)), False
+    elif duration is not None:
+        frame, timed = (float(duration.seconds), 1.0), True
+    else:
+        return None, []
+    return frame, [s for e in items if (s := _shape(e, which, timed))]
 
 
-def _shapes(extra: Mapping[str, Any], which: str) -> list[str]:
-    """SVG shapes for a finding's evidence: a face box, or matched-region polygons."""
-    style = 'fill="none" stroke="#ffeb3b" stroke-width="1%" vector-effect="non-scaling-stroke"'
-    out = []
-    box = _nums(extra.get("box"), 4) if which == "asset" else None
-    if box:
-        x0, y0, x1, y1 = box
-        out.append(f'<rect x="{_c(x0)}" y="{_c(y0)}" width="{_c(x1 - x0)}" height="{_c(y1 - y0)}" {style} '
-                   'style="stroke-width:3"/>')
-    span = (extra.get(f"{which}_start"), extra.get(f"{which}_end"))
-    if which == "asset" and span[0] is None:
-        span = (extra.get("start"), extra.get("end"))  # voice segments
-    ab = _nums(list(span), 2)
-    if ab and extra.get(f"{which}_duration"):
-        a, b = ab
-        out.append(f'<rect x="{_c(a)}" y="0" width="{_c(max(b - a, 0.01))}" height="1" fill="#ffeb3b" '
-                   'fill-opacity="0.45"/>')
-    poly = extra.get(f"{which}_polygon")
-    points = [_nums(p, 2) for p in poly] if isinstance(poly, (list, tuple)) else []
-    if points and all(points):
-        pts = " ".join(f"{_c(x)},{_c(y)}" for x, y in points)  # type: ignore[misc]
-        out.append(f'<polygon points="{pts}" {style} style="stroke-width:3"/>')
-    return out
+_STROKE = 'fill="none" stroke="#ffeb3b" stroke-width="1%" vector-effect="non-scaling-stroke" style="stroke-width:3"'
 
 
-def _evidence_rows(extra: Mapping[str, Any]) -> str:
-    """Time spans and match counts, when the detector gave them."""
+@singledispatch
+def _shape(item: Evidence, which: str, timed: bool) -> str:
+    """The SVG shape ``item`` adds to the ``which`` thumbnail ('' for evidence that is not drawn there)."""
+    return ""
+
+
+@_shape.register
+def _(item: Box, which: str, timed: bool) -> str:
+    if timed or item.image != which:
+        return ""
+    return f'<rect x="{_c(item.x)}" y="{_c(item.y)}" width="{_c(item.w)}" height="{_c(item.h)}" {_STROKE}/>'
+
+
+@_shape.register
+def _(item: Polygon, which: str, timed: bool) -> str:
+    if timed or item.image != which or item.role != "region" or len(item.points) < 3:
+        return ""
+    pts = " ".join(f"{_c(x)},{_c(y)}" for x, y in item.points)
+    return f'<polygon points="{pts}" {_STROKE}/>'
+
+
+@_shape.register
+def _(item: Span, which: str, timed: bool) -> str:
+    rng = item.asset if which == "asset" else item.ref
+    if not timed or rng is None:
+        return ""
+    a, b = rng
+    return f'<rect x="{_c(a)}" y="0" width="{_c(max(b - a, 0.01))}" height="1" fill="#ffeb3b" fill-opacity="0.45"/>'
+
+
+@singledispatch
+def _rows(item: Evidence) -> list[tuple[str, str]]:
+    """(label, HTML-safe value) rows ``item`` adds to the card's evidence table."""
+    return []
+
+
+@_rows.register
+def _(item: Span) -> list[tuple[str, str]]:
+    if item.layout == "segment":
+        return [("time span", _range(item.asset))]
+    return [(label, _range(rng)) for label, rng in (("asset span", item.asset), ("reference span", item.ref)) if rng]
+
+
+@_rows.register
+def _(item: FrameRef) -> list[tuple[str, str]]:
+    frame = f"frame {item.frame}" if item.frame is not None else ""
+    if item.timecode is not None:
+        return [("timecode", _e(item.timecode) + (f" ({frame})" if frame else ""))]
+    if item.time is not None:
+        return [("time", _secs(item.time) + (f" ({frame})" if frame else ""))]
+    return [("frame", _e(item.frame))]
+
+
+@_rows.register
+def _(item: Landmarks) -> list[tuple[str, str]]:
+    rows = [("matches", _e(item.matches))]
+    if item.time_scale is not None:
+        rows.append(("time scale", _e(item.time_scale)))
+    if item.pitch_shift is not None:
+        rows.append(("pitch shift", f"{_e(item.pitch_shift)} semitones"))
+    return rows
+
+
+@_rows.register
+def _(item: Keypoints) -> list[tuple[str, str]]:
+    rows = [("inliers", _e(item.inliers))]
+    if item.ref_visible is not None:
+        rows.append(("ref visible", _e(item.ref_visible)))
+    if item.summary:
+        rows.append(("rests on", _e(item.summary)))
+    return rows
+
+
+@_rows.register
+def _(item: Notes) -> list[tuple[str, str]]:
     rows = []
-    if "asset_start" in extra:
-        rows.append(f"<tr><th>asset span</th><td>{_secs(extra['asset_start'])} – {_secs(extra['asset_end'])}</td></tr>")
-    if "ref_start" in extra:
-        rows.append(f"<tr><th>reference span</th><td>{_secs(extra['ref_start'])} – {_secs(extra['ref_end'])}</td></tr>")
-    if "start" in extra and "end" in extra:
-        rows.append(f"<tr><th>time span</th><td>{_secs(extra['start'])} – {_secs(extra['end'])}</td></tr>")
-    if "timecode" in extra:
-        rows.append(f"<tr><th>timecode</th><td>{_e(extra['timecode'])} (frame {_e(extra.get('frame'))})</td></tr>")
-    for key in ("matches", "inliers", "ref_visible", "time_scale", "pitch_shift"):
-        if key in extra:
-            rows.append(f"<tr><th>{key.replace('_', ' ')}</th><td>{_e(extra[key])}</td></tr>")
-    return "".join(rows)
+    if item.transposition is not None:
+        rows.append(("transposition", f"{item.transposition:+d} semitones (asset = reference {item.transposition:+d})"))
+    if item.tempo_ratio is not None:
+        rows.append(("tempo ratio", f"×{_c(item.tempo_ratio)} (asset tempo / reference tempo)"))
+    if item.aligned is not None:
+        rows.append(("aligned notes", _e(item.aligned)))
+    return rows
+
+
+def _evidence_rows(items: Sequence[Evidence]) -> str:
+    """The located evidence in words: spans, timecode, match counts, what the match rests on."""
+    return "".join(f"<tr><th>{_e(label)}</th><td>{value}</td></tr>" for e in items for label, value in _rows(e))
+
+
+def _range(rng: tuple[float, float] | None) -> str:
+    return "" if rng is None else f"{_secs(rng[0])} – {_secs(rng[1])}"
 
 
 def _secs(value: Any) -> str:
@@ -542,3 +610,122 @@ def _secs(value: Any) -> str:
     if t is None:
         return _e(value)
     return f"{int(t // 3600):02d}:{int(t % 3600 // 60):02d}:{t % 60:06.3f}"
+
+
+# ----------------------------------------------------------------------------- pictures beside the table
+
+def _figures(items: Sequence[Evidence]) -> str:
+    """Pictures of the evidence that has one: a timeline of the matched spans, a melody's piano roll."""
+    spans = [e for e in items if isinstance(e, Span)]
+    notes = [e for e in items if isinstance(e, Notes)]
+    parts = [_timeline(spans, {e.media: e.seconds for e in items if isinstance(e, Duration)})] if spans else []
+    parts.extend(_piano_roll(n) for n in notes)
+    parts = [p for p in parts if p]
+    return f'<div class="figs">{"".join(parts)}</div>' if parts else ""
+
+
+def _timeline(spans: Sequence[Span], durations: Mapping[str, float]) -> str:
+    """One bar per recording (asset, reference) with its matched span marked, over its duration
+    (or up to the span's end when the duration is unknown)."""
+    lanes = []
+    for which, label in (("asset", "asset"), ("ref", "reference")):
+        for s in spans:
+            rng = s.asset if which == "asset" else s.ref
+            if rng is not None:
+                lanes.append((label, rng, durations.get(which)))
+                break
+    if not lanes:
+        return ""
+    width, lane_h, left = 360.0, 22.0, 70.0
+    out = [f'<svg class="timeline" viewBox="0 0 {_c(left + width + 10)} {_c(lane_h * len(lanes) + 6)}" '
+           f'width="{_c(left + width + 10)}" height="{_c(lane_h * len(lanes) + 6)}" role="img">'
+           "<title>matched time spans</title>"]
+    for i, (label, (a, b), duration) in enumerate(lanes):
+        a, b = max(0.0, min(a, b)), max(a, b)
+        total = max(duration or 0.0, b, 1e-6)
+        y = 3 + i * lane_h
+        x0, x1 = left + a / total * width, left + b / total * width
+        out.append(f'<text x="0" y="{_c(y + 13)}" font-size="11">{_e(label)}</text>'
+                   f'<rect x="{_c(left)}" y="{_c(y + 3)}" width="{_c(width)}" height="12" fill="#e0e0e0"/>'
+                   f'<rect class="span" x="{_c(x0)}" y="{_c(y + 3)}" width="{_c(max(x1 - x0, 1.0))}" height="12" '
+                   f'fill="#f9a825"><title>{_range((a, b))} of {_secs(total)}</title></rect>')
+    out.append("</svg>")
+    return "<figure class='tl'>" + "".join(out) + "<figcaption>matched span over each recording's length</figcaption></figure>"
+
+
+_NOTE_NAMES = ("C", "C♯", "D", "D♯", "E", "F", "F♯", "G", "G♯", "A", "A♯", "B")
+
+
+def _note_name(pitch: int) -> str:
+    return f"{_NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def _piano_roll(n: Notes, width: float = 480.0, height: float = 170.0) -> str:
+    """The aligned notes as a small piano roll: asset notes filled, reference notes outlined, moved
+    onto the asset's key (by the transposition) and time (by a line through the aligned onsets), so
+    matching notes overlap. A note without a duration lasts until the next one (at most 0.5 s)."""
+    pairs = list(zip(n.asset, n.ref))
+    if not pairs:
+        return ""
+    shift = n.transposition or 0
+    ta = [float(a.onset) for a, _ in pairs]
+    tr = [float(r.onset) for _, r in pairs]
+    mean_a, mean_r = sum(ta) / len(ta), sum(tr) / len(tr)
+    var = sum((t - mean_r) ** 2 for t in tr)
+    if len(pairs) >= 2 and var > 1e-9:
+        slope = sum((t - mean_r) * (u - mean_a) for t, u in zip(tr, ta)) / var
+    else:
+        slope = 1.0 / n.tempo_ratio if n.tempo_ratio else 1.0
+    slope = slope if slope > 0 else 1.0
+    offset = mean_a - slope * mean_r
+
+    def lengths(seq: Sequence[Any], scale: float) -> list[float]:
+        out = []
+        for i, note in enumerate(seq):
+            if note.duration is not None:
+                out.append(float(note.duration) * scale)
+            else:
+                gap = (float(seq[i + 1].onset) - float(note.onset)) * scale if i + 1 < len(seq) else 0.25
+                out.append(min(max(gap, 0.05), 0.5))
+        return out
+
+    asset = [(t, float(a.pitch), d) for t, (a, _), d in zip(ta, pairs, lengths([a for a, _ in pairs], 1.0))]
+    ref = [(offset + slope * t, float(r.pitch + shift), d)
+           for t, (_, r), d in zip(tr, pairs, lengths([r for _, r in pairs], slope))]
+    t0 = min(t for t, _, _ in asset + ref)
+    t1 = max(t + d for t, _, d in asset + ref)
+    lo = min(p for _, p, _ in asset + ref) - 1
+    hi = max(p for _, p, _ in asset + ref) + 1
+    left, pad, bottom = 34.0, 4.0, 16.0
+    span_t, span_p = max(t1 - t0, 1e-6), max(hi - lo, 1.0)
+    row = (height - pad - bottom) / span_p
+
+    def x(t: float) -> float:
+        return left + (t - t0) / span_t * (width - left - pad)
+
+    def y(p: float) -> float:
+        return pad + (hi - p - 0.5) * row
+
+    out = [f'<svg class="pianoroll" viewBox="0 0 {_c(width)} {_c(height)}" width="{_c(width)}" height="{_c(height)}" '
+           'role="img"><title>aligned melody notes: asset filled, reference outlined</title>'
+           f'<rect x="{_c(left)}" y="{_c(pad)}" width="{_c(width - left - pad)}" height="{_c(height - pad - bottom)}" '
+           'fill="#f5f5f5"/>']
+    lowest = int(min(p for _, p, _ in asset + ref))
+    for p in range(int(math.ceil(lo)), int(hi) + 1):
+        if p % 12 == 0 or (p == lowest and not any(q % 12 == 0 for q in range(int(lo), int(hi) + 1))):
+            # a line and name at every C (at the lowest note when the range holds no C)
+            out.append(f'<line x1="{_c(left)}" x2="{_c(width - pad)}" y1="{_c(y(p) + row / 2)}" '
+                       f'y2="{_c(y(p) + row / 2)}" stroke="#bdbdbd"/><text x="0" y="{_c(y(p) + row / 2 + 4)}" '
+                       f'font-size="10">{_note_name(p)}</text>')
+    for cls, paint, notes in (("asset-note", 'fill="#1565c0" fill-opacity="0.75"', asset),
+                              ("ref-note", 'fill="none" stroke="#ef6c00" stroke-width="1.5"', ref)):
+        out.extend(f'<rect class="{cls}" x="{_c(x(t))}" y="{_c(y(p))}" width="{_c(max(x(t + d) - x(t), 1.5))}" '
+                   f'height="{_c(max(row, 1.0))}" {paint}/>' for t, p, d in notes)
+    out.append(f'<text x="{_c(left)}" y="{_c(height - 3)}" font-size="10">{_secs(t0)}</text>'
+               f'<text x="{_c(width - pad)}" y="{_c(height - 3)}" font-size="10" text-anchor="end">{_secs(t1)}'
+               " (asset time)</text></svg>")
+    moved = f"transposed {shift:+d} semitones" if shift else "at its own pitch"
+    count = f"{len(pairs)} of {n.aligned} aligned notes" if n.aligned is not None else f"{len(pairs)} aligned notes"
+    caption = (f"melody: asset notes (filled) and reference notes (outlined, {moved}, its time mapped onto the "
+               f"asset's{f', tempo ×{_c(n.tempo_ratio)}' if n.tempo_ratio else ''}); {count}")
+    return f"<figure class='roll'>{''.join(out)}<figcaption>{_e(caption)}</figcaption></figure>"
