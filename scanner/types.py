@@ -178,6 +178,11 @@ class Finding:
         """The typed evidence in ``extra`` (boxes, polygons, spans, frame, notes, measurements)."""
         return evidence_from_json(self.extra)
 
+    @property
+    def scores(self) -> tuple["DetectorScore", ...]:
+        """``evidence`` typed: every detector's own score for this reference."""
+        return tuple(row for e in self.evidence if (row := DetectorScore.from_json(e)) is not None)
+
 
 @dataclass(frozen=True)
 class AssetResult:
@@ -612,6 +617,32 @@ class Sample(Evidence):
     def from_json(cls, extra: Mapping[str, Any]) -> tuple["Sample", ...]:
         sid = _whole(extra.get("sample_id"))
         return () if sid is None else (cls(sid),)
+
+
+@dataclass(frozen=True)
+class DetectorScore:
+    """One detector's own score for a finding's reference, with its thresholds and the level the score
+    alone reaches ("block", "review" or "below review"): the rows of ``Finding.evidence`` (JSON ``evidence``)."""
+
+    detector: str
+    model: str
+    score: float
+    metric: str
+    threshold_block: float
+    threshold_review: float
+    level: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"detector": self.detector, "model": self.model, "score": self.score, "metric": self.metric,
+                "threshold_block": self.threshold_block, "threshold_review": self.threshold_review,
+                "level": self.level}
+
+    @classmethod
+    def from_json(cls, row: Any) -> "DetectorScore | None":
+        """The row as written by ``to_json``; None when it is not a mapping or lacks a field."""
+        if not isinstance(row, Mapping) or any(k not in row for k in cls.__dataclass_fields__):
+            return None
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
 
 
 EVIDENCE_TYPES: tuple[type[Evidence], ...] = (ImageSize, Duration, Box, Polygon, Span, FrameRef, Notes,

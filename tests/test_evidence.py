@@ -287,3 +287,19 @@ def test_piano_roll_is_painted_in_chromium(tmp_path):
 
     assert near((0xef, 0x6c, 0x00)), "no reference-note outline painted"
     assert near((0x50, 0x8e, 0xd2)) or near((0x15, 0x65, 0xc0)), "no asset note painted"
+
+
+def test_policy_findings_carry_typed_evidence_and_score_rows():
+    from scanner.policy.calibration import Thresholds
+    from scanner.policy.rules import Match, decide
+    from scanner.types import Clearance, DetectorScore, Metric, Reference
+
+    ref = Reference(5, "f" * 64, "Theme", "Label", Clearance.UNCLEARED, "audio", "theme.wav", "2026-01-01")
+    hit = Hit(5, 20.0, evidence=(Span((1.5, 9.0), (0.0, 7.5), "pairs"), MELODY))
+    m = Match("audio.melody", "melody-basic-pitch", ref, hit.score, Thresholds(Metric.COUNT, 17, 16),
+              {**hit.extra, **FrameRef(time=2.0).to_json()})
+    assert set(m.exhibits) == {*hit.evidence, FrameRef(time=2.0)}
+    _, (f,) = decide([m])
+    assert set(f.exhibits) == set(m.exhibits)
+    assert f.scores == (DetectorScore("audio.melody", "melody-basic-pitch", 20.0, "count", 17, 16, "block"),)
+    assert DetectorScore.from_json(f.scores[0].to_json()) == f.scores[0] and DetectorScore.from_json({"x": 1}) is None

@@ -8,6 +8,7 @@ from typing import Iterable, Protocol, Sequence
 from scanner.policy.calibration import Thresholds
 from scanner.policy.consent import ConsentStatus
 from scanner.types import Clearance, Finding, FindingLevel, Metric, Reference, ReferenceKind, Talent, Verdict
+from scanner.types import DetectorScore, Evidence, evidence_from_json
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,12 @@ class Match:
     thresholds: Thresholds
     extra: dict | None = None
     consent: ConsentStatus | None = None
+
+    @property
+    def exhibits(self) -> tuple[Evidence, ...]:
+        """The typed evidence in ``extra``: the detector's (boxes, spans, notes...) and the scan's (the
+        video frame, the media's size and duration); findings keep it as their ``extra``."""
+        return evidence_from_json(self.extra)
 
 
 def level_of(m: Match, union_review: bool = True) -> tuple[str, str] | None:
@@ -74,9 +81,9 @@ def _own_level(m: Match) -> str | None:
 
 
 def _evidence(m: Match) -> dict:
-    return {"detector": m.detector, "model": m.model, "score": round(float(m.score), 4),
-            "metric": m.thresholds.metric.value, "threshold_block": m.thresholds.block,
-            "threshold_review": m.thresholds.review, "level": _own_level(m) or "below review"}
+    """The match's own score row for its finding's ``evidence`` (the JSON of a ``DetectorScore``)."""
+    return DetectorScore(m.detector, m.model, round(float(m.score), 4), m.thresholds.metric.value, m.thresholds.block,
+                         m.thresholds.review, _own_level(m) or "below review").to_json()
 
 
 _SEVERITY = {FindingLevel.BLOCK: 0, FindingLevel.REVIEW: 1, None: 2}
