@@ -524,7 +524,7 @@ class LocalDetector(Detector):
         return out
 
     def _search_one(self, index: LocalIndex, q: Embedding) -> list[Hit]:
-        nb = index.search(q.vectors, SEARCH_K)
+        nb = index.search(q.vectors, SEARCH_K, groups=q.extra["mirrored"])  # shortlists per orientation
         matches = _tentative(index, nb, q.extra["mirrored"])
         hits: dict[int, Hit] = {}
         for mirrored in (False, True):

@@ -29,6 +29,18 @@ Serialised form (``to_bytes``): the ``local`` family of ``scanner.index.containe
 header holds mode, codebook, code scale and sizes, named sections the reference ids, sizes,
 keypoint counts, keypoint positions (uint16 fractions of the image size), keypoint flags,
 outline vertex counts and vertices (uint16 fractions) and the FAISS index. No pickle.
+
+Pre-filter (ivfpq with a fine codebook, more than ``PREFILTER_MIN_REFS`` references): a query's
+rows are not matched against every list they probe. The coarse lists are a visual vocabulary
+(65,536 words with the inverted multi-index); each reference is the set of words its keypoints
+fall in, each query row is assigned to its ``PREFILTER_ASSIGN`` nearest words, and references
+are ranked by tf-idf (binary, idf-squared weights over the shared words, divided by the
+reference's norm). The ``shortlist`` best references of each query group (the detector passes
+the orientation: a mirrored copy shortlists on its mirrored rows) then get an exact k-NN of the
+group's rows against their decoded codes: the same asymmetric distances the ivfpq scan computes,
+only over those references, so matching and verification downstream are unchanged. The state
+it needs (words per reference, codes per reference) is derived from the inverted lists on the
+first search after a change, never serialised.
 Unreadable bytes raise ``IndexCorruptError``; earlier formats (``SCANLOC1``) are refused
 with a rebuild hint. Searching never changes the bytes (``nprobe`` is a search parameter).
 """
@@ -54,6 +66,10 @@ CODE_SCALE = 512.0  # default descriptor component (unit-norm, non-negative) -> 
 AUTO_TRAIN_ROWS = 20_000  # flat -> ivfpq once the index holds this many keypoints (~40 references)
 PQ_BYTES = 32  # bytes per keypoint in ivfpq mode (4 dimensions per sub-quantiser)
 DEFAULT_NPROBE = 16
+SHORTLIST = 32  # references per query group the bag-of-words pre-filter keeps for descriptor matching
+PREFILTER_MIN_REFS = 2_000  # smaller indexes: every reference is searched (the path the calibration measured)
+PREFILTER_MIN_WORDS = 16_384  # coarser codebooks make too weak a vocabulary (an IVF2048 word holds ~1/4 of a ref)
+PREFILTER_ASSIGN = 3  # words each query row is assigned to (multiple assignment: quantisation noise)
 FAMILY = "local"
 FORMAT = 3  # 1: before text flags and outlines; 2: SCANLOC1 bytes; 3: the container
 FLAG_TEXT = 1  # keypoint flag bit: the keypoint lies on text
@@ -119,7 +135,7 @@ class LocalIndex(VectorIndex):
     """Keypoint descriptors of many references with their positions (see module docstring)."""
 
     family = FAMILY
-    metric = Metric.COSINE  # "higher is closer": the detector's score is an inlier count
+    metric = Metric.COUNT  # the detector's score is an inlier count
 
     def __init__(self, dim: int = 128, auto_train_rows: int | None = AUTO_TRAIN_ROWS, nprobe: int = DEFAULT_NPROBE,
                  expected_rows: int = 0, code_scale: float = CODE_SCALE):
@@ -135,6 +151,9 @@ class LocalIndex(VectorIndex):
         self._flags: dict[int, np.ndarray] = {}  # ref id -> (n,) uint8 keypoint flags (FLAG_TEXT)
         self._outline: dict[int, np.ndarray] = {}  # ref id -> (k, 2) uint16 outline vertices as fractions
         self._size: dict[int, tuple[int, int]] = {}  # ref id -> (width, height) of the image embedded
+        self.shortlist = SHORTLIST  # pre-filter: references kept per query group (0: off; a search parameter)
+        self.prefilter_min_refs = PREFILTER_MIN_REFS
+        self._pre: _Prefilter | None = None  # derived from the inverted lists; None after any change
 
     # ------------------------------------------------------------------ description
     @staticmethod
@@ -244,6 +263,7 @@ class LocalIndex(VectorIndex):
             self._size[owner] = (w, h)
             row_ids[a:b] = (owner << KP_BITS) | np.arange(b - a, dtype=np.int64)
         self._faiss.add_with_ids(to_codes(vectors, self.dim, self.code_scale), row_ids)
+        self._pre = None
         self._maybe_train()
 
     def _maybe_train(self) -> None:
@@ -262,6 +282,7 @@ class LocalIndex(VectorIndex):
         removed = int(self._faiss.remove_ids(faiss.IDSelectorBatch(row_ids)))
         for i in gone:
             del self._xy[i], self._size[i], self._flags[i], self._outline[i]
+        self._pre = None
         return removed
 
     # ------------------------------------------------------------------ codebook
@@ -306,6 +327,7 @@ class LocalIndex(VectorIndex):
         self.nprobe = nprobe
         self._codebook = hashlib.sha256(faiss.serialize_index(index).tobytes()).hexdigest()
         self.trained_rows = int(len(train))
+        self._pre = None
         if len(codes):
             self._faiss.add_with_ids(codes, row_ids)
 
@@ -359,17 +381,31 @@ class LocalIndex(VectorIndex):
         self._flags.update(other._flags)
         self._outline.update(other._outline)
         self._size.update(other._size)
+        self._pre = None
         self._maybe_train()
 
     # ------------------------------------------------------------------ search
-    def search(self, vectors: np.ndarray, k: int) -> Neighbours:
-        """The ``k`` nearest keypoint rows of every query row."""
+    def prefilters(self) -> bool:
+        """Whether ``search`` shortlists references first (see the module docstring)."""
+        if not self.shortlist or self._codebook is None or len(self) <= max(self.prefilter_min_refs, self.shortlist):
+            return False
+        return faiss.extract_index_ivf(self._faiss).nlist >= PREFILTER_MIN_WORDS
+
+    def search(self, vectors: np.ndarray, k: int, groups: np.ndarray | None = None) -> Neighbours:
+        """The ``k`` nearest keypoint rows of every query row.
+
+        With the pre-filter on (``prefilters``), among the references shortlisted for the row's
+        group only: ``groups`` (one value per row, e.g. the mirrored flag) says which rows are
+        one query image for the shortlist; all rows are one group when it is None.
+        """
         q = to_codes(vectors, self.dim, self.code_scale)
         n = len(q)
         if n == 0 or self.rows == 0:
             e = np.zeros(0, np.int64)
             return Neighbours(e, e, e, np.zeros(0, np.float32), np.zeros(0, np.int32), np.full(n, np.inf, np.float32))
         k = max(1, min(k, self.rows))
+        if self.prefilters():
+            return self._search_shortlisted(q, k, groups)
         if self._codebook is not None:  # nprobe as a search parameter: the index (and its bytes) stay as they are
             params = faiss.SearchParametersIVF()
             params.nprobe = int(self.nprobe)
@@ -378,6 +414,46 @@ class LocalIndex(VectorIndex):
             d2, rid = self._faiss.search(q, k)
         valid = rid >= 0
         dist = code_distance_to_l2(d2, self.code_scale).astype(np.float32)
+        kth = np.where(valid[:, -1], dist[:, -1], np.inf).astype(np.float32)
+        qrow, rank = np.nonzero(valid)
+        ids = rid[qrow, rank]
+        return Neighbours(qrow.astype(np.int64), ids >> KP_BITS, ids & KP_MASK, dist[qrow, rank],
+                          rank.astype(np.int32), kth)
+
+    def shortlist_refs(self, vectors: np.ndarray, n: int | None = None) -> np.ndarray:
+        """Reference ids of the ``n`` (default ``shortlist``) best tf-idf matches of these rows, best first."""
+        pre = self._prefilter()
+        return pre.refs[pre.rank(self._faiss, to_codes(vectors, self.dim, self.code_scale), n or self.shortlist)]
+
+    def _prefilter(self) -> "_Prefilter":
+        if self._pre is None:
+            self._pre = _Prefilter.build(self._faiss, np.array(sorted(self._size), dtype=np.int64))
+        return self._pre
+
+    def _search_shortlisted(self, q: np.ndarray, k: int, groups: np.ndarray | None) -> Neighbours:
+        """k-NN of each group's rows among its shortlisted references' decoded codes (exact over those)."""
+        pre = self._prefilter()
+        groups = np.zeros(len(q), np.int64) if groups is None else np.asarray(groups).reshape(-1)
+        if len(groups) != len(q):
+            raise LocalIndexError(f"groups has {len(groups)} values for {len(q)} query rows")
+        d2 = np.full((len(q), k), np.inf, np.float32)
+        rid = np.full((len(q), k), -1, np.int64)
+        decoded: dict[int, np.ndarray] = {}  # ref position -> decoded rows, shared by the groups
+        for g in np.unique(groups):
+            rows = np.flatnonzero(groups == g)
+            top = pre.rank(self._faiss, q[rows], self.shortlist)
+            for p in top.tolist():
+                if p not in decoded:
+                    a, b = pre.row_ptr[p], pre.row_ptr[p + 1]
+                    decoded[p] = self._faiss.sa_decode(pre.codes[a:b])
+            base = np.concatenate([decoded[p] for p in top.tolist()])
+            base_ids = np.concatenate([pre.row_ids[pre.row_ptr[p]:pre.row_ptr[p + 1]] for p in top.tolist()])
+            kk = min(k, len(base))
+            dist, pos = faiss.knn(np.ascontiguousarray(q[rows]), np.ascontiguousarray(base, dtype=np.float32), kk)
+            d2[rows, :kk] = dist
+            rid[rows, :kk] = np.where(pos >= 0, base_ids[np.maximum(pos, 0)], -1)
+        valid = rid >= 0
+        dist = code_distance_to_l2(np.where(valid, d2, 0), self.code_scale).astype(np.float32)
         kth = np.where(valid[:, -1], dist[:, -1], np.inf).astype(np.float32)
         qrow, rank = np.nonzero(valid)
         ids = rid[qrow, rank]
@@ -466,3 +542,76 @@ def _outline_codes(rows: np.ndarray, w: int, h: int) -> np.ndarray:
     frac = pts / np.array([w, h], np.float64)
     return np.clip(np.rint(frac * 65535.0), 0, 65535).astype(np.uint16)
 
+
+
+@dataclass
+class _Prefilter:
+    """Bag-of-words view of an ivfpq index: per coarse word the references holding it, per reference its codes.
+
+    ``refs``: reference ids, sorted; ``row_ptr``/``row_ids``/``codes``: each reference's rows (CSR over
+    ``refs``) as FAISS ids and standalone codes (``sa_encode`` layout: list number, then the PQ code);
+    ``word_ptr``/``word_refs``: per word the positions (into ``refs``) of the references holding it;
+    ``idf`` per word; ``norm`` per reference (of its binary idf-weighted word vector).
+    """
+
+    refs: np.ndarray
+    row_ptr: np.ndarray
+    row_ids: np.ndarray
+    codes: np.ndarray
+    word_ptr: np.ndarray
+    word_refs: np.ndarray
+    idf: np.ndarray
+    norm: np.ndarray
+
+    @classmethod
+    def build(cls, index: faiss.Index, refs: np.ndarray) -> "_Prefilter":
+        ivf = faiss.extract_index_ivf(index)
+        inv = ivf.invlists
+        nlist, cs, ccs = ivf.nlist, inv.code_size, ivf.coarse_code_size()
+        ids_parts, code_parts, word_lens, word_parts = [], [], np.zeros(nlist, np.int64), []
+        for lst in range(nlist):
+            n = inv.list_size(lst)
+            if n == 0:
+                continue
+            ids = faiss.rev_swig_ptr(inv.get_ids(lst), n).copy()
+            codes = np.empty((n, ccs + cs), np.uint8)
+            codes[:, :ccs] = np.frombuffer(int(lst).to_bytes(8, "little")[:ccs], np.uint8)
+            codes[:, ccs:] = faiss.rev_swig_ptr(inv.get_codes(lst), n * cs).reshape(n, cs)
+            ids_parts.append(ids)
+            code_parts.append(codes)
+            owners = np.unique(ids >> KP_BITS)
+            word_lens[lst] = len(owners)
+            word_parts.append(owners)
+        row_ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int64)
+        codes = np.concatenate(code_parts) if code_parts else np.zeros((0, ccs + cs), np.uint8)
+        del ids_parts, code_parts
+        order = np.argsort(row_ids, kind="stable")
+        row_ids, codes = row_ids[order], codes[order]
+        del order
+        row_ptr = np.searchsorted(row_ids >> KP_BITS, np.r_[refs, refs[-1] + 1 if len(refs) else 0]).astype(np.int64)
+        word_refs = (np.searchsorted(refs, np.concatenate(word_parts)) if word_parts
+                     else np.zeros(0, np.int64)).astype(np.int32)
+        word_ptr = np.r_[0, np.cumsum(word_lens)].astype(np.int64)
+        idf = np.log(max(1, len(refs)) / np.maximum(word_lens, 1)).astype(np.float32)
+        w2 = np.repeat(idf.astype(np.float64) ** 2, word_lens)
+        norm = np.sqrt(np.bincount(word_refs, weights=w2, minlength=len(refs))).astype(np.float32)
+        return cls(refs, row_ptr, row_ids, codes, word_ptr, word_refs, idf, np.maximum(norm, 1e-6))
+
+    def rank(self, index: faiss.Index, q: np.ndarray, n: int) -> np.ndarray:
+        """Positions (into ``refs``) of the ``n`` references sharing the most idf-weighted words with the rows ``q``
+        (code units), best first."""
+        quantizer = faiss.extract_index_ivf(index).quantizer
+        _, words = quantizer.search(np.ascontiguousarray(q, dtype=np.float32), PREFILTER_ASSIGN)
+        words = np.unique(words[words >= 0])
+        lo, hi = self.word_ptr[words], self.word_ptr[words + 1]
+        lens = hi - lo
+        total = int(lens.sum())
+        n = min(n, len(self.refs))
+        if total == 0:
+            return np.arange(n)
+        starts = np.repeat(lo - np.r_[0, np.cumsum(lens)[:-1]], lens)
+        hit = self.word_refs[starts + np.arange(total)]
+        score = np.bincount(hit, weights=np.repeat(self.idf[words].astype(np.float64) ** 2, lens),
+                            minlength=len(self.refs)) / self.norm
+        top = np.argpartition(-score, n - 1)[:n] if n < len(score) else np.arange(len(score))
+        return top[np.lexsort((top, -score[top]))]
