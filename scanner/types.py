@@ -471,7 +471,9 @@ class Note:
             return None
         onset, pitch = _finite(x[0]), _whole(x[1])
         duration = _finite(x[2]) if len(x) == 3 else None
-        if onset is None or pitch is None or (len(x) == 3 and (duration is None or duration < 0)):
+        if onset is None or pitch is None or not 0 <= pitch <= 127:
+            return None  # MIDI pitches only: a record's pitch also sizes the report's piano roll
+        if len(x) == 3 and (duration is None or duration < 0):
             return None
         return cls(onset, pitch, duration)
 
@@ -508,7 +510,8 @@ class Notes(Evidence):
                 return ()
             seqs.append(tuple(notes))
         tempo = _finite(extra.get("tempo_ratio"))
-        return (cls(seqs[0], seqs[1], _whole(extra.get("transposition")),
+        shift = _whole(extra.get("transposition"))
+        return (cls(seqs[0], seqs[1], shift if shift is not None and abs(shift) <= 127 else None,
                     tempo if tempo is not None and tempo > 0 else None, _whole(extra.get("aligned_notes"))),)
 
 

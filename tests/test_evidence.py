@@ -80,10 +80,16 @@ def test_every_type_has_a_case_and_a_whole_set_round_trips():
     {"asset_start": math.nan, "asset_end": 2}, {"asset_start": True, "asset_end": 2}, {"frame": -1},
     {"frame": "../x"}, {"sample_id": "9"}, {"matches": 3.5}, {"inliers": "40"}, {"asset_duration": -1},
     {"asset_notes": [[0, 60]], "ref_notes": [[0, "C4"]]}, {"asset_notes": [[0, 60]]}, {"asset_polygon": [[1, 2, 3]]},
+    {"asset_notes": [[0, 60]], "ref_notes": [[0, 10 ** 9]]}, {"asset_notes": [[0, -1]], "ref_notes": [[0, 60]]},
     {"span": [1, math.inf]}, {"timecode": 12}, "not a dict", None,
 ])
 def test_malformed_values_give_no_evidence(extra):
     assert evidence_from_json(extra) == ()
+
+
+def test_a_transposition_beyond_midi_is_dropped():
+    (notes,) = Notes.from_json({"transposition": 10 ** 9, "asset_notes": [[0, 60]], "ref_notes": [[0, 60]]})
+    assert notes.transposition is None
 
 
 def test_span_layout_and_image_names_are_checked():

@@ -660,11 +660,14 @@ def _note_name(pitch: int) -> str:
     return f"{_NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
+MAX_ROLL_NOTES = 512  # notes drawn per sequence (detectors send a sample of at most 48)
+
+
 def _piano_roll(n: Notes, width: float = 480.0, height: float = 170.0) -> str:
     """The aligned notes as a small piano roll: asset notes filled, reference notes outlined, moved
     onto the asset's key (by the transposition) and time (by a line through the aligned onsets), so
     matching notes overlap. A note without a duration lasts until the next one (at most 0.5 s)."""
-    pairs = list(zip(n.asset, n.ref))
+    pairs = list(zip(n.asset, n.ref))[:MAX_ROLL_NOTES]
     if not pairs:
         return ""
     shift = n.transposition or 0
