@@ -66,7 +66,7 @@ from scipy import ndimage, signal  # noqa: E402
 
 from scanner.config import Settings  # noqa: E402
 from scanner.detectors.base import Embedding  # noqa: E402
-from scanner.detectors.fingerprint import MIN_HIT_MATCHES, FingerprintDetector, LandmarkParams  # noqa: E402
+from scanner.detectors.fingerprint import FingerprintDetector, LandmarkParams  # noqa: E402
 from scanner.policy.calibration import merge_calibration  # noqa: E402
 from scanner.index.landmarks import BYTES_PER_ROW, LandmarkIndex  # noqa: E402
 from scanner.media.audio import AudioClip, decode_audio  # noqa: E402
@@ -443,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     score = {m: np.array([r.score[m] for r in results]) for m in methods}
     top_ok = {m: np.array([r.top_ok[m] for r in results]) for m in methods}
     span_ok = {m: np.array([r.span_ok[m] for r in results]) for m in methods}
-    floor = {"ours": float(MIN_HIT_MATCHES), "baseline": 1.0}
+    floor = {"ours": float(det.min_hit_matches), "baseline": 1.0}
     ops = {m: [operating_point(score[m][pos], top_ok[m][pos], score[m][~pos], f, floor[m]) for f in FPR_LEVELS]
            for m in methods}
 

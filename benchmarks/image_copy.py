@@ -544,7 +544,7 @@ def load_methods(clip_models: Sequence[str]) -> tuple[list[Method], list[str]]:
         methods.append(detector_method("SSCD" if model == SSCD_MODELS[0] else "SSCD-mnv4", det))
     for model in clip_models:
         try:
-            det = create("image.clip", Settings(clip_model=model))
+            det = create("image.clip", Settings().with_options("image.clip", model=model))
         except ModelMissingError:
             skipped.append(f"image.clip [{model}]: not measured: weights not installed")
             continue

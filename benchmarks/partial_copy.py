@@ -85,6 +85,7 @@ from scanner.detectors import local as local_mod  # noqa: E402
 from scanner.errors import MediaError, ModelMissingError  # noqa: E402
 from scanner.index.local_index import KP_BITS, LocalIndex  # noqa: E402
 from scanner.media.image import decode_image  # noqa: E402
+from scanner.policy.calibration import load_calibration  # noqa: E402
 from scanner.types import Metric  # noqa: E402
 
 DEFAULT_IMAGES = REPO_ROOT.parent / "shared" / "data" / "images"
@@ -97,7 +98,8 @@ CANVASES = ((1024, 768), (960, 640), (800, 800), (1024, 576), (768, 1024))
 SCALE_SIZES = (1000, 10000, 100000)
 SCALE_QUERIES = 12
 FONT_SIZE_RANGE = (40, 90)
-DETECTOR_FLOOR = local_mod.MIN_INLIERS  # image.local never reports fewer inliers; thresholds never go below
+LOCAL_FLOORS = load_calibration(Settings().calibration).floors("image.local", "rootsift-v1")  # its gating floors
+DETECTOR_FLOOR = int(LOCAL_FLOORS["min_inliers"])  # image.local never reports fewer inliers; thresholds never go below
 DIAGNOSTIC_FLOOR = 5  # during the run fits down to this many inliers are kept, so the negatives' tail shows
 
 Composer = Callable[[Image.Image, "Backgrounds", np.random.Generator], tuple[Image.Image, np.ndarray, float]]
@@ -681,7 +683,7 @@ class OrbBrute:
                     continue
                 good = [a for a, b in (p for p in self.matcher.knnMatch(d, rd, k=2) if len(p) == 2)
                         if a.distance < local_mod.RATIO * b.distance]
-                if len(good) < local_mod.MIN_TENTATIVE:
+                if len(good) < LOCAL_FLOORS["min_tentative"]:
                     continue
                 src = rxy[[g.trainIdx for g in good]]
                 dst = xy[[g.queryIdx for g in good]]
@@ -771,7 +773,7 @@ class ScaleRow:
 def time_search(det: Detector, index: LocalIndex, queries: Sequence[Embedding]) -> tuple[float, float]:
     start = time.perf_counter()
     for q in queries:
-        index.search(q.vectors, local_mod.SEARCH_K)
+        index.search(q.vectors, det.search_k)
     faiss_ms = 1000 * (time.perf_counter() - start) / len(queries)
     start = time.perf_counter()
     det.search(index, queries)
@@ -899,14 +901,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     methods.append(Method("PDQ", create("image.pdq", Settings())))
     clip_note = ""
     try:
-        methods.append(Method("CLIP", create("image.clip", Settings(clip_model=CLIP_MODEL))))
+        methods.append(Method("CLIP", create("image.clip", Settings().with_options("image.clip", model=CLIP_MODEL))))
         clip_note = (f"image.clip runs the random-weight TEST model {CLIP_MODEL!r} (the only CLIP available offline): "
                      "a plumbing baseline, not what a real CLIP model would score")
     except ModelMissingError as exc:
         clip_note = f"image.clip not measured: {exc}"
     for m in methods:
         m.build(refs)
-    local_mod.MIN_INLIERS = DIAGNOSTIC_FLOOR  # see DIAGNOSTIC_FLOOR; restored before the scale test
+    local.min_inliers = DIAGNOSTIC_FLOOR  # see DIAGNOSTIC_FLOOR; restored before the scale test
 
     n_tex = 3 if args.quick else 10
     textures = [texture(k, s, CANVASES[s % len(CANVASES)]) for k in TEXTURES for s in range(n_tex)]
@@ -1000,7 +1002,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.ablation:
         ablation(refs, pos, neg, transforms, bgs, args.seed, lm, ops, ref_groups, refs_q, held_q)
 
-    local_mod.MIN_INLIERS = DETECTOR_FLOOR
+    local.min_inliers = DETECTOR_FLOOR
     scale_rows: list[ScaleRow] = []
     sizes = [int(s) for s in args.scale.split(",") if s.strip()]
     if sizes:

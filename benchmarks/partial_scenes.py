@@ -348,11 +348,12 @@ def run_suite(args) -> None:
     baseline = Runner("local-no-text", local_mod.LocalDetector(Settings(), text=False))
     reg, held, scenes = load_items(data, args.per_kind, args.seed, baseline.detector)
     runners = [Runner("local", create("image.local", Settings()))]
-    floor = local_mod.MIN_INLIERS
+    floor = runners[0].detector.min_inliers
     for r in runners + [baseline]:
         r.build(reg)
     build_s = time.perf_counter() - t0
-    local_mod.MIN_INLIERS = pc.DIAGNOSTIC_FLOOR  # the negatives' tail shows; restored below
+    for r in runners + [baseline]:  # the negatives' tail shows; restored below
+        r.detector.min_inliers = pc.DIAGNOSTIC_FLOOR
     queries: list[Query] = []
     try:
         for positive, items in ((True, reg), (False, held)):
@@ -381,7 +382,8 @@ def run_suite(args) -> None:
                 record(q, r.label, hits)
         queries.extend(plain)
     finally:
-        local_mod.MIN_INLIERS = floor
+        for r in runners + [baseline]:
+            r.detector.min_inliers = floor
     report(args, reg, held, queries, runners[0], baseline, floor, build_s, time.perf_counter() - t0)
 
 
@@ -438,8 +440,8 @@ def report(args, reg, held, queries, main: Runner, baseline: Runner, floor: int,
     cov = np.array([q.right_hit[label].extra.get("coverage", 0.0) for q, f in zip(pos, allf) if f])
     lost = [q for q in pos if q.right_hit[label] is not None and q.right_hit[label].extra.get("text_only")]
     if len(cov):
-        print(f"  coverage (share of the reference's keypoints off text spanned by the inliers; MIN_COVER "
-              f"{local_mod.MIN_COVER}) of found positives: min {cov.min():.2f}, 5th percentile "
+        print(f"  coverage (share of the reference's keypoints off text spanned by the inliers; min_cover "
+              f"{main.detector.min_cover}) of found positives: min {cov.min():.2f}, 5th percentile "
               f"{np.percentile(cov, 5):.2f}, median {np.median(cov):.2f}")
     print(f"  positives whose hit on their own reference is 'title lettering only': {len(lost)}"
           + (" (" + ", ".join(f"{q.case}/{q.item}" for q in lost[:6]) + ")" if lost else ""))

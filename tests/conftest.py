@@ -29,7 +29,8 @@ def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
 def settings(tmp_path: Path) -> Settings:
     """PDQ-only settings in a temp workspace (fast; no torch model)."""
     return Settings(catalog=tmp_path / "ws" / "catalog.db", index_dir=tmp_path / "ws" / "indexes",
-                    model_cache=tmp_path / "ws" / "models", detectors=("image.pdq",), clip_model="clip-test-tiny")
+                    model_cache=tmp_path / "ws" / "models", detectors=("image.pdq",),
+                    detector_options={"image.clip": {"model": "clip-test-tiny"}})
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ def test_index_from_other_model_is_refused(settings, works, deliverables, tmp_pa
     s = Scanner(base)
     s.add_reference(works)
     s.build_index()
-    other = Scanner(dataclasses.replace(base, clip_model="clip-test-tiny-b"))
+    other = Scanner(base.with_options("image.clip", model="clip-test-tiny-b"))
     with pytest.raises(IndexMismatchError, match="clip-test-tiny"):
         other.check(deliverables / "copy_resized.jpg")
     (rep,) = other.build_index(rebuild=True)
@@ -123,7 +123,7 @@ def test_clip_test_model_is_named_in_results(settings, works, deliverables):
 
 
 def test_missing_real_model_is_a_clear_error(settings, works):
-    s = Scanner(dataclasses.replace(settings, detectors=("image.clip",), clip_model="clip-vit-b-32-laion2b"))
+    s = Scanner(dataclasses.replace(settings, detectors=("image.clip",)).with_options("image.clip", model="clip-vit-b-32-laion2b"))
     s.add_reference(works)
     with pytest.raises(ModelMissingError, match="scanner models import clip-vit-b-32-laion2b"):
         s.build_index()

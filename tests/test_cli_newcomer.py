@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from scanner.cli import app
 from scanner.config import Settings
+from scanner.detectors.base import options_for
 from tests.conftest import REPO, by_name
 
 runner = CliRunner()
@@ -206,13 +207,13 @@ def test_detectors_command_lists_every_registered_detector(cli):
         assert row["installed"], row
     assert rows["image.pdq"]["model"] == "" and rows["image.pdq"]["installed"] == "no weights needed"
     assert rows["image.pdq"]["enabled"] and not rows["image.face"]["enabled"]  # SCANNER_DETECTORS=image.pdq
-    assert rows["image.clip"]["model"] == Settings().clip_model
+    assert rows["image.clip"]["model"] == options_for("image.clip", Settings()).model
     table = cli("detectors")
     assert table.exit_code == 0 and all(name in table.output for name in rows)
 
 
 def test_detectors_installed_state_follows_the_model_cache(cli, tmp_path):
-    clip = Settings().clip_model
+    clip = options_for("image.clip", Settings()).model
     before = {r["name"]: r for r in map(json.loads, cli("detectors", "--json").stdout.splitlines())}
     assert before["image.clip"]["installed"] == "no"
     weights = tmp_path / "w.bin"

@@ -91,6 +91,7 @@ class _Thumb(VectorDetector):
 
     def __init__(self):
         self.model_id, self.weights_sha256, self.dim = "thumb-v1", "none", 36
+        self.floors = {"search_k": 10}  # as its calibration entry below says
 
     def _vector(self, img: Image.Image) -> np.ndarray:
         x = np.asarray(img.convert("L").resize((6, 6), Image.Resampling.BOX), np.float32).reshape(-1)
@@ -127,7 +128,7 @@ class _TupleParams(_Thumb):
 @pytest.fixture
 def thumb_settings(tmp_path) -> Settings:
     levels = {"block": 0.97, "review": 0.95}
-    entry = {"metric": "cosine", "final": levels, "ideation": levels}
+    entry = {"metric": "cosine", "final": levels, "ideation": levels, "floors": {"search_k": 10}}
     path = tmp_path / "calibration.json"
     path.write_text(json.dumps({"version": "test", "detectors": {"test.thumb": {"thumb-v1": entry}}}))
     return Settings(calibration=path)
@@ -164,7 +165,7 @@ def test_a_copy_short_of_the_review_level_fails(tmp_path):
     levels = {"block": 0.99999, "review": 0.99999}
     path = tmp_path / "calibration.json"
     path.write_text(json.dumps({"version": "t", "detectors": {"test.thumb": {"thumb-v1": {
-        "metric": "cosine", "final": levels, "ideation": levels}}}}))
+        "metric": "cosine", "final": levels, "ideation": levels, "floors": {"search_k": 10}}}}}))
     with pytest.raises(AssertionError, match="short of the review level"):
         _kit(_Thumb, Settings(calibration=path)).check_copy_matches()
 

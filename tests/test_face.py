@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 
 from scanner.config import REPO_ROOT, Settings
 from scanner.detectors.base import create
-from scanner.detectors.package_weights import package_dir
+from scanner.models.package_weights import package_dir
 from scanner.errors import ConfigError, ModelMissingError
 from scanner.testing.fixtures import artwork
 from scanner.types import Metric

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from scanner.config import Settings
-from scanner.detectors.package_weights import package_dir
+from scanner.models.package_weights import package_dir
 
 pytest.importorskip("dlib", reason="dlib is not installed (pip install dlib-bin)")
 pytest.importorskip("torch")

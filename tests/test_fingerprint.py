@@ -103,7 +103,7 @@ def assert_found(hits, ref_id, threshold, ref_start=None, asset_offset=0.0, scal
 
 def test_registered_with_metric_and_params(det):
     d = create("audio.fingerprint", Settings())
-    assert type(d) is FingerprintDetector and d.modality == "audio" and d.metric is Metric.COSINE
+    assert type(d) is FingerprintDetector and d.modality == "audio" and d.metric is Metric.COUNT
     assert d.model_id == fp.MODEL_ID and d.weights_sha256 == "none" and d.dim == 1
     params = d.params
     for key in ("sr", "n_fft", "hop", "bins_per_octave", "fan", "hash_layout"):

@@ -12,13 +12,16 @@ from PIL import Image, ImageOps
 from scanner.config import Settings
 from scanner.detectors import create
 from scanner.detectors.local import (
-    MIN_INLIERS, LocalDetector, _features, _grey, mirror_descriptors, polygon_iou,
+    LocalDetector, _features, _grey, mirror_descriptors, polygon_iou,
 )
 from scanner.errors import IndexCorruptError, IndexMismatchError
 from scanner.index import IndexStore
 from scanner.index.local_index import LocalIndex, LocalIndexError
 from scanner.media.image import decode_image
+from scanner.policy.calibration import load_calibration
 from scanner.testing.fixtures import artwork
+
+MIN_INLIERS = load_calibration(Settings().calibration).floors("image.local", "rootsift-v1")["min_inliers"]
 
 W, H = 768, 440  # fixture artworks without their "OPUS nnn" title band (shared text would match across works)
 

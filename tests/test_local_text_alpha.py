@@ -17,13 +17,16 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from scanner.config import Settings
 from scanner.detectors import create
-from scanner.detectors.local import MIN_INLIERS, LocalDetector, polygon_iou
+from scanner.detectors.local import LocalDetector, polygon_iou
 from scanner.detectors.ocr import MODEL, TextDetectionError, TextFinder
 from scanner.errors import ConfigError, ModelMissingError
 from scanner.index.local_index import LocalIndex
 from scanner.media.image import alpha_mask, decode_image
+from scanner.policy.calibration import load_calibration
 from scanner.testing.fixtures import artwork
 from tests.test_local import QUAD, build, paste, rect, work
+
+MIN_INLIERS = load_calibration(Settings().calibration).floors("image.local", "rootsift-v1")["min_inliers"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -179,15 +182,13 @@ def test_failed_text_detection_still_checks_the_asset_with_a_note(det, monkeypat
 
 
 def test_clustered_inliers_below_the_cover_share_do_not_verify(det, monkeypatch):
-    """A copy whose inliers off the text span less than MIN_COVER of the reference is not reported."""
-    import scanner.detectors.local as local
-
+    """A copy whose inliers off the text span less than the min_cover floor of the reference is not reported."""
     ref = work(7)
     index = build(det, {41: ref})
     q = det.embed_queries([paste(ref, QUAD)])
     hit = det.search(index, q)[0][0]
     assert hit.extra["coverage"] > 0.3
-    monkeypatch.setattr(local, "MIN_COVER", hit.extra["coverage"] + 0.01)
+    monkeypatch.setattr(det, "min_cover", hit.extra["coverage"] + 0.01)
     assert all(h.ref_id != 41 or h.score < MIN_INLIERS for h in det.search(index, q)[0])
 
 

@@ -72,7 +72,7 @@ def test_gpu_requested_without_one_is_a_clear_error(tmp_path):
 
 
 def test_distilled_model_is_the_fast_option(tmp_path):
-    det = create("image.sscd", Settings(model_cache=tmp_path, sscd_model="sscd-distilled-mnv4"))
+    det = create("image.sscd", Settings(model_cache=tmp_path).with_options("image.sscd", model="sscd-distilled-mnv4"))
     assert det.model_id == "sscd-distilled-mnv4"
     (e,) = det.embed_references([_texture(1)])
     assert e.vectors.shape == (1, 512) and abs(float(np.linalg.norm(e.vectors)) - 1) < 1e-5

@@ -17,7 +17,7 @@ import pytest
 
 from scanner.config import REPO_ROOT, Settings
 from scanner.detectors.base import create
-from scanner.detectors.package_weights import package_dir
+from scanner.models.package_weights import package_dir
 from scanner.errors import ConfigError, ModelMissingError
 from scanner.media.audio import AudioClip
 from scanner.types import Metric

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from scanner.config import REPO_ROOT, Settings
-from scanner.detectors.weights import (
+from scanner.detectors.base import options_for
+from scanner.models.weights import (
     RECEIPT, ModelSpec, find_weights, get_spec, import_weights, registry, require_weights,
 )
 from scanner.errors import ConfigError, ModelMissingError, ScannerError
@@ -107,7 +108,7 @@ def test_bad_registry_file(env, content):
 def test_repository_registry_is_valid():
     specs = registry(Settings(model_registry=REPO_ROOT / "models"))
     assert "clip-test-tiny" in specs and specs["clip-test-tiny"].test_only
-    default = specs[Settings().clip_model]
+    default = specs[options_for("image.clip", Settings()).model]
     assert not default.test_only and default.weights_file and default.dim > 0
 
 
@@ -258,7 +259,7 @@ def test_read_only_model_folder_still_gives_digest(env, monkeypatch):
     spec = get_spec(settings, "model-a")
     (reg / "model-a").mkdir()
     (reg / "model-a" / "model.bin").write_bytes(WEIGHTS)
-    import scanner.detectors.weights as w
+    import scanner.models.weights as w
 
     def refuse(*a, **kw):
         raise PermissionError(13, "Read-only file system")

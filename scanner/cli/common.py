@@ -10,7 +10,6 @@ import functools
 import inspect
 import sys
 from contextlib import contextmanager
-from dataclasses import fields
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
@@ -39,15 +38,25 @@ StageOpt = Annotated[Optional[Stage], typer.Option("--stage", help="Delivery sta
 
 
 def _model_options() -> dict[str, Any]:
-    """``--<name>-model`` for every ``*_model`` setting, so a new detector's model option needs no CLI edit."""
-    defaults = Settings()
+    """``--<kind>-model`` for every detector the model registry has models for (``--sscd-model`` sets
+    ``image.sscd``'s ``Options.model``), so a new detector's model option needs no CLI edit.
+
+    Read from the registry's JSON files, not the detector classes: ``scanner --help`` imports no detector.
+    """
+    from scanner.errors import ConfigError
+    from scanner.models.weights import model_flag, registry
+
+    try:
+        specs = list(registry(Settings()).values())
+    except ConfigError:  # a broken registry file: the commands that need it say so
+        specs = []
     opts = {}
-    for f in fields(Settings):
-        if f.name.endswith("_model"):
-            flag = "--" + f.name.replace("_", "-")
-            opts[f.name] = Annotated[Optional[str], typer.Option(
-                flag, help=f"Model for the {f.name[:-len('_model')]} detector (default: {getattr(defaults, f.name)}; "
-                           "see `scanner models list`).", rich_help_panel=SETTINGS_PANEL, show_default=False)]
+    for detector in sorted({s.detector for s in specs}):
+        names = sorted(s.name for s in specs if s.detector == detector)
+        flag = model_flag(detector)
+        opts[flag[2:].replace("-", "_")] = Annotated[Optional[str], typer.Option(
+            flag, help=f"Model for {detector}: {', '.join(names)} (its default: `scanner detectors`).",
+            rich_help_panel=SETTINGS_PANEL, show_default=False)]
     return opts
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Annotated
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,6 +26,7 @@ class DetectorInfo:
     model: str  # "" for detectors that are an algorithm with no weights
     installed: str  # "yes", "no", "test model", "no weights needed", or why it cannot be told
     finds: str
+    options: dict[str, Any] = field(default_factory=dict)  # its Options as the settings make them
 
 
 def _finds(cls: type) -> str:
@@ -41,21 +42,19 @@ def _finds(cls: type) -> str:
     return line.strip()
 
 
-def _model_of(name: str, settings: "Settings", specs: dict) -> str:
-    """The model detector ``name`` runs under ``settings``: its ``<kind>_model`` setting, else its only registry entry."""
-    configured = getattr(settings, f"{name.split('.', 1)[-1]}_model", None)
-    if configured:
-        return str(configured)
-    own = [s.name for s in specs.values() if s.detector == name and not s.test_only]
-    return own[0] if len(own) == 1 else ""
+def _model_of(name: str, settings: "Settings") -> str:
+    """The registry model detector ``name`` runs under ``settings`` (its ``Options.model``; '' for none)."""
+    from scanner.models import model_name
+
+    return model_name(settings, name)
 
 
 def detector_info(settings: "Settings") -> list[DetectorInfo]:
     """Rows for every registered detector. Imports each detector module (no model is loaded)."""
     from scanner.cli.models import installed_weights
-    from scanner.detectors.base import detector_class, detector_names
-    from scanner.detectors.weights import registry
+    from scanner.detectors.base import detector_class, detector_names, options_for
     from scanner.errors import ScannerError
+    from scanner.models import registry
 
     specs = registry(settings)
     rows = []
@@ -65,7 +64,7 @@ def detector_info(settings: "Settings") -> list[DetectorInfo]:
         except ImportError as exc:  # an optional dependency is missing: say so, keep listing
             rows.append(DetectorInfo(name, name in settings.detectors, "?", "?", "", f"no ({exc.name} missing)", ""))
             continue
-        model = _model_of(name, settings, specs)
+        model = _model_of(name, settings)
         if not model:
             installed = "no weights needed"
         elif model not in specs:
@@ -78,7 +77,8 @@ def detector_info(settings: "Settings") -> list[DetectorInfo]:
             except ScannerError as exc:
                 installed = f"no ({exc})"
         rows.append(DetectorInfo(name, name in settings.detectors, cls.modality,
-                                 getattr(cls, "references", "work"), model, installed, _finds(cls)))
+                                 getattr(cls, "references", "work"), model, installed, _finds(cls),
+                                 asdict(options_for(cls, settings))))
     return rows
 
 
@@ -86,6 +86,8 @@ def detector_info(settings: "Settings") -> list[DetectorInfo]:
 def detectors(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    options: Annotated[bool, typer.Option("--options", help="List each detector's options: value, default, "
+                                          "type, and how to set it.")] = False,
 ) -> None:
     """List every detector: enabled or not, its model, whether the weights are installed, what it finds."""
     settings = settings_from(ctx)
@@ -96,6 +98,12 @@ def detectors(
         return
     from rich.table import Table
 
+    if options:
+        out.print(option_table(rows))
+        out.print(esc('set them in scanner.toml ([detectors."image.face"] min_face = 40), the environment variable '
+                      "shown, or --<kind>-model for a model"))
+        return
+
     table = Table("detector", "on", "model", "installed", "finds")
     for r in rows:
         colour = "green" if r.installed in ("yes", "no weights needed") else "yellow" if r.installed == "test model" \
@@ -105,3 +113,28 @@ def detectors(
     out.print(table)
     out.print(f"enabled: {','.join(settings.detectors)} (change with --detectors, SCANNER_DETECTORS or scanner.toml); "
               "install models with `scanner models pull NAME` or `scanner models import NAME FILE`")
+
+
+def option_table(rows: list[DetectorInfo]):
+    """A rich table of every detector option: its value under the settings, default, type and variable."""
+    from dataclasses import fields
+
+    from rich.table import Table
+
+    from scanner.config import env_name
+    from scanner.detectors.base import detector_class, option_types
+
+    table = Table("detector", "option", "value", "default", "type", "environment")
+    for r in rows:
+        if not r.options:
+            continue
+        cls = detector_class(r.name)
+        kinds = option_types(cls)
+        for f in fields(cls.Options):
+            if f.name not in kinds:
+                continue
+            value = r.options[f.name]
+            shown = esc(repr(value)) if value == f.default else f"[bold]{esc(repr(value))}[/]"
+            table.add_row(r.name, f.name, shown, esc(repr(f.default)), kinds[f.name].__name__,
+                          env_name(r.name, f.name))
+    return table

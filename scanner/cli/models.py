@@ -11,7 +11,7 @@ from scanner.cli.common import console, esc, handle_errors, out, settings_from
 
 if TYPE_CHECKING:
     from scanner.config import Settings
-    from scanner.detectors.weights import ModelSpec
+    from scanner.models.weights import ModelSpec
 
 app = typer.Typer(help="Model registry: which models exist and whether their weights are installed.",
                   no_args_is_help=True)
@@ -19,8 +19,8 @@ app = typer.Typer(help="Model registry: which models exist and whether their wei
 
 def installed_weights(spec: "ModelSpec", settings: "Settings") -> Path | None:
     """Where ``spec``'s weights are installed (model cache, registry folder or a pinned package), or None."""
-    from scanner.detectors.package_weights import main_weights
-    from scanner.detectors.weights import find_weights
+    from scanner.models.package_weights import main_weights
+    from scanner.models.weights import find_weights
     from scanner.errors import ScannerError
 
     path = find_weights(spec, settings)
@@ -46,7 +46,7 @@ def list_(ctx: typer.Context) -> None:
     """List registered models and their install state."""
     from rich.table import Table
 
-    from scanner.detectors.weights import registry
+    from scanner.models.weights import registry
 
     settings = settings_from(ctx)
     table = Table("name", "detector", "installed", "dim", "description")
@@ -59,7 +59,7 @@ def list_(ctx: typer.Context) -> None:
 @handle_errors
 def pull(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Model name from `scanner models list`.")]) -> None:
     """Download a model's weights (needs network access)."""
-    from scanner.detectors.weights import get_spec, pull_weights
+    from scanner.models.weights import get_spec, pull_weights
 
     settings = settings_from(ctx)
     path = pull_weights(get_spec(settings, name), settings)
@@ -74,7 +74,7 @@ def import_(
     file: Annotated[Path, typer.Argument(help="Weights file obtained elsewhere.")],
 ) -> None:
     """Install a weights file (checked against the registry's sha256 when one is known)."""
-    from scanner.detectors.weights import get_spec, import_weights
+    from scanner.models.weights import get_spec, import_weights
 
     settings = settings_from(ctx)
     path = import_weights(get_spec(settings, name), settings, file)

@@ -4,15 +4,22 @@ A detector turns decoded media into signals (``Embedding``), owns the index type
 signals live in, and knows how to search it. Vector detectors (hashes and embeddings
 searched with FAISS) get all of that from ``VectorDetector``; detectors with their own
 index type (audio landmarks, local keypoints) override ``new_index``/``load_index``/``search``.
+
+A detector describes its user-settable settings as ``Options`` (a frozen dataclass deriving from
+``DetectorOptions``: at least ``model``), which settings fill from ``[detectors."<name>"]`` in
+``scanner.toml``, ``SCANNER_<NAME>_<KEY>`` or ``--<kind>-model`` (``options_for``). What decides what
+calibration sees (``k``, minimum inliers or matches, quality floors) is not an option: it is calibration
+data, read with ``floors_for`` from the detector's entry in the calibration file (names in ``FLOORS``).
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import typing
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -24,7 +31,18 @@ from scanner.index.faiss_index import load_index
 from scanner.types import Metric
 from scanner.types import Evidence, evidence_from_json, evidence_to_json
 
-SEARCH_K = 10
+OPTION_TYPES = (str, int, float, bool)  # what an option may be: plain values TOML, env and flags can give
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """User-settable settings of a detector (``[detectors."<name>"]`` in ``scanner.toml``).
+
+    A detector's ``Options`` derives from this and adds its own knobs; every field has a default
+    and one of the ``OPTION_TYPES``. Settings store only what the user changed (``Settings.detector_options``).
+    """
+
+    model: str = ""  # registry model name (``scanner models list``); "" for an algorithm without learned weights
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,10 @@ class Detector(ABC):
     # Likeness detectors: the talent sample kind they read and the consent scopes that cover them.
     sample_kind: ClassVar[str | None] = None
     consent_scopes: ClassVar[tuple[str, ...]] = ()
+    Options: ClassVar[type[DetectorOptions]] = DetectorOptions
+    # Gating floors (and the search ``k``) this detector reads from its calibration entry's "floors".
+    FLOORS: ClassVar[tuple[str, ...]] = ()
+    floors: dict[str, float]
 
     @classmethod
     def summary(cls) -> str:
@@ -122,8 +144,11 @@ class VectorDetector(Detector):
     """Detectors whose signals are fixed-size rows searched by FAISS (hashes or embeddings).
 
     A query's rows are all searched; each reference keeps its closest row, and the hit
-    carries that row's ``extra`` entries (e.g. the face box) as evidence.
+    carries that row's ``extra`` entries (e.g. the face box) as evidence. ``search_k`` (neighbours
+    per row) is a calibration floor: a subclass's ``__init__`` sets ``self.floors = floors_for(...)``.
     """
+
+    FLOORS = ("search_k",)
 
     def new_index(self, expected_rows: int = 0) -> VectorIndex:
         """Exact below the size bound of ``choose_index``, approximate (HNSW, IVF) above it."""
@@ -138,7 +163,7 @@ class VectorDetector(Detector):
         if not rows or len(index) == 0:
             return out
         matrix = np.concatenate([q.vectors for q in queries if not q.empty])
-        scores, ids = index.search(matrix, SEARCH_K)
+        scores, ids = index.search(matrix, int(self.floors["search_k"]))
         best: list[dict[int, Hit]] = [{} for _ in queries]
         for (qi, ri), srow, irow in zip(rows, scores, ids):
             for score, ref_id in zip(srow, irow):
@@ -160,7 +185,7 @@ _REGISTRY: dict[str, type["Detector"]] = {}
 _DISCOVERED = False
 _BROKEN: dict[str, str] = {}  # module -> why it could not be imported
 # Modules of this package that hold shared code, not detectors.
-_NOT_DETECTORS = {"base", "weights", "package_weights"}
+_NOT_DETECTORS = {"base", "weights", "package_weights"}  # the last two: moved to scanner.models
 
 
 def register(name: str) -> Callable:
@@ -169,6 +194,11 @@ def register(name: str) -> Callable:
     def wrap(cls):
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"detector {name!r} is already registered")
+        if not issubclass(cls.Options, DetectorOptions):
+            raise TypeError(f"{name}: Options must derive from DetectorOptions")
+        odd = {k: t for k, t in option_types(cls).items() if t not in OPTION_TYPES}
+        if odd:
+            raise TypeError(f"{name}: options {sorted(odd)} are not of a plain type ({OPTION_TYPES})")
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -224,3 +254,79 @@ def likeness_detector(sample_kind: str) -> type["Detector"]:
 def create(name: str, settings: Settings) -> Detector:
     """Instantiate detector ``name`` (loading its model)."""
     return detector_class(name)(settings)
+
+
+# ------------------------------------------------------------------ options and floors
+
+
+def _class_of(detector: "type[Detector] | Detector | str") -> type["Detector"]:
+    if isinstance(detector, str):
+        return detector_class(detector)
+    return detector if isinstance(detector, type) else type(detector)
+
+
+def option_types(detector: "type[Detector] | Detector | str") -> dict[str, type]:
+    """``detector``'s option names and their types (``{"model": str, "min_face": int, ...}``); a detector
+    without a learned model (``Options.model`` defaults to '') has no ``model`` option."""
+    opts = _class_of(detector).Options
+    hints = typing.get_type_hints(opts)
+    return {f.name: hints[f.name] for f in fields(opts) if f.name != "model" or opts().model}
+
+
+def _coerce_option(kind: type, value: Any) -> Any:
+    """``value`` (from TOML, the environment or a flag: maybe a string) as ``kind``; ValueError if it is none."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+            raise ValueError("expected true or false")
+        return text in {"1", "true", "yes", "on"}
+    if isinstance(value, bool):
+        raise ValueError(f"expected {kind.__name__}, not a boolean")
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("expected a whole number")
+        return int(value)
+    if kind is float:
+        return float(value)
+    if not isinstance(value, (str, int, float)):
+        raise ValueError(f"expected text, not {type(value).__name__}")
+    return str(value)
+
+
+def check_options(name: str, values: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """``values`` for detector ``name`` checked against its ``Options`` and coerced to their types.
+
+    ``ConfigError`` (naming ``where`` the values came from) for an unknown detector, an unknown key
+    (listing the known ones) or a value of the wrong type.
+    """
+    cls = detector_class(name)
+    kinds = option_types(cls)
+    out: dict[str, Any] = {}
+    src = f" ({where})" if where else ""
+    for key, value in values.items():
+        if key not in kinds:
+            known = f"its options: {', '.join(kinds)}" if kinds else "it has no options"
+            raise ConfigError(f"unknown option {key!r} for detector {name}{src}; {known}")
+        try:
+            out[key] = _coerce_option(kinds[key], value)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"bad value for option {key!r} of detector {name}{src}: {value!r} "
+                              f"({exc}; expected {kinds[key].__name__})") from None
+    return out
+
+
+def options_for(detector: "type[Detector] | Detector | str", settings: Settings) -> DetectorOptions:
+    """``detector``'s ``Options``: its defaults with what ``settings`` change for it."""
+    cls = _class_of(detector)
+    return cls.Options(**settings.options_of(cls.name))
+
+
+def floors_for(detector: "type[Detector] | Detector | str", settings: Settings, model: str) -> dict[str, float]:
+    """The gating floors ``detector`` (running ``model``) reads from the calibration file: every name in its
+    ``FLOORS``. ``CalibrationError`` when the entry has none or lacks one."""
+    from scanner.policy.calibration import gating_floors
+
+    cls = _class_of(detector)
+    return gating_floors(settings.calibration, cls.name, model, cls.FLOORS)

@@ -7,14 +7,15 @@ installed (``scanner models pull|import``); the explicitly named test model
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from scanner.config import Settings
-from scanner.detectors.base import Embedding, VectorDetector, register
-from scanner.detectors.weights import ModelSpec, get_spec, require_weights
+from scanner.detectors.base import DetectorOptions, Embedding, VectorDetector, floors_for, options_for, register
+from scanner.models import ResolvedModel, resolve
 from scanner.errors import ConfigError
 from scanner.types import Metric
 
@@ -30,19 +31,19 @@ def pick_device(wanted: str) -> str:
     return wanted
 
 
-def _build(spec: ModelSpec, settings: Settings):
+def _build(model: ResolvedModel):
     import open_clip
     import torch
 
-    if spec.test_only:
+    spec = model.spec
+    if model.weights is None:  # a test model: random weights from its config
         torch.manual_seed(spec.seed)
         model = open_clip.CLIP(**spec.config)
         size = spec.config["vision_cfg"]["image_size"]
         preprocess = open_clip.image_transform(size, is_train=False)
         return model, preprocess, f"random-seed-{spec.seed}"
-    weights, digest = require_weights(spec, settings)
-    model, _, preprocess = open_clip.create_model_and_transforms(spec.architecture, pretrained=str(weights))
-    return model, preprocess, digest
+    net, _, preprocess = open_clip.create_model_and_transforms(spec.architecture, pretrained=str(model.weights))
+    return net, preprocess, model.sha256
 
 
 @register("image.clip")
@@ -52,15 +53,19 @@ class ClipDetector(VectorDetector):
     modality = "image"
     metric = Metric.COSINE
 
+    @dataclass(frozen=True)
+    class Options(DetectorOptions):
+        model: str = "clip-vit-b-32-laion2b"
+
     def __init__(self, settings: Settings):
         import torch
 
-        spec = get_spec(settings, settings.clip_model)
-        if spec.detector != "image.clip":
-            raise ConfigError(f"model {spec.name!r} is for {spec.detector}, not image.clip")
+        self.options = options_for(self, settings)
+        resolved = resolve(settings, self)
+        spec = resolved.spec
         self.spec = spec
         self.device = pick_device(settings.device)
-        model, self._preprocess, self.weights_sha256 = _build(spec, settings)
+        model, self._preprocess, self.weights_sha256 = _build(resolved)
         self._model = model.eval().to(self.device)
         if self.device.startswith("cuda"):
             self._model = self._model.half()
@@ -68,6 +73,7 @@ class ClipDetector(VectorDetector):
         self.model_id = spec.name
         self.dim = spec.dim
         self.test_only = spec.test_only
+        self.floors = floors_for(self, settings, self.model_id)
 
     @property
     def model_label(self) -> str:

@@ -46,6 +46,7 @@ helmets, patterns) do not count as a second face. Queries return every face, lar
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -53,9 +54,8 @@ import numpy as np
 from PIL import Image
 
 from scanner.config import Settings
-from scanner.detectors.base import Embedding, VectorDetector, register
-from scanner.detectors.package_weights import aux_file, main_weights
-from scanner.detectors.weights import get_spec
+from scanner.detectors.base import DetectorOptions, Embedding, VectorDetector, floors_for, options_for, register
+from scanner.models import resolve
 from scanner.errors import ConfigError, ModelMissingError
 from scanner.types import Metric
 
@@ -106,22 +106,40 @@ class FaceDetector(VectorDetector):
     consent_scopes = ("face", "digital-replica")
     metric = Metric.COSINE
 
-    def __init__(self, settings: Settings | None = None, *, model: str | None = None, detector: str = "hog",
-                 upsample: int | str = "auto", mirror: bool = True, jitter: int = 0,
-                 min_face: int = MIN_FACE, max_faces: int = MAX_FACES, cascade: bool = True, net: str = "torch"):
+    @dataclass(frozen=True)
+    class Options(DetectorOptions):
+        model: str = DEFAULT_MODEL
+        detector: str = "hog"  # face finder: one of DETECTORS
+        min_face: int = MIN_FACE
+        max_faces: int = MAX_FACES
+        cascade: bool = True  # queries: a coarse pass first, upsampling only where faces may hide
+        mirror: bool = True  # queries: also describe each face mirrored
+        net: str = "torch"  # descriptor network runtime: one of NETS (same weights)
+
+    def __init__(self, settings: Settings | None = None, *, model: str | None = None, detector: str | None = None,
+                 upsample: int | str = "auto", mirror: bool | None = None, jitter: int = 0,
+                 min_face: int | None = None, max_faces: int | None = None, cascade: bool | None = None,
+                 net: str | None = None):
+        # Keyword arguments (benchmarks, tests) win over the settings' options.
         settings = settings or Settings()
+        opts = self.options = options_for(self, settings)
+        detector = opts.detector if detector is None else detector
+        mirror = opts.mirror if mirror is None else mirror
+        min_face = opts.min_face if min_face is None else min_face
+        max_faces = opts.max_faces if max_faces is None else max_faces
+        cascade = opts.cascade if cascade is None else cascade
+        net = opts.net if net is None else net
         if detector not in DETECTORS:
             raise ConfigError(f"image.face detector must be one of {', '.join(DETECTORS)}, not {detector!r}")
         if net not in NETS:
             raise ConfigError(f"image.face net must be one of {', '.join(NETS)}, not {net!r}")
         if upsample != "auto" and not (isinstance(upsample, int) and 0 <= upsample <= 3):
             raise ConfigError(f"image.face upsample must be 'auto' or 0..3, not {upsample!r}")
-        spec = get_spec(settings, model or getattr(settings, "face_model", DEFAULT_MODEL))
-        if spec.detector != "image.face":
-            raise ConfigError(f"model {spec.name!r} is for {spec.detector}, not image.face")
-        weights, self.weights_sha256 = main_weights(spec, settings)
-        shape, _ = aux_file(spec, "shape_predictor")
-        cnn = str(aux_file(spec, "cnn_detector")[0]) if detector != "hog" else None
+        resolved = resolve(settings, self, model)
+        spec = resolved.spec
+        weights, self.weights_sha256 = resolved.weights, resolved.sha256
+        shape, _ = resolved.aux("shape_predictor")
+        cnn = str(resolved.aux("cnn_detector")[0]) if detector != "hog" else None
         self._dlib, self._facerec, self._shape, self._hog, self._cnn = _dlib_models(str(weights), str(shape), cnn)
         self._weights = str(weights)
         self._net = None  # the torch network, loaded on first use (keeps start-up free of torch)
@@ -137,6 +155,7 @@ class FaceDetector(VectorDetector):
         self.max_faces = int(max_faces)
         self.cascade = bool(cascade)
         self.net = net
+        self.floors = floors_for(self, settings, self.model_id)
 
     @property
     def params(self) -> dict[str, Any]:

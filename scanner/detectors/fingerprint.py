@@ -57,7 +57,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from scanner.config import Settings
-from scanner.detectors.base import Detector, Embedding, Hit, register
+from scanner.detectors.base import Detector, Embedding, Hit, floors_for, register
 from scanner.index.base import VectorIndex, expect_family
 from scanner.index.landmarks import LandmarkIndex
 from scanner.media.audio import AudioClip
@@ -108,7 +108,8 @@ SCALE_STEP = 0.01
 PITCH_TOL_ST = 0.45
 OFFSET_TOL_FRAMES = 2.5
 SCORE_WINDOW_S = 10.0  # the score counts matches inside the best window of this length
-MIN_HIT_MATCHES = 8  # fewer verified matches are not reported at all (calibrated thresholds sit well above)
+# Gating floor (calibration entry "floors"): min_hit_matches, fewer verified matches are not reported at all
+# (calibrated thresholds sit well above).
 MIN_SECONDS = 1.0
 # index rows a query may fetch per probe, on average (see _within_budget). Measured with
 # benchmarks/index_scale.py --only audio (10 s queries, synthetic hours): 256 keeps every query
@@ -123,14 +124,18 @@ class FingerprintDetector(Detector):
     """A registered recording in an asset's audio (landmark hashes, robust to speed and pitch changes)."""
 
     modality = "audio"
-    metric = Metric.COSINE
+    metric = Metric.COUNT  # verified landmark matches
     score_unit = "matching landmark hashes (aligned in time)"  # what the count counts, in reports
+
+    FLOORS = ("min_hit_matches",)
 
     def __init__(self, settings: Settings | None = None, params: LandmarkParams | None = None):
         self.p = params or LandmarkParams()
         self.model_id = MODEL_ID
         self.weights_sha256 = "none"
         self.dim = 1
+        self.floors = floors_for(self, settings or Settings(), self.model_id)
+        self.min_hit_matches = int(self.floors["min_hit_matches"])
         self._fb = _log_filterbank(self.p)
 
     @property
@@ -238,10 +243,11 @@ class FingerprintDetector(Detector):
         ref, tr = m.ref[sel], m.t[sel].astype(np.float64)
         span_q = float(q.extra["t"].max() - q.extra["t"].min()) if q.extra["t"].size else 0.0
         hits = []
-        for sel in _candidates(ref, tq - tr, span_q):
+        for sel in _candidates(ref, tq - tr, span_q, self.min_hit_matches):
             rid = int(ref[sel[0]])
-            fit = _verify(qi[sel], tq[sel], tr[sel], pitch[sel], span_q, SCORE_WINDOW_S / p.frame_s)
-            if fit is None or fit["matches"] < MIN_HIT_MATCHES:
+            fit = _verify(qi[sel], tq[sel], tr[sel], pitch[sel], span_q, SCORE_WINDOW_S / p.frame_s,
+                          self.min_hit_matches)
+            if fit is None or fit["matches"] < self.min_hit_matches:
                 continue
             fs = p.frame_s
             dt_q = q.extra["dt"]
@@ -466,12 +472,12 @@ def _within_budget(rows: np.ndarray, hashes: np.ndarray, sizes: np.ndarray,
     return rows[keep], hashes[keep]
 
 
-def _candidates(ref: np.ndarray, offset: np.ndarray, span_q: float) -> list[np.ndarray]:
+def _candidates(ref: np.ndarray, offset: np.ndarray, span_q: float, min_matches: int) -> list[np.ndarray]:
     """Per reference, the matches around its densest coarse offset (asset time - reference time).
 
     Bins are as wide as the drift a +-8 % time scale causes over the asset, so a stretched copy
     still falls into one bin or two neighbouring ones; only references with at least
-    ``MIN_HIT_MATCHES`` there are verified."""
+    ``min_matches`` there are verified."""
     width = max(32.0, SCALE_RANGE * span_q + 2 * OFFSET_TOL_FRAMES)
     b = np.floor(offset / width).astype(np.int64)
     key = (ref.astype(np.int64) << 32) + (b + (1 << 31))
@@ -488,7 +494,7 @@ def _candidates(ref: np.ndarray, offset: np.ndarray, span_q: float) -> list[np.n
     first = np.ones(order.size, bool)
     first[1:] = refs[order][1:] != refs[order][:-1]
     for i in order[first]:
-        if pair[i] < MIN_HIT_MATCHES:
+        if pair[i] < min_matches:
             continue
         stop = bounds[i + 2] if i + 1 < uniq.size and adjacent[i] else bounds[i + 1]
         out.append(np.sort(by_bin[bounds[i]:stop]))
@@ -504,7 +510,7 @@ def _window_count(t: np.ndarray, key: np.ndarray, window: float) -> int:
 
 
 def _verify(qi: np.ndarray, tq: np.ndarray, tr: np.ndarray, pitch: np.ndarray, span_q: float,
-            window: float) -> dict | None:
+            window: float, min_matches: int) -> dict | None:
     """Best (time scale, offset, pitch shift) for one reference's matches and its inliers."""
     best = None
     scales = 1.0 + np.arange(-SCALE_RANGE, SCALE_RANGE + 1e-9, SCALE_STEP)
@@ -517,7 +523,7 @@ def _verify(qi: np.ndarray, tq: np.ndarray, tr: np.ndarray, pitch: np.ndarray, s
         counts = ends - np.arange(os_.size)
         top = np.argsort(-counts)[:3]
         for i in top:
-            if counts[i] < MIN_HIT_MATCHES or (best is not None and counts[i] <= best[0]):
+            if counts[i] < min_matches or (best is not None and counts[i] <= best[0]):
                 continue
             members = order[i:ends[i]]
             pm = _mode(pitch[members])
@@ -539,7 +545,7 @@ def _verify(qi: np.ndarray, tq: np.ndarray, tr: np.ndarray, pitch: np.ndarray, s
         res = np.abs(tq - s * tr - o)
         good = (res <= OFFSET_TOL_FRAMES) & (np.abs(pitch - pm) <= PITCH_TOL_ST)
         new = np.nonzero(good)[0]
-        if new.size < MIN_HIT_MATCHES:
+        if new.size < min_matches:
             break
         inl = new
     matches = np.unique(qi[inl]).size

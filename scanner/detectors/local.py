@@ -24,7 +24,7 @@ distinctive local patches with it. This detector
    implausible fits (folded, tiny or horizon-crossing quads, wrong handedness, inliers
    on a line, extreme scale or skew);
 5. reports a hit only from verified matches: ``score`` = one-to-one inliers off the text
-   (at least ``MIN_INLIERS``, spanning at least ``MIN_COVER`` of the reference's keypoints
+   (at least ``min_inliers``, spanning at least ``min_cover`` of the reference's keypoints
    off its text), with the matched region (see ``_support``) as polygons in both images.
 
 Text. Unrelated works that carry the same title in the same typeface share many keypoints
@@ -36,7 +36,7 @@ homography is fitted on the other matches and only they score, so lettering can 
 verify a copy nor pull the fit off the artwork; a copy that kept its title is then refitted
 on every match when that explains at least as much of the artwork, and its evidence says
 when the lettering dominates ("mostly text"). When only the lettering agrees, the hit is
-returned with its score below ``MIN_INLIERS`` and the evidence "shares the title lettering
+returned with its score below ``min_inliers`` and the evidence "shares the title lettering
 only". An asset whose text detection fails is still checked, with a note.
 
 Alpha. For an image with transparent pixels (``scanner.media.image.alpha_mask``: the
@@ -74,6 +74,7 @@ the reflection and its polygon is where the copy really is.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import cv2
@@ -81,9 +82,9 @@ import numpy as np
 from PIL import Image
 
 from scanner.config import Settings
-from scanner.detectors.base import Detector, Embedding, Hit, register
+from scanner.detectors.base import Detector, DetectorOptions, Embedding, Hit, floors_for, options_for, register
 from scanner.index.base import VectorIndex, expect_family
-from scanner.detectors.ocr import TextDetectionError, TextFinder, text_mask
+from scanner.detectors.ocr import MODEL as TEXT_MODEL, TextDetectionError, TextFinder, text_mask
 from scanner.index.local_index import MAX_OUTLINE, LocalIndex
 from scanner.media.image import alpha_mask, to_rgb
 from scanner.types import ImageSize, Keypoints, Metric, Polygon
@@ -96,13 +97,12 @@ MIN_REF_KEYPOINTS = 40  # fewer: the reference is not indexed here (PDQ/CLIP sti
 CONTRAST_THRESHOLD = 0.01  # SIFT DoG contrast floor (OpenCV default 0.04; lower measured better, see the benchmark)
 MIN_SIDE = 16  # smaller images have no usable keypoints
 GRID = 8  # spatial spread: keypoints are picked round-robin over a GRID x GRID grid
-SEARCH_K = 8
 RATIO = 0.85  # Lowe's ratio on RootSIFT distances
 MAX_DISTANCE = 0.75  # absolute cap on a match's RootSIFT L2 distance
-MIN_TENTATIVE = 8  # matches a reference needs before a homography is tried
+# Gating floors (calibration entry "floors"): search_k neighbours per keypoint; min_tentative matches a
+# reference needs before a homography is tried; min_inliers off the text, below which a fit is never
+# reported as a copy; min_cover, the least share of the reference's keypoints off its text they span.
 MAX_CANDIDATES = 12  # references verified per query orientation
-MIN_INLIERS = 10  # below this many inliers off the text a fit is never reported as a copy
-MIN_COVER = 0.05  # ...nor when they span less than this share of the reference's keypoints off its text
 TEXT_MARGIN = 0.5  # a keypoint is on text when a text box lies within this many keypoint sizes of it
 ALPHA_MARGIN = 0.5  # with alpha: keypoints nearer a transparent pixel than this many sizes are dropped (see below)
 OPAQUE = 128  # alpha at or above this is the work
@@ -391,22 +391,43 @@ class LocalDetector(Detector):
     """RootSIFT keypoints + FAISS retrieval + MAGSAC homography verification, text-aware, alpha-masked."""
 
     modality = "image"
-    metric = Metric.COSINE  # higher is closer: the score is an inlier count
+    metric = Metric.COUNT  # the score is an inlier count
+    FLOORS = ("search_k", "min_tentative", "min_inliers", "min_cover")
     score_unit = "matching keypoints (geometrically verified)"  # what the count counts, in reports
 
-    def __init__(self, settings: Settings | None = None, *, work_side: int = WORK_SIDE,
-                 ref_keypoints: int = REF_KEYPOINTS, query_keypoints: int = QUERY_KEYPOINTS,
-                 contrast_threshold: float = CONTRAST_THRESHOLD, text: bool = True):
+    @dataclass(frozen=True)
+    class Options(DetectorOptions):
+        model: str = TEXT_MODEL  # the text detector (the descriptor itself is not learned)
+        work_side: int = WORK_SIDE
+        ref_keypoints: int = REF_KEYPOINTS
+        query_keypoints: int = QUERY_KEYPOINTS
+        contrast_threshold: float = CONTRAST_THRESHOLD
+
+    def __init__(self, settings: Settings | None = None, *, work_side: int | None = None,
+                 ref_keypoints: int | None = None, query_keypoints: int | None = None,
+                 contrast_threshold: float | None = None, text: bool = True):
+        # Keyword arguments (benchmarks, tests) win over the settings' options.
+        settings = settings or Settings()
+        opts = self.options = options_for(self, settings)
+        work_side = opts.work_side if work_side is None else work_side
+        ref_keypoints = opts.ref_keypoints if ref_keypoints is None else ref_keypoints
+        query_keypoints = opts.query_keypoints if query_keypoints is None else query_keypoints
+        contrast_threshold = opts.contrast_threshold if contrast_threshold is None else contrast_threshold
         self.model_id = "rootsift-v1"
         self.weights_sha256 = "none"  # no learned descriptor; an ivfpq index carries its own codebook
         self.dim = DIM
+        self.floors = floors_for(self, settings, self.model_id)
+        self.search_k = int(self.floors["search_k"])
+        self.min_tentative = int(self.floors["min_tentative"])
+        self.min_inliers = int(self.floors["min_inliers"])
+        self.min_cover = float(self.floors["min_cover"])
         self.work_side = work_side
         self.ref_keypoints = ref_keypoints
         self.query_keypoints = query_keypoints
         self.contrast_threshold = contrast_threshold
         self._sift = cv2.SIFT_create(nfeatures=0, contrastThreshold=contrast_threshold)
         # text=False is for experiments and the benchmark's baseline only: lettering then verifies matches
-        self._text: TextFinder | None = TextFinder(settings) if text else None
+        self._text: TextFinder | None = TextFinder(settings, model=opts.model) if text else None
 
     @property
     def model_label(self) -> str:
@@ -484,7 +505,7 @@ class LocalDetector(Detector):
         for img in images:
             f, size, _, note = self._keypoints(img, self.query_keypoints, QUERY_TEXT_SIDE)
             n = 0 if f is None else len(f.xy)
-            if n < MIN_TENTATIVE:
+            if n < self.min_tentative:
                 out.append(Embedding(
                     np.zeros((0, DIM), np.float32),
                     f"image.local: {n} keypoints; a flat or tiny image has nothing to match locally",
@@ -515,7 +536,7 @@ class LocalDetector(Detector):
     # ----- search ---------------------------------------------------------------------
     def search(self, index: VectorIndex, queries: Sequence[Embedding]) -> list[list[Hit]]:
         """Verified hits per query, best first. A hit whose ``extra["text_only"]`` is set shares only
-        lettering with the reference: its score (inliers off the text) is below ``MIN_INLIERS``, so no
+        lettering with the reference: its score (inliers off the text) is below ``min_inliers``, so no
         calibrated threshold passes it; its ``evidence`` says so."""
         expect_family(index, LocalIndex.family, self.name)
         out: list[list[Hit]] = []
@@ -524,14 +545,14 @@ class LocalDetector(Detector):
         return out
 
     def _search_one(self, index: LocalIndex, q: Embedding) -> list[Hit]:
-        nb = index.search(q.vectors, SEARCH_K, groups=q.extra["mirrored"])  # shortlists per orientation
+        nb = index.search(q.vectors, self.search_k, groups=q.extra["mirrored"])  # shortlists per orientation
         matches = _tentative(index, nb, q.extra["mirrored"])
         hits: dict[int, Hit] = {}
         for mirrored in (False, True):
             cands = matches.get(mirrored, {})
             ranked = sorted(cands.items(), key=lambda kv: -len(kv[1][0]))[:MAX_CANDIDATES]
             for ref_id, (qrows, kps) in ranked:
-                if len(qrows) < MIN_TENTATIVE:
+                if len(qrows) < self.min_tentative:
                     break
                 hit = self._verify(index, ref_id, q, np.array(qrows), np.array(kps), mirrored)
                 if hit is not None and (ref_id not in hits or _better(hit, hits[ref_id])):
@@ -539,7 +560,7 @@ class LocalDetector(Detector):
         return sorted(hits.values(), key=lambda h: (-h.score, -h.extra.get("text_inliers", 0)))
 
     def _fit(self, ref_xy: np.ndarray, fit_xy: np.ndarray, tol: float) -> np.ndarray | None:
-        if len(ref_xy) < MIN_TENTATIVE:
+        if len(ref_xy) < self.min_tentative:
             return None
         H, mask = cv2.findHomography(ref_xy, fit_xy, cv2.USAC_MAGSAC, tol, maxIters=RANSAC_ITERS, confidence=0.999)
         if H is None or mask is None or not np.all(np.isfinite(H)) or abs(H[2, 2]) < 1e-12:
@@ -554,7 +575,7 @@ class LocalDetector(Detector):
         homography is fitted on the other matches, so lettering can neither verify a copy nor pull
         the fit away from the artwork. Only when those do not verify is a fit on every match tried:
         if lettering alone agrees, the hit says "shares the title lettering only" with its score
-        (inliers off the text) below ``MIN_INLIERS``.
+        (inliers off the text) below ``min_inliers``.
         """
         ref_all = index.keypoints(ref_id)
         ref_xy = ref_all[kps].astype(np.float64)
@@ -581,7 +602,7 @@ class LocalDetector(Detector):
         verdict = None
         if H is not None:
             inl, n_art, n_text = explained(H)
-            if n_art >= MIN_INLIERS and _plausible(flip @ H, ref_size, mirrored):
+            if n_art >= self.min_inliers and _plausible(flip @ H, ref_size, mirrored):
                 verdict = "art"
         if verdict == "art" and on_text.any():
             # a copy that keeps its title: one fit on every match is better conditioned (the lettering
@@ -591,11 +612,11 @@ class LocalDetector(Detector):
                 joint = explained(H_all)
                 if joint[1] >= n_art:
                     H, (inl, n_art, n_text) = H_all, joint
-        if verdict is None and int(on_text.sum()) >= MIN_TENTATIVE:
+        if verdict is None and int(on_text.sum()) >= self.min_tentative:
             H = self._fit(ref_xy, fit_xy, tol)
             if H is not None:
                 inl, n_art, n_text = explained(H)
-                if n_text >= MIN_INLIERS and _plausible(flip @ H, ref_size, mirrored):
+                if n_text >= self.min_inliers and _plausible(flip @ H, ref_size, mirrored):
                     verdict = "text"
         if verdict is None:
             return None
@@ -611,8 +632,8 @@ class LocalDetector(Detector):
         cover = 0.0
         if verdict == "art" and off_text.any():
             cover = float(_inside_convex(hull_ref, ref_all[off_text].astype(np.float64)).mean())
-        if verdict == "art" and cover < MIN_COVER:
-            if n_text < MIN_INLIERS:
+        if verdict == "art" and cover < self.min_cover:
+            if n_text < self.min_inliers:
                 return None
             verdict = "text"  # a patch of art beside the shared lettering: still only the lettering
         inlier_kp = np.zeros(len(ref_all), bool)
@@ -627,7 +648,7 @@ class LocalDetector(Detector):
         visible = abs(_area(ref_poly)) / max(1e-9, abs(_area(outline)))
         work_outline = clip_convex(_project(H, outline), w, h)
         hull = cv2.convexHull(asset_xy[use].astype(np.float32)).reshape(-1, 2)
-        score = n_art if verdict == "art" else min(n_art, MIN_INLIERS - 1)
+        score = n_art if verdict == "art" else min(n_art, self.min_inliers - 1)
         def poly(points: np.ndarray, image: str = "asset", role: str = "region") -> Polygon:
             return Polygon(tuple(tuple(p) for p in _round(points)), image, role)
 

@@ -51,7 +51,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from scanner.config import Settings
-from scanner.detectors.base import Detector, Embedding, Hit, register
+from scanner.detectors.base import Detector, DetectorOptions, Embedding, Hit, floors_for, register
 from scanner.detectors.melody_transcribe import SR as BP_SR, NoteParams, notes_from_posteriorgrams, open_session, \
     posteriorgrams
 from scanner.errors import ConfigError, ModelMissingError
@@ -120,17 +120,20 @@ class MelodyDetector(Detector):
     metric = Metric.COUNT
     score_unit = "aligned melody notes (intervals and rhythm, any key or tempo)"  # in reports
 
-    def __init__(self, settings: Settings, params: MelodyParams | None = None):
-        from scanner.detectors.package_weights import main_weights
-        from scanner.detectors.weights import get_spec
+    @dataclass(frozen=True)
+    class Options(DetectorOptions):
+        model: str = DEFAULT_MODEL  # the note transcriber
 
-        spec = get_spec(settings, getattr(settings, "melody_model", DEFAULT_MODEL))
-        if spec.detector != self.name:
-            raise ConfigError(f"model {spec.name!r} is for {spec.detector}, not {self.name}")
+    def __init__(self, settings: Settings, params: MelodyParams | None = None):
+        from scanner.models import resolve
+
+        resolved = resolve(settings, self)
+        spec = resolved.spec
         self.p = params or MelodyParams()
         self.model_id = spec.name
         self.dim = 1
-        path, self.weights_sha256 = main_weights(spec, settings)
+        path, self.weights_sha256 = resolved.weights, resolved.sha256
+        self.floors = floors_for(self, settings, self.model_id)
         try:
             self._session = open_session(path, settings.device)
         except ImportError:

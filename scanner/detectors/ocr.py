@@ -27,11 +27,10 @@ import numpy as np
 from PIL import Image
 
 from scanner.config import Settings
-from scanner.detectors.package_weights import main_weights
-from scanner.detectors.weights import get_spec
 from scanner.errors import ModelMissingError
+from scanner.models import resolve
 
-MODEL = "ocr-ppocrv4-det"
+MODEL = "ocr-ppocrv4-det"  # registered for image.local, whose ``Options.model`` picks it
 MAX_SIDE = 960  # the detector sees the image with its long side at most this (text >= ~8 px high at that size)
 PIP = "--no-deps rapidocr-onnxruntime==1.4.4"
 # A box whose long side is under this many times its short side is dropped: on pictures the
@@ -47,10 +46,10 @@ class TextDetectionError(RuntimeError):
 class TextFinder:
     """Quadrilaterals around text, in the pixels of the image given."""
 
-    def __init__(self, settings: Settings | None = None, max_side: int = MAX_SIDE):
+    def __init__(self, settings: Settings | None = None, max_side: int = MAX_SIDE, model: str = MODEL):
         settings = settings or Settings()
-        spec = get_spec(settings, MODEL)
-        path, digest = main_weights(spec, settings)
+        resolved = resolve(settings, "image.local", model)
+        spec, path, digest = resolved.spec, resolved.weights, resolved.sha256
         self.model_name = spec.name
         self.sha256 = digest
         self.max_side = int(max_side)

@@ -2,8 +2,8 @@
 
 References are hashed as they are; queries are hashed in all 8 dihedral orientations
 (``pdqhash.compute_dihedral``) so mirrored and 90°-rotated copies match too.
-Hashes with PDQ quality below ``MIN_QUALITY`` (flat, featureless images) are not
-compared: their bits are noise and would match other flat images.
+Hashes with PDQ quality below the ``min_quality`` floor (Meta's recommended 50, in the calibration
+entry; flat, featureless images) are not compared: their bits are noise and would match other flat images.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import pdqhash
 from PIL import Image
 
 from scanner.config import Settings
-from scanner.detectors.base import Embedding, VectorDetector, register
+from scanner.detectors.base import Embedding, VectorDetector, floors_for, register
 from scanner.types import Metric
 
-MIN_QUALITY = 50  # Meta's recommended floor for PDQ quality
 WORK_SIDE = 512  # PDQ downsamples to 64x64 internally; larger input only costs time
 
 
@@ -40,23 +39,26 @@ class PdqDetector(VectorDetector):
     modality = "image"
     metric = Metric.HAMMING
     hash_bits = 256  # reports say "30 of 256 bits"
+    FLOORS = ("search_k", "min_quality")
 
     def __init__(self, settings: Settings | None = None):
         self.model_id = "pdq"
         self.weights_sha256 = "none"
         self.dim = 256
+        self.floors = floors_for(self, settings or Settings(), self.model_id)
+        self.min_quality = int(self.floors["min_quality"])
 
     def _low_quality(self, quality: int) -> Embedding:
         return Embedding(
             np.zeros((0, 32), np.uint8),
-            f"image.pdq: too little detail for a reliable hash (quality {quality} < {MIN_QUALITY}); not compared",
+            f"image.pdq: too little detail for a reliable hash (quality {quality} < {self.min_quality}); not compared",
         )
 
     def embed_references(self, images: Sequence[Image.Image]) -> list[Embedding]:
         out = []
         for img in images:
             bits, quality = pdqhash.compute(_pixels(img))
-            out.append(self._low_quality(quality) if quality < MIN_QUALITY else Embedding(_pack(bits)))
+            out.append(self._low_quality(quality) if quality < self.min_quality else Embedding(_pack(bits)))
         return out
 
     def embed_queries(self, images: Sequence[Image.Image]) -> list[Embedding]:
@@ -64,5 +66,5 @@ class PdqDetector(VectorDetector):
         for img in images:
             hashes, qualities = pdqhash.compute_dihedral(_pixels(img))
             quality = int(np.atleast_1d(qualities)[0])
-            out.append(self._low_quality(quality) if quality < MIN_QUALITY else Embedding(_pack(np.array(hashes))))
+            out.append(self._low_quality(quality) if quality < self.min_quality else Embedding(_pack(np.array(hashes))))
         return out

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
 from scanner.config import Settings
-from scanner.detectors.base import Embedding, VectorDetector, register
-from scanner.detectors.package_weights import main_weights
-from scanner.detectors.weights import ModelSpec, get_spec
+from scanner.detectors.base import DetectorOptions, Embedding, VectorDetector, floors_for, options_for, register
+from scanner.models import ModelSpec, resolve
 from scanner.errors import ConfigError, ModelMissingError
 from scanner.media.image import alpha_mask
 from scanner.types import Metric
@@ -94,14 +94,18 @@ class SscdDetector(VectorDetector):
     modality = "image"
     metric = Metric.COSINE
 
+    @dataclass(frozen=True)
+    class Options(DetectorOptions):
+        model: str = DEFAULT_MODEL  # the fast option: sscd-distilled-mnv4
+
     def __init__(self, settings: Settings, model: str | None = None):
-        spec = get_spec(settings, model or getattr(settings, "sscd_model", DEFAULT_MODEL))
-        if spec.detector != self.name:
-            raise ConfigError(f"model {spec.name!r} is for {spec.detector}, not {self.name}")
+        resolved = resolve(settings, self, model)
+        spec = resolved.spec
         self.spec: ModelSpec = spec
-        path, self.weights_sha256 = main_weights(spec, settings)
+        path, self.weights_sha256 = resolved.weights, resolved.sha256
         self.model_id = spec.name
         self.dim = spec.dim
+        self.floors = floors_for(self, settings, self.model_id)
         self._recipe = dict(spec.config.get("input", {}))
         self._session = self._open(path, settings.device, spec.config.get("pip", spec.name))
         self._input = self._session.get_inputs()[0].name

@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from math import gcd
 from typing import Any, Iterator, Sequence
@@ -47,9 +48,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from scanner.config import Settings
-from scanner.detectors.base import Embedding, VectorDetector, register
-from scanner.detectors.package_weights import aux_file, main_weights
-from scanner.detectors.weights import get_spec
+from scanner.detectors.base import DetectorOptions, Embedding, VectorDetector, floors_for, options_for, register
+from scanner.models import resolve
 from scanner.errors import ConfigError, ModelMissingError
 from scanner.types import Metric
 
@@ -257,17 +257,28 @@ class VoiceDetector(VectorDetector):
     consent_scopes = ("voice", "digital-replica")
     metric = Metric.COSINE
 
-    def __init__(self, settings: Settings | None = None, *, model: str | None = None, window_s: float = WINDOW_S,
-                 hop_s: float = HOP_S, max_windows: int = MAX_WINDOWS, threads: int = 1):
+    @dataclass(frozen=True)
+    class Options(DetectorOptions):
+        model: str = DEFAULT_MODEL
+        window_s: float = WINDOW_S  # speech window compared with a talent's voice
+        hop_s: float = HOP_S
+        max_windows: int = MAX_WINDOWS  # per query clip
+
+    def __init__(self, settings: Settings | None = None, *, model: str | None = None, window_s: float | None = None,
+                 hop_s: float | None = None, max_windows: int | None = None, threads: int = 1):
+        # Keyword arguments (benchmarks, tests) win over the settings' options.
         settings = settings or Settings()
-        spec = get_spec(settings, model or getattr(settings, "voice_model", DEFAULT_MODEL))
-        if spec.detector != "audio.voice":
-            raise ConfigError(f"model {spec.name!r} is for {spec.detector}, not audio.voice")
+        opts = self.options = options_for(self, settings)
+        window_s = opts.window_s if window_s is None else window_s
+        hop_s = opts.hop_s if hop_s is None else hop_s
+        max_windows = opts.max_windows if max_windows is None else max_windows
+        resolved = resolve(settings, self, model)
+        spec = resolved.spec
         if not (1.0 <= window_s <= 30.0 and 0.1 <= hop_s <= window_s):
             raise ConfigError(f"audio.voice: need 1 <= window_s <= 30 and 0.1 <= hop_s <= window_s "
                               f"(got {window_s}, {hop_s})")
-        weights, self.weights_sha256 = main_weights(spec, settings)
-        vad_path, self.vad_sha256 = aux_file(spec, "vad")
+        weights, self.weights_sha256 = resolved.weights, resolved.sha256
+        vad_path, self.vad_sha256 = resolved.aux("vad")
         self._torch = _torch()
         self._encoder = _encoder(str(weights))
         self._vad = _vad(str(vad_path))
@@ -281,6 +292,7 @@ class VoiceDetector(VectorDetector):
         self.hop_s = float(hop_s)
         self.max_windows = int(max_windows)
         self.threads = int(threads)
+        self.floors = floors_for(self, settings, self.model_id)
 
     @property
     def params(self) -> dict[str, Any]:

@@ -56,7 +56,7 @@ class LandmarkIndex(VectorIndex):
     """
 
     family = FAMILY
-    metric = Metric.COSINE  # detector scores are "higher is stronger"
+    metric = Metric.COUNT  # detector scores count verified landmark matches
     kind = "landmark-inverted-v2"
 
     def __init__(self, dim: int = 1, offsets: np.ndarray | None = None, columns: dict[str, np.ndarray] | None = None):

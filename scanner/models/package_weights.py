@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.config import Settings
-from scanner.detectors.weights import ModelSpec, find_weights
+from scanner.models.weights import ModelSpec, find_weights
 from scanner.errors import ConfigError, ModelMissingError
 
 _HASHES: dict[tuple[str, int, int], str] = {}

@@ -1,4 +1,5 @@
-"""Model registry: what a model is (``models/*.json``) kept apart from where its weights are."""
+"""Model registry: what a model is (``models/*.json``) kept apart from where its weights are (model cache,
+registry folder); ``package_weights`` finds weights shipped inside a Python package."""
 
 from __future__ import annotations
 
@@ -86,11 +87,23 @@ def require_weights(spec: ModelSpec, settings: Settings) -> tuple[Path, str]:
         raise ModelMissingError(
             f"model {spec.name!r} ({spec.architecture} {spec.pretrained}) is not installed. "
             f"Install it with `scanner models pull {spec.name}` (needs network) or "
-            f"`scanner models import {spec.name} /path/to/{spec.weights_file}`"
-            + ("; for a quick offline try-out use the test model: --clip-model clip-test-tiny"
-               if spec.detector == "image.clip" else "")
+            f"`scanner models import {spec.name} /path/to/{spec.weights_file}`" + _test_model_hint(spec, settings)
         )
     return path, _known_sha256(path)
+
+
+def model_flag(detector: str) -> str:
+    """The command-line flag that picks ``detector``'s model: ``image.sscd`` -> ``--sscd-model``."""
+    return f"--{detector.split('.', 1)[-1].replace('_', '-')}-model"
+
+
+def _test_model_hint(spec: ModelSpec, settings: Settings) -> str:
+    """A pointer to a test model of the same detector (random weights, nothing to install), if there is one."""
+    try:
+        tests = sorted(s.name for s in registry(settings).values() if s.detector == spec.detector and s.test_only)
+    except ConfigError:
+        return ""
+    return f"; for a quick offline try-out use the test model: {model_flag(spec.detector)} {tests[0]}" if tests else ""
 
 
 def _known_sha256(path: Path) -> str:

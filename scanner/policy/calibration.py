@@ -1,6 +1,19 @@
-"""Thresholds per (detector, model, stage), read from the calibration file that
-``benchmarks/`` writes. Nothing here has a built-in default: an uncalibrated model
-is an error, not a guess."""
+"""Thresholds per (detector, model, stage) and gating floors per (detector, model), read from the
+calibration file that ``benchmarks/`` writes. Nothing here has a built-in default: an uncalibrated
+model is an error, not a guess.
+
+An entry::
+
+    "image.local": {"rootsift-v1": {"metric": "count", "final": {"block": 12, "review": 10},
+                                    "ideation": {...}, "floors": {"search_k": 8, "min_inliers": 10, ...},
+                                    "measured": {...}}}
+
+``floors`` are what decides which candidates calibration (and a scan) ever sees: the neighbours
+searched per row (``search_k``), the least inliers or matches a hit needs, quality floors. They are
+data like the thresholds (they count in ``thresholds_digest``), read when a detector is created
+(``gating_floors``). A model not calibrated yet runs with the floors its detector's calibrated models
+share, so a benchmark can calibrate it; a benchmark's new entry keeps the floors already stored.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +22,9 @@ import hashlib
 import json
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from scanner.errors import CalibrationError
 from scanner.fsutil import atomic_write_json
@@ -58,14 +72,32 @@ class Calibration:
     def thresholds(self, detector: str, model: str, stage: Stage) -> Thresholds:
         entry = self.detectors.get(detector, {}).get(model)
         if entry is None:
-            raise CalibrationError(
-                f"no calibrated thresholds for {detector} with model {model!r} in {self.path}; "
-                f"run `python benchmarks/image_copy.py --clip-model {model}` to calibrate it"
-                if detector == "image.clip"
-                else f"no calibrated thresholds for {detector} ({model!r}) in {self.path}"
-            )
+            raise CalibrationError(f"no calibrated thresholds for {detector} with model {model!r} in {self.path}"
+                                   + _calibrated_hint(detector, self.detectors.get(detector, {})))
         levels = entry[stage.value]
         return Thresholds(Metric(entry["metric"]), float(levels["block"]), float(levels["review"]))
+
+    def floors(self, detector: str, model: str, names: Sequence[str] = ()) -> dict[str, float]:
+        """The gating floors of ``detector`` running ``model`` (each of ``names`` must be there).
+
+        A model with no entry yet takes the floors its detector's calibrated models agree on (a benchmark
+        calibrating it needs a detector to run); anything else missing is a ``CalibrationError``.
+        """
+        models = self.detectors.get(detector, {})
+        entry = models.get(model)
+        if entry is not None and "floors" in entry:
+            floors = dict(entry["floors"])
+        elif entry is None and (shared := _shared_floors(models)) is not None:
+            floors = shared
+        else:
+            raise CalibrationError(
+                f"no gating floors for {detector} with model {model!r} in {self.path}: its entry needs "
+                f'"floors": {json.dumps({n: "..." for n in names})}' + _calibrated_hint(detector, models))
+        missing = [n for n in names if n not in floors]
+        if missing:
+            raise CalibrationError(f"the gating floors of {detector} ({model!r}) in {self.path} lack "
+                                   f"{', '.join(missing)} (it has: {', '.join(sorted(floors)) or 'none'})")
+        return floors
 
 
 @dataclass(frozen=True)
@@ -84,14 +116,40 @@ class StageFusion:
         return float(self.fit.score(scores))
 
 
+def _calibrated_hint(detector: str, models: dict[str, Any]) -> str:
+    """Which models of ``detector`` are calibrated, and how to calibrate one (from the entries' source)."""
+    if not models:
+        return f"; {detector} has no calibrated model: run its benchmark (see benchmarks/README.md)"
+    return f"; calibrated models of {detector}: {', '.join(sorted(models))} (run its benchmark to add one)"
+
+
+def _shared_floors(models: dict[str, Any]) -> dict[str, float] | None:
+    """The floors every calibrated model of a detector has, if they are all the same."""
+    found = [json.dumps(e["floors"], sort_keys=True) for e in models.values() if "floors" in e]
+    if not found or len(set(found)) != 1 or len(found) != len(models):
+        return None
+    return json.loads(found[0])
+
+
+def _check_floors(where: str, floors: Any) -> None:
+    if not isinstance(floors, dict):  # {} is a detector without gating floors
+        raise ValueError(f"{where}: 'floors' must be an object of name: number, not {floors!r}")
+    for name, value in floors.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"{where}: floor {name!r} must be a number >= 0, not {value!r}")
+
+
 def load_calibration(path: Path) -> Calibration:
-    """Read and validate the calibration file."""
+    """Read and validate the calibration file (thresholds for every stage, block stricter than review,
+    ``floors`` of plain numbers >= 0)."""
     try:
         data = json.loads(Path(path).read_text())
         detectors = data["detectors"]
         for det, models in detectors.items():
             for model, entry in models.items():
                 metric = Metric(entry["metric"])
+                if "floors" in entry:  # an entry without them is refused when its detector is created
+                    _check_floors(f"{det}/{model}", entry["floors"])
                 for stage in Stage:
                     block, review = float(entry[stage.value]["block"]), float(entry[stage.value]["review"])
                     if not metric.closer_or_equal(block, review):
@@ -104,6 +162,25 @@ def load_calibration(path: Path) -> Calibration:
     return Calibration(str(data.get("version", "unversioned")), str(path), detectors, load_fusion(data))
 
 
+@lru_cache(maxsize=8)
+def _cached(path: str, mtime_ns: int, size: int) -> Calibration:
+    return load_calibration(Path(path))
+
+
+def cached_calibration(path: Path) -> Calibration:
+    """``load_calibration``, read again only when the file changes (every detector reads its floors)."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return load_calibration(path)  # raises the clear "not found"
+    return _cached(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+
+
+def gating_floors(path: Path, detector: str, model: str, names: Sequence[str] = ()) -> dict[str, float]:
+    """The gating floors ``detector`` (running ``model``) was calibrated with, from the file at ``path``."""
+    return cached_calibration(path).floors(detector, model, names)
+
+
 RESERVED_KEYS = ("detectors", "version", "created", "source")
 
 
@@ -111,7 +188,7 @@ def thresholds_digest(detectors: dict[str, dict[str, Any]],
                       sections: dict[str, dict[str, Any]] | None = None) -> str:
     """Short hash over every stored threshold (and every extra section's entries, such as ``fusion``, less
     their ``measured`` notes), so a file's version changes when any of them does."""
-    core: dict[str, Any] = {det: {model: {k: e.get(k) for k in ("metric", "final", "ideation")}
+    core: dict[str, Any] = {det: {model: {k: e[k] for k in ("metric", "final", "ideation", "floors") if k in e}
                                   for model, e in models.items()} for det, models in detectors.items()}
     if sections:
         core = {"detectors": core, **{name: {k: {f: v for f, v in e.items() if f != "measured"}
@@ -142,7 +219,13 @@ def merge_calibration(path: Path, entries: dict[tuple[str, str], dict[str, Any]]
                 raise CalibrationError(f"refusing to overwrite unreadable calibration file {path}: {exc!r}") from None
         detectors = data.setdefault("detectors", {})
         for (det, model), entry in entries.items():
-            detectors.setdefault(det, {})[model] = entry
+            models = detectors.setdefault(det, {})
+            if "floors" not in entry:  # a benchmark's new levels keep the floors they were measured with
+                floors = (models.get(model) or {}).get("floors")
+                floors = _shared_floors(models) if floors is None else floors
+                if floors is not None:
+                    entry = {**entry, "floors": floors}
+            models[model] = entry
         for name, section in (sections or {}).items():
             if name in RESERVED_KEYS or not isinstance(data.setdefault(name, {}), dict):
                 raise CalibrationError(f"cannot merge section {name!r} into calibration file {path}")

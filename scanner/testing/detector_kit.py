@@ -14,7 +14,7 @@ its real weights are absent). ``DetectorKit.from_case(case)`` builds the detecto
 * ``check_copy_matches``: the transformed copy reaches the calibrated review level, the unrelated
   item does not (thresholds from ``calibration.json`` through ``scanner.policy.calibration``);
 * ``check_calibration_entry``: the calibration file has thresholds for the (detector, model) at
-  every stage, for the detector's metric.
+  every stage, for the detector's metric, and the gating floors the detector reads.
 
 A detector that cannot be built here (weights or package not installed) raises
 ``DetectorUnavailable`` with the reason, so a test can skip it. Embeddings are computed once per kit
@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,8 +37,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from scanner.config import Settings
-from scanner.detectors.base import Detector, Embedding, Hit, create, detector_names
-from scanner.detectors.weights import registry
+from scanner.detectors.base import Detector, Embedding, Hit, create, detector_names, options_for
+from scanner.models import registry
 from scanner.errors import CalibrationError, ModelMissingError
 from scanner.index.base import VectorIndex
 from scanner.index.store import IndexStore, normalise
@@ -60,7 +60,7 @@ class DetectorCase:
 
     name: str
     model: str | None = None  # None: whatever the settings choose by default
-    overrides: dict[str, Any] = field(default_factory=dict)  # settings fields that select ``model``
+    options: dict[str, Any] = field(default_factory=dict)  # the detector's options that select ``model``
 
     @property
     def id(self) -> str:
@@ -68,28 +68,23 @@ class DetectorCase:
         return f"{self.name}[{self.model}]" if self.model else self.name
 
     def settings(self, base: Settings | None = None) -> Settings:
-        return replace(base or Settings(), **self.overrides)
-
-
-def model_setting(name: str) -> str | None:
-    """The ``Settings`` field that picks ``name``'s model (``image.clip`` -> ``clip_model``), if any."""
-    key = f"{name.split('.', 1)[-1]}_model"
-    return key if key in Settings.__dataclass_fields__ else None
+        base = base or Settings()
+        return base.with_options(self.name, **self.options) if self.options else base
 
 
 def detector_cases(settings: Settings | None = None) -> list[DetectorCase]:
-    """Every registered detector with its default model, plus each test-only model the registry has for it."""
+    """Every registered detector with its default model (its ``Options.model`` under ``settings``), plus each
+    test-only model the registry has for it."""
     settings = settings or Settings()
     specs = registry(settings).values()
     cases = []
     for name in detector_names():
-        key = model_setting(name)
-        default = getattr(settings, key) if key else None
+        default = options_for(name, settings).model or None
         cases.append(DetectorCase(name, default, {}))
-        if key:
+        if default:
             for spec in sorted((s for s in specs if s.detector == name and s.test_only), key=lambda s: s.name):
                 if spec.name != default:
-                    cases.append(DetectorCase(name, spec.name, {key: spec.name}))
+                    cases.append(DetectorCase(name, spec.name, {"model": spec.name}))
     return cases
 
 
@@ -295,7 +290,9 @@ class DetectorKit:
                              f"{th.review} ({th.metric.value})")
 
     def check_calibration_entry(self) -> None:
-        """Thresholds exist for every stage and are for the detector's own metric."""
+        """Thresholds exist for every stage and are for the detector's own metric; the entry's gating floors
+        hold every floor the detector reads (``FLOORS``)."""
+        det = self.detector
         for stage in Stage:
             try:
                 th = self.thresholds(stage)
@@ -303,6 +300,10 @@ class DetectorKit:
                 raise AssertionError(f"{self.label}: {exc}") from None
             assert th.metric is self.detector.metric, (
                 f"{self.label}: calibrated for metric {th.metric.value}, the detector uses {self.detector.metric.value}")
+        try:
+            self.calibration.floors(det.name, det.model_id, type(det).FLOORS)
+        except CalibrationError as exc:
+            raise AssertionError(f"{self.label}: {exc}") from None
 
     def run_all(self) -> None:
         """Every check in order (for use outside pytest)."""
