@@ -250,7 +250,7 @@ def _literals(path: Path) -> list[tuple[int, str]]:
             if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
 
 
-@pytest.mark.parametrize("package", ["reports", "service"])
+@pytest.mark.parametrize("package", ["reports", "service", "policy"])
 def test_reports_service_and_policy_name_no_detector(package):
     names = set(detector_names())
     found = [(p.name, line, s) for p in sorted((ROOT / "scanner" / package).glob("*.py"))
