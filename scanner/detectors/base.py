@@ -90,6 +90,9 @@ class Detector(ABC):
     modality: ClassVar[str]  # media it reads: "image" or "audio"
     references: ClassVar[str] = "work"  # what its index holds: "work" or "talent"
     metric: ClassVar[Metric]
+    # How reports put the score in words: what a count score counts, a hash's length in bits.
+    score_unit: ClassVar[str | None] = None
+    hash_bits: ClassVar[int | None] = None
     # Likeness detectors: the talent sample kind they read and the consent scopes that cover them.
     sample_kind: ClassVar[str | None] = None
     consent_scopes: ClassVar[tuple[str, ...]] = ()
