@@ -8,9 +8,15 @@ next to the page in ``thumbs/`` (asset thumbnails are written by the scan, refer
 from the catalog), so the folder can be zipped and sent as is; the page needs no network (its one
 script is inline and constant, and the page's Content-Security-Policy allows only that script).
 
+Evidence is drawn by its type (``scanner.types``: ``Box`` and ``Polygon`` over the thumbnail of the
+image they name, ``Span`` on waveform strips and as a timeline bar, ``FrameRef`` as the frame's thumbnail
+and timecode, ``Notes`` as a piano roll): a record's ``extra`` is read once by ``evidence_from_json``
+and each item renders itself through ``singledispatch``, so no key of a record is guessed here.
+
 Records may come from files anyone with write access to a report folder could edit (shards,
 resumed runs), so nothing from a record reaches the page unchecked: text is HTML-escaped,
-numbers that go into SVG or file names are parsed as numbers first and dropped when they are not.
+numbers that go into SVG or file names are parsed as numbers first and dropped when they are not
+(``evidence_from_json`` keeps only well-formed evidence).
 """
 
 from __future__ import annotations
