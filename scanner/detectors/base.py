@@ -188,7 +188,7 @@ _REGISTRY: dict[str, type["Detector"]] = {}
 _DISCOVERED = False
 _BROKEN: dict[str, str] = {}  # module -> why it could not be imported
 # Modules of this package that hold shared code, not detectors.
-_NOT_DETECTORS = {"base", "weights", "package_weights"}  # the last two: moved to scanner.models
+_NOT_DETECTORS = {"base"}
 
 
 def register(name: str) -> Callable:
