@@ -27,7 +27,7 @@ for _pkg, _pip in (("resemblyzer", "resemblyzer"), ("silero_vad", "silero-vad"))
     if package_dir(_pkg) is None:
         pytest.skip(f"{_pip} is not installed", allow_module_level=True)
 
-from scanner.detectors.voice import NO_SPEECH, SR, VoiceDetector, _Speech  # noqa: E402
+from scanner.detectors.voice import NO_SPEECH, REF_CONDITIONS, SR, VoiceDetector, _Speech  # noqa: E402
 
 VOICES = Path(__file__).parent / "fixtures" / "voices"
 SHARED_VOICES = REPO_ROOT.parent / "shared" / "data" / "voices"
@@ -126,7 +126,7 @@ def test_no_speech_is_a_normal_empty_result(det, name):
 def test_same_speaker_scores_above_other_speaker(det, clips):
     refs = det.embed_references([clips[k] for k in ("speaker_a_1", "speaker_a_2", "speaker_b_1", "speaker_b_2")])
     a1, a2, b1, b2 = (r.vectors[0] for r in refs)
-    assert all(r.vectors.shape == (1, 256) and r.note == "" for r in refs)
+    assert all(r.vectors.shape == (1 + len(REF_CONDITIONS), 256) and r.note == "" for r in refs)
     same = min(a1 @ a2, b1 @ b2)
     other = max(a1 @ b1, a1 @ b2, a2 @ b1, a2 @ b2)
     assert same > other + 0.1, (same, other)
@@ -135,15 +135,16 @@ def test_same_speaker_scores_above_other_speaker(det, clips):
 def test_query_windows_have_spans_and_match_their_speaker(det, clips):
     clip = clips["speaker_a_2"]
     q = det.embed_queries([clip])[0]
-    n = q.vectors.shape[0]
+    win = ~q.extra["segment_mean"]
+    n = int(win.sum())
     assert n >= 2 and q.note == ""
-    start, end = q.extra["start"], q.extra["end"]
+    start, end = q.extra["start"][win], q.extra["end"][win]
     assert start.shape == end.shape == (n,)
     assert np.all(start >= 0) and np.all(end <= clip.duration + 1e-6) and np.all(end > start)
     assert np.all(np.diff(start) > 0)
     assert np.all(end - start >= 1.0)
     a, b = (r.vectors[0] for r in det.embed_references([clips["speaker_a_1"], clips["speaker_b_1"]]))
-    assert (q.vectors @ a).mean() > (q.vectors @ b).mean() + 0.1
+    assert (q.vectors[win] @ a).mean() > (q.vectors[win] @ b).mean() + 0.1
 
 
 @pytest.mark.parametrize("sr", [8000, 22050, 44100, 96000])
@@ -187,7 +188,11 @@ def test_window_layout_over_speech_segments(det, monkeypatch):
     assert start[:5] == [1.0, 2.5, 4.0, 5.5, 7.0]
     assert end[4] == 10.5  # 9 s of speech: 8 s in the first region + 1 s after the 0.5 s pause
     assert (start[5], end[5]) == (15.0, 16.5)  # a short segment is one window
-    assert len(start) == 6 and q.vectors.shape == (6, 256)
+    # then one mean row for the segment of five windows (none for the one-window segment)
+    assert q.extra["segment_mean"].tolist() == [False] * 6 + [True]
+    assert (start[6], end[6]) == (1.0, 10.5) and q.vectors.shape == (7, 256)
+    m = q.vectors[:5].mean(axis=0)
+    assert np.allclose(q.vectors[6], m / np.linalg.norm(m), atol=1e-6)
 
 
 def test_long_clip_is_capped_and_spread(det, clips):
@@ -195,7 +200,7 @@ def test_long_clip_is_capped_and_spread(det, clips):
     long = np.tile(speech, int(np.ceil(600 * SR / speech.size)))[: 600 * SR]  # 10 minutes of talk
     capped = VoiceDetector(Settings(), max_windows=12)
     q = capped.embed_queries([AudioClip(long, SR)])[0]
-    assert q.vectors.shape == (12, 256)
+    assert int((~q.extra["segment_mean"]).sum()) == 12 and q.vectors.shape[0] <= 12 + 6
     assert "12 of " in q.note and "spread evenly" in q.note
     assert q.extra["start"].min() < 30 and q.extra["end"].max() > 570
 
@@ -204,7 +209,7 @@ def test_search_reports_the_span(det, clips):
     refs = det.embed_references([clips["speaker_a_1"], clips["speaker_b_1"]])
     index = det.new_index()
     for ref_id, e in zip((5, 6), refs):
-        index.add(np.array([ref_id]), e.vectors)
+        index.add(np.full(e.vectors.shape[0], ref_id), e.vectors)
     hits = det.search(index, det.embed_queries([clips["speaker_b_2"], AudioClip(NEGATIVES["silence"], SR)]))
     best = max(hits[0], key=lambda h: h.score)
     assert best.ref_id == 6
