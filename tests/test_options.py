@@ -301,6 +301,9 @@ def test_repository_calibration_has_floors_for_every_entry_and_count_metrics():
                                                         "min_cover": 0.05}
     assert cal.floors("audio.fingerprint", "landmark-triplet-v1") == {"min_hit_matches": 8}
     assert cal.floors("image.pdq", "pdq") == {"search_k": 10, "min_quality": 50}
+    assert cal.floors("image.sscd", "sscd-disc-mixup") == {"search_k": 10, "min_std": 1.0}
+    assert cal.floors("audio.voice", "voice-resemblyzer-ge2e") == {"search_k": 10, "min_ref_speech_s": 1.5,
+                                                                   "min_window_speech_s": 1.0}
 
 
 def test_detectors_read_their_floors_at_creation(tmp_path):
@@ -334,10 +337,10 @@ def test_a_missing_floor_is_named(tmp_path):
 
 
 def test_an_uncalibrated_model_runs_with_the_floors_its_detector_shares(tmp_path):
-    entry = {**_levels("cosine", 0.9, 0.8), "floors": {"search_k": 10}}
+    entry = {**_levels("cosine", 0.9, 0.8), "floors": {"search_k": 10, "min_std": 1.0}}
     path = _calibration(tmp_path, {"image.sscd": {"a": entry, "b": entry}})
-    assert floors_for("image.sscd", Settings(calibration=path), "new-model") == {"search_k": 10}
-    other = {**entry, "floors": {"search_k": 5}}
+    assert floors_for("image.sscd", Settings(calibration=path), "new-model") == {"search_k": 10, "min_std": 1.0}
+    other = {**entry, "floors": {"search_k": 5, "min_std": 1.0}}
     path = _calibration(tmp_path, {"image.sscd": {"a": entry, "b": other}})
     with pytest.raises(CalibrationError, match="no gating floors"):
         floors_for("image.sscd", Settings(calibration=path), "new-model")

@@ -38,7 +38,8 @@ from scanner.types import Metric
 
 DEFAULT_MODEL = "sscd-disc-mixup"
 BATCH = 16  # images per ONNX call: bounds activation memory (ResNet-50 at 288x512 is ~0.2 GB per image)
-MIN_STD = 1.0  # grey-level std below which an image is flat: its descriptor is noise, not compared
+# Gating floor (calibration entry "floors"): min_std, the grey-level std below which an image is flat: its
+# descriptor is noise, not compared.
 BACKGROUND = 128  # grey under transparent pixels of an alpha reference
 
 
@@ -93,6 +94,7 @@ class SscdDetector(VectorDetector):
 
     modality = "image"
     metric = Metric.COSINE
+    FLOORS = ("search_k", "min_std")
 
     @dataclass(frozen=True)
     class Options(DetectorOptions):
@@ -106,6 +108,7 @@ class SscdDetector(VectorDetector):
         self.model_id = spec.name
         self.dim = spec.dim
         self.floors = floors_for(self, settings, self.model_id)
+        self.min_std = float(self.floors["min_std"])
         self._recipe = dict(spec.config.get("input", {}))
         self._session = self._open(path, settings.device, spec.config.get("pip", spec.name))
         self._input = self._session.get_inputs()[0].name
@@ -144,7 +147,7 @@ class SscdDetector(VectorDetector):
         groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
         for i, img in enumerate(images):
             arr = prepare(img, self._recipe)
-            if float(arr.std()) < MIN_STD:
+            if float(arr.std()) < self.min_std:
                 out[i] = Embedding(np.zeros((0, self.dim), np.float32),
                                    "image.sscd: flat image (no detail to describe); not compared")
                 continue

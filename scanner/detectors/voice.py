@@ -22,7 +22,7 @@ up to 0.25 s are closed and regions shorter than 0.25 s dropped.
   room with RT60 0.5 s, applied to at most 60 s of the speech): the mean of the clean
   embedding and the degraded copy's, renormalised. A query's score is its best row against
   the reference's best row, so a noisy, scored or reverberant query meets the reference as it
-  would sound there. Less than ``MIN_REF_SPEECH_S`` (1.5 s) of speech -> empty, with a note.
+  would sound there. Less than the ``min_ref_speech_s`` floor (1.5 s) of speech -> empty, with a note.
 * ``embed_queries(clips)``: one row per window of ``WINDOW_S`` (3 s) of speech, hop
   ``HOP_S`` (1.5 s), taken over speech segments (speech regions less than 1 s apart; the
   silences inside a segment are cut out), each with ``extra["start"]``/``["end"]`` in seconds
@@ -90,8 +90,8 @@ SILENT_DBFS = -70.0  # clips quieter than this everywhere are silent: VAD is not
 WINDOW_S = 3.0
 HOP_S = 1.5
 SEGMENT_GAP_S = 1.0  # speech regions closer than this form one segment (windows span them)
-MIN_WINDOW_SPEECH_S = 1.0  # shorter speech segments are not embedded (too short to identify)
-MIN_REF_SPEECH_S = 1.5  # a talent voice reference needs at least this much speech
+# Gating floors (calibration entry "floors"): min_window_speech_s, shorter speech segments are not embedded
+# (too short to identify); min_ref_speech_s, the least speech a talent voice reference needs.
 MAX_REF_SPEECH_S = 300.0  # at most this much of a reference's speech is embedded (spread evenly)
 MAX_WINDOWS = 400  # per query clip (10 minutes of speech at 1.5 s hop)
 BATCH = 128  # partials per encoder batch
@@ -342,6 +342,7 @@ class VoiceDetector(VectorDetector):
     sample_kind = "voice"
     consent_scopes = ("voice", "digital-replica")
     metric = Metric.COSINE
+    FLOORS = ("search_k", "min_ref_speech_s", "min_window_speech_s")
 
     @dataclass(frozen=True)
     class Options(DetectorOptions):
@@ -379,6 +380,8 @@ class VoiceDetector(VectorDetector):
         self.max_windows = int(max_windows)
         self.threads = int(threads)
         self.floors = floors_for(self, settings, self.model_id)
+        self.min_ref_speech_s = float(self.floors["min_ref_speech_s"])
+        self.min_window_speech_s = float(self.floors["min_window_speech_s"])
 
     @property
     def params(self) -> dict[str, Any]:
@@ -400,8 +403,8 @@ class VoiceDetector(VectorDetector):
             for clip in clips:
                 x = to_16k(clip.samples, clip.sr)
                 speech = self._speech(x)
-                if speech.total < MIN_REF_SPEECH_S * SR:
-                    out.append(self._empty(self._no_speech_note(speech, MIN_REF_SPEECH_S, "a voice reference")))
+                if speech.total < self.min_ref_speech_s * SR:
+                    out.append(self._empty(self._no_speech_note(speech, self.min_ref_speech_s, "a voice reference")))
                     continue
                 # Multi-condition enrolment: the clean speech's embedding, then one row per REF_CONDITIONS,
                 # each the mean of the clean embedding and that degraded copy's (renormalised). Degraded
@@ -429,7 +432,7 @@ class VoiceDetector(VectorDetector):
                 speech = self._speech(x)
                 spans = self._window_segments(speech)
                 if not spans:
-                    out.append(self._empty(self._no_speech_note(speech, MIN_WINDOW_SPEECH_S, "a speech window")))
+                    out.append(self._empty(self._no_speech_note(speech, self.min_window_speech_s, "a speech window")))
                     continue
                 note = ""
                 if len(spans) > self.max_windows:
@@ -536,7 +539,7 @@ class VoiceDetector(VectorDetector):
                 continue
             seg_end = int(speech.cum[i + 1])
             length = seg_end - seg_start
-            if length >= MIN_WINDOW_SPEECH_S * SR:
+            if length >= self.min_window_speech_s * SR:
                 if length <= win:
                     spans.append((seg_start, seg_end, seg))
                 else:
