@@ -302,6 +302,7 @@ def test_repository_calibration_has_floors_for_every_entry_and_count_metrics():
     assert cal.floors("audio.fingerprint", "landmark-triplet-v1") == {"min_hit_matches": 8}
     assert cal.floors("image.pdq", "pdq") == {"search_k": 10, "min_quality": 50}
     assert cal.floors("image.sscd", "sscd-disc-mixup") == {"search_k": 10, "min_std": 1.0}
+    assert cal.floors("audio.melody", "melody-basic-pitch") == {"min_votes": 2}
     assert cal.floors("audio.voice", "voice-resemblyzer-ge2e") == {"search_k": 10, "min_ref_speech_s": 1.5,
                                                                    "min_window_speech_s": 1.0}
 

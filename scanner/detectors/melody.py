@@ -70,7 +70,8 @@ SCALES = np.exp(np.linspace(np.log(0.85), np.log(1.18), 33))  # asset time / ref
 OFFSET_BIN_S = 0.5
 CHUNK_S = 30.0  # query chunks voted on separately (a line's position is read at the chunk's centre)
 SCALE_SPREAD = 2  # an n-gram match votes for its own scale bin and this many either side
-MIN_VOTES = 2  # distinct query notes voting for one hypothesis before it is verified
+# Gating floor (calibration entry "floors"): min_votes, distinct query notes voting for one hypothesis
+# before it is verified.
 HYPOTHESES = 5  # verified per reference
 MAX_REFS = 20  # references verified per query
 TOLERANCES_S = (0.6, 0.3, 0.12)  # alignment tolerance, tightened after each refit of the time map
@@ -118,6 +119,7 @@ class MelodyDetector(Detector):
 
     modality = "audio"
     metric = Metric.COUNT
+    FLOORS = ("min_votes",)
     score_unit = "aligned melody notes (intervals and rhythm, any key or tempo)"  # in reports
 
     @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class MelodyDetector(Detector):
         self.dim = 1
         path, self.weights_sha256 = resolved.weights, resolved.sha256
         self.floors = floors_for(self, settings, self.model_id)
+        self.min_votes = int(self.floors["min_votes"])
         try:
             self._session = open_session(path, settings.device)
         except ImportError:
@@ -239,7 +242,7 @@ class MelodyDetector(Detector):
         span_q = tq_all[np.minimum(qn + n, tq_all.shape[0] - 1)] - tq_all[qn]
         span_r = index.column("t_ms", np.minimum(m.row + n, index.rows - 1)) / 1000.0 - tr
         ratio = span_q / np.maximum(span_r, 1e-3)
-        hyps = _hypotheses(ref, shift, qn, tq_all[qn], tr, ratio)
+        hyps = _hypotheses(ref, shift, qn, tq_all[qn], tr, ratio, self.min_votes)
         best: dict[int, Hit] = {}
         for rid, pc, s, o in hyps:
             tr_all, pr_all = index.notes(rid)
@@ -415,7 +418,7 @@ def query_probes(t: np.ndarray, pitch: np.ndarray, p: MelodyParams) -> tuple[np.
 # ----- search -------------------------------------------------------------------
 
 
-def _hypotheses(ref, shift, qn, tq, tr, span_ratio) -> list[tuple[int, int, float, float]]:
+def _hypotheses(ref, shift, qn, tq, tr, span_ratio, min_votes: int) -> list[tuple[int, int, float, float]]:
     """Best (reference, pitch-class shift, time scale, offset) hypotheses by distinct voting query notes.
 
     Each n-gram match carries its own time scale (query n-gram span over reference n-gram span), so it
@@ -445,7 +448,7 @@ def _hypotheses(ref, shift, qn, tq, tr, span_ratio) -> list[tuple[int, int, floa
             cols_q.append(qn[good])
     votes_rows = np.unique(np.stack([np.concatenate(cols_cell), np.concatenate(cols_q)]), axis=1)
     cells, votes = np.unique(votes_rows[0], return_counts=True)
-    keep = votes >= MIN_VOTES
+    keep = votes >= min_votes
     cells, votes = cells[keep], votes[keep]
     if cells.size == 0:
         return []
