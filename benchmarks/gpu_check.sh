@@ -32,6 +32,6 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "(nvidia-smi not found)"
 "$PY" -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"
 echo "== GPU: $FRAMES frames"
-"$PY" benchmarks/throughput.py --frames-1080p "$FRAMES" --device cuda
+"$PY" -m benchmarks.throughput --frames-1080p "$FRAMES" --device cuda
 echo "== CPU ($(nproc) cores), same code: $CPU_FRAMES frames"
-"$PY" benchmarks/throughput.py --frames-1080p "$CPU_FRAMES" --device cpu
+"$PY" -m benchmarks.throughput --frames-1080p "$CPU_FRAMES" --device cpu

@@ -1,6 +1,6 @@
 """Melody benchmark: registered compositions found in covers that share no recording with them.
 
-    .venv/bin/python benchmarks/melody.py [--music DIR] [--seed N] [--quick] [--cache DIR]
+    .venv/bin/python -m benchmarks.melody [--music DIR] [--seed N] [--quick] [--cache DIR]
         [--write-calibration [PATH]]
 
 Data. Every audio file in ``--music`` (default ``../shared/data/music``, 20 orchestral tracks) is a
@@ -25,14 +25,13 @@ only approximated by the timbre and accompaniment conditions; drums carry no mel
 Thresholds. Scores are counts (aligned melody notes in runs, best 30 s). With ``a = floor(FPR x
 negatives)`` negatives allowed, the threshold is one above the (a+1)-th highest negative score, at
 FPR 1 % (review) and 0.1 % (block). ``--write-calibration`` merges ``detectors["audio.melody"]``
-into the calibration file with ``scanner.policy.calibration.merge_calibration``.
+into the calibration file (``benchmarks.common.calibrate``).
 
 Speed: x real time of the melody embedding (transcription dominates), measured on the references.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -42,18 +41,18 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from benchmarks.common import cli
+from benchmarks.common.calibrate import levels_entry, write_calibration
+from benchmarks.common.data import AUDIO_SUFFIXES, REPO_ROOT, media_files
+from benchmarks.common.split import hold_out
+from benchmarks.common.stats import threshold_at_fpr
+from scanner.config import Settings
+from scanner.detectors.base import create
+from scanner.media.audio import AudioClip, decode_audio
+from scanner.policy.calibration import load_calibration
+from scanner.testing.detector_kit import build_index
+from scanner.types import Stage
 
-from scanner.config import Settings  # noqa: E402
-from scanner.detectors.base import create  # noqa: E402
-from scanner.media.audio import AudioClip, decode_audio  # noqa: E402
-from scanner.policy.calibration import load_calibration, merge_calibration  # noqa: E402
-from scanner.testing.detector_kit import build_index  # noqa: E402
-from scanner.types import Stage  # noqa: E402
-
-DEFAULT_MUSIC = REPO_ROOT.parent / "shared" / "data" / "music"
 VOICES = REPO_ROOT / "tests" / "fixtures" / "voices"
 SR = 16_000
 HELD_OUT = 6
@@ -190,13 +189,6 @@ def transcribed(det, path: Path | str, clip: AudioClip, cache: Path) -> tuple[np
     return notes, True
 
 
-def threshold_at(neg: np.ndarray, fpr: float, floor: float = 1.0) -> float:
-    """One above the (a+1)-th highest negative score, with a = floor(fpr x negatives)."""
-    allowed = int(np.floor(fpr * neg.size))
-    srt = np.sort(neg)[::-1]
-    return max(floor, float(srt[allowed]) + 1.0) if srt.size > allowed else floor
-
-
 def best(hits, right: int | None) -> tuple[float, bool]:
     """(score of the right work or the best score, whether the right work is the top hit)."""
     if not hits:
@@ -209,22 +201,19 @@ def best(hits, right: int | None) -> tuple[float, bool]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--music", type=Path, default=DEFAULT_MUSIC)
-    ap.add_argument("--seed", type=int, default=17)
-    ap.add_argument("--quick", action="store_true", help=f"{QUICK_POS}/{QUICK_NEG} excerpts per track")
+    ap = cli.parser(__doc__)
+    cli.add_data(ap, "--music", sub="music", help="folder of recordings (compositions)")
+    cli.add_seed(ap, 17)
+    cli.add_quick(ap, f"{QUICK_POS}/{QUICK_NEG} excerpts per track")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/scanner-melody-bench"))
-    ap.add_argument("--write-calibration", nargs="?", type=Path, const=REPO_ROOT / "scanner" / "policy" /
-                    "calibration.json", default=None)
+    cli.add_write_calibration(ap)
     args = ap.parse_args()
-    files = sorted(p for p in args.music.iterdir() if p.suffix.lower() in {".ogg", ".wav", ".flac", ".mp3"}) \
-        if args.music.is_dir() else []
+    files = media_files(args.music, AUDIO_SUFFIXES) if args.music.is_dir() else []
     if len(files) < HELD_OUT + 2:
         sys.exit(f"need at least {HELD_OUT + 2} tracks in {args.music}")
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(files))
-    held = [files[i] for i in order[:HELD_OUT]]
-    registered = [files[i] for i in order[HELD_OUT:]]
+    held_i, registered_i = hold_out(len(files), HELD_OUT, args.seed)
+    held = [files[i] for i in held_i]
+    registered = [files[i] for i in registered_i]
     settings = Settings()
     mel = create("audio.melody", settings)
     fp = create("audio.fingerprint", settings)
@@ -285,9 +274,9 @@ def main() -> None:
     cond_names = [c.name for c in CONDITIONS]
     arr = {k: np.asarray([r[i] for r in rows]) for i, k in enumerate(("cond", "pos", "ms", "mok", "fs", "fok", "empty"))}
     neg_m, neg_f = arr["ms"][~arr["pos"]], arr["fs"][~arr["pos"]]
-    review = threshold_at(neg_m, 0.01)
-    block = threshold_at(neg_m, 0.001)
-    fp_thr = threshold_at(neg_f, 0.01, fp_review)
+    review = threshold_at_fpr(neg_m, 0.01, floor=1.0)
+    block = threshold_at_fpr(neg_m, 0.001, floor=1.0)
+    fp_thr = threshold_at_fpr(neg_f, 0.01, floor=fp_review)
     print(f"\nnegatives {neg_m.size}, positives {int(arr['pos'].sum())}; melody review >= {review:g} "
           f"(1 % FPR), block >= {block:g} (0.1 %); fingerprint at its calibrated review {fp_review:g} "
           f"(>= {fp_thr:g} for 1 % FPR here)")
@@ -309,22 +298,16 @@ def main() -> None:
     if empty_refs:
         print(f"references without a melody: {', '.join(empty_refs)}")
     if args.write_calibration:
-        entry = {
-            "final": {"block": block, "review": review},
-            "ideation": {"block": block, "review": block},
-            "metric": "count",
-            "measured": {
-                "excerpt_seconds": EXCERPT_S, "negatives": int(neg_m.size), "positives": int(arr["pos"].sum()),
-                "recall_at_1pct_fpr_by_condition": {c: v[0] for c, v in by_cond.items()},
-                "fingerprint_recall_same_queries": {c: v[1] for c, v in by_cond.items()},
-                "query_x_realtime_wall": round(q_audio / max(t_query, 1e-9), 1),
-                "score": "aligned melody notes in runs of >= 2, best 30 s",
-            },
-        }
+        entry = levels_entry("count", block, review, {
+            "excerpt_seconds": EXCERPT_S, "negatives": int(neg_m.size), "positives": int(arr["pos"].sum()),
+            "recall_at_1pct_fpr_by_condition": {c: v[0] for c, v in by_cond.items()},
+            "fingerprint_recall_same_queries": {c: v[1] for c, v in by_cond.items()},
+            "query_x_realtime_wall": round(q_audio / max(t_query, 1e-9), 1),
+            "score": "aligned melody notes in runs of >= 2, best 30 s",
+        })
         source = (f"benchmarks/melody.py on {args.music.name} ({len(registered)} registered, {len(held)} held out, "
                   f"{int(arr['pos'].sum())} positives, {neg_m.size} negatives, seed {args.seed})")
-        version = merge_calibration(args.write_calibration, {("audio.melody", mel.model_id): entry}, "melody", source)
-        print(f"calibration {args.write_calibration}: version {version}")
+        write_calibration(args.write_calibration, "audio.melody", mel.model_id, entry, "melody", source)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Load benchmark for ``scanner serve``: latency and throughput over loopback HTTP, against
 direct in-process ``Scanner.check`` measured in the same run.
 
-    .venv/bin/python benchmarks/service_load.py [--requests 400] [--concurrency 8] [--works 50]
+    .venv/bin/python -m benchmarks.service_load [--requests 400] [--concurrency 8] [--works 50]
         [--max-batch 16] [--max-pending 64] [--detectors image.pdq] [--seconds 120]
 
 What it does, all on this machine (the server listens on 127.0.0.1 only):
@@ -43,28 +43,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import httpx
 
-import httpx  # noqa: E402
-
-from scanner.api import Scanner  # noqa: E402
-from scanner.config import Settings  # noqa: E402
-from scanner.testing.fixtures import artwork  # noqa: E402
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+from benchmarks.common import cli
+from benchmarks.common.stats import percentile
+from scanner.api import Scanner
+from scanner.config import Settings
+from scanner.testing.fixtures import artwork
 
 
 def summary(label: str, lat: list[float], wall: float, n503: int = 0, failed: int = 0) -> str:
     ms = [x * 1000 for x in lat]
     thr = len(lat) / wall if wall > 0 else float("nan")
-    return (f"{label:<34} n={len(lat):>4}  p50 {pct(ms, 50):7.1f} ms  p95 {pct(ms, 95):7.1f} ms  "
-            f"p99 {pct(ms, 99):7.1f} ms  mean {statistics.fmean(ms) if ms else float('nan'):7.1f} ms  "
+    return (f"{label:<34} n={len(lat):>4}  p50 {percentile(ms, 50):7.1f} ms  p95 {percentile(ms, 95):7.1f} ms  "
+            f"p99 {percentile(ms, 99):7.1f} ms  mean {statistics.fmean(ms) if ms else float('nan'):7.1f} ms  "
             f"{thr:6.1f} req/s  503: {n503}  failed: {failed}")
 
 
@@ -241,7 +233,7 @@ def probe_health(url: str, until: float, statuses: list) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.parser(__doc__, raw=True)
     ap.add_argument("--requests", type=int, default=400, help="uploads per HTTP run (default 400)")
     ap.add_argument("--concurrency", type=int, default=8, help="concurrent clients in the loaded run (default 8)")
     ap.add_argument("--works", type=int, default=50, help="registered works (default 50)")
@@ -252,7 +244,7 @@ def main() -> None:
     ap.add_argument("--slow-clients", type=int, default=400, help="slowloris connections held (default 400)")
     ap.add_argument("--slow-seconds", type=float, default=15.0, help="length of the slow-client phase (default 15)")
     args = ap.parse_args()
-    detectors = tuple(d.strip() for d in args.detectors.split(",") if d.strip())
+    detectors = cli.names(args.detectors)
 
     with tempfile.TemporaryDirectory(prefix="scanner-bench-") as tmpdir:
         root = Path(tmpdir)

@@ -1,6 +1,6 @@
 """Start-up cost of everyday commands, cold processes, against a bare interpreter in the same run.
 
-    .venv/bin/python benchmarks/startup.py [--repeats N]
+    .venv/bin/python -m benchmarks.startup [--repeats N]
 
 Targets (issue 14, on the 2-core development machine): ``scanner --help`` <= 0.3 s and
 ``scanner check image.png`` with the default detectors <= 1.5 s wall. The check runs against a
@@ -12,7 +12,6 @@ be read against what the interpreter alone costs on a loaded machine.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import cli
+from benchmarks.common.data import REPO_ROOT as ROOT
+
 SCANNER = [str(Path(sys.executable).with_name("scanner"))]  # the installed console script, as users run it
 IMAGE = ROOT / "examples" / "sample" / "deliverables" / "sh010_comp_v003.jpg"
 
@@ -36,7 +37,7 @@ def wall(cmd: list[str], repeats: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cli.parser(__doc__)
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

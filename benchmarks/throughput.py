@@ -1,8 +1,8 @@
 """Whole-scan throughput against the models alone, and against a naive per-file loop, same run.
 
-    .venv/bin/python benchmarks/throughput.py            # from the repo root, on ../shared/data
-    .venv/bin/python benchmarks/throughput.py --images 24 --audio 4 --videos 2 --device cpu
-    .venv/bin/python benchmarks/throughput.py --frames-1080p 256 --device cuda   # GPU check
+    .venv/bin/python -m benchmarks.throughput            # from the repo root, on ../shared/data
+    .venv/bin/python -m benchmarks.throughput --images 24 --audio 4 --videos 2 --device cpu
+    .venv/bin/python -m benchmarks.throughput --frames-1080p 256 --device cuda   # GPU check
 
 A mixed delivery is drawn from ``--data`` (default ``../shared/data``): images of several
 sizes from every image folder (works, characters, stamps, scenes, faces), resized copies of
@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -45,11 +44,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from benchmarks.common import cli
+from benchmarks.common.data import REPO_ROOT, media_files
+from benchmarks.common.memory import peak_rss_mib
 
-DATA = REPO.parent / "shared" / "data"
 IMAGE_DIRS = ("images", "characters", "stamps", "scenes", "faces")
 KINDS = ("image", "video", "audio")
 
@@ -58,7 +56,7 @@ KINDS = ("image", "video", "audio")
 
 
 def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    return media_files(folder, suffixes, recursive=True)
 
 
 def build(root: Path, data: Path, n_images: int, n_videos: int, n_audio: int, seed: int) -> dict:
@@ -198,10 +196,6 @@ def _settings(root: Path, device: str, detectors: tuple[str, ...] | None = None)
 # =============================================================== workers (one subprocess each)
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _kind(cand) -> str:
     return Path(cand.path).parent.name
 
@@ -242,7 +236,7 @@ def worker(mode: str, root: Path, device: str, detectors: tuple[str, ...] | None
             k = _kind(c)
             out["seconds"][k] = out["seconds"].get(k, 0.0) + time.perf_counter() - t0
         out["seconds"]["all"] = sum(out["seconds"].values())
-    out["rss_mb"] = _rss_mb()
+    out["rss_mb"] = peak_rss_mib()
     return out
 
 
@@ -284,10 +278,10 @@ def _model_only(s, by_kind: dict) -> dict:
 
 
 def run_worker(mode: str, root: Path, device: str, detectors: tuple[str, ...] | None) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", mode, "--root", str(root), "--device", device]
+    cmd = [sys.executable, "-m", "benchmarks.throughput", "--worker", mode, "--root", str(root), "--device", device]
     if detectors:
         cmd += ["--detectors", ",".join(detectors)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
     if proc.returncode != 0:
         sys.exit(f"{mode} worker failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -338,19 +332,19 @@ def report_frames(rows: dict, device: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=DATA)
+    ap = cli.parser(__doc__)
+    cli.add_data(ap)
     ap.add_argument("--images", type=int, default=24, help="images in the delivery (default 24, plus 3 copies)")
     ap.add_argument("--videos", type=int, default=2, help="8 s H.264 clips (default 2)")
     ap.add_argument("--audio", type=int, default=4, help="music and speech files (default 4)")
     ap.add_argument("--detectors", default="", help="comma-separated (default: Settings().detectors)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (passed to the detectors)")
     ap.add_argument("--frames-1080p", type=int, default=0, help="time N 1080p JPEG frames through image.sscd")
-    ap.add_argument("--seed", type=int, default=0)
+    cli.add_seed(ap)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    detectors = tuple(d.strip() for d in args.detectors.split(",") if d.strip()) or None
+    detectors = cli.names(args.detectors) or None
     if args.worker:
         print(json.dumps(worker(args.worker, args.root, args.device, detectors)))
         return 0
