@@ -100,8 +100,10 @@ def detectors(
 
     if options:
         out.print(option_table(rows))
-        out.print(esc('set them in scanner.toml ([detectors."image.face"] min_face = 40), the environment variable '
-                      "shown, or --<kind>-model for a model"))
+        example = next(((r.name, k, v) for r in rows for k, v in r.options.items() if k != "model"), None)
+        toml = f'[detectors."{example[0]}"] {example[1]} = {json.dumps(example[2])}' if example else '[detectors."<name>"]'
+        out.print(esc(f"set them in scanner.toml ({toml}), the environment variable shown, or --<kind>-model "
+                      "for a model"))
         return
 
     table = Table("detector", "on", "model", "installed", "finds")
