@@ -101,7 +101,8 @@ def detectors(
     if options:
         out.print(option_table(rows))
         example = next(((r.name, k, v) for r in rows for k, v in r.options.items() if k != "model"), None)
-        toml = f'[detectors."{example[0]}"] {example[1]} = {json.dumps(example[2])}' if example else '[detectors."<name>"]'
+        toml = (f'[detectors."{example[0]}"] {example[1]} = {json.dumps(example[2])}' if example
+                else '[detectors."<name>"]')
         out.print(esc(f"set them in scanner.toml ({toml}), the environment variable shown, or --<kind>-model "
                       "for a model"))
         return

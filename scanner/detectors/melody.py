@@ -54,7 +54,7 @@ from scanner.config import Settings
 from scanner.detectors.base import Detector, DetectorOptions, Embedding, Hit, floors_for, register
 from scanner.detectors.melody_transcribe import SR as BP_SR, NoteParams, notes_from_posteriorgrams, open_session, \
     posteriorgrams
-from scanner.errors import ConfigError, ModelMissingError
+from scanner.errors import ModelMissingError
 from scanner.index.base import VectorIndex, expect_family
 from scanner.index.melody_index import MelodyIndex
 from scanner.media.audio import AudioClip
