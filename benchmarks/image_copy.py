@@ -33,6 +33,13 @@ and its overall score is the best over the catalog (brute force). A query or ref
 that the detector declares not comparable (empty embedding, e.g. PDQ quality < 50) never
 matches. The *fused* methods (``FUSIONS``) combine the per-pair PDQ distance and SSCD
 cosine with the logistic model of ``scanner/policy/fusion.py``, fitted here (``fit_fusion``).
+``SSCD-white`` / ``SSCD-mnv4-white`` are the detector's whitened descriptor (option
+``whitening``: centring + shrunk whitening fitted by ``models/train_sscd_whitening.py`` on
+Debian art packages, no evaluation data; model id ``<model>+whitened``), computed from the
+raw method's rows with the detector's own ``Whitening.apply`` so the model runs once; each
+has its own calibration entry and fusion. ``--postprocess`` compares, on a 2-fold protocol,
+the raw descriptor, that shipped whitening and whitenings fitted on this benchmark's own
+held-out queries (the optimistic in-benchmark fit), also per transform.
 
 Negative pairs. The per-pair rate below is estimated from a pool of every (query,
 reference) pair whose two sides are different works: every query (positive or negative)
@@ -165,6 +172,7 @@ from augly.utils import EMOJI_DIR, FONTS_DIR, SCREENSHOT_TEMPLATES_DIR  # noqa: 
 
 from scanner.config import Settings  # noqa: E402
 from scanner.detectors.base import Detector, create  # noqa: E402
+from scanner.detectors.sscd import WHITEN_BY_DEFAULT, WHITENED_SUFFIX  # noqa: E402
 from scanner.errors import ConfigError, MediaError, ModelMissingError  # noqa: E402
 from scanner.policy.calibration import merge_calibration  # noqa: E402
 from scanner.media.image import decode_image, to_rgb  # noqa: E402
@@ -509,6 +517,10 @@ class Method:
     embed_queries: Callable[[Sequence[Image.Image]], list[np.ndarray]]
     calibration_key: tuple[str, str] | None = None  # (detector, model id); None for the baseline
     probability: bool = False  # scores are probabilities (the fused score): tail fitted on the logit scale
+    # A post-processed variant of another method (the whitened SSCD descriptor): its rows are ``post`` of
+    # the rows of method ``derived_from``, so the model runs once per image for both.
+    derived_from: str | None = None
+    post: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def _phash_rows(images: Sequence[Image.Image]) -> list[np.ndarray]:
@@ -518,6 +530,10 @@ def _phash_rows(images: Sequence[Image.Image]) -> list[np.ndarray]:
 def phash_baseline() -> Method:
     """imagehash pHash, 64 bits, computed on the image as-is (no flip/rotation variants)."""
     return Method("pHash", "baseline imagehash.phash, 64-bit, Hamming", Metric.HAMMING, _phash_rows, _phash_rows)
+
+
+def _unused(images: Sequence[Image.Image]) -> list[np.ndarray]:
+    raise AssertionError("a derived method's rows come from its base method")
 
 
 def detector_method(label: str, det: Detector) -> Method:
@@ -530,18 +546,33 @@ def detector_method(label: str, det: Detector) -> Method:
                   (det.name, det.model_id))
 
 
+def sscd_settings(model: str, whitening: bool) -> Settings:
+    """Settings that run ``image.sscd`` with ``model``, its fitted whitening on or off."""
+    return Settings(detector_options={"image.sscd": {"model": model, "whitening": whitening}})
+
+
 def load_methods(clip_models: Sequence[str]) -> tuple[list[Method], list[str]]:
-    """Baseline, PDQ, both SSCD models and every requested CLIP model that loads; plus a line per model
-    that could not be measured."""
+    """Baseline, PDQ, both SSCD models raw and whitened (the registry's fitted whitening, derived from
+    the raw rows) and every requested CLIP model that loads; plus a line per model that could not be
+    measured."""
     methods = [phash_baseline(), detector_method("PDQ", create("image.pdq", Settings()))]
     skipped = []
     for model in SSCD_MODELS:
+        label = "SSCD" if model == SSCD_MODELS[0] else "SSCD-mnv4"
         try:
-            det = create("image.sscd", Settings(sscd_model=model))
+            det = create("image.sscd", sscd_settings(model, False))
         except ModelMissingError as exc:
             skipped.append(f"image.sscd [{model}]: not measured: {exc}")
             continue
-        methods.append(detector_method("SSCD" if model == SSCD_MODELS[0] else "SSCD-mnv4", det))
+        methods.append(detector_method(label, det))
+        try:
+            white = create("image.sscd", sscd_settings(model, True))
+        except (ConfigError, ModelMissingError) as exc:
+            skipped.append(f"image.sscd [{model}] whitened: not measured: {exc}")
+            continue
+        assert white.whitening is not None
+        methods.append(Method(f"{label}-white", white.describe(), white.metric, _unused, _unused,
+                              (white.name, white.model_id), derived_from=label, post=white.whitening.apply))
     for model in clip_models:
         try:
             det = create("image.clip", Settings().with_options("image.clip", model=model))
@@ -627,7 +658,7 @@ class EmbeddingCache:
         """Load the stored rows of method ``m`` (none when the cache is off, missing or stale)."""
         self.meta[m.label] = m.description
         self.rows[m.label] = {}
-        if self.folder is None or not self._path(m.label).is_file():
+        if self.folder is None or m.derived_from or not self._path(m.label).is_file():
             return
         with open(self._path(m.label), "rb") as fh:
             stored = pickle.load(fh)
@@ -637,6 +668,15 @@ class EmbeddingCache:
     def embed(self, m: Method, images: Sequence[Callable[[], Image.Image]], keys: Sequence[str], queries: bool,
               out: "Queries | None" = None) -> list[np.ndarray]:
         """Rows for each image (made lazily by its callable), from the cache or embedded now and timed."""
+        if m.derived_from is not None:  # post-processed rows of the base method, embedded just before
+            assert m.post is not None
+            base = self.rows[m.derived_from]
+            start = time.perf_counter()
+            rows = [m.post(base[k]) if len(base[k]) else base[k] for k in keys]
+            if out is not None:
+                out.seconds[m.label] = out.seconds.get(m.label, 0.0) + time.perf_counter() - start
+                out.embedded[m.label] = out.embedded.get(m.label, 0) + len(keys)
+            return rows
         have = self.rows.setdefault(m.label, {})
         todo = [i for i, k in enumerate(keys) if k not in have]
         if todo:
@@ -982,8 +1022,20 @@ FUSION_FEATURES = {
     "image.sscd": {"detector": "image.sscd", "transform": "fisher", "closer": "higher"},
     "image.pdq": {"detector": "image.pdq", "transform": "capped", "scale": 64, "closer": "lower"},
 }
-# fused method label -> (calibration key under "fusion", the method labels it combines)
-FUSIONS = {"FUSED": ("image", ("SSCD", "PDQ")), "FUSED-mnv4": ("image@sscd-distilled-mnv4", ("SSCD-mnv4", "PDQ"))}
+# fused method label -> (calibration key under "fusion", the method labels it combines); the fusion with
+# the detector's default descriptor is "image", the others "image@<sscd model id>" (the policy picks the
+# entry whose detectors and models match what runs, whatever its key).
+_DEFAULT_SSCD_ID = SSCD_MODELS[0] + (WHITENED_SUFFIX if WHITEN_BY_DEFAULT else "")
+
+
+def _fusion_key(model_id: str) -> str:
+    return "image" if model_id == _DEFAULT_SSCD_ID else f"image@{model_id}"
+
+
+FUSIONS = {"FUSED": (_fusion_key(SSCD_MODELS[0]), ("SSCD", "PDQ")),
+           "FUSED-mnv4": (_fusion_key(SSCD_MODELS[1]), ("SSCD-mnv4", "PDQ")),
+           "FUSED-white": (_fusion_key(SSCD_MODELS[0] + WHITENED_SUFFIX), ("SSCD-white", "PDQ")),
+           "FUSED-mnv4-white": (_fusion_key(SSCD_MODELS[1] + WHITENED_SUFFIX), ("SSCD-mnv4-white", "PDQ"))}
 FUSION_L2 = 1e-4  # ridge on the standardised coefficients: keeps the fit finite when classes separate
 _PLACEHOLDER_LEVELS = {"final": {"block": 1.0, "review": 0.0}, "ideation": {"block": 1.0, "review": 0.0}}
 
@@ -1099,11 +1151,15 @@ def fusion_entry(label: str, entry: dict, notes: dict, run: "Run") -> dict:
 
 # ---------------------------------------------------------------- descriptor post-processing (issue 12 item 4)
 
-# name -> (whitening: None, "centre" or the covariance shrinkage; score-normalisation neighbour k or None)
+# name -> (whitening: None, "centre", the covariance shrinkage of a fit on this fold's background, or
+# "product" (the detector's own whitening, fitted on models/sscd-*-whitening-train.csv, no evaluation
+# data); score-normalisation neighbour k or None)
 POST_VARIANTS: dict[str, tuple[str | float | None, int | None]] = {
-    "raw": (None, None), "centred": ("centre", None), "whitened (shrink 0.5)": (0.5, None),
-    "whitened (shrink 0.2)": (0.2, None), "score-norm k=1": (None, 1), "score-norm k=10": (None, 10),
-    "whitened 0.5 + score-norm k=10": (0.5, 10)}
+    "raw": (None, None), "whitened (models/ file, training set)": ("product", None), "centred": ("centre", None),
+    "whitened (shrink 0.5)": (0.5, None), "whitened (shrink 0.2)": (0.2, None), "score-norm k=1": (None, 1),
+    "score-norm k=10": (None, 10), "whitened 0.5 + score-norm k=10": (0.5, 10)}
+# variants whose recall per transform the experiment prints (at N = 10,000)
+POST_PER_TRANSFORM = ("raw", "whitened (models/ file, training set)", "whitened (shrink 0.2)")
 
 
 def _dense(rows: Sequence[np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1116,12 +1172,13 @@ def _dense(rows: Sequence[np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray
     return x, ok
 
 
-def postprocess_experiment(run: "Run", label: str) -> list[list[str]]:
+def postprocess_experiment(run: "Run", label: str) -> tuple[list[list[str]], list[list[str]]]:
     """Recall of method ``label`` with each post-processing variant, 2-fold cross-fitted: the background
     (whitening fit, score-normalisation distractors) is every query made from half the held-out works and
     faces; the other half's negatives, every positive, and the other half's held-out works as distractor
     references are evaluated, then the halves swap. Rows: variant, then per catalog size 10k and 100k the
-    mean over folds of threshold @0.1 % and recall @1 % / @0.1 %."""
+    mean over folds of threshold @0.1 % and recall @1 % / @0.1 %; second table: recall @1 % / @0.1 % at
+    10k per transform for ``POST_PER_TRANSFORM`` (mean over folds)."""
     from benchmarks.common.descriptors import fit_whitening, kth_neighbour_similarity
 
     q = run.queries
@@ -1139,14 +1196,22 @@ def postprocess_experiment(run: "Run", label: str) -> list[list[str]]:
     qfold = np.asarray([fold_of_face.get(s_, fold_of_group.get(int(g), -1)) if not p_ else -1
                         for s_, g, p_ in zip(src, groups, pos)])
     dfold = np.asarray([fold_of_group[int(g)] for g in run.dis_groups])
-    results: dict[str, list[list[float]]] = {v: [] for v in POST_VARIANTS}
+    product = next((m.post for m in run.methods if m.derived_from == label), None)
+    variants = {v: c for v, c in POST_VARIANTS.items() if c[0] != "product" or product is not None}
+    results: dict[str, list[list[float]]] = {v: [] for v in variants}
+    found10k: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {v: [] for v in POST_PER_TRANSFORM if v in variants}
     for fold in (0, 1):
         bg = (qfold == fold) & okq
         ev = (qfold != fold) & okq
         dsel = (dfold != fold) & okd
-        for v, (white, k) in POST_VARIANTS.items():
-            w = None if white is None else fit_whitening(xq[bg], shrink=None if white == "centre" else float(white))
-            tq, tr, td = (xq, xr, xd) if w is None else (w.apply(xq), w.apply(xr), w.apply(xd))
+        for v, (white, k) in variants.items():
+            if white == "product":
+                assert product is not None
+                post = product
+            else:
+                w = None if white is None else fit_whitening(xq[bg], shrink=None if white == "centre" else float(white))
+                post = None if w is None else w.apply
+            tq, tr, td = (xq, xr, xd) if post is None else (post(xq), post(xr), post(xd))
             sr = tq[ev] @ tr.T
             sd = tq[ev] @ td[dsel].T
             if k is not None:
@@ -1165,22 +1230,42 @@ def postprocess_experiment(run: "Run", label: str) -> list[list[str]]:
                 t1, t01 = (model.threshold(pair_rate_target(f, n)) for f in FPR_LEVELS)
                 n_pos = max(1, int(pos[ev].sum()))
                 row += [t01, float((right & (top >= t1)).sum() / n_pos), float((right & (top >= t01)).sum() / n_pos)]
+                if n == 10_000 and v in found10k:
+                    found10k[v].append((right & (top >= t1), right & (top >= t01)))
             results[v].append(row)
     out = []
-    for v in POST_VARIANTS:
+    for v in variants:
         m = np.mean(results[v], axis=0)
         out.append([v, f"{m[0]:.4f}", pct(m[1]), pct(m[2]), f"{m[3]:.4f}", pct(m[4]), pct(m[5])])
-    return out
+    tq_all = np.asarray(q.transform)
+    per_t = []
+    for t in run.transforms:
+        cells = []
+        for v, folds in found10k.items():
+            rec = []  # per fold: (recall @1 %, recall @0.1 %) over that fold's positives made with t
+            for fold, (f1, f01) in zip((0, 1), folds):
+                ev = (qfold != fold) & okq
+                sel = (tq_all[ev] == t) & pos[ev]
+                rec.append((float(f1[sel].mean()), float(f01[sel].mean())) if sel.any() else (math.nan, math.nan))
+            cells.append(f"{pct(float(np.nanmean([r[0] for r in rec])))} / "
+                         f"{pct(float(np.nanmean([r[1] for r in rec])))}")
+        per_t.append([t, *cells])
+    return out, per_t
 
 
 def print_postprocess(run: "Run") -> None:
     """The post-processing experiment for every SSCD method."""
     for m in run.methods:
-        if m.calibration_key and m.calibration_key[0] == "image.sscd" and m.label in run.queries.rows:
+        if (m.calibration_key and m.calibration_key[0] == "image.sscd" and m.label in run.queries.rows
+                and m.derived_from is None):
             print(f"\nDescriptor post-processing, {m.label} (2-fold: background = queries of half the held-out works "
                   "and faces, evaluated on the rest; score-norm: s - s_k(query vs background), halved)")
+            table, per_t = postprocess_experiment(run, m.label)
             print_table(["variant", "thr@0.1% 10k", "rec@1% 10k", "rec@0.1% 10k", "thr@0.1% 100k", "rec@1% 100k",
-                         "rec@0.1% 100k"], postprocess_experiment(run, m.label))
+                         "rec@0.1% 100k"], table)
+            print(f"Recall @1% / @0.1% at N=10000 per transform, {m.label}, same protocol")
+            names = [v for v in POST_PER_TRANSFORM if v in {r[0] for r in table}]
+            print_table(["transform", *names], per_t)
 
 
 # ---------------------------------------------------------------- calibration file
@@ -1312,7 +1397,8 @@ class Run:
     def images_per_second(self, label: str) -> float:
         """``embed_queries`` throughput of method ``label`` (NaN when every query came from the cache)."""
         q = self.queries
-        parts = FUSIONS[label][1] if label in FUSIONS else (label,)
+        parts = list(FUSIONS[label][1] if label in FUSIONS else (label,))
+        parts += [b for p in parts for m in self.methods if m.label == p and (b := m.derived_from)]
         if not all(q.embedded.get(p) for p in parts):
             return math.nan
         return 1.0 / sum(q.seconds[p] / q.embedded[p] for p in parts)
@@ -1555,7 +1641,7 @@ def print_figures(run: Run) -> None:
     meta = measure(run.method("PDQ"), run.queries, run.ref_groups, run.models["PDQ"], n, PDQ_REFERENCE_DISTANCE, "")
     print(f"PDQ at Meta's {PDQ_REFERENCE_DISTANCE}: recall {pct(meta.recall)} (est. FPR@{n} "
           f"{fmt_rate(meta.fpr_at_design)}, measured {pct(meta.fpr)})")
-    for label in ("PDQ", "SSCD", "FUSED"):
+    for label in ("PDQ", "SSCD", "SSCD-white", "FUSED", "FUSED-white"):
         if label in run.ops:
             found = run.ops[label][0].found
             weakest = sorted(run.transforms, key=lambda t: run.per_transform(found, t))[:5]

@@ -14,6 +14,13 @@ same resized shape are batched together. An image with an alpha channel is reduc
 opaque part (cropped to the mask's box, composited on mid grey), because for character art
 and logos the opaque region is the work.
 
+Post-processing (option ``whitening``, SSCD's authors' recommendation when sample images of the
+target distribution exist): the L2-normalised descriptor is centred and whitened with a mean and a
+512x512 matrix fitted on a training set that is not evaluation data (``models/train_sscd_whitening.py``,
+``config.whitening`` of the registry entry: file, sha256, training manifest), then L2-normalised
+again. The whitened descriptor is another signal: model id ``<model>+whitened`` (its own calibration
+entry and fusion) and a ``whitening`` entry in ``params`` (indexes built without it are refused).
+
 Runs on ONNX Runtime: the CPU provider with one intra-op thread per core, or the CUDA provider
 (``onnxruntime-gpu``) when ``--device cuda``/``auto`` finds one. The anchor for the loading
 code is open_clip's registry (architecture as data, weights resolved apart, test models named).
@@ -21,9 +28,12 @@ code is open_clip's registry (architecture as data, weights resolved apart, test
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -34,13 +44,17 @@ from scanner.detectors.base import DetectorOptions, Embedding, VectorDetector, f
 from scanner.models import ModelSpec, resolve
 from scanner.errors import ConfigError, ModelMissingError
 from scanner.media.image import alpha_mask
-from scanner.types import Metric
+from scanner.types import Metric, Modality
 
 DEFAULT_MODEL = "sscd-disc-mixup"
 BATCH = 16  # images per ONNX call: bounds activation memory (ResNet-50 at 288x512 is ~0.2 GB per image)
 # Gating floor (calibration entry "floors"): min_std, the grey-level std below which an image is flat: its
 # descriptor is noise, not compared.
 BACKGROUND = 128  # grey under transparent pixels of an alpha reference
+# Descriptor post-processing (registry ``config.whitening``, fitted by models/train_sscd_whitening.py).
+# Off by default until the whitened descriptor has its own calibration entry (``<model>+whitened``).
+WHITEN_BY_DEFAULT = False
+WHITENED_SUFFIX = "+whitened"  # model id of the whitened descriptor: own thresholds, own indexes
 
 
 def _providers(device: str) -> list[str]:
@@ -92,13 +106,14 @@ def prepare(img: Image.Image, recipe: dict[str, Any]) -> np.ndarray:
 class SscdDetector(VectorDetector):
     """Copies of a registered work: crops, recolouring, recompression, overlays, re-framing."""
 
-    modality = "image"
+    modality = Modality.IMAGE
     metric = Metric.COSINE
     FLOORS = ("search_k", "min_std")
 
     @dataclass(frozen=True)
     class Options(DetectorOptions):
         model: str = DEFAULT_MODEL  # the fast option: sscd-distilled-mnv4
+        whitening: bool = WHITEN_BY_DEFAULT  # centring + whitening fitted on a training set (config.whitening)
 
     def __init__(self, settings: Settings, model: str | None = None):
         resolved = resolve(settings, self, model)
@@ -107,6 +122,9 @@ class SscdDetector(VectorDetector):
         path, self.weights_sha256 = resolved.weights, resolved.sha256
         self.model_id = spec.name
         self.dim = spec.dim
+        self.whitening = load_whitening(spec, settings) if options_for(self, settings).whitening else None
+        if self.whitening is not None:  # another descriptor: its own calibration entry and indexes
+            self.model_id = spec.name + WHITENED_SUFFIX
         self.floors = floors_for(self, settings, self.model_id)
         self.min_std = float(self.floors["min_std"])
         self._recipe = dict(spec.config.get("input", {}))
@@ -136,7 +154,10 @@ class SscdDetector(VectorDetector):
     @property
     def params(self) -> dict[str, Any]:
         # "alpha" names how transparent references are reduced; a change makes old indexes rebuild.
-        return {"input": self._recipe, "alpha_background": BACKGROUND, "alpha": "decoder-mask-crop"}
+        out = {"input": self._recipe, "alpha_background": BACKGROUND, "alpha": "decoder-mask-crop"}
+        if self.whitening is not None:  # an index built with raw (or other whitened) descriptors is refused
+            out["whitening"] = {"file": self.whitening.file, "sha256": self.whitening.sha256}
+        return out
 
     def describe(self) -> str:
         where = "CUDA" if self.providers and self.providers[0].startswith("CUDA") else "CPU"
@@ -165,5 +186,52 @@ class SscdDetector(VectorDetector):
         with self._lock:  # one session run at a time: ORT already uses every core inside a run
             feats = self._session.run(None, {self._input: batch})[0].astype(np.float32)
         norms = np.linalg.norm(feats, axis=1, keepdims=True)
-        return feats / np.maximum(norms, 1e-12)
+        feats = feats / np.maximum(norms, 1e-12)
+        return feats if self.whitening is None else self.whitening.apply(feats)
+
+
+@dataclass(frozen=True)
+class Whitening:
+    """Descriptor post-processing as SSCD's authors recommend: ``x -> l2n((x - mean) @ proj)``, with
+    ``mean`` and ``proj`` (centring, shrunk covariance whitening) fitted on a training set of images
+    that is not evaluation data (models/train_sscd_whitening.py)."""
+
+    mean: np.ndarray  # (dim,) float32
+    proj: np.ndarray  # (dim, dim) float32
+    file: str
+    sha256: str
+
+    def apply(self, feats: np.ndarray) -> np.ndarray:
+        """Whitened, L2-renormalised rows of the L2-normalised descriptors ``feats``."""
+        out = (np.asarray(feats, dtype=np.float32) - self.mean) @ self.proj
+        return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def load_whitening(spec: ModelSpec, settings: Settings) -> Whitening:
+    """The whitening named by ``spec.config["whitening"]`` (a file beside the registry entry), checked
+    against its pinned sha256; a missing, altered or mis-shaped file is a clear error."""
+    entry = spec.config.get("whitening")
+    if not isinstance(entry, dict) or not entry.get("file") or not entry.get("sha256"):
+        raise ConfigError(f"model {spec.name!r} has no fitted whitening (config.whitening with file and sha256 "
+                          "in its registry entry); fit one with models/train_sscd_whitening.py or set "
+                          "[detectors.\"image.sscd\"] whitening = false")
+    path = Path(settings.model_registry) / str(entry["file"])
+    if not path.is_file():
+        raise ModelMissingError(f"whitening file {path} of model {spec.name!r} is missing; restore it from the "
+                                "repository (models/) or set [detectors.\"image.sscd\"] whitening = false")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry["sha256"]:
+        raise ConfigError(f"whitening file {path} has sha256 {digest}, but the registry entry of {spec.name!r} "
+                          f"expects {entry['sha256']}; refusing a different whitening (restore the file from the "
+                          "repository, or refit it with models/train_sscd_whitening.py, which records the new sha256)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            mean, proj = np.asarray(z["mean"], np.float32), np.asarray(z["proj"], np.float32)
+    except (ValueError, KeyError, OSError) as exc:
+        raise ConfigError(f"whitening file {path} is not a mean/proj .npz ({exc})") from None
+    if mean.shape != (spec.dim,) or proj.shape != (spec.dim, spec.dim):
+        raise ConfigError(f"whitening file {path} has shapes {mean.shape}/{proj.shape}; model {spec.name!r} "
+                          f"needs ({spec.dim},)/({spec.dim}, {spec.dim})")
+    return Whitening(mean, proj, str(entry["file"]), digest)
 
