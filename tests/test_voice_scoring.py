@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from scanner.config import Settings
-from scanner.detectors.package_weights import package_dir
+from scanner.models.package_weights import package_dir
 from scanner.media.audio import AudioClip
 
 pytest.importorskip("torch")
