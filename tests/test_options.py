@@ -374,3 +374,19 @@ def test_calibration_error_names_no_particular_detector(tmp_path):
     with pytest.raises(CalibrationError) as exc:
         cal.thresholds("image.sscd", "other", Stage.FINAL)
     assert "image.clip" not in str(exc.value) and "calibrated models of image.sscd: a" in str(exc.value)
+
+
+def test_an_index_saved_under_the_old_cosine_label_for_counts_is_refused_with_the_rebuild_hint(tmp_path):
+    """image.local and audio.fingerprint scores are counts now; an index whose manifest says cosine is refused."""
+    from scanner.errors import IndexMismatchError
+    from scanner.index.store import MANIFEST, IndexStore
+
+    det = create("audio.fingerprint", Settings())
+    store = IndexStore(tmp_path / "indexes")
+    store.save(det.name, det.new_index(), det.model_id, det.weights_sha256, {}, det.params)
+    manifest = store.folder(det.name) / MANIFEST
+    data = json.loads(manifest.read_text())
+    assert data["metric"] == "count"
+    manifest.write_text(json.dumps({**data, "metric": "cosine"}))
+    with pytest.raises(IndexMismatchError, match=r"metric cosine \(running count\).*--rebuild"):
+        store.load(det.name, det.model_id, det.weights_sha256, det.dim, det.metric, det.load_index, det.params)
