@@ -1,6 +1,6 @@
 """Audio-fingerprint benchmark: recall under edits, false matches, speed, index size, calibration.
 
-    .venv/bin/python benchmarks/audio_fingerprint.py [--music DIR] [--seed N] [--quick]
+    .venv/bin/python -m benchmarks.audio_fingerprint [--music DIR] [--seed N] [--quick]
         [--write-calibration [PATH]] [--jobs N]
 
 Data. Every audio file in ``--music`` (default ``../shared/data/music``, 20 orchestral
@@ -48,7 +48,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -57,22 +56,20 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from scipy import ndimage, signal
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from benchmarks.common import cli
+from benchmarks.common.calibrate import levels_entry, write_calibration
+from benchmarks.common.data import AUDIO_SUFFIXES, media_files, require_dir
+from benchmarks.common.memory import peak_rss_mib
+from benchmarks.common.split import hold_out
+from benchmarks.common.stats import FPR_LEVELS, operating_point, pct
+from benchmarks.common.table import print_table
+from scanner.detectors.base import Embedding
+from scanner.detectors.fingerprint import FingerprintDetector, LandmarkParams
+from scanner.index.landmarks import BYTES_PER_ROW, LandmarkIndex
+from scanner.media.audio import AudioClip, decode_audio
 
-from scipy import ndimage, signal  # noqa: E402
-
-from scanner.config import Settings  # noqa: E402
-from scanner.detectors.base import Embedding  # noqa: E402
-from scanner.detectors.fingerprint import FingerprintDetector, LandmarkParams  # noqa: E402
-from scanner.policy.calibration import merge_calibration  # noqa: E402
-from scanner.index.landmarks import BYTES_PER_ROW, LandmarkIndex  # noqa: E402
-from scanner.media.audio import AudioClip, decode_audio  # noqa: E402
-
-DEFAULT_MUSIC = REPO_ROOT.parent / "shared" / "data" / "music"
-AUDIO_SUFFIXES = {".ogg", ".wav", ".flac", ".mp3", ".m4a", ".opus"}
 SR = 16_000
 HELD_OUT = 6
 LENGTHS = (5.0, 10.0)
@@ -81,7 +78,6 @@ EXCERPTS = 4
 NEG_EXCERPTS = 8
 QUICK_EXCERPTS = 1
 QUICK_NEG_EXCERPTS = 2
-FPR_LEVELS = (0.01, 0.001)
 LATENCY_CLIP_S = 30.0
 SPAN_TOLERANCE_S = 0.5
 
@@ -255,11 +251,7 @@ _STATE: dict = {}  # set before the worker processes fork
 
 
 def load_tracks(folder: Path) -> list[Track]:
-    out = []
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in AUDIO_SUFFIXES:
-            out.append(Track(path.stem, decode_audio(path.read_bytes(), SR)))
-    return out
+    return [Track(path.stem, decode_audio(path.read_bytes(), SR)) for path in media_files(folder, AUDIO_SUFFIXES)]
 
 
 def make_queries(tracks: list[Track], registered: list[int], held: list[int], seed: int, quick: bool) -> list[Query]:
@@ -326,48 +318,17 @@ def _judge(q: Query, hits: list[tuple[int, float, float]]) -> tuple[float, bool,
     return own[0][1], top[0] == q.track, abs(own[0][2] - q.start) <= SPAN_TOLERANCE_S
 
 
-@dataclass
-class Operating:
-    fpr_target: float
-    threshold: float
-    recall: float
-    fpr: float
-
-
-def operating_point(pos: np.ndarray, top_ok: np.ndarray, neg: np.ndarray, fpr: float, floor: float) -> Operating:
-    allowed = int(np.floor(fpr * neg.size))
-    ranked = np.sort(neg)[::-1]
-    thr = float(ranked[allowed] + 1) if allowed < ranked.size else floor
-    thr = max(thr, floor)
-    return Operating(fpr, thr, float(np.mean(top_ok & (pos >= thr))) if pos.size else 0.0,
-                     float(np.mean(neg >= thr)) if neg.size else 0.0)
-
-
-# ---------------------------------------------------------------- calibration file
-
-
 # ---------------------------------------------------------------- main
 
 
-def pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
-def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        print("  " + "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--music", type=Path, default=DEFAULT_MUSIC, help="folder of recordings")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="smoke run: fewer excerpts")
+    p = cli.parser(__doc__)
+    cli.add_data(p, "--music", sub="music", help="folder of recordings")
+    cli.add_seed(p)
+    cli.add_quick(p, "smoke run: fewer excerpts")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes for the queries")
     p.add_argument("--params", default="", help="JSON overrides of LandmarkParams (experiments; not for calibration)")
-    p.add_argument("--write-calibration", type=Path, nargs="?", const=Settings().calibration, default=None,
-                   metavar="PATH", help=f"merge thresholds into PATH (default {Settings().calibration})")
+    cli.add_write_calibration(p)
     args = p.parse_args(argv)
     if args.write_calibration and (args.quick or args.params):
         p.error("--quick and --params runs are not calibration runs")
@@ -376,14 +337,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    if not args.music.is_dir():
-        sys.exit(f"music folder not found: {args.music} (pass --music DIR)")
+    require_dir(args.music, "--music")
     wall0 = time.perf_counter()
     tracks = load_tracks(args.music)
     if len(tracks) < HELD_OUT + 2:
         sys.exit(f"need at least {HELD_OUT + 2} recordings in {args.music}, found {len(tracks)}")
-    order = np.random.default_rng(args.seed).permutation(len(tracks))
-    held, registered = sorted(order[:HELD_OUT].tolist()), sorted(order[HELD_OUT:].tolist())
+    held, registered = (sorted(side) for side in hold_out(len(tracks), HELD_OUT, args.seed))
     params = LandmarkParams(**json.loads(args.params)) if args.params else LandmarkParams()
     det = FingerprintDetector(params=params)
     base = PairsBaseline()
@@ -444,8 +403,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     top_ok = {m: np.array([r.top_ok[m] for r in results]) for m in methods}
     span_ok = {m: np.array([r.span_ok[m] for r in results]) for m in methods}
     floor = {"ours": float(det.min_hit_matches), "baseline": 1.0}
-    ops = {m: [operating_point(score[m][pos], top_ok[m][pos], score[m][~pos], f, floor[m]) for f in FPR_LEVELS]
-           for m in methods}
+    ops = {m: [operating_point(score[m][pos], score[m][~pos], f, right=top_ok[m][pos], floor=floor[m])
+               for f in FPR_LEVELS] for m in methods}
 
     print(f"== Audio fingerprint benchmark ({'quick' if args.quick else 'full'}, seed {args.seed}) ==")
     print(f"Data: {args.music} — {len(tracks)} recordings ({len(registered)} registered, {reg_seconds / 60:.1f} min; "
@@ -458,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"{np.percentile(score['ours'][sel], 99):.0f}; baseline max {score['baseline'][sel].max():.0f}")
     print("\nOperating points (threshold from the negatives of this run):")
     print_table(["method", "FPR target", "threshold", "recall", "measured FPR"],
-                [[labels[m], pct(o.fpr_target), f">= {o.threshold:g}", pct(o.recall), pct(o.fpr)]
+                [[labels[m], pct(o.target), f">= {o.threshold:g}", pct(o.recall), pct(o.fpr)]
                  for m in methods for o in ops[m]])
     for length in LENGTHS:
         print(f"\nRecall per condition, {length:g} s excerpts (at each method's 1% / 0.1% FPR threshold; "
@@ -493,15 +452,12 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"median {1000 * np.median(latency_cpu):.0f} ms CPU")
     print(f"Query work: transforms {t_transform:.0f} s, both methods' fingerprint+search {t_search:.0f} s CPU; "
           f"wall {time.perf_counter() - wall0:.0f} s on {args.jobs} processes; peak RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+          f"{peak_rss_mib():.0f} MiB")
 
     if args.write_calibration:
         loose, strict = ops["ours"]
-        entry = {
-            "metric": det.metric.value,
-            "final": {"block": strict.threshold, "review": loose.threshold},
-            "ideation": {"block": strict.threshold, "review": strict.threshold},
-            "measured": {
+        entry = levels_entry(
+            det.metric.value, strict.threshold, loose.threshold, {
                 "recall_at_1pct_fpr": round(loose.recall, 4), "recall_at_0_1pct_fpr": round(strict.recall, 4),
                 "negatives": int((~pos).sum()), "positives": int(pos.sum()),
                 "score": "verified landmark matches in the best 10 s", "excerpt_seconds": list(LENGTHS),
@@ -513,14 +469,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                     c.name: round(float(np.mean(top_ok["ours"][pos & (conds == c.name)]
                                                 & (score["ours"][pos & (conds == c.name)] >= loose.threshold))), 4)
                     for c in CONDITIONS},
-            },
-        }
+            })
         source = (f"benchmarks/audio_fingerprint.py on {args.music.name} ({len(registered)} registered, "
                   f"{len(held)} held out, {int(pos.sum())} positives, {int((~pos).sum())} negatives, seed {args.seed})")
-        version = merge_calibration(args.write_calibration, {("audio.fingerprint", det.model_id): entry},
-                                    "audio_fingerprint", source)
-        print(f"\nCalibration: {args.write_calibration} version {version} "
-              f"(block >= {strict.threshold:g}, review >= {loose.threshold:g})")
+        print()
+        write_calibration(args.write_calibration, "audio.fingerprint", det.model_id, entry, "audio_fingerprint", source)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Works, characters and stamps inside generated scenes, and unrelated works sharing title text,
 for ``image.local`` (the ``--suite scenes`` part of ``benchmarks/partial_copy.py``).
 
-    .venv/bin/python benchmarks/partial_copy.py --suite scenes [--data DIR] [--per-kind N] [--seed N]
+    .venv/bin/python -m benchmarks.partial_copy --suite scenes [--data DIR] [--per-kind N] [--seed N]
         [--calibration PATH | --no-write]
 
 Data (``--data``, default ``../shared/data``): ``images/`` (works), ``characters/`` (character
@@ -44,7 +44,6 @@ level and reviews at the review level too.
 from __future__ import annotations
 
 import math
-import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -56,14 +55,16 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from benchmarks import partial_copy as pc
+from benchmarks.common.calibrate import levels_entry, write_calibration
+from benchmarks.common.data import IMAGE_SUFFIXES, media_files, require_dir
+from benchmarks.common.split import split_sizes
+from benchmarks.common.stats import FPR_LEVELS, pct, threshold_at_fpr
+from benchmarks.common.table import print_table
 from scanner.config import Settings
 from scanner.detectors import local as local_mod
 from scanner.detectors.base import Detector, Hit, create
 from scanner.media.image import alpha_mask, decode_image
-from scanner.policy.calibration import merge_calibration
-from scanner.types import Metric
 
-DEFAULT_DATA = pc.REPO_ROOT.parent / "shared" / "data"
 CANVAS = (1024, 768)
 TITLES = ("NEON CITY", "THE LAST HARBOUR", "STAR FORGE", "IRON VALLEY", "MIDNIGHT EXPRESS", "CRYSTAL KEEP",
           "RED HORIZON", "SILENT RIVER", "GOLDEN GATE", "FROST LEGION", "OCEAN DRIFT", "EMBER CROWN")
@@ -223,11 +224,8 @@ TITLE_CASES = ("titled_scene", "titled_as_is")
 
 
 def _load(folder: Path) -> list[tuple[str, Image.Image]]:
-    settings = Settings()
-    out = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in pc.IMAGE_SUFFIXES):
-        out.append((path.stem, decode_image(path.read_bytes(), settings.max_pixels)))
-    return out
+    max_pixels = Settings().max_pixels
+    return [(path.stem, decode_image(path.read_bytes(), max_pixels)) for path in media_files(folder, IMAGE_SUFFIXES)]
 
 
 def _cutout(img: Image.Image) -> Image.Image:
@@ -244,20 +242,7 @@ def _split_groups(named: list[tuple[str, Image.Image]], n_reg: int, n_held: int,
                                                      list[tuple[str, Image.Image]]]:
     """(registered, held out, rest): items sharing content (``pc.content_groups``) stay on one side."""
     groups, _ = pc.content_groups([img for _, img in named], grouping)
-    members: dict[int, list[int]] = {}
-    for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
-    order = [members[g] for g in rng.permutation(sorted(members))]
-    reg: list[int] = []
-    held: list[int] = []
-    rest: list[int] = []
-    for m in order:
-        if len(reg) + len(m) <= n_reg:
-            reg += m
-        elif len(held) + len(m) <= n_held:
-            held += m
-        else:
-            rest += m
+    reg, held, rest = split_sizes(groups, [n_reg, n_held], rng)
     return [named[i] for i in reg], [named[i] for i in held], [named[i] for i in rest]
 
 
@@ -291,13 +276,9 @@ def load_items(data: Path, per_kind: int, seed: int, grouping: Detector) -> tupl
 
 
 @dataclass
-class Runner:
-    label: str
-    detector: Detector
-    index: object = None
-    seconds: float = 0.0
-    queries: int = 0
-    comparable: int = 0
+class Runner(pc.Method):
+    """A ``partial_copy`` method (timed ``embed_queries`` + ``search``) whose references' rows go into
+    the index in one ``add``."""
 
     def build(self, refs: Sequence[Item]) -> None:
         self.index = self.detector.new_index(len(refs))
@@ -307,13 +288,6 @@ class Runner:
         keys = set.intersection(*(set(r[2]) for r in rows)) if rows else set()
         self.index.add(np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows]),
                        {k: np.concatenate([np.asarray(r[2][k]) for r in rows]) for k in keys})
-
-    def run(self, images: Sequence[Image.Image]) -> list[list[Hit]]:
-        start = time.perf_counter()
-        hits = self.detector.search(self.index, self.detector.embed_queries(images))
-        self.seconds += time.perf_counter() - start
-        self.queries += len(images)
-        return hits
 
 
 def record(q: Query, label: str, hits: list[Hit]) -> None:
@@ -341,10 +315,7 @@ def tail_threshold(neg: np.ndarray, fpr: float, floor: int) -> float:
 
 def run_suite(args) -> None:
     t0 = time.perf_counter()
-    data = Path(args.data)
-    if not (data / "characters").is_dir():
-        sys.exit(f"data folder not found or incomplete: {data} (pass --data DIR with images/, characters/, "
-                 "stamps/, scenes/)")
+    data = require_dir(Path(args.data), "--data", "images", "characters", "stamps", "scenes")
     baseline = Runner("local-no-text", local_mod.LocalDetector(Settings(), text=False))
     reg, held, scenes = load_items(data, args.per_kind, args.seed, baseline.detector)
     runners = [Runner("local", create("image.local", Settings()))]
@@ -394,8 +365,8 @@ def report(args, reg, held, queries, main: Runner, baseline: Runner, floor: int,
     neg = [q for q in queries if not q.positive]
     neg_scores = np.array([q.best[label] for q in neg])
     levels = {}
-    for fpr in pc.FPR_LEVELS:
-        emp = pc.threshold_at(Metric.COSINE, neg_scores, fpr, floor=floor, integer=True)
+    for fpr in FPR_LEVELS:
+        emp = threshold_at_fpr(neg_scores, fpr, floor=floor)
         tail = max(float(floor), tail_threshold(neg_scores, fpr, pc.DIAGNOSTIC_FLOOR))
         levels[fpr] = (emp, tail, max(emp, tail))
     review = levels[0.01][2]
@@ -409,8 +380,8 @@ def report(args, reg, held, queries, main: Runner, baseline: Runner, floor: int,
     print(f"  queries: {len(pos)} positives, {len(neg)} negatives"
           + (" (< 1000: the empirical 0.1% level means 'no negative passes')" if len(neg) < 1000 else ""))
     print("\nThresholds (inliers off the text; floor MIN_INLIERS = %d)" % floor)
-    pc.table(["target FPR", "empirical", "geometric tail", "used"],
-             [[pc.pct(f), f">= {e:.0f}", f">= {t:.0f}", f">= {u:.0f}"] for f, (e, t, u) in levels.items()])
+    print_table(["target FPR", "empirical", "geometric tail", "used"],
+             [[pct(f), f">= {e:.0f}", f">= {t:.0f}", f">= {u:.0f}"] for f, (e, t, u) in levels.items()])
     thr = {f: u for f, (_, _, u) in levels.items()}
 
     print("\nPositives: recall at each level, located IoU (median over found at the 1% level)")
@@ -421,20 +392,20 @@ def report(args, reg, held, queries, main: Runner, baseline: Runner, floor: int,
         found = right >= thr[0.01]
         ious = [local_mod.polygon_iou(q.right_hit[label].extra["asset_polygon"], q.truth)
                 for q, f in zip(qs, found) if f and len(q.truth) >= 3]
-        cells = [case, len(qs), pc.pct(float(found.mean())), pc.pct(float((right >= thr[0.001]).mean())),
+        cells = [case, len(qs), pct(float(found.mean())), pct(float((right >= thr[0.001]).mean())),
                  f"{np.median(ious):.2f}" if ious else "-", f"{np.mean(np.array(ious) >= 0.5):.0%}" if ious else "-"]
         if case in TITLE_CASES:
             b = np.array([q.right.get(baseline.label, -math.inf) for q in qs])
-            cells.append(pc.pct(float((b >= thr[0.01]).mean())))
+            cells.append(pct(float((b >= thr[0.01]).mean())))
         else:
             cells.append("")
         rows.append(cells)
-    pc.table(["case", "n", "recall @1%", "recall @0.1%", "IoU median", "IoU >= 0.5", "no-text recall @1%"], rows)
+    print_table(["case", "n", "recall @1%", "recall @0.1%", "IoU median", "IoU >= 0.5", "no-text recall @1%"], rows)
     allf = np.array([q.right[label] >= thr[0.01] for q in pos])
     ious = [local_mod.polygon_iou(q.right_hit[label].extra["asset_polygon"], q.truth)
             for q, f in zip(pos, allf) if f and len(q.truth) >= 3]
-    print(f"  all positives: recall {pc.pct(float(allf.mean()))} @1%, "
-          f"{pc.pct(float(np.mean([q.right[label] >= thr[0.001] for q in pos])))} @0.1%; "
+    print(f"  all positives: recall {pct(float(allf.mean()))} @1%, "
+          f"{pct(float(np.mean([q.right[label] >= thr[0.001] for q in pos])))} @0.1%; "
           f"IoU median {np.median(ious) if ious else 0:.2f}")
 
     cov = np.array([q.right_hit[label].extra.get("coverage", 0.0) for q, f in zip(pos, allf) if f])
@@ -451,16 +422,16 @@ def report(args, reg, held, queries, main: Runner, baseline: Runner, floor: int,
     for case in dict.fromkeys(q.case for q in neg):
         qs = [q for q in neg if q.case == case]
         s = np.array([q.best[label] for q in qs])
-        cells = [case, len(qs), pc.pct(float((s >= thr[0.01]).mean())), pc.pct(float((s >= thr[0.001]).mean())),
+        cells = [case, len(qs), pct(float((s >= thr[0.01]).mean())), pct(float((s >= thr[0.001]).mean())),
                  f"{np.max(s):.0f}" if np.isfinite(s).any() else "-"]
         if baseline.label in qs[0].best:
             b = np.array([q.best[baseline.label] for q in qs])
-            cells += [pc.pct(float((b >= thr[0.01]).mean())), pc.pct(float((b >= thr[0.001]).mean())),
+            cells += [pct(float((b >= thr[0.01]).mean())), pct(float((b >= thr[0.001]).mean())),
                       f"{np.max(b):.0f}" if np.isfinite(b).any() else "-"]
         else:
             cells += ["", "", ""]
         rows.append(cells)
-    pc.table(["case", "n", "FPR @1%", "FPR @0.1%", "max", "no-text FPR @1%", "no-text @0.1%", "no-text max"], rows)
+    print_table(["case", "n", "FPR @1%", "FPR @0.1%", "max", "no-text FPR @1%", "no-text @0.1%", "no-text max"], rows)
     title_neg = [q for q in neg if q.case.startswith("title_text")]
     lettering = sum(1 for q in title_neg if "title lettering only" in q.best_evidence.get(label, ""))
     print(f"  title-text negatives whose best hit says 'shares the title lettering only': {lettering}/{len(title_neg)}")
@@ -476,28 +447,23 @@ def report(args, reg, held, queries, main: Runner, baseline: Runner, floor: int,
 
     print("\n== Figures ==")
     print(f"image.local [{main.detector.model_label}]: review >= {thr[0.01]:.0f}, block >= {thr[0.001]:.0f} inliers; "
-          f"recall {pc.pct(float(allf.mean()))} @1% FPR over {len(pos)} positives, {len(neg)} negatives")
+          f"recall {pct(float(allf.mean()))} @1% FPR over {len(pos)} positives, {len(neg)} negatives")
 
     if not args.no_write:
-        entry = {
-            "metric": Metric.COSINE.value,
-            "final": {"block": int(thr[0.001]), "review": int(thr[0.01])},
-            "ideation": {"block": int(thr[0.001]), "review": int(thr[0.01])},
-            "measured": {
-                "source": f"benchmarks/partial_copy.py --suite scenes on {Path(args.data).name} "
-                          f"({len(reg)} refs, {args.per_kind} per kind, seed {args.seed})",
+        source = (f"benchmarks/partial_copy.py --suite scenes on {Path(args.data).name} "
+                  f"({len(reg)} refs, {args.per_kind} per kind, seed {args.seed})")
+        entry = levels_entry(
+            main.detector.metric.value, int(thr[0.001]), int(thr[0.01]), {
+                "source": source,
                 "score": "one-to-one MAGSAC homography inliers off text boxes",
                 "recall_at_review": round(float(allf.mean()), 4),
                 "recall_at_block": round(float(np.mean([q.right[label] >= thr[0.001] for q in pos])), 4),
                 "fpr_at_review": round(float((neg_scores >= thr[0.01]).mean()), 4),
                 "fpr_at_block": round(float((neg_scores >= thr[0.001]).mean()), 4),
                 "positives": len(pos), "negatives": len(neg), "min_inliers": floor,
-                "empirical": {pc.pct(f): e for f, (e, _, _) in levels.items()},
-                "tail_fit": {pc.pct(f): t for f, (_, t, _) in levels.items()},
+                "empirical": {pct(f): e for f, (e, _, _) in levels.items()},
+                "tail_fit": {pct(f): t for f, (_, t, _) in levels.items()},
                 "highest_negative_fit": float(max(0.0, float(np.max(neg_scores)))),
                 "params": main.detector.params,
-            },
-        }
-        version = merge_calibration(args.calibration, {("image.local", main.detector.model_id): entry},
-                                    "partial_copy", entry["measured"]["source"])
-        print(f"Calibration: {args.calibration} version {version} (image.local [{main.detector.model_id}])")
+            }, ideation_review=int(thr[0.01]))
+        write_calibration(args.calibration, "image.local", main.detector.model_id, entry, "partial_copy", source)
