@@ -4,6 +4,8 @@
         [--calibration PATH | --no-write]
     .venv/bin/python benchmarks/partial_copy.py --suite works [--images DIR] [--seed N] [--quick]
         [--scale 1000,10000,100000] [--ablation]
+    .venv/bin/python benchmarks/partial_copy.py --suite scale [--data DIR] [--per-kind N] [--scale 10000,100000]
+        [--shortlist 32] [--scale-queries N]
 
 Two suites. ``scenes`` (``benchmarks/partial_scenes.py``; it writes the calibration): works,
 characters and stamps from ``../shared/data`` composited into scenes, unregistered ones
@@ -56,6 +58,20 @@ replication reproduces (it makes them as uneven as real data would, or more).
 Retrieval quality at scale is measured by ``--ablation``: the benchmark's own copies
 searched among 1,000 synthetic distractor references, exact vs IVF-PQ; it also runs
 ORB (binary descriptors) by brute force on the same scenes.
+
+Scale with true copies (``--suite scale``, prints only). The scenes suite's registered works,
+characters and stamps are indexed among 1k / 10k / 100k synthetic distractor references (made
+as above; the real references are encoded with the same codebook, never replicated), and its
+copies (positives) and unregistered look-alikes and scenes (negatives) are searched twice on
+the same index in the same run: ``old`` = the exhaustive k-NN over every probed inverted list
+(``shortlist`` 0), ``new@N`` = the bag-of-words pre-filter of ``scanner/index/local_index.py``
+(N references shortlisted per query orientation, then the exact k-NN over their codes). Recall is
+of the copy's own reference at the calibrated review / block thresholds; "same score" is the
+share of copies whose own-reference score equals the old path's. Embeddings are cached under
+``/tmp/partial_copy_scale``. At 1k the index trains an IVF2048 (too coarse a vocabulary) and
+the pre-filter is off by design (``PREFILTER_MIN_REFS``, ``PREFILTER_MIN_WORDS``): old = new.
+
+SCALE_TABLE
 """
 
 from __future__ import annotations
@@ -83,7 +99,7 @@ from scanner.config import Settings  # noqa: E402
 from scanner.detectors.base import Detector, Embedding, Hit, create  # noqa: E402
 from scanner.detectors import local as local_mod  # noqa: E402
 from scanner.errors import MediaError, ModelMissingError  # noqa: E402
-from scanner.index.local_index import KP_BITS, LocalIndex  # noqa: E402
+from scanner.index.local_index import KP_BITS, SHORTLIST, LocalIndex  # noqa: E402
 from scanner.media.image import decode_image  # noqa: E402
 from scanner.policy.calibration import load_calibration  # noqa: E402
 from scanner.types import Metric  # noqa: E402
@@ -721,24 +737,34 @@ def fill_synthetic(index: LocalIndex, refs: int, per_ref: int, pool: np.ndarray,
         index.add(ids, synthetic_rows(pool, n * per_ref, rng), {"xy": xy, "size": np.tile(size, (n, 1))})
 
 
-def replicate(index: LocalIndex, times: int, stride: int) -> None:
-    """Copy every inverted list ``times - 1`` more times with fresh reference ids (``+ k * stride``)."""
+def replicate(index: LocalIndex, times: int, stride: int, first_copy: int = 1,
+              base: tuple[int, int] | None = None) -> None:
+    """Copy every inverted list's rows as copies ``first_copy .. times - 1`` with fresh reference ids
+    (``+ k * stride``); only the rows of references in ``base`` ([lo, hi) ids) when given."""
     import faiss
 
     ivf = faiss.extract_index_ivf(index._faiss)
     inv = ivf.invlists
-    base_refs = list(index._size)
+    base_refs = [r for r in index._size if base is None or base[0] <= r < base[1]]
     for lst in range(ivf.nlist):
         n = inv.list_size(lst)
         if n == 0:
             continue
         ids = faiss.rev_swig_ptr(inv.get_ids(lst), n).copy()
-        codes = faiss.rev_swig_ptr(inv.get_codes(lst), n * inv.code_size).copy()
-        for k in range(1, times):
+        codes = faiss.rev_swig_ptr(inv.get_codes(lst), n * inv.code_size).copy().reshape(n, inv.code_size)
+        if base is not None:
+            keep = ((ids >> KP_BITS) >= base[0]) & ((ids >> KP_BITS) < base[1])
+            ids, codes = ids[keep], np.ascontiguousarray(codes[keep])
+            n = len(ids)
+            if n == 0:
+                continue
+        for k in range(first_copy, times):
             new = (((ids >> KP_BITS) + k * stride) << KP_BITS) | (ids & ((1 << KP_BITS) - 1))
             inv.add_entries(lst, n, faiss.swig_ptr(new), faiss.swig_ptr(codes))
     ivf.ntotal = sum(inv.list_size(i) for i in range(ivf.nlist))
-    for k in range(1, times):
+    index._faiss.ntotal = ivf.ntotal
+    index._pre = None  # the lists changed behind the index's back
+    for k in range(first_copy, times):
         for r in base_refs:
             index._xy[r + k * stride] = index._xy[r]
             index._flags[r + k * stride] = index._flags[r]
@@ -821,6 +847,167 @@ def scale_benchmark(det: Detector, pool: np.ndarray, queries: Sequence[Embedding
     return rows
 
 
+# ---------------------------------------------------------------- scale with true copies (--suite scale)
+
+SYNTH_FIRST = 1_000_000  # synthetic distractor ids start here; the real references are 0 .. n - 1
+SCALE_CACHE = Path("/tmp/partial_copy_scale")
+
+
+@dataclass
+class ScaleQuery:
+    case: str
+    positive: bool
+    ref: int | None
+    emb: Embedding
+    scores: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # mode -> (best, right, synthetic)
+
+
+def scale_data(args, det: Detector) -> tuple[list[Embedding], list[ScaleQuery]]:
+    """Real references and query embeddings of the scenes suite's cases (cached under ``SCALE_CACHE``)."""
+    import hashlib
+    import pickle
+
+    from benchmarks import partial_scenes as ps
+
+    key = hashlib.sha256(repr((str(args.data), args.per_kind, args.seed, det.params)).encode()).hexdigest()[:16]
+    path = SCALE_CACHE / f"embeddings-{key}.pkl"
+    if path.is_file():
+        with path.open("rb") as fh:
+            return pickle.load(fh)
+    reg, held, scenes = ps.load_items(Path(args.data), args.per_kind, args.seed,
+                                      local_mod.LocalDetector(Settings(), text=False))
+    refs = det.embed_references([r.image for r in reg])
+    queries: list[ScaleQuery] = []
+    for positive, items in ((True, reg), (False, held)):
+        for item in items:
+            for case, (kind, compose) in ps.CASES.items():
+                if kind != item.kind:
+                    continue
+                rng = np.random.default_rng([args.seed, int(positive), zlib.crc32(f"{item.name}/{case}".encode())])
+                img, _ = compose(item, scenes, rng)
+                name = case if positive else ps.NEGATIVE_NAMES.get(case, f"unregistered_{case}")
+                queries.append(ScaleQuery(name, positive, reg.index(item) if positive else None,
+                                          det.embed_queries([img])[0]))
+    for i, sc in enumerate(scenes.images):
+        queries.append(ScaleQuery("scene_as_is", False, None,
+                                  det.embed_queries([ImageOps.fit(sc, ps.CANVAS)])[0]))
+    pool = [e.vectors for e in refs + det.embed_references([h.image for h in held]) if not e.empty]
+    out = (refs, [q for q in queries if not q.emb.empty], np.concatenate(pool))
+    SCALE_CACHE.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        pickle.dump(out, fh)
+    return out
+
+
+def add_real(index: LocalIndex, refs: Sequence[Embedding]) -> None:
+    for i, e in enumerate(refs):
+        if not e.empty:
+            index.add(np.full(len(e.vectors), i, np.int64), e.vectors, e.extra)
+
+
+def _thresholds() -> tuple[float, float]:
+    """(review, block) of image.local's final stage from the calibration file (the detector floor if absent)."""
+    import json
+
+    try:
+        cal = json.loads(Settings().calibration.read_text())["detectors"]["image.local"]
+        final = next(iter(cal.values()))["final"]
+        return float(final["review"]), float(final["block"])
+    except (OSError, KeyError, StopIteration, ValueError):
+        return float(DETECTOR_FLOOR), float(DETECTOR_FLOOR)
+
+
+def scale_suite(args) -> None:
+    """Search cost and recall of true copies against 1k / 10k / 100k references, the exhaustive k-NN ("old",
+    ``shortlist`` 0) and the bag-of-words pre-filter ("new") on the same index in the same run."""
+    t0 = time.perf_counter()
+    det = create("image.local", Settings())
+    refs, queries, pool = scale_data(args, det)
+    if args.scale_queries and len(queries) > args.scale_queries:
+        step = len(queries) / args.scale_queries
+        queries = [queries[int(i * step)] for i in range(args.scale_queries)]
+    sizes = sorted(int(s) for s in args.scale.split(",") if s.strip())
+    shortlists = [int(s) for s in args.shortlist.split(",") if s.strip()]
+    modes = {"old": 0, **{f"new@{n}": n for n in shortlists}}
+    review, block = _thresholds()
+    per_ref = det.ref_keypoints
+    rng = np.random.default_rng(args.seed)
+    pos = [q for q in queries if q.positive]
+    neg = [q for q in queries if not q.positive]
+    print(f"partial_copy --suite scale: {len(refs)} real references ({sum(not e.empty for e in refs)} indexed), "
+          f"{len(pos)} copies and {len(neg)} negatives of the scenes suite's cases ({args.data}, {args.per_kind} per "
+          f"kind, seed {args.seed}); distractors: synthetic references of {per_ref} jittered real RootSIFT rows "
+          f"({len(pool)} in the pool); thresholds review >= {review:.0f}, block >= {block:.0f} inliers")
+    rows = []
+    big: LocalIndex | None = None
+    copies = 1
+    for n in sizes:
+        start = time.perf_counter()
+        if n <= 1000:
+            index = LocalIndex(auto_train_rows=None)
+            index.train(synthetic_rows(pool, 100_000, rng), expected_rows=n * per_ref)
+            fill_synthetic(index, n, per_ref, pool, rng, first_id=SYNTH_FIRST)
+            add_real(index, refs)
+            how = f"{n} refs encoded"
+        else:
+            if big is None:
+                big = LocalIndex(auto_train_rows=None)
+                big.train(synthetic_rows(pool, 200_000, rng), expected_rows=max(sizes) * per_ref)
+                fill_synthetic(big, 1000, per_ref, pool, rng, first_id=SYNTH_FIRST)
+            else:
+                big.remove(np.arange(len(refs)))
+            want = max(1, round(n / 1000))
+            if want > copies:
+                replicate(big, want, SYNTH_FIRST, first_copy=copies, base=(SYNTH_FIRST, SYNTH_FIRST + 1000))
+                copies = want
+            add_real(big, refs)
+            index = big
+            how = f"1k encoded refs, lists replicated {copies}x"
+        build = time.perf_counter() - start
+        start = time.perf_counter()
+        pre_s = 0.0
+        if any(modes.values()):
+            index.shortlist = max(modes.values())
+            if index.prefilters():
+                index._prefilter()
+                pre_s = time.perf_counter() - start
+        old_ms = old_cpu = 0.0
+        for mode, short in modes.items():
+            index.shortlist = short
+            active = index.prefilters()
+            start, cpu0 = time.perf_counter(), time.process_time()
+            for q in queries:
+                if short and not active:  # the pre-filter does not apply at this size: the old path, already run
+                    q.scores[mode] = q.scores["old"]
+                    continue
+                hits = det.search(index, [q.emb])[0]
+                best = max((h.score for h in hits), default=0.0)
+                right = max((h.score for h in hits if q.ref is not None and h.ref_id == q.ref), default=0.0)
+                synth = max((h.score for h in hits if h.ref_id >= SYNTH_FIRST), default=0.0)
+                q.scores[mode] = (best, right, synth)
+            ran = short == 0 or active
+            ms = 1000 * (time.perf_counter() - start) / len(queries) if ran else old_ms
+            cpu = 1000 * (time.process_time() - cpu0) / len(queries) if ran else old_cpu
+            if short == 0:
+                old_ms, old_cpu = ms, cpu
+            rec = [float(np.mean([q.scores[mode][1] >= t for q in pos])) for t in (review, block)]
+            fp = [int(sum(q.scores[mode][0] >= t for q in neg)) for t in (review, block)]
+            synth = max(q.scores[mode][2] for q in queries)
+            same = float(np.mean([q.scores[mode][1] == q.scores["old"][1] for q in pos])) if mode != "old" else 1.0
+            rows.append([f"{n:,}", index.kind.split(":codebook")[0], mode if short == 0 or active else f"{mode} (off)",
+                         f"{ms:.0f}", f"{cpu:.0f}", pct(rec[0]), pct(rec[1]), f"{fp[0]}/{fp[1]}", f"{synth:.0f}", pct(same),
+                         f"{build:.0f}", f"{pre_s:.1f}" if short else "-", how])
+        print(f"  done {n:,} refs after {time.perf_counter() - t0:.0f} s; peak RSS {peak_rss_mib():.0f} MiB",
+              flush=True)
+    print(f"\nSearch cost and recall against catalog size ({len(queries)} queries; wall and CPU (all threads) "
+          "time of det.search per query; recall of the copies' own "
+          "reference at review / block; negatives passing review / block; best hit on a synthetic distractor; "
+          "share of copies whose own-reference score equals the old path's)")
+    table(["refs", "index", "search", "ms/query", "CPU ms/query", "recall@review", "recall@block", "neg FP", "synth max",
+           "same score", "build s", "prefilter s", "note"], rows)
+    print(f"total {time.perf_counter() - t0:.0f} s; peak RSS {peak_rss_mib():.0f} MiB")
+
+
 # ---------------------------------------------------------------- calibration
 
 
@@ -853,7 +1040,7 @@ def peak_rss_mib() -> float:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--suite", choices=("scenes", "works"), default="scenes")
+    p.add_argument("--suite", choices=("scenes", "works", "scale"), default="scenes")
     p.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data",
                    help="scenes suite: folder with images/, characters/, stamps/, scenes/")
     p.add_argument("--per-kind", type=int, default=16, help="scenes suite: items registered per kind")
@@ -864,6 +1051,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-write", action="store_true", help="do not write the calibration file")
     p.add_argument("--scale", default=",".join(str(s) for s in SCALE_SIZES),
                    help="reference counts for the synthetic scale test ('' to skip)")
+    p.add_argument("--scale-queries", type=int, default=0,
+                   help="scale suite: search only this many of the queries (evenly spread; 0: all)")
+    p.add_argument("--shortlist", default=str(SHORTLIST),
+                   help="scale suite: pre-filter shortlist sizes to run beside the exhaustive search")
     p.add_argument("--ablation", action="store_true", help="also run ORB brute force and exact-vs-IVF-PQ checks")
     p.add_argument("--contrast", type=float, default=None, help="SIFT contrast threshold (experiments; not written)")
     p.add_argument("--work-side", type=int, default=None, help="keypoint image side (experiments; not written)")
@@ -876,6 +1067,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         from benchmarks import partial_scenes
 
         partial_scenes.run_suite(args)
+        return
+    if args.suite == "scale":
+        scale_suite(args)
         return
     t0 = time.perf_counter()
     if not args.images.is_dir():

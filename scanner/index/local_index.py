@@ -447,7 +447,7 @@ class LocalIndex(VectorIndex):
                     a, b = pre.row_ptr[p], pre.row_ptr[p + 1]
                     decoded[p] = self._faiss.sa_decode(pre.codes[a:b])
             base = np.concatenate([decoded[p] for p in top.tolist()])
-            base_ids = np.concatenate([pre.row_ids[pre.row_ptr[p]:pre.row_ptr[p + 1]] for p in top.tolist()])
+            base_ids = np.concatenate([pre.ids_of(p) for p in top.tolist()])
             kk = min(k, len(base))
             dist, pos = faiss.knn(np.ascontiguousarray(q[rows]), np.ascontiguousarray(base, dtype=np.float32), kk)
             d2[rows, :kk] = dist
@@ -548,15 +548,16 @@ def _outline_codes(rows: np.ndarray, w: int, h: int) -> np.ndarray:
 class _Prefilter:
     """Bag-of-words view of an ivfpq index: per coarse word the references holding it, per reference its codes.
 
-    ``refs``: reference ids, sorted; ``row_ptr``/``row_ids``/``codes``: each reference's rows (CSR over
-    ``refs``) as FAISS ids and standalone codes (``sa_encode`` layout: list number, then the PQ code);
+    ``refs``: reference ids, sorted; ``row_ptr``/``codes``: each reference's rows (CSR over ``refs``, in
+    keypoint order) as standalone codes (``sa_encode`` layout: list number, then the PQ code); ``row_ids``
+    their FAISS ids only when a reference's keypoints are not simply 0..n-1 (None: implied, 8 bytes a row saved);
     ``word_ptr``/``word_refs``: per word the positions (into ``refs``) of the references holding it;
     ``idf`` per word; ``norm`` per reference (of its binary idf-weighted word vector).
     """
 
     refs: np.ndarray
     row_ptr: np.ndarray
-    row_ids: np.ndarray
+    row_ids: np.ndarray | None
     codes: np.ndarray
     word_ptr: np.ndarray
     word_refs: np.ndarray
@@ -589,6 +590,9 @@ class _Prefilter:
         row_ids, codes = row_ids[order], codes[order]
         del order
         row_ptr = np.searchsorted(row_ids >> KP_BITS, np.r_[refs, refs[-1] + 1 if len(refs) else 0]).astype(np.int64)
+        counts = np.diff(row_ptr)
+        if np.array_equal(row_ids & KP_MASK, np.arange(len(row_ids)) - np.repeat(row_ptr[:-1], counts)):
+            row_ids = None  # every reference holds keypoints 0..n-1: ids follow from the CSR
         word_refs = (np.searchsorted(refs, np.concatenate(word_parts)) if word_parts
                      else np.zeros(0, np.int64)).astype(np.int32)
         word_ptr = np.r_[0, np.cumsum(word_lens)].astype(np.int64)
@@ -596,6 +600,13 @@ class _Prefilter:
         w2 = np.repeat(idf.astype(np.float64) ** 2, word_lens)
         norm = np.sqrt(np.bincount(word_refs, weights=w2, minlength=len(refs))).astype(np.float32)
         return cls(refs, row_ptr, row_ids, codes, word_ptr, word_refs, idf, np.maximum(norm, 1e-6))
+
+    def ids_of(self, p: int) -> np.ndarray:
+        """FAISS row ids of the reference at position ``p``, in the order of its codes."""
+        a, b = int(self.row_ptr[p]), int(self.row_ptr[p + 1])
+        if self.row_ids is not None:
+            return self.row_ids[a:b]
+        return (int(self.refs[p]) << KP_BITS) | np.arange(b - a, dtype=np.int64)
 
     def rank(self, index: faiss.Index, q: np.ndarray, n: int) -> np.ndarray:
         """Positions (into ``refs``) of the ``n`` references sharing the most idf-weighted words with the rows ``q``
