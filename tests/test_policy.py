@@ -269,7 +269,7 @@ def test_missing_detector_or_model_is_calibration_error(tmp_path):
     with pytest.raises(CalibrationError) as err:
         cal.thresholds("image.clip", "uncalibrated-model", Stage.FINAL)
     assert "uncalibrated-model" in str(err.value)
-    assert "--clip-model uncalibrated-model" in str(err.value)  # says how to calibrate it
+    assert "calibrated models of image.clip: clip-x" in str(err.value)  # says what would run instead
     with pytest.raises(CalibrationError, match="audio.chroma"):
         cal.thresholds("audio.chroma", "x", Stage.FINAL)
     with pytest.raises(CalibrationError):
