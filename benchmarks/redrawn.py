@@ -328,10 +328,14 @@ def ref_views(cut: rd.Cutout, seed: int) -> list[np.ndarray]:
 
 
 def run_lite(variant: str, reg: Sequence[rd.Cutout], queries: Sequence[Query], background: Sequence[np.ndarray],
-             seed: int, coarse: Result | None = None, top: int = 3) -> list[Result]:
+             seed: int, coarse: Result | None = None, top: int = 3, head: dict[str, np.ndarray] | None = None,
+             windows: bool = True, saliency: bool = True) -> list[Result]:
     """EfficientNet-Lite GeM: windows on the feature map (raw, centred), saliency crops, oracle box, and
     (given the coarse template result) crops at the boxes of the ``top`` best template matches, alone
-    and averaged with the template score."""
+    and averaged with the template score. With ``head`` (``rd.load_head``), the crop methods are
+    repeated with the trained head applied to the same GeM descriptors of queries and references
+    (``trained head`` rows; their time includes the backbone's). ``windows`` / ``saliency`` off skip
+    those methods (the head run needs only the crop ones)."""
     model = load_lite(variant)
     views, owners = [], []
     for r, cut in enumerate(reg):
@@ -340,45 +344,66 @@ def run_lite(variant: str, reg: Sequence[rd.Cutout], queries: Sequence[Query], b
         owners += [r] * len(v)
     owners_a = np.array(owners)
     R = np.vstack([gem(feature_maps(model, views[i:i + 16])) for i in range(0, len(views), 16)])
-    bg_rows = np.vstack([window_descriptors(feature_maps(model, [cv2.resize(b, FEATURE_CANVAS)])[0])
-                         for b in background])
-    mean = bg_rows.mean(0)
-    Rc = l2n(R - mean)
+    Rh = rd.head_forward(head, R) if head is not None else None
+    if windows:
+        bg_rows = np.vstack([window_descriptors(feature_maps(model, [cv2.resize(b, FEATURE_CANVAS)])[0])
+                             for b in background])
+        mean = bg_rows.mean(0)
+        Rc = l2n(R - mean)
 
     def per_ref(sims: np.ndarray) -> np.ndarray:
         return np.stack([sims[:, owners_a == r].max(1) for r in range(len(reg))], 1).max(0)
 
     n = len(queries)
-    S_raw, S_c = np.zeros((n, len(reg)), np.float32), np.zeros((n, len(reg)), np.float32)
-    t = time.perf_counter()
-    for i, q in enumerate(queries):
-        W = window_descriptors(feature_maps(model, [cv2.resize(q.image, FEATURE_CANVAS)])[0])
-        S_raw[i] = per_ref(W @ R.T)
-        S_c[i] = per_ref(l2n(W - mean) @ Rc.T)
-    t_win = time.perf_counter() - t
     label = f"EfficientNet-{variant.capitalize()} GeM"
-    results = [Result(f"{label} windows", S_raw, t_win), Result(f"{label} windows, centred", S_c, t_win)]
-    for name, boxes_of in (("saliency crops", lambda q: q.proposals),
-                           ("oracle box (upper bound)", lambda q: [q.box] if q.box else [(0, 0, *rd.CANVAS)])):
-        S = np.zeros((n, len(reg)), np.float32)
+    results = []
+    if windows:
+        S_raw, S_c = np.zeros((n, len(reg)), np.float32), np.zeros((n, len(reg)), np.float32)
         t = time.perf_counter()
         for i, q in enumerate(queries):
-            crops = [cv2.resize(square_crop(q.image, b), (REF_SIZE, REF_SIZE), interpolation=cv2.INTER_AREA)
-                     for b in boxes_of(q)]
-            S[i] = per_ref(gem(feature_maps(model, crops)) @ R.T)
-        results.append(Result(f"{label} {name}", S, time.perf_counter() - t))
-    if coarse is not None and coarse.boxes is not None:
+            W = window_descriptors(feature_maps(model, [cv2.resize(q.image, FEATURE_CANVAS)])[0])
+            S_raw[i] = per_ref(W @ R.T)
+            S_c[i] = per_ref(l2n(W - mean) @ Rc.T)
+        t_win = time.perf_counter() - t
+        results += [Result(f"{label} windows", S_raw, t_win), Result(f"{label} windows, centred", S_c, t_win)]
+
+    def crop_scores(boxes_of: Callable[[int, Query], list]) -> tuple[np.ndarray, np.ndarray | None, float, float]:
+        """Raw and head scores of every query's crops, and the time of each (head: backbone + head)."""
         S = np.full((n, len(reg)), -1.0, np.float32)
-        t = time.perf_counter()
+        Sh = np.full((n, len(reg)), -1.0, np.float32) if Rh is not None else None
+        t_bb = t_raw = t_head = 0.0
         for i, q in enumerate(queries):
-            best = np.argsort(-coarse.scores[i])[:top]
-            crops = [cv2.resize(square_crop(q.image, tuple(coarse.boxes[i, r])), (REF_SIZE, REF_SIZE),
-                                interpolation=cv2.INTER_AREA) for r in best]
-            S[i] = per_ref(gem(feature_maps(model, crops)) @ R.T)
-        dt = time.perf_counter() - t
+            t = time.perf_counter()
+            crops = [cv2.resize(square_crop(q.image, tuple(b)), (REF_SIZE, REF_SIZE), interpolation=cv2.INTER_AREA)
+                     for b in boxes_of(i, q)]
+            G = gem(feature_maps(model, crops))
+            t1 = time.perf_counter()
+            S[i] = per_ref(G @ R.T)
+            t2 = time.perf_counter()
+            if Sh is not None:
+                Sh[i] = per_ref(rd.head_forward(head, G) @ Rh.T)
+            t3 = time.perf_counter()
+            t_bb, t_raw, t_head = t_bb + t1 - t, t_raw + t2 - t1, t_head + t3 - t2
+        return S, Sh, t_bb + t_raw, t_bb + t_head
+
+    crop_methods: list[tuple[str, Callable[[int, Query], list]]] = []
+    if saliency:
+        crop_methods.append(("saliency crops", lambda i, q: q.proposals))
+    crop_methods.append(("oracle box (upper bound)", lambda i, q: [q.box] if q.box else [(0, 0, *rd.CANVAS)]))
+    for name, boxes_of in crop_methods:
+        S, Sh, dt, dth = crop_scores(boxes_of)
+        results.append(Result(f"{label} {name}", S, dt))
+        if Sh is not None:
+            results.append(Result(f"trained head {name}", Sh, dth))
+    if coarse is not None and coarse.boxes is not None:
+        S, Sh, dt, dth = crop_scores(lambda i, q: [coarse.boxes[i, r] for r in np.argsort(-coarse.scores[i])[:top]])
         results.append(Result(f"{label} at template boxes", S, dt))
         results.append(Result(f"{label} at template boxes + coarse (mean)", (S + coarse.scores) / 2,
                               dt + coarse.seconds))
+        if Sh is not None:
+            results.append(Result("trained head at template boxes", Sh, dth))
+            results.append(Result("trained head at template boxes + coarse (mean)", (Sh + coarse.scores) / 2,
+                                  dth + coarse.seconds))
     return results
 
 
@@ -497,6 +522,19 @@ def report(rows: Sequence[dict], kinds: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def load_trained_head(meta_path: Path) -> dict[str, np.ndarray]:
+    """The head named by its JSON (``weights_file`` next to it), its sha256 checked."""
+    import json
+
+    if not meta_path.is_file():
+        raise SystemExit(f"{meta_path}: no trained head (run models/train_redraw_head.py)")
+    meta = json.loads(meta_path.read_text())
+    try:
+        return rd.load_head(str(meta_path.parent / meta["weights_file"]), meta["sha256"])
+    except (OSError, ValueError) as exc:
+        raise SystemExit(str(exc)) from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the tables."""
     p = cli.parser(__doc__)
@@ -505,7 +543,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "default 16, 6 with --quick")
     cli.add_seed(p)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
-    p.add_argument("--methods", default="sscd,lite0,lite2,coarse", help="comma-separated subset to run")
+    p.add_argument("--methods", default="sscd,lite0,lite2,coarse,head",
+                   help="comma-separated subset to run (head: Lite0 crop methods with and without the trained head; "
+                        "its template-box rows need coarse)")
+    p.add_argument("--head", type=Path, default=Path(__file__).resolve().parents[1] / "models/redraw-head-lite0.json",
+                   help="the trained head's JSON (models/train_redraw_head.py writes it)")
     cli.add_quick(p, "6+6 characters, paste + 2 re-drawings")
     a = p.parse_args(argv)
     import torch
@@ -537,6 +579,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("coarse", lambda: run_templates(reg, queries)),
         ("lite0", lambda: run_lite("lite0", reg, queries, background or [queries[-1].image], a.seed, coarse_both())),
         ("lite2", lambda: run_lite("lite2", reg, queries, background or [queries[-1].image], a.seed, coarse_both())),
+        ("head", lambda: run_lite("lite0", reg, queries, [], a.seed, coarse_both(), head=load_trained_head(a.head),
+                                  windows=False, saliency=False)),
     ]
     for key, fn in runners:
         if key not in methods:

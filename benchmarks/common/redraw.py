@@ -172,3 +172,29 @@ def make_query(cut: Cutout, scene: np.ndarray, kind: str, rng: np.random.Generat
     if post is not None:
         img = post(img, rng)
     return jpeg(img, 85), box
+
+
+# --------------------------------------------------------------------------- trained descriptor head
+
+
+def head_forward(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The re-drawn-art head (``models/train_redraw_head.py``) on descriptors ``x`` (n, 1280):
+    ``x @ w1 + b1``, then, when ``w2`` is present, ReLU and ``@ w2 + b2``; rows L2-normalised."""
+    x = np.asarray(x, np.float32)
+    if x.ndim != 2 or x.shape[1] != params["w1"].shape[0]:
+        raise ValueError(f"head expects (n, {params['w1'].shape[0]}) descriptors, got {x.shape}")
+    z = x @ params["w1"] + params["b1"]
+    if "w2" in params:
+        z = np.maximum(z, 0.0) @ params["w2"] + params["b2"]
+    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+
+
+def load_head(path: str, sha256: str | None = None) -> dict[str, np.ndarray]:
+    """The head's parameters from its ``.npz``; ``sha256`` (from its JSON) is checked when given."""
+    import hashlib
+
+    data = open(path, "rb").read()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"{path}: sha256 does not match the one recorded for it")
+    with np.load(path) as z:
+        return {k: z[k].astype(np.float32) for k in z.files}
