@@ -293,10 +293,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 wr.writerow({f: r[f] for f in wr.fieldnames})
     reg_path = REPO / "models" / f"{args.model}.json"
     reg = json.loads(reg_path.read_text())
-    prev = reg["config"].get("whitening", {})
     reg["config"]["whitening"] = {
         "file": out.name, "sha256": _sha(out.read_bytes()), "manifest": manifest.name,
-        "manifest_sha256": _sha(manifest.read_bytes()), "default": bool(prev.get("default", False)),
+        "manifest_sha256": _sha(manifest.read_bytes()),
         "method": f"centring + ZCA whitening, covariance shrunk by {shrink} towards its mean eigenvalue, "
                   "L2 after",
         "shrink": shrink, "shrink_check": {f"{k:g}": round(v, 4) for k, v in checks.items()}, "fitted_on": f"{int(keep.sum())} training images + one augmented view each "
