@@ -17,7 +17,7 @@ from scanner.config import Settings
 from scanner.detectors.base import DetectorOptions, Embedding, VectorDetector, floors_for, options_for, register
 from scanner.models import ResolvedModel, resolve
 from scanner.errors import ConfigError
-from scanner.types import Metric
+from scanner.types import Metric, Modality
 
 
 def pick_device(wanted: str) -> str:
@@ -50,7 +50,7 @@ def _build(model: ResolvedModel):
 class ClipDetector(VectorDetector):
     """Semantically similar images (open_clip embedding; needs imported weights)."""
 
-    modality = "image"
+    modality = Modality.IMAGE
     metric = Metric.COSINE
 
     @dataclass(frozen=True)

@@ -57,7 +57,7 @@ from scanner.config import Settings
 from scanner.detectors.base import DetectorOptions, Embedding, VectorDetector, floors_for, options_for, register
 from scanner.models import resolve
 from scanner.errors import ConfigError, ModelMissingError
-from scanner.types import Metric
+from scanner.types import Metric, Modality, ReferenceKind
 
 DEFAULT_MODEL = "face-dlib-resnet-v1"
 DETECTORS = ("hog", "cnn", "hog+cnn")
@@ -100,8 +100,8 @@ def auto_upsample(width: int, height: int) -> int:
 class FaceDetector(VectorDetector):
     """Faces of registered talent (every face in the image, with its box)."""
 
-    modality = "image"
-    references = "talent"
+    modality = Modality.IMAGE
+    references = ReferenceKind.TALENT
     sample_kind = "face"
     consent_scopes = ("face", "digital-replica")
     metric = Metric.COSINE

@@ -16,7 +16,7 @@ from PIL import Image
 
 from scanner.config import Settings
 from scanner.detectors.base import Embedding, VectorDetector, floors_for, register
-from scanner.types import Metric
+from scanner.types import Metric, Modality
 
 WORK_SIDE = 512  # PDQ downsamples to 64x64 internally; larger input only costs time
 
@@ -36,7 +36,7 @@ def _pack(bits: np.ndarray) -> np.ndarray:
 class PdqDetector(VectorDetector):
     """Near-exact copies of a registered work: resized, recompressed, mirrored, rotated by 90 degrees."""
 
-    modality = "image"
+    modality = Modality.IMAGE
     metric = Metric.HAMMING
     hash_bits = 256  # reports say "30 of 256 bits"
     FLOORS = ("search_k", "min_quality")
