@@ -73,7 +73,7 @@ class Settings:
     max_file_bytes: int = 4 * 1024**3
     max_audio_seconds: int = 3 * 3600
     device: str = "auto"
-    index_memory_mb: int = 8192  # budget per index in memory; larger catalogs get compressed (IVF-SQ8/PQ) indexes
+    index_memory_mb: int = 8192  # MiB one index may hold (0: no limit); choose_index plans within it (PQ/SQ8 kinds)
     project: str = ""
     union_review: bool = True
 

@@ -53,6 +53,12 @@ class Indexing:
             return {s.id: s.path for s in self.catalog.samples(det.sample_kind)}
         raise ConfigError(f"{det.name} indexes {det.references} references, which this catalog does not hold")
 
+    def _index_budget(self) -> int | None:
+        """Bytes one index may take in memory (``Settings.index_memory_mb``; 0 or less: no limit): the
+        budget ``choose_index`` plans within, so a large catalog gets a compressed index type."""
+        mb = int(self.settings.index_memory_mb or 0)
+        return mb * 1024 * 1024 if mb > 0 else None
+
     def _load_index(self, name: str, det: Detector) -> tuple[VectorIndex, Manifest] | None:
         return self.store.load(name, det.model_id, det.weights_sha256, det.dim, det.metric, det.load_index, det.params)
 
@@ -74,7 +80,8 @@ class Indexing:
             loaded = cached  # already in memory and still current on disk
         elif not rebuild:
             loaded = self._load_index(name, det)
-        index, skipped = (loaded[0], dict(loaded[1].skipped)) if loaded else (det.new_index(len(sources)), {})
+        index, skipped = ((loaded[0], dict(loaded[1].skipped)) if loaded
+                          else (det.new_index(len(sources), self._index_budget()), {}))
         have = set(index.ids().tolist())
         skipped = {k: v for k, v in skipped.items() if int(k) in sources}
         gone = np.array(sorted(have - set(sources)), dtype=np.int64)
@@ -127,7 +134,8 @@ class Indexing:
         store, reports = IndexStore(root), []
         for name, det in self.detectors.items():
             sources = {i: p for i, p in self._sources(det).items() if keep(i)}
-            report, index, skipped = IndexReport(name, det.model_id, rebuilt=True), det.new_index(len(sources)), {}
+            report, skipped = IndexReport(name, det.model_id, rebuilt=True), {}
+            index = det.new_index(len(sources), self._index_budget())
             self._embed_into(index, det, sorted(sources), sources, skipped, report, progress)
             store.save(name, index, det.model_id, det.weights_sha256, skipped, det.params)
             report.count, report.skipped = len(index), skipped
@@ -139,7 +147,7 @@ class Indexing:
         Refuses parts built with other models/params, and a set of parts that misses catalog references."""
         reports = []
         for name, det in self.detectors.items():
-            merged, skipped = det.new_index(len(self._sources(det))), {}
+            merged, skipped = det.new_index(len(self._sources(det)), self._index_budget()), {}
             for root in roots:
                 part = IndexStore(root).load(name, det.model_id, det.weights_sha256, det.dim, det.metric,
                                              det.load_index, det.params)

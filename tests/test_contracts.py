@@ -72,11 +72,12 @@ def test_index_contract(kind: IndexKind, check: str, request):
 
 
 def test_every_index_kind_is_covered():
-    from scanner.index.faiss_index import APPROXIMATE
+    from scanner.index.faiss_index import APPROXIMATE, RETIRED
 
     names = {k.name for k in KINDS}
     assert {"flat-cosine", "flat-hamming", "landmark", "local-flat", "local-ivfpq"} <= names
-    assert set(APPROXIMATE) <= names
+    assert set(APPROXIMATE) <= names and "pq4-sq8" in names
+    assert not names & {*RETIRED, "ivfpq-refine-sq8"}  # kinds choose_index never picked are gone
 
 
 # ------------------------------------------------------------------ the kits catch breaches

@@ -10,12 +10,11 @@ import pytest
 from scanner.errors import IndexCorruptError, IndexMismatchError
 from scanner.index import IndexStore, container
 from scanner.index.choose import (
-    BINARY_FLAT_MAX, FLAT_MAX, HNSW_MAX, IVF_MIN, IndexPlan, choose_index, flat_bytes, hnsw_bytes, ivf_nlist,
-    ivf_nprobe, make_index, plan_for, pq_m,
+    BINARY_FLAT_MAX, FLAT_MAX, IVF_MIN, PQ4_MAX, IndexPlan, choose_index, flat_bytes, ivf_nlist, ivf_nprobe,
+    make_index, plan_for, pq4_k_factor, pq4sq8_bytes, pq_m,
 )
 from scanner.index.faiss_index import (
-    BinaryHNSWIndex, BinaryIndex, BinaryIVFIndex, FloatIndex, HNSWIndex, IVFPQIndex, IVFSQIndex,
-    load_index,
+    RETIRED, BinaryIndex, BinaryIVFIndex, FloatIndex, IVFPQIndex, IVFSQIndex, PQ4SQ8Index, load_index,
 )
 from scanner.types import Metric
 
@@ -62,20 +61,20 @@ def data():
 
 
 FLOAT_PARAMS = {
-    "hnsw": {"M": 32, "ef_construction": 40, "ef_search": 64},
-    "ivfpq": {"nlist": 64, "m": pq_m(DIM), "nbits": 8, "nprobe": 16, "k_factor": 16, "train_size": 5000},
+    "pq4-sq8": {"train_size": 5000},
+    "ivfpq": {"nlist": 64, "m": pq_m(DIM), "nbits": 8, "nprobe": 16, "train_size": 5000},
     "ivf-sq8": {"nlist": 64, "nprobe": 16, "train_size": 5000},
 }
 
 
-def _hnsw(x, ids) -> HNSWIndex:
-    ix = HNSWIndex(DIM, FLOAT_PARAMS["hnsw"])
+def _pq4(x, ids) -> PQ4SQ8Index:
+    ix = PQ4SQ8Index(DIM, FLOAT_PARAMS["pq4-sq8"])
     ix.add(ids, x)
     return ix
 
 
-def _ivfpq(x, ids, refine="sq8") -> IVFPQIndex:
-    ix = IVFPQIndex(DIM, {**FLOAT_PARAMS["ivfpq"], "refine": refine})
+def _ivfpq(x, ids) -> IVFPQIndex:
+    ix = IVFPQIndex(DIM, FLOAT_PARAMS["ivfpq"])
     ix.add(ids, x)
     return ix
 
@@ -83,12 +82,6 @@ def _ivfpq(x, ids, refine="sq8") -> IVFPQIndex:
 def _ivfsq(x, ids) -> IVFSQIndex:
     ix = IVFSQIndex(DIM, FLOAT_PARAMS["ivf-sq8"])
     ix.add(ids, x)
-    return ix
-
-
-def _bhnsw(h, ids) -> BinaryHNSWIndex:
-    ix = BinaryHNSWIndex(BITS, {"M": 16, "ef_construction": 64, "ef_search": 64})
-    ix.add(ids, h)
     return ix
 
 
@@ -103,8 +96,7 @@ def built(data):
     x, q, ids = data
     h = hashes(x)
     return {
-        "hnsw": _hnsw(x, ids), "ivfpq": _ivfpq(x, ids), "ivfpq-raw": _ivfpq(x, ids, "none"), "ivf-sq8": _ivfsq(x, ids),
-        "binary-hnsw": _bhnsw(h, ids), "binary-ivf": _bivf(h, ids),
+        "pq4-sq8": _pq4(x, ids), "ivfpq": _ivfpq(x, ids), "ivf-sq8": _ivfsq(x, ids), "binary-ivf": _bivf(h, ids),
     }
 
 
@@ -119,14 +111,16 @@ def test_float_rule_at_boundaries():
     assert choose_index(0, 512, Metric.COSINE).kind == "flat"
     assert choose_index(FLAT_MAX, 512, Metric.COSINE).kind == "flat"
     mid = choose_index(FLAT_MAX + 1, 512, Metric.COSINE)
-    assert mid.kind == "hnsw" and not mid.exact and mid.exact_scores and mid.params["M"] == 32
-    assert mid.params["ef_search"] == 128
-    assert choose_index(HNSW_MAX, 512, "cosine").kind == "hnsw"
-    big = choose_index(HNSW_MAX + 1, 512, Metric.COSINE)
+    assert mid.kind == "pq4-sq8" and not mid.exact and mid.exact_scores and mid.params["m"] == 64
+    assert mid.factory == "IVF1,PQ64x4fs,Refine(SQ8)" and mid.search_params == {"nprobe": 1, "k_factor_rf": 64}
+    assert choose_index(10**6, 512, "cosine").params["k_factor"] == pq4_k_factor(10**6) == 512
+    assert choose_index(10**6, 512, "cosine").kind == choose_index(PQ4_MAX, 512, "cosine").kind == "pq4-sq8"
+    big = choose_index(PQ4_MAX + 1, 512, Metric.COSINE)
     assert big.kind == "ivf-sq8" and big.exact_scores and not big.exact
-    assert big.params["nlist"] == ivf_nlist(HNSW_MAX + 1) and big.params["nprobe"] == ivf_nprobe(big.params["nlist"])
+    assert big.params["nlist"] == ivf_nlist(PQ4_MAX + 1) and big.params["nprobe"] == ivf_nprobe(big.params["nlist"])
+    assert big.factory == f"IVF{big.params['nlist']},SQ8" and big.search_params == {"nprobe": big.params["nprobe"]}
     assert big.params["train_size"] <= 200_000
-    assert big.expected_bytes < flat_bytes(HNSW_MAX + 1, 512, Metric.COSINE) / 3
+    assert big.expected_bytes < flat_bytes(PQ4_MAX + 1, 512, Metric.COSINE) / 3
 
 
 def test_float_rule_under_a_memory_budget():
@@ -134,10 +128,13 @@ def test_float_rule_under_a_memory_budget():
     flat = flat_bytes(n, 512, Metric.COSINE)
     assert choose_index(n, 512, Metric.COSINE, memory_bytes=flat).kind == "flat"
     tight = choose_index(n, 512, Metric.COSINE, memory_bytes=flat - 1)
-    assert tight.kind == "ivf-sq8" and tight.fits and tight.expected_bytes <= flat - 1 and tight.exact_scores
+    assert tight.kind == "pq4-sq8" and tight.fits and tight.expected_bytes <= flat - 1 and tight.exact_scores
+    # the PQ shortlist with its 8-bit copy does not fit, 8-bit vectors alone do
+    sq = choose_index(n, 512, Metric.COSINE, memory_bytes=pq4sq8_bytes(n, 512, 64) - 1)
+    assert sq.kind == "ivf-sq8" and sq.fits and sq.exact_scores
     # below 8-bit vectors: PQ codes, approximate scores
     pq = choose_index(n, 512, Metric.COSINE, memory_bytes=n * 200)
-    assert pq.kind == "ivfpq" and pq.params["refine"] == "none" and not pq.exact_scores
+    assert pq.kind == "ivfpq" and pq.factory == "IVF256,PQ32x8" and not pq.exact_scores
     assert pq.params["m"] == 32 and pq.fits
     smaller = choose_index(n, 512, Metric.COSINE, memory_bytes=n * 65)
     assert smaller.kind == "ivfpq" and smaller.params["m"] < pq.params["m"] and smaller.fits
@@ -146,10 +143,6 @@ def test_float_rule_under_a_memory_budget():
     # too few rows to train IVF-PQ: flat, flagged as not fitting
     few = choose_index(IVF_MIN - 1, 512, Metric.COSINE, memory_bytes=1000)
     assert few.kind == "flat" and not few.fits
-    # HNSW that does not fit falls to IVF-SQ8 even in its size range
-    graph = hnsw_bytes(200_000, 512, Metric.COSINE, 32)
-    assert choose_index(200_000, 512, Metric.COSINE, memory_bytes=graph).kind == "hnsw"
-    assert choose_index(200_000, 512, Metric.COSINE, memory_bytes=graph - 1).kind == "ivf-sq8"
 
 
 def test_binary_rule_at_boundaries():
@@ -166,20 +159,23 @@ def test_rule_is_pure_and_sizes_grow():
     assert a == choose_index(123_456, 512, "cosine", 10**10)
     sizes = [choose_index(n, 512, Metric.COSINE).expected_bytes for n in (10, 10_000, 10**6, 10**7)]
     assert sizes == sorted(sizes)
-    assert choose_index(200_000, 512, Metric.COSINE).expected_bytes == pytest.approx(2e5 * (2048 + 8 * 32), rel=0.15)
-    assert choose_index(10**6, 512, Metric.COSINE).expected_bytes == pytest.approx(10**6 * 512, rel=0.1)
+    # 4-bit codes (32 B) + the SQ8 copy (512 B) + id maps a row; IVF-SQ8 beyond: the 8-bit vectors
+    assert choose_index(200_000, 512, Metric.COSINE).expected_bytes == pytest.approx(2e5 * (32 + 512 + 73), rel=0.1)
+    assert choose_index(10**7, 512, Metric.COSINE).expected_bytes == pytest.approx(10**7 * 512, rel=0.1)
 
 
 def test_plan_for_gives_the_rules_parameters():
-    forced, chosen = plan_for("ivf-sq8", HNSW_MAX + 1, 512, Metric.COSINE), choose_index(HNSW_MAX + 1, 512, "cosine")
+    forced, chosen = plan_for("ivf-sq8", PQ4_MAX + 1, 512, Metric.COSINE), choose_index(PQ4_MAX + 1, 512, "cosine")
     assert (forced.kind, forced.params, forced.expected_bytes) == (chosen.kind, chosen.params, chosen.expected_bytes)
-    pq = plan_for("ivfpq", 10**6, 512, Metric.COSINE, refine="sq8")
-    assert pq.exact_scores and pq.params["m"] == 32 and pq.params["refine"] == "sq8"
-    assert not plan_for("ivfpq", 10**6, 512, Metric.COSINE).exact_scores
-    assert plan_for("binary-hnsw", 10, 256, Metric.HAMMING).params["M"] == 16
-    assert not plan_for("hnsw", 10**6, 512, Metric.COSINE, memory_bytes=10**6).fits
-    with pytest.raises(ValueError, match="no 'hnsw' index for hamming"):
-        plan_for("hnsw", 10, 256, Metric.HAMMING)
+    pq = plan_for("ivfpq", 10**6, 512, Metric.COSINE, m=16)
+    assert not pq.exact_scores and pq.params["m"] == 16 and pq.factory == "IVF1024,PQ16x8"
+    assert RETIRED == ("hnsw", "binary-hnsw")  # never chosen: gone from the planner and from make_index
+    for kind, metric in (("hnsw", Metric.COSINE), ("binary-hnsw", Metric.HAMMING)):
+        with pytest.raises(ValueError, match=f"no '{kind}' index"):
+            plan_for(kind, 10, 256, metric)
+    assert not plan_for("pq4-sq8", 10**6, 512, Metric.COSINE, memory_bytes=10**6).fits
+    with pytest.raises(ValueError, match="no 'pq4-sq8' index for hamming"):
+        plan_for("pq4-sq8", 10, 256, Metric.HAMMING)
 
 
 def test_rule_rejects_bad_arguments():
@@ -199,10 +195,10 @@ def test_helpers():
 
 
 @pytest.mark.parametrize("kind, metric, cls", [
-    ("flat", Metric.COSINE, FloatIndex), ("flat", Metric.HAMMING, BinaryIndex), ("hnsw", Metric.COSINE, HNSWIndex),
+    ("flat", Metric.COSINE, FloatIndex), ("flat", Metric.HAMMING, BinaryIndex),
+    ("pq4-sq8", Metric.COSINE, PQ4SQ8Index),
     ("ivfpq", Metric.COSINE, IVFPQIndex), ("ivf-sq8", Metric.COSINE, IVFSQIndex),
     ("binary-ivf", Metric.HAMMING, BinaryIVFIndex),
-    ("binary-hnsw", Metric.HAMMING, BinaryHNSWIndex),
 ])
 def test_make_index(kind, metric, cls):
     dim = 256
@@ -217,10 +213,9 @@ def test_make_index(kind, metric, cls):
 # --------------------------------------------------------------------------- recall (floors measured, with margin)
 
 # Measured on this data (5k rows, 128-d, 64 clusters; 50 copies + 50 fresh queries; deterministic):
-# hnsw 0.996, ivf-sq8 0.962, ivfpq re-scored 0.944, binary-hnsw 0.967, binary-ivf 0.973, raw PQ 0.424
-# (copies found first: 1.0 for all but raw PQ, 0.68). Floors sit ~0.04 below.
-RECALL_FLOOR = {"hnsw": 0.96, "ivf-sq8": 0.92, "ivfpq": 0.90, "binary-hnsw": 0.92, "binary-ivf": 0.93,
-                "ivfpq-raw": 0.38}
+# pq4-sq8 0.928 (k_factor 64), ivf-sq8 0.962, binary-ivf 0.973, PQ (scores are PQ estimates) 0.424
+# (copies found first: 1.0 for all but PQ, 0.68). Floors sit ~0.04 below.
+RECALL_FLOOR = {"pq4-sq8": 0.89, "ivf-sq8": 0.92, "binary-ivf": 0.93, "ivfpq": 0.38}
 
 
 @pytest.mark.parametrize("kind", sorted(RECALL_FLOOR))
@@ -238,20 +233,20 @@ def test_recall_against_flat(kind, data, built):
     r = recall(i, i0)
     assert r >= RECALL_FLOOR[kind], f"{kind} recall@10 {r:.3f}"
     # copies find their source first (raw PQ scores do not reliably: why the rule re-scores or avoids them)
-    assert np.mean(i[:50, 0] == np.arange(50)) >= (0.6 if kind == "ivfpq-raw" else 1.0)
-    if kind != "ivfpq-raw":  # returned scores are (near-)exact for the rows they return
+    assert np.mean(i[:50, 0] == np.arange(50)) >= (0.6 if kind == "ivfpq" else 1.0)
+    if kind != "ivfpq":  # returned scores are (near-)exact for the rows they return
         for srow, irow, s0row, i0row in zip(s, i, s0, i0):
             exact = dict(zip(i0row.tolist(), s0row.tolist()))
             for sc, ref in zip(srow.tolist(), irow.tolist()):
                 if ref in exact:
-                    assert abs(sc - exact[ref]) <= (0.01 if kind in ("ivfpq", "ivf-sq8") else 1e-4)
+                    assert abs(sc - exact[ref]) <= (0.01 if kind in ("ivf-sq8", "pq4-sq8") else 1e-4)
     assert np.all(np.diff(s, axis=1) <= 1e-6) if not kind.startswith("binary") else np.all(np.diff(s, axis=1) >= 0)
 
 
 # --------------------------------------------------------------------------- round trip
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivfpq", "ivfpq-raw", "ivf-sq8", "binary-hnsw", "binary-ivf"])
+@pytest.mark.parametrize("kind", ["pq4-sq8", "ivfpq", "ivf-sq8", "binary-ivf"])
 def test_round_trip_gives_identical_results(kind, data, built):
     _, q, _ = data
     ix = built[kind]
@@ -269,16 +264,61 @@ def test_round_trip_gives_identical_results(kind, data, built):
     np.testing.assert_array_equal(back.ids(), ix.ids())
 
 
-def test_round_trip_keeps_tombstones_and_removals(data):
+def test_round_trip_keeps_removals(data):
     x, q, ids = data
-    for ix, qq, metric in ((_hnsw(x[:1000], ids[:1000]), q, Metric.COSINE),
-                           (_bhnsw(hashes(x[:1000]), ids[:1000]), hashes(q), Metric.HAMMING)):
-        ix.remove(np.arange(0, 100))
-        back = load_index(ix.to_bytes(), ix.dim, metric)
-        s1, i1 = ix.search(qq, 10)
-        s2, i2 = back.search(qq, 10)
-        np.testing.assert_array_equal(i1, i2)
-        assert not np.isin(i2, np.arange(100)).any() and len(back) == 900
+    ix = _pq4(x[:1000], ids[:1000])
+    ix.remove(np.arange(0, 100))
+    back = load_index(ix.to_bytes(), ix.dim, Metric.COSINE)
+    s1, i1 = ix.search(q, 10)
+    s2, i2 = back.search(q, 10)
+    np.testing.assert_array_equal(i1, i2)
+    assert not np.isin(i2, np.arange(100)).any() and len(back) == 900
+
+
+@pytest.mark.parametrize("kind, factory, faiss_type", [
+    ("pq4-sq8", "IVF1,PQ64x4fs,Refine(SQ8)", "IndexRefine"), ("ivf-sq8", "IVF1024,SQ8", "IndexIVFScalarQuantizer"),
+    ("ivfpq", "IVF1024,PQ32x8", "IndexIVFPQ"),
+])
+def test_plans_carry_faiss_factory_strings(kind, factory, faiss_type):
+    import faiss
+
+    plan = plan_for(kind, 10**6, 512, Metric.COSINE)
+    assert plan.factory == plan.params["factory"] == factory
+    assert type(faiss.index_factory(512, factory, faiss.METRIC_INNER_PRODUCT)).__name__ == faiss_type
+    small = plan_for(kind, 5000, DIM, Metric.COSINE, nlist=16)
+    ix = make_index(small)
+    assert ix.params["factory"] == small.factory and ix.kind == f"{small.factory},IP"
+    header = container.unpack(ix.to_bytes()).header
+    assert header["params"]["factory"] == small.factory
+    assert plan_for("binary-ivf", 3 * 10**6, 256, Metric.HAMMING).factory == "BIVF2048"
+
+
+def test_a_factory_string_of_another_kind_is_refused():
+    with pytest.raises(ValueError, match="not the IndexIVFScalarQuantizer"):
+        IVFSQIndex(DIM, {"factory": "IVF16,PQ8"})
+    with pytest.raises(ValueError, match="bad FAISS factory string"):
+        IVFSQIndex(DIM, {"factory": "IVFnope"})
+    with pytest.raises(ValueError, match="Refine"):
+        PQ4SQ8Index(DIM, {"factory": "IVF1,PQ16x4fs"})
+
+
+def _rewrite_header(blob: bytes, **changes) -> bytes:
+    box = container.unpack(blob)
+    header = {**box.header, **changes}
+    return container.pack(box.family, box.version, header, {k: bytes(v) for k, v in box.sections.items()})
+
+
+def test_files_without_a_factory_string_or_of_retired_kinds_ask_for_a_rebuild(data):
+    x, _, ids = data
+    blob = _ivfsq(x[:2000], ids[:2000]).to_bytes()
+    box = container.unpack(blob)
+    old = _rewrite_header(blob, params={k: v for k, v in box.header["params"].items() if k != "factory"})
+    with pytest.raises(IndexMismatchError, match="factory string.*scanner index build --rebuild"):
+        load_index(old, DIM, Metric.COSINE)
+    for kind in RETIRED:
+        metric = "hamming" if kind.startswith("binary") else "cosine"
+        with pytest.raises(IndexMismatchError, match="no longer built.*scanner index build --rebuild"):
+            load_index(_rewrite_header(blob, kind=kind, metric=metric), DIM, Metric(metric))
 
 
 def test_flat_bytes_still_load_and_kinds_are_checked(data):
@@ -287,7 +327,7 @@ def test_flat_bytes_still_load_and_kinds_are_checked(data):
     flat.add(ids[:10], x[:10])
     back = load_index(flat.to_bytes(), DIM, Metric.COSINE)
     assert isinstance(back, FloatIndex) and len(back) == 10
-    blob = _hnsw(x[:200], ids[:200]).to_bytes()
+    blob = _pq4(x[:200], ids[:200]).to_bytes()
     with pytest.raises(IndexMismatchError, match="for cosine, not for hamming"):
         load_index(blob, BITS, Metric.HAMMING)
     with pytest.raises(IndexMismatchError, match="dimension"):
@@ -303,7 +343,7 @@ def test_index_store_round_trip(tmp_path, data):
     ix = _ivfpq(x, ids)
     store = IndexStore(tmp_path)
     manifest = store.save("image.clip", ix, "m", W_SHA)
-    assert manifest.index_type == ix.kind and manifest.count == 5000 and ix.kind.startswith("IVF64,PQ8x8,Refine(SQ8)")
+    assert manifest.index_type == ix.kind == "IVF64,PQ8x8,IP" and manifest.count == 5000
     loaded, _ = store.load("image.clip", "m", W_SHA, DIM, Metric.COSINE,
                            lambda b: load_index(b, DIM, Metric.COSINE))
     np.testing.assert_array_equal(loaded.search(q, 5)[1], ix.search(q, 5)[1])
@@ -312,16 +352,15 @@ def test_index_store_round_trip(tmp_path, data):
 # --------------------------------------------------------------------------- removal and edge cases
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivfpq", "ivf-sq8", "binary-hnsw", "binary-ivf"])
+@pytest.mark.parametrize("kind", ["pq4-sq8", "ivfpq", "ivf-sq8", "binary-ivf"])
 def test_remove(kind, data):
     x, q, ids = data
     n = 2000
     refs = ids[:n] // 2  # every reference owns two rows
     vecs = hashes(x[:n]) if kind.startswith("binary") else x[:n]
-    ix = {"hnsw": lambda: HNSWIndex(DIM, FLOAT_PARAMS["hnsw"]),
-          "ivfpq": lambda: IVFPQIndex(DIM, {**FLOAT_PARAMS["ivfpq"], "nlist": 32, "refine": "sq8"}),
+    ix = {"pq4-sq8": lambda: PQ4SQ8Index(DIM),
+          "ivfpq": lambda: IVFPQIndex(DIM, {**FLOAT_PARAMS["ivfpq"], "nlist": 32, "nprobe": 32}),
           "ivf-sq8": lambda: IVFSQIndex(DIM, {"nlist": 32, "nprobe": 8}),
-          "binary-hnsw": lambda: BinaryHNSWIndex(BITS),
           "binary-ivf": lambda: BinaryIVFIndex(BITS, {"nlist": 32, "nprobe": 8})}[kind]()
     ix.add(refs, vecs)
     assert len(ix) == n // 2 and ix.rows == n
@@ -332,32 +371,21 @@ def test_remove(kind, data):
     assert not np.isin(gone, ix.ids()).any()
     s, found = ix.search(vecs[:300], 10)
     assert not np.isin(found, gone).any()
-    # the rows of the remaining references are still found first
-    assert np.all(found[200:300, 0] == refs[200:300])
+    # the rows of the remaining references are still found first (PQ estimates: most; measured 0.7)
+    assert np.mean(found[200:300, 0] == refs[200:300]) >= (0.6 if kind == "ivfpq" else 1.0)
     # removed ids can come back with new rows
     ix.add(np.array([5]), vecs[10:11])
-    _, again = ix.search(vecs[10:11], 1)
-    assert again[0, 0] == 5 and 5 in ix.ids()
+    _, again = ix.search(vecs[10:11], 10)
+    assert (again[0, 0] == 5 or kind == "ivfpq" and 5 in again[0]) and 5 in ix.ids()
 
 
-def test_hnsw_compacts_when_tombstones_pile_up(data):
-    x, q, ids = data
-    ix = _hnsw(x[:1000], ids[:1000])
-    ix.remove(np.arange(0, 200))  # 20 %: tombstones only
-    assert ix._index.ntotal == 1000 and ix.rows == 800
-    ix.remove(np.arange(200, 300))  # 30 %: rebuilt without them
-    assert ix._index.ntotal == 700 and ix.rows == 700 and ix._alive.all()
-    _, found = ix.search(x[300:400], 1)
-    assert np.all(found[:, 0] == np.arange(300, 400))
-
-
-@pytest.mark.parametrize("kind", ["hnsw", "ivfpq", "ivf-sq8", "binary-hnsw", "binary-ivf"])
+@pytest.mark.parametrize("kind", ["pq4-sq8", "ivfpq", "ivf-sq8", "binary-ivf"])
 def test_empty_and_short_results(kind, data):
     x, q, ids = data
     binary = kind.startswith("binary")
-    cls = {"hnsw": HNSWIndex, "ivfpq": IVFPQIndex, "ivf-sq8": IVFSQIndex, "binary-hnsw": BinaryHNSWIndex,
-           "binary-ivf": BinaryIVFIndex}[kind]
-    ix = cls(BITS if binary else DIM, {"nlist": 16, "refine": "sq8"} if "ivf" in kind else {})
+    cls = {"pq4-sq8": PQ4SQ8Index, "ivfpq": IVFPQIndex, "ivf-sq8": IVFSQIndex, "binary-ivf": BinaryIVFIndex}[kind]
+    ix = cls(BITS if binary else DIM, ({"nlist": 16, "nprobe": 16} if "ivf" in kind else {})
+             | ({"nbits": 6} if kind == "ivfpq" else {}))
     qq = hashes(q[:3]) if binary else q[:3]
     s, i = ix.search(qq, 4)
     assert i.shape == (3, 4) and (i == -1).all()
@@ -381,19 +409,18 @@ def test_ivf_needs_enough_rows_to_train(data):
 def test_add_validates_shapes(data):
     x, q, ids = data
     with pytest.raises(ValueError, match="ids for"):
-        HNSWIndex(DIM).add(ids[:3], x[:2])
+        PQ4SQ8Index(DIM).add(ids[:3], x[:2])
 
 
 # --------------------------------------------------------------------------- shard merge
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf-sq8", "binary-hnsw", "binary-ivf"])
+@pytest.mark.parametrize("kind", ["pq4-sq8", "ivf-sq8", "binary-ivf"])
 def test_merge_shards(kind, data):
     x, q, ids = data
     binary = kind.startswith("binary")
     vecs = hashes(x[:3000]) if binary else x[:3000]
-    make = {"hnsw": lambda: HNSWIndex(DIM), "ivf-sq8": lambda: IVFSQIndex(DIM, {"nlist": 32, "nprobe": 32}),
-            "binary-hnsw": lambda: BinaryHNSWIndex(BITS),
+    make = {"pq4-sq8": lambda: PQ4SQ8Index(DIM), "ivf-sq8": lambda: IVFSQIndex(DIM, {"nlist": 32, "nprobe": 32}),
             "binary-ivf": lambda: BinaryIVFIndex(BITS, {"nlist": 32, "nprobe": 32})}[kind]
     a, b = make(), make()
     a.add(ids[:1500], vecs[:1500])
@@ -411,6 +438,6 @@ def test_merge_shards(kind, data):
 
 def test_merge_refuses_lossy_pq(data):
     x, q, ids = data
-    a, b = _ivfpq(x, ids, "none"), _ivfpq(x[:600], ids[:600], "none")
+    a, b = _ivfpq(x, ids), _ivfpq(x[:600], ids[:600])
     with pytest.raises(ValueError, match="rebuild"):
         a.merge(b)

@@ -131,8 +131,9 @@ class Detector(ABC):
         return self.embed_references(media)
 
     @abstractmethod
-    def new_index(self, expected_rows: int = 0) -> VectorIndex:
-        """An empty index of this detector's type, sized for about ``expected_rows`` rows."""
+    def new_index(self, expected_rows: int = 0, memory_bytes: int | None = None) -> VectorIndex:
+        """An empty index of this detector's type, sized for about ``expected_rows`` rows within
+        ``memory_bytes`` (``Settings.index_memory_mb``; None: no budget) where its type can trade memory."""
 
     @abstractmethod
     def load_index(self, data: bytes) -> VectorIndex:
@@ -153,9 +154,9 @@ class VectorDetector(Detector):
 
     FLOORS = ("search_k",)
 
-    def new_index(self, expected_rows: int = 0) -> VectorIndex:
-        """Exact below the size bound of ``choose_index``, approximate (HNSW, IVF) above it."""
-        return make_index(choose_index(expected_rows, self.dim, self.metric))
+    def new_index(self, expected_rows: int = 0, memory_bytes: int | None = None) -> VectorIndex:
+        """Exact below the size bound of ``choose_index``, approximate (HNSW, IVF) above it or when over budget."""
+        return make_index(choose_index(expected_rows, self.dim, self.metric, memory_bytes))
 
     def load_index(self, data: bytes) -> VectorIndex:
         return load_index(data, self.dim, self.metric)

@@ -213,7 +213,7 @@ class FingerprintDetector(Detector):
         return 10.0 * np.log10(np.maximum(logf / ref, 10 ** ((p.floor_dbfs - 20) / 10)))
 
     # ----- index --------------------------------------------------------------
-    def new_index(self, expected_rows: int = 0) -> VectorIndex:
+    def new_index(self, expected_rows: int = 0, memory_bytes: int | None = None) -> VectorIndex:
         return LandmarkIndex(self.dim)
 
     def load_index(self, data: bytes) -> VectorIndex:

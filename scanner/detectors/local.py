@@ -525,7 +525,7 @@ class LocalDetector(Detector):
         return out
 
     # ----- index ----------------------------------------------------------------------
-    def new_index(self, expected_rows: int = 0) -> LocalIndex:
+    def new_index(self, expected_rows: int = 0, memory_bytes: int | None = None) -> LocalIndex:
         """An empty index; ``expected_rows`` is taken as the number of references (what the API passes),
         each of up to ``ref_keypoints`` rows, and sizes the lists when the index trains itself."""
         return LocalIndex(DIM, expected_rows=max(0, int(expected_rows)) * self.ref_keypoints)

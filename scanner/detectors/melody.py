@@ -213,7 +213,7 @@ class MelodyDetector(Detector):
         return ""
 
     # ----- index --------------------------------------------------------------
-    def new_index(self, expected_rows: int = 0) -> VectorIndex:
+    def new_index(self, expected_rows: int = 0, memory_bytes: int | None = None) -> VectorIndex:
         return MelodyIndex(self.dim)
 
     def load_index(self, data: bytes) -> VectorIndex:

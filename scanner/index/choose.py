@@ -1,49 +1,53 @@
 """Index type as a pure function of (row count, dimension, metric, memory budget).
 
+Every approximate plan carries a FAISS factory string (``IndexPlan.factory``, faiss contrib
+style: ``"IVF1,PQ64x4fs,Refine(SQ8)"``, ``"IVF1024,SQ8"``, ``"IVF1024,PQ32x8"``, ``"BIVF2048"``)
+and its search-time parameters apart from it (``IndexPlan.search_params``: ``nprobe``,
+``k_factor_rf``); ``make_index`` builds the index from them through ``faiss.index_factory``.
+
 The rule
 --------
-Cosine (float vectors, ``dim`` floats per row):
+Cosine (float vectors, ``dim`` floats per row). The figures are ``benchmarks/index_scale.py``
+on SSCD-like 512-d descriptors with copies displaced the way real transformed copies are
+(cosine ~0.4-0.95 to their source): the hard case for any index that routes a query to a part
+of the collection, since a copy at cosine 0.5 shares little of its direction with its source.
 
-1. ``flat`` (exact) while ``count <= FLAT_MAX`` (100 000) and it fits the budget. Exact
-   search is the reference the others are measured against, needs no training and no
-   tuning, and at this size a brute-force 512-d query costs ~17 ms on this shared 2-core
-   box (one FAISS thread; ~0.14 s at 1 M rows, see ``benchmarks/index_scale.py``) --
-   small next to computing the query's embedding.
-2. ``hnsw`` up to ``HNSW_MAX`` (300 000 rows) when it fits: full vectors plus a graph of
-   about ``8 * M`` bytes per row; returned scores are exact (recall < 1 only from missed
-   neighbours), so calibrated thresholds still hold; ~1 ms a query. Removal leaves
-   tombstones that are filtered inside the search (rebuilt away at 25 %). The bound is
-   measured (``benchmarks/index_scale.py`` data, M=32, efConstruction=40): at 300 k rows
-   efSearch=128 finds every near-copy first and 99 % of the top 10 (efSearch=64 missed 4 %
-   of copies); at 1 M rows the graph missed 2 % of copies even at efSearch=512 (8 % at
-   64), while ``ivf-sq8`` missed none, builds in 1/15 of the time and takes 1/4 of the
-   memory. A larger efConstruction would stretch the band at twice the build time
-   (~40 s per 100 k rows here already).
-3. ``ivf-sq8`` beyond that, or whenever the float vectors or the graph do not fit the
-   budget: inverted lists of 8-bit scalar-quantised vectors (``dim`` bytes a row, 4x
-   smaller than floats). Scores stay within ~5e-3 of exact, so calibrated thresholds
-   hold; recall depends only on ``nprobe`` (1/8 of the cells). Trains on a sample at build.
-4. ``ivfpq`` when even that does not fit: ``dim / 16``-byte PQ codes (64x smaller than
-   floats), then smaller codes. Its scores are PQ estimates (``exact_scores`` False, off by
-   up to ~0.3 cosine on embedding-like data; see the benchmark): hits must be re-scored
-   (e.g. by re-embedding the reference) before a calibrated threshold is applied. (IVF-PQ with an
-   in-memory SQ8 re-scoring copy, ``refine="sq8"``, is available but never chosen: it
-   holds the same SQ8 bytes as ``ivf-sq8`` plus the codes, with lower recall.)
-   IVF needs ``IVF_MIN`` rows to train; a smaller set that does not fit as floats gets a
-   ``flat`` plan with ``fits=False``.
+1. ``flat`` (exact) while ``count <= FLAT_MAX`` (100 000) and it fits the budget: the reference
+   the others are measured against, no training, ~12 ms CPU a 512-d query at 100 k rows.
+2. ``pq4-sq8`` up to ``PQ4_MAX`` (2 M rows), or below ``FLAT_MAX`` when floats do not fit: every
+   row's 4-bit PQ code (``dim / 8`` sub-quantisers, 32 B for 512-d) is scanned with SIMD
+   fast-scan, and the top ``k * k_factor`` candidates (``pq4_k_factor``: 64 up to 100 k rows,
+   growing with the rows to 512) are re-scored against 8-bit scalar-quantised vectors, so
+   returned scores are within ~5e-3 of exact (calibrated thresholds hold) and no copy is lost
+   to a cell that was not probed. ~620 B a row with the id maps; builds in a minute at 1 M rows.
+   There the 512x shortlist kept every copy exact search reports (141 of 141) at 25 ms CPU a
+   query against 189 ms for exact search; a 64x shortlist costs 9 ms and keeps 0.97.
+3. ``ivf-sq8`` beyond ``PQ4_MAX``, or when the PQ shortlist with its SQ8 copy does not fit:
+   inverted lists of 8-bit vectors (``dim`` bytes a row), scores within ~5e-3 of exact, cost
+   sub-linear; recall depends on ``nprobe`` (1/8 of the cells), and on hard copies it is lower
+   (0.79 of true copies at 300 k rows with IVF512 and nprobe 64, where ``pq4-sq8`` kept 0.97
+   with a 32x shortlist).
+4. ``ivfpq`` when even that does not fit: ``dim / 16``-byte PQ codes (64x smaller than floats),
+   then smaller codes. Its scores are PQ estimates (``exact_scores`` False): hits must be
+   re-scored (e.g. by re-embedding the reference) before a calibrated threshold is applied.
+   IVF needs ``IVF_MIN`` rows to train; a smaller set that does not fit as floats gets a ``flat``
+   plan with ``fits=False``.
 
 Hamming (packed bits, ``dim`` bits per row):
 
 1. ``flat`` (exact) up to ``BINARY_FLAT_MAX`` (2 M rows): a 256-bit hash is 32 bytes, a
    scan of a million of them is a few milliseconds of popcounts.
 2. ``binary-ivf`` beyond: binary k-means cells, whole codes stored (distances exact, no
-   memory overhead), real removal. ``binary-hnsw`` exists (``make_index`` builds it when
-   asked) but is not chosen: its graph costs ~5x the memory of the codes, removes rows
-   only as tombstones and builds slowly, for a latency gain flat and IVF do not need.
+   memory overhead), real removal.
 
-``memory_bytes`` is the budget for the index itself (the caller decides what share of
-the machine that is); ``None`` means "no limit given", and only the counts decide.
-``expected_bytes`` is the in-memory estimate (vectors, codes, graph links, id maps).
+Kinds this rule no longer picks went to ``benchmarks/index_scale.py``: HNSW graphs over floats
+(``HNSW32,Flat``, efSearch 128: at 100 k rows they kept 0.79 of the copies flat search reports,
+``pq4-sq8`` all of them, at 4x its bytes and 40x its build time), binary HNSW and IVF-PQ with an
+SQ8 re-scoring copy (never chosen).
+
+``memory_bytes`` is the budget for the index itself (``Settings.index_memory_mb``; the caller
+decides what share of the machine that is); ``None`` means "no limit given", and only the counts
+decide. ``expected_bytes`` is the in-memory estimate (vectors, codes, id maps).
 """
 
 from __future__ import annotations
@@ -55,14 +59,12 @@ from typing import Any
 from scanner.types import Metric
 
 FLAT_MAX = 100_000
-HNSW_MAX = 300_000
 IVF_MIN = 20_000
 BINARY_FLAT_MAX = 2_000_000
 
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 40
-HNSW_EF_SEARCH = 128
-BINARY_HNSW_M = 16
+PQ4_MAX = 2_000_000
+PQ4_K_FACTOR = 64
+PQ4_TRAIN = 65_536
 
 _ID_BYTES = 48  # IDMap2 id + reverse map entry (FloatIndex/BinaryIndex)
 _ROW_BYTES = 17  # row key, reference id, alive flag (approximate indexes)
@@ -70,9 +72,14 @@ _ROW_BYTES = 17  # row key, reference id, alive flag (approximate indexes)
 
 @dataclass(frozen=True)
 class IndexPlan:
-    """Which index to build and with what parameters (``make_index`` builds it)."""
+    """Which index to build and with what parameters (``make_index`` builds it).
 
-    kind: str  # "flat", "hnsw", "ivf-sq8", "ivfpq", "binary-ivf", "binary-hnsw"
+    Approximate kinds carry a FAISS factory string (faiss contrib style: ``params["factory"]``,
+    e.g. ``"IVF1,PQ64x4fs,Refine(SQ8)"``, ``"IVF1024,SQ8"``, ``"IVF1024,PQ32x8"``, ``"BIVF1024"``) that
+    ``faiss.index_factory`` builds, and the search-time parameters apart from it
+    (``search_params``: ``nprobe``/``efSearch``, FAISS ``ParameterSpace`` names)."""
+
+    kind: str  # "flat", "pq4-sq8", "ivf-sq8", "ivfpq", "binary-ivf"
     metric: Metric
     dim: int
     count: int
@@ -82,6 +89,40 @@ class IndexPlan:
     exact_scores: bool = True  # returned scores are true metric values
     fits: bool = True  # expected_bytes within memory_bytes (always True without a budget)
     reason: str = ""
+
+    @property
+    def factory(self) -> str:
+        """The FAISS factory string of the index (``"Flat"``/``"BFlat"`` for the exact kinds)."""
+        if self.kind == "flat":
+            return "BFlat" if self.metric is Metric.HAMMING else "Flat"
+        return str(self.params.get("factory") or factory_string(self.kind, self.params))
+
+    @property
+    def search_params(self) -> dict[str, int]:
+        """Search-time parameters by their FAISS ``ParameterSpace`` names (empty for flat)."""
+        return search_params(self.kind, self.params)
+
+
+def factory_string(kind: str, params: dict[str, Any]) -> str:
+    """The FAISS factory string for ``kind`` built with ``params`` (``nlist``, ``M``, ``m``, ``nbits``)."""
+    if kind == "ivf-sq8":
+        return f"IVF{int(params.get('nlist', 1024))},SQ8"
+    if kind == "pq4-sq8":
+        return f"IVF{int(params.get('nlist', 1))},PQ{int(params['m'])}x4fs,Refine(SQ8)"
+    if kind == "ivfpq":
+        return f"IVF{int(params.get('nlist', 1024))},PQ{int(params['m'])}x{int(params.get('nbits', 8))}"
+    if kind == "binary-ivf":
+        return f"BIVF{int(params.get('nlist', 1024))}"
+    raise ValueError(f"no factory string for index kind {kind!r}")
+
+
+def search_params(kind: str, params: dict[str, Any]) -> dict[str, int]:
+    """Search-time parameters of ``kind`` by FAISS ``ParameterSpace`` name."""
+    if kind in ("ivf-sq8", "ivfpq", "binary-ivf"):
+        return {"nprobe": int(params.get("nprobe", 128))}
+    if kind == "pq4-sq8":
+        return {"nprobe": int(params.get("nprobe", 1)), "k_factor_rf": int(params.get("k_factor", PQ4_K_FACTOR))}
+    return {}
 
 
 def _pow2(x: float, lo: int, hi: int) -> int:
@@ -111,21 +152,26 @@ def pq_m(dim: int, bytes_per_row: int | None = None) -> int:
     return 1
 
 
+def pq4_k_factor(count: int) -> int:
+    """Shortlist of ``pq4-sq8`` per result (``k * k_factor`` rows re-scored): grows with the rows, since a
+    true copy's PQ estimate competes with every other row's (64 up to 100 k rows, then a power of two
+    near ``64 * count / 100 000``, at most 512; measured in ``benchmarks/index_scale.py``)."""
+    return _pow2(PQ4_K_FACTOR * max(1, count) / FLAT_MAX, PQ4_K_FACTOR, 512)
+
+
 def flat_bytes(count: int, dim: int, metric: Metric) -> int:
     row = dim // 8 if metric is Metric.HAMMING else 4 * dim
     return count * (row + _ID_BYTES)
 
 
-def hnsw_bytes(count: int, dim: int, metric: Metric, m: int) -> int:
-    row = dim // 8 if metric is Metric.HAMMING else 4 * dim
-    links = int(2 * m * 4 * (1 + 1.0 / m)) + 16  # level 0 has 2M links, upper levels ~1/M of that
-    return count * (row + links + _ID_BYTES + _ROW_BYTES)
-
-
-def ivfpq_bytes(count: int, dim: int, nlist: int, m: int, nbits: int, refine: str) -> int:
-    refine_row = {"sq8": dim + _ID_BYTES, "fp16": 2 * dim + _ID_BYTES}.get(refine, 0)
+def ivfpq_bytes(count: int, dim: int, nlist: int, m: int, nbits: int) -> int:
     code = math.ceil(m * nbits / 8)
-    return count * (code + 8 + _ROW_BYTES + refine_row) + 4 * dim * (nlist + (2 ** nbits))
+    return count * (code + 8 + _ROW_BYTES) + 4 * dim * (nlist + (2 ** nbits))
+
+
+def pq4sq8_bytes(count: int, dim: int, m: int) -> int:
+    """4-bit codes (m / 2 bytes), the SQ8 copy (dim bytes) and both id maps."""
+    return count * (m // 2 + 8 + dim + _ID_BYTES + _ROW_BYTES) + 4 * dim * 16 + 64 * m
 
 
 def ivfsq_bytes(count: int, dim: int, nlist: int) -> int:
@@ -152,7 +198,8 @@ def _check(count: int, dim: int, metric: Metric | str) -> Metric:
 def plan_for(kind: str, count: int, dim: int, metric: Metric | str, memory_bytes: int | None = None,
              reason: str = "", **overrides: Any) -> IndexPlan:
     """The plan for a given ``kind`` at this size: the parameters ``choose_index`` would use
-    (``overrides`` replace them; e.g. ``m=16`` or ``refine="sq8"`` for ivfpq)."""
+    (``overrides`` replace them, e.g. ``m=16`` for ivfpq; ``params["factory"]`` is derived from
+    the result unless given)."""
     metric = _check(count, dim, metric)
     budget = math.inf if memory_bytes is None else float(memory_bytes)
     nlist = int(overrides.get("nlist", ivf_nlist(count)))
@@ -162,27 +209,27 @@ def plan_for(kind: str, count: int, dim: int, metric: Metric | str, memory_bytes
     if kind == "flat":
         params: dict[str, Any] = {}
         size = flat_bytes(count, dim, metric)
-    elif kind in ("hnsw", "binary-hnsw") and (kind == "binary-hnsw") == binary:
-        m = BINARY_HNSW_M if binary else HNSW_M
-        params = {"M": m, "ef_construction": 64 if binary else HNSW_EF_CONSTRUCTION,
-                  "ef_search": 64 if binary else HNSW_EF_SEARCH}
-        params.update(overrides)
-        size = hnsw_bytes(count, dim, metric, int(params["M"]))
-        exact = False
     elif kind == "ivf-sq8" and not binary:
         params = {**ivf, **overrides}
         size = ivfsq_bytes(count, dim, nlist)
         exact = False
+    elif kind == "pq4-sq8" and not binary:
+        params = {"nlist": 1, "nprobe": 1, "m": pq_m(dim, max(1, dim // 8)), "k_factor": pq4_k_factor(count),
+                  "train_size": min(count, PQ4_TRAIN), **overrides}
+        size = pq4sq8_bytes(count, dim, int(params["m"]))
+        exact = False
     elif kind == "ivfpq" and not binary:
-        params = {**ivf, "m": pq_m(dim), "nbits": 8, "refine": "none", "k_factor": 16, **overrides}
-        size = ivfpq_bytes(count, dim, nlist, int(params["m"]), int(params["nbits"]), str(params["refine"]))
-        exact, exact_scores = False, params["refine"] != "none"
+        params = {**ivf, "m": pq_m(dim), "nbits": 8, **overrides}
+        size = ivfpq_bytes(count, dim, nlist, int(params["m"]), int(params["nbits"]))
+        exact, exact_scores = False, False
     elif kind == "binary-ivf" and binary:
         params = {**ivf, **overrides}
         size = binary_ivf_bytes(count, dim, nlist)
         exact = False
     else:
         raise ValueError(f"no {kind!r} index for {metric.value}")
+    if kind != "flat":
+        params.setdefault("factory", factory_string(kind, params))
     return IndexPlan(kind, metric, dim, count, params, int(size), exact=exact, exact_scores=exact_scores,
                      fits=size <= budget, reason=reason or f"{kind} requested")
 
@@ -201,12 +248,17 @@ def _choose_float(count: int, dim: int, metric: Metric, memory_bytes: int | None
     flat = plan_for("flat", *args, reason=f"{count} <= {FLAT_MAX} rows: exact search")
     if count <= FLAT_MAX and flat.fits:
         return flat
-    hnsw = plan_for("hnsw", *args, reason=f"{FLAT_MAX} < {count} <= {HNSW_MAX} rows: HNSW graph over full vectors")
-    if count <= HNSW_MAX and hnsw.fits:
-        return hnsw
-    why = f"{count} > {HNSW_MAX} rows" if count > HNSW_MAX else "float vectors do not fit the memory budget"
+    why = f"{count} > {FLAT_MAX} rows" if count > FLAT_MAX else "float vectors do not fit the memory budget"
     if count < IVF_MIN:
         return replace(flat, fits=False, reason=f"{why}, but {count} rows are too few to train IVF (needs {IVF_MIN})")
+    if count <= PQ4_MAX:
+        pq4 = plan_for("pq4-sq8", *args, reason=f"{why}: 4-bit PQ fast-scan over every row, top candidates "
+                       "re-scored against 8-bit vectors")
+        if pq4.fits:
+            return pq4
+        why = f"{why}, nor does the PQ shortlist with its 8-bit copy"
+    else:
+        why = f"{count} > {PQ4_MAX} rows (a full fast-scan would cost more than probing cells)"
     sq = plan_for("ivf-sq8", *args, reason=f"{why}: IVF over 8-bit scalar-quantised vectors")
     if sq.fits:
         return sq

@@ -3,7 +3,7 @@ and the approximate kinds ``choose_index`` picks for large collections.
 
 Every kind is written in the ``faiss`` family of ``scanner.index.container``: the header says
 ``kind`` ("flat" or a plan kind), metric, dimension and parameters; FAISS's own bytes are one
-section. Searches return ``TopK``; flat, HNSW and IVF-SQ8 also answer ``range_search`` (their scores
+section. Searches return ``TopK``; flat, PQ4-SQ8 and IVF-SQ8 also answer ``range_search`` (their scores
 are true metric values, so a calibrated radius means the same).
 """
 
@@ -186,21 +186,17 @@ class BinaryIndex(VectorIndex):
 # several rows, and row keys give every row a unique handle the indexes can remove or
 # reconstruct (FAISS id maps cannot reconstruct by an id that several rows share).
 #
-# Removal: IVF indexes delete rows for real (``remove_ids``). HNSW graphs cannot drop a
-# node, so removed rows become tombstones: they stay in the graph as stepping stones but
-# an ``IDSelectorNot`` keeps them out of every result (filtered inside the search, so k
-# results still come back). When tombstones pass ``COMPACT_SHARE`` of the rows the graph
-# is rebuilt from its stored vectors without them.
+# Removal is real in every kind (``remove_ids``); the ``alive`` column of the file format stays
+# (all true) so files keep one layout. (HNSW graphs, which could only tombstone rows, are gone:
+# ``choose_index`` never picked them; see ``benchmarks/index_scale.py``.)
 #
 # Serialised form: the ``faiss`` container family; the header holds kind, metric, dim,
-# params and the next row key, the sections the row keys, reference ids, tombstone flags
-# and FAISS's index bytes (plus IVF-PQ's re-scoring copy).
-
-COMPACT_SHARE = 0.25
-
+# params and the next row key, the sections the row keys, reference ids, alive flags
+# and FAISS's index bytes. ``params["factory"]`` is the FAISS factory string the index was built
+# from (faiss contrib style); files written before it was recorded are refused (rebuild).
 
 class _KeyedIndex(VectorIndex):
-    """Shared bookkeeping of the approximate indexes (row keys, reference ids, tombstones)."""
+    """Shared bookkeeping of the approximate indexes (row keys, reference ids, alive flags)."""
 
     family = FAMILY
     plan_kind: str = ""
@@ -215,7 +211,6 @@ class _KeyedIndex(VectorIndex):
         self._refs = np.zeros(0, np.int64)
         self._alive = np.zeros(0, bool)
         self._next = 0
-        self._selector = None  # cached search-time filter of tombstones
         self._index = self._new_raw()
 
     # ---- per type
@@ -225,11 +220,8 @@ class _KeyedIndex(VectorIndex):
     def _raw_add(self, keys: np.ndarray, x: np.ndarray) -> None:
         self._index.add_with_ids(x, keys)
 
-    def _raw_remove(self, keys: np.ndarray) -> None:
-        """Default (graphs): tombstone; subclasses with real removal override."""
-        self._selector = None
-        if (~self._alive).sum() > COMPACT_SHARE * max(1, self._alive.size):
-            self.compact()
+    def _raw_remove(self, keys: np.ndarray) -> None:  # pragma: no cover - per type
+        raise NotImplementedError
 
     def _raw_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
         raise NotImplementedError
@@ -239,7 +231,7 @@ class _KeyedIndex(VectorIndex):
             return faiss.serialize_index_binary(self._index).tobytes()
         return faiss.serialize_index(self._index).tobytes()
 
-    def _stored_rows(self) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - graphs only
+    def _stored_rows(self) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - per type
         raise NotImplementedError
 
     # ---- contract
@@ -296,7 +288,7 @@ class _KeyedIndex(VectorIndex):
         if self.rows == 0 or q.shape[0] == 0:
             return RangeHits(np.zeros(len(q) + 1, np.int64), np.zeros(0, np.int32 if self.binary else np.float32),
                              np.zeros(0, np.int64))
-        lims, scores, keys = _range(self._index, q, radius, self.binary, self._range_params())
+        lims, scores, keys = _range(self._range_target(), q, radius, self.binary, self._range_params())
         if not self._alive.all():  # drop tombstones wherever the search params could not
             live = ~np.isin(keys, self._keys[~self._alive])
             owner = np.repeat(np.arange(len(q)), np.diff(lims))[live]
@@ -307,37 +299,16 @@ class _KeyedIndex(VectorIndex):
     def _range_params(self):
         return None
 
+    def _range_target(self):
+        """The FAISS index a range search runs on (kinds with a re-scoring copy use that)."""
+        return self._index
+
     def _to_refs(self, keys: np.ndarray) -> np.ndarray:
         out = np.full(keys.shape, -1, np.int64)
         ok = keys >= 0
         pos = np.searchsorted(self._keys, keys[ok])
         out[ok] = self._refs[np.minimum(pos, self._keys.size - 1)]
         return out
-
-    def _dead_selector(self):
-        """IDSelector that keeps tombstoned rows out of results (None when there are none)."""
-        if self._alive.all():
-            return None
-        if self._selector is None:
-            dead = np.ascontiguousarray(self._keys[~self._alive])
-            batch = faiss.IDSelectorBatch(dead)
-            sel = faiss.IDSelectorNot(batch)
-            sel._batch = batch  # keep the inner selector alive as long as the outer one
-            self._selector = sel
-        return self._selector
-
-    def compact(self) -> None:
-        """Rebuild without tombstoned rows (graphs only; IVF removes rows for real)."""
-        if self._alive.all():
-            return
-        keys, x = self._stored_rows()
-        keep = np.isin(keys, self._keys[self._alive])
-        self._index = self._new_raw()
-        if keep.any():
-            self._raw_add(np.ascontiguousarray(keys[keep]), np.ascontiguousarray(x[keep]))
-        self._keys, self._refs = self._keys[self._alive], self._refs[self._alive]
-        self._alive = np.ones(self._keys.size, bool)
-        self._selector = None
 
     def _live_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """(reference ids, vectors) of every live row, vectors as stored (graphs: exact;
@@ -352,9 +323,9 @@ class _KeyedIndex(VectorIndex):
         """Add every live row of ``other`` (same type and dimension, built by another shard).
 
         Rows are re-added from their stored vectors, so shards need not share training:
-        exact for HNSW graphs and binary IVF; IVF-SQ8 rows are decoded and encoded again
-        (~5e-3 cosine). IVF-PQ without a re-scoring copy refuses (PQ codes are too lossy to
-        re-encode: rebuild from the embeddings). An untrained IVF index trains on the first
+        exact for binary IVF; IVF-SQ8 and PQ4-SQ8 rows are decoded from 8 bits and encoded again
+        (~5e-3 cosine). IVF-PQ refuses (PQ codes are too lossy to re-encode: rebuild from the
+        embeddings). An untrained IVF index trains on the first
         rows it receives this way.
         """
         if type(other) is not type(self) or other.dim != self.dim:
@@ -390,7 +361,11 @@ class _KeyedIndex(VectorIndex):
         params = box.get("params")
         if not isinstance(params, dict):
             raise ValueError("params are not an object")
+        if not params.get("factory"):
+            raise IndexMismatchError(f"the {cls.plan_kind} index file was written before indexes recorded their "
+                                     f"FAISS factory string; {container.REBUILD}")
         self = cls(dim, params)
+        fresh = type(self._index)
         self._next = int(box.get("next"))
         self._keys = box.array("keys", "<i8").astype(np.int64)
         self._refs = box.array("refs", "<i8").astype(np.int64)
@@ -402,6 +377,9 @@ class _KeyedIndex(VectorIndex):
         self._index = _read_faiss(box.section("faiss"), self.binary, f"{cls.plan_kind} index")
         if self._index.d != self.dim:
             raise ValueError(f"FAISS section has dimension {self._index.d}")
+        if type(self._index) is not fresh:
+            raise ValueError(f"FAISS section holds a {type(self._index).__name__}, not what "
+                             f"{params['factory']!r} builds")
         self._load_extra(box.sections)
         return self
 
@@ -409,77 +387,23 @@ class _KeyedIndex(VectorIndex):
         return int(self.ids().size)
 
 
-class HNSWIndex(_KeyedIndex):
-    """Cosine similarity over an HNSW graph of full float vectors (scores are exact for
-    what it returns; it may miss a neighbour: recall < 1). Removal: tombstones."""
+def _factory(kind: str, params: dict) -> str:
+    from scanner.index.choose import factory_string
 
-    metric = Metric.COSINE
-    plan_kind = "hnsw"
-
-    def __init__(self, dim: int, params: dict | None = None):
-        p = {"M": 32, "ef_construction": 40, "ef_search": 128, **(params or {})}
-        super().__init__(dim, p)
-        self.kind = f"HNSW{p['M']},Flat,IP"
-
-    def _new_raw(self):
-        graph = faiss.IndexHNSWFlat(self.dim, int(self.params["M"]), faiss.METRIC_INNER_PRODUCT)
-        graph.hnsw.efConstruction = int(self.params["ef_construction"])
-        return faiss.IndexIDMap2(graph)
-
-    def _raw_search(self, q, k):
-        return _hnsw_search(self, q, k)
-
-    def _range_params(self):
-        sp = faiss.SearchParametersHNSW()
-        sp.efSearch = int(self.params["ef_search"])
-        sel = self._dead_selector()
-        if sel is not None:
-            sp.sel = sel
-        return sp
-
-    def _stored_rows(self):
-        graph = faiss.downcast_index(self._index.index)
-        n = graph.ntotal
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64), graph.storage.reconstruct_n(0, n)
+    return str(params.get("factory") or factory_string(kind, params))
 
 
-def _hnsw_search(index: "_KeyedIndex", q, k):
-    """Search an HNSW graph (float or binary) with its efSearch, skipping removed rows."""
-    sp = faiss.SearchParametersHNSW()
-    sp.efSearch = max(int(index.params["ef_search"]), k)
-    sel = index._dead_selector()
-    if sel is not None:
-        sp.sel = sel
-    return index._index.search(q, k, params=sp)
-
-
-class BinaryHNSWIndex(_KeyedIndex):
-    """Hamming distance over an HNSW graph of packed bits. Removal: tombstones."""
-
-    metric = Metric.HAMMING
-    plan_kind = "binary-hnsw"
-    binary = True
-    ranged = False  # FAISS has no range search over binary HNSW graphs
-
-    def __init__(self, dim: int, params: dict | None = None):
-        if dim % 8:
-            raise ValueError("binary index dimension must be a multiple of 8 bits")
-        p = {"M": 16, "ef_construction": 64, "ef_search": 64, **(params or {})}
-        super().__init__(dim, p)
-        self.kind = f"BinaryIDMap2,BinaryHNSW{p['M']}"
-
-    def _new_raw(self):
-        graph = faiss.IndexBinaryHNSW(self.dim, int(self.params["M"]))
-        graph.hnsw.efConstruction = int(self.params["ef_construction"])
-        return faiss.IndexBinaryIDMap2(graph)
-
-    def _raw_search(self, q, k):
-        return _hnsw_search(self, q, k)
-
-    def _stored_rows(self):
-        graph = faiss.downcast_IndexBinary(self._index.index)
-        codes = graph.storage.reconstruct_n(0, graph.ntotal)
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64), codes
+def _float_factory(dim: int, factory: str, want: type, what: str):
+    """``faiss.index_factory`` for inner product, checked to give the type this kind wraps."""
+    try:
+        raw = faiss.index_factory(int(dim), factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise ValueError(f"bad FAISS factory string {factory!r} for {what}: "
+                         f"{(str(exc).strip().splitlines() or ['?'])[-1][:120]}") from None
+    if not isinstance(raw, want):
+        raise ValueError(f"factory string {factory!r} builds a {type(raw).__name__}, not the {want.__name__} "
+                         f"of {what}")
+    return raw
 
 
 class _IVFMixin:
@@ -491,8 +415,12 @@ class _IVFMixin:
     def _train_count(self) -> int:
         return int(self.params["train_size"])
 
-    def _min_train(self) -> int:  # pragma: no cover - per type
-        raise NotImplementedError
+    def _min_train(self) -> int:
+        """Rows the first ``add`` needs: one per cell (PQ adds its codebook size)."""
+        return int(self._ivf().nlist)
+
+    def _ivf(self):
+        return faiss.extract_index_ivf(self._index) if not self.binary else self._index
 
     def _ensure_trained(self, x: np.ndarray) -> None:
         if self._index.is_trained:
@@ -508,6 +436,13 @@ class _IVFMixin:
         self._index.train(np.ascontiguousarray(sample))
         self.params["trained_on"] = int(n)
 
+    def _raw_add(self, keys, x):
+        self._ensure_trained(x)
+        self._index.add_with_ids(x, keys)
+
+    def _raw_search(self, q, k):
+        return self._index.search(q, k, params=_ivf_params(self.params["nprobe"]))
+
     def _raw_remove(self, keys: np.ndarray) -> None:
         self._index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(keys)))
         self._keys, self._refs = self._keys[self._alive], self._refs[self._alive]
@@ -518,11 +453,8 @@ class _IVFMixin:
         if keys.size == 0:
             width = self.dim // 8 if self.binary else self.dim
             return keys, np.zeros((0, width), np.uint8 if self.binary else np.float32)
-        store = getattr(self, "_store", None)
-        if store is not None:  # IVF-PQ's re-scoring copy decodes better than the PQ codes
-            return keys, store.reconstruct_batch(keys)
         if self.plan_kind == "ivfpq":
-            raise ValueError("IVF-PQ rows without a re-scoring copy cannot be recovered (PQ codes are lossy); "
+            raise ValueError("IVF-PQ rows cannot be recovered (PQ codes are lossy); "
                              "rebuild the index from the reference embeddings instead of merging")
         if self.binary:  # binary IVF lists hold the codes themselves
             inv = self._index.invlists
@@ -558,80 +490,139 @@ def _ivf_params(nprobe: int):
 
 
 class IVFPQIndex(_IVFMixin, _KeyedIndex):
-    """Cosine similarity, inverted file + product quantisation, for collections too large
-    even for 8-bit vectors. Trains on (a sample of) the first ``add``.
-
-    ``refine`` ("none", "sq8" or "fp16"): with "none" (the default) scores are PQ estimates
-    (``exact_scores`` is False: re-score hits before applying a threshold). Otherwise
-    candidates (``k * k_factor`` per query) are re-scored against a scalar-quantised copy
-    of each vector held in memory, so returned scores are close to exact."""
+    """Cosine similarity, inverted file + product quantisation (factory ``IVF{nlist},PQ{m}x{nbits}``),
+    for collections too large even for 8-bit vectors. Trains on (a sample of) the first ``add``.
+    Scores are PQ estimates (``exact_scores`` False: re-score hits before applying a threshold);
+    merge is refused (PQ codes are too lossy to re-encode: rebuild from the embeddings)."""
 
     metric = Metric.COSINE
     plan_kind = "ivfpq"
     ranged = False  # PQ estimates: a radius would not mean what the calibration says
+    exact_scores = False
 
     def __init__(self, dim: int, params: dict | None = None):
-        p = {"nlist": 1024, "m": max(1, dim // 16), "nbits": 8, "nprobe": 128, "refine": "none", "k_factor": 16,
-             "train_size": 100_000, **(params or {})}
-        if dim % int(p["m"]):
+        p = {"nlist": 1024, "m": max(1, dim // 16), "nbits": 8, "nprobe": 128, "train_size": 100_000,
+             **(params or {})}
+        if "factory" not in p and dim % int(p["m"]):
             raise ValueError(f"PQ m={p['m']} must divide the dimension {dim}")
-        self._store = None
+        p["factory"] = _factory(self.plan_kind, p)
         super().__init__(dim, p)
-        self.exact_scores = p["refine"] != "none"
-        ref = {"sq8": ",Refine(SQ8)", "fp16": ",Refine(SQfp16)"}.get(p["refine"], "")
-        self.kind = f"IVF{p['nlist']},PQ{p['m']}x{p['nbits']}{ref},IP"
+        self.kind = f"{p['factory']},IP"
 
     def _new_raw(self):
-        p = self.params
-        quantizer = faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexIVFPQ(quantizer, self.dim, int(p["nlist"]), int(p["m"]), int(p["nbits"]),
-                                 faiss.METRIC_INNER_PRODUCT)
-        index.own_fields = True
-        quantizer.this.disown()
-        qt = {"sq8": faiss.ScalarQuantizer.QT_8bit, "fp16": faiss.ScalarQuantizer.QT_fp16}.get(p["refine"])
-        if qt is not None:
-            flat_sq = faiss.IndexScalarQuantizer(self.dim, qt, faiss.METRIC_INNER_PRODUCT)
-            _widen(flat_sq.sq)
-            self._store = faiss.IndexIDMap2(flat_sq)
+        return _float_factory(self.dim, self.params["factory"], faiss.IndexIVFPQ, "an IVF-PQ index")
+
+    def _min_train(self) -> int:
+        return max(int(self._index.nlist), int(self._index.pq.ksub))
+
+
+class IVFSQIndex(_IVFMixin, _KeyedIndex):
+    """Cosine similarity, inverted file over 8-bit scalar-quantised vectors (factory
+    ``IVF{nlist},SQ8``: ``dim`` bytes a row, 4x smaller than floats). Scores are within ~5e-3 of
+    exact; recall is limited only by the cells not probed (``nprobe``). Trains (k-means cells,
+    per-dimension ranges) on the first ``add``; removal is real.
+
+    The vectors themselves are quantised, not their residuals to the cell centre (the factory's
+    default): a decoded row then encodes to the same code in any cell, so shards merged from
+    one trained empty index search exactly like one index."""
+
+    metric = Metric.COSINE
+    plan_kind = "ivf-sq8"
+
+    def __init__(self, dim: int, params: dict | None = None):
+        p = {"nlist": 1024, "nprobe": 128, "train_size": 100_000, **(params or {})}
+        p["factory"] = _factory(self.plan_kind, p)
+        super().__init__(dim, p)
+        self.kind = f"{p['factory']},IP"
+
+    def _new_raw(self):
+        index = _float_factory(self.dim, self.params["factory"], faiss.IndexIVFScalarQuantizer,
+                               "an IVF-SQ8 index")
+        if index.sq.qtype != faiss.ScalarQuantizer.QT_8bit:
+            raise ValueError(f"factory string {self.params['factory']!r} is not 8-bit scalar quantisation")
+        index.by_residual = False  # see the class docstring
+        _widen(index.sq)
+        return index
+
+
+STALE_SHARE = 0.25  # PQ4SQ8Index: rebuild the fast-scan codes when this share of them belongs to removed rows
+
+
+class PQ4SQ8Index(_IVFMixin, _KeyedIndex):
+    """Cosine similarity for large collections: a 4-bit PQ fast-scan shortlist re-scored against
+    8-bit scalar-quantised vectors (factory ``IVF{nlist},PQ{m}x4fs,Refine(SQ8)``; ``nlist`` 1 by
+    default, i.e. every code is scanned, ``m = dim / 8``: 32 B of codes plus ``dim`` SQ8 bytes a row).
+
+    The fast-scan codes are compared 32 at a time in SIMD registers, so scanning all of them costs
+    about as much as an IVF probe of a few percent of the rows, without IVF's blind spot: a copy whose
+    descriptor has moved far from its source (cosine ~0.5) usually lands in another cell, while its PQ
+    estimate still ranks it in the shortlist. ``k * k_factor`` candidates per query are re-scored
+    against the SQ8 copy, so returned scores are within ~5e-3 of exact (what calibrated thresholds
+    need) and ``range_search`` runs on that copy. faiss's own ``IndexRefine`` has no ``add_with_ids``,
+    so the refinement is done here, keyed by the same row keys. Removal is real; shards merge from
+    the SQ8 copy (re-encoded, as IVF-SQ8 rows are)."""
+
+    metric = Metric.COSINE
+    plan_kind = "pq4-sq8"
+
+    def __init__(self, dim: int, params: dict | None = None):
+        p = {"nlist": 1, "m": max(1, dim // 8), "nprobe": 1, "k_factor": 64, "train_size": 100_000,
+             **(params or {})}
+        if "factory" not in p and dim % int(p["m"]):
+            raise ValueError(f"PQ m={p['m']} must divide the dimension {dim}")
+        p["factory"] = _factory(self.plan_kind, p)
+        base, sep, refine = p["factory"].partition(",Refine(")
+        if not sep or refine != "SQ8)":
+            raise ValueError(f"factory string {p['factory']!r} is not '<IVF fast-scan PQ>,Refine(SQ8)'")
+        self._base_factory = base
+        self._store = None
+        super().__init__(dim, p)
+        self.kind = f"{p['factory']},IP"
+
+    def _new_raw(self):
+        index = _float_factory(self.dim, self._base_factory, faiss.IndexIVFPQFastScan, "a PQ fast-scan shortlist")
+        flat_sq = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        _widen(flat_sq.sq)
+        self._store = faiss.IndexIDMap2(flat_sq)
         return index
 
     def _min_train(self) -> int:
-        return max(int(self.params["nlist"]), 2 ** int(self.params["nbits"]))
+        return max(int(self._index.nlist), 2 ** int(self._index.pq.nbits))
 
     def _raw_add(self, keys, x):
         self._ensure_trained(x)
-        if self._store is not None and not self._store.is_trained:
+        if not self._store.is_trained:
             n = min(x.shape[0], self._train_count())
-            self._store.train(np.ascontiguousarray(x[:n]))
+            self._store.train(np.ascontiguousarray(x[np.random.default_rng(1234).choice(x.shape[0], n, replace=False)]
+                                                   if n < x.shape[0] else x))
         self._index.add_with_ids(x, keys)
-        if self._store is not None:
-            self._store.add_with_ids(x, keys)
+        self._store.add_with_ids(x, keys)
 
     def _raw_remove(self, keys):
-        if self._store is not None:
-            self._store.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(keys)))
-        super()._raw_remove(keys)
-
-    def search(self, vectors: np.ndarray, k: int, rescore: bool = True) -> TopK:
-        """As ``VectorIndex.search``; ``rescore=False`` returns PQ estimates (for measuring them)."""
-        self._rescore = rescore
-        try:
-            return super().search(vectors, k)
-        finally:
-            self._rescore = True
+        """Rows leave the SQ8 copy and the key columns for real; their fast-scan codes stay until more
+        than ``STALE_SHARE`` of the codes are stale, then the codes are rebuilt from the SQ8 copy.
+        (FAISS 1.15's ``remove_ids`` on fast-scan lists breaks later adds: rows added after a removal
+        are never found, so it is not used.)"""
+        self._store.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(keys)))
+        self._keys, self._refs = self._keys[self._alive], self._refs[self._alive]
+        self._alive = self._alive[self._alive]
+        if self._index.ntotal - self._store.ntotal > STALE_SHARE * max(1, self._index.ntotal):
+            live, x = self._stored_rows()
+            self._index.reset()
+            if live.size:
+                self._index.add_with_ids(np.ascontiguousarray(x), live)
 
     def _raw_search(self, q, k):
-        p = self.params
-        if self._store is None or not getattr(self, "_rescore", True):
-            return self._index.search(q, k, params=_ivf_params(p["nprobe"]))
-        kc = max(k, k * int(p["k_factor"]))
-        _, cand = self._index.search(q, kc, params=_ivf_params(p["nprobe"]))
+        kc = max(k, k * int(self.params["k_factor"]))
+        _, cand = self._index.search(q, kc, params=_ivf_params(self.params["nprobe"]))
+        if self._index.ntotal != self._store.ntotal:  # stale codes of removed rows
+            pos = np.minimum(np.searchsorted(self._keys, cand), max(0, self._keys.size - 1))
+            cand = np.where((cand >= 0) & (self._keys.size > 0) & (self._keys[pos] == cand), cand, -1)
         ok = cand >= 0
         scores = np.full(cand.shape, -np.inf, np.float32)
         if ok.any():
             vecs = self._store.reconstruct_batch(np.ascontiguousarray(cand[ok]))
-            rows = np.nonzero(ok)[0]
-            scores[ok] = np.einsum("ij,ij->i", vecs, q[rows])
+            scores[ok] = np.einsum("ij,ij->i", vecs, q[np.nonzero(ok)[0]])
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         top_s = np.take_along_axis(scores, order, axis=1)
         top_k = np.take_along_axis(cand, order, axis=1)
@@ -643,55 +634,33 @@ class IVFPQIndex(_IVFMixin, _KeyedIndex):
             top_k = np.pad(top_k, ((0, 0), (0, pad)), constant_values=-1)
         return top_s, top_k
 
+    def _range_target(self):
+        return self._store
+
+    def _range_params(self):
+        return None  # every SQ8 row is scanned: a range search does not depend on the shortlist
+
+    def _stored_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        keys = np.ascontiguousarray(self._keys[self._alive])
+        if keys.size == 0:
+            return keys, np.zeros((0, self.dim), np.float32)
+        return keys, self._store.reconstruct_batch(keys)
+
     def _extra_sections(self):
-        if self._store is None:
-            return {}
         return {"refine": faiss.serialize_index(self._store).tobytes()}
 
     def _load_extra(self, sections):
-        if "refine" in sections:
-            self._store = _read_faiss(sections["refine"], False, "IVF-PQ re-scoring copy")
-        elif self.params.get("refine", "none") != "none":
-            raise ValueError("the re-scoring copy is missing")
-
-
-class IVFSQIndex(_IVFMixin, _KeyedIndex):
-    """Cosine similarity, inverted file over 8-bit scalar-quantised vectors (``dim`` bytes a
-    row, 4x smaller than floats). Scores are within ~5e-3 of exact; recall is limited
-    only by the cells not probed. Trains (k-means cells, per-dimension ranges) on the first
-    ``add``; removal is real."""
-
-    metric = Metric.COSINE
-    plan_kind = "ivf-sq8"
-
-    def __init__(self, dim: int, params: dict | None = None):
-        p = {"nlist": 1024, "nprobe": 128, "train_size": 100_000, **(params or {})}
-        super().__init__(dim, p)
-        self.kind = f"IVF{p['nlist']},SQ8,IP"
-
-    def _new_raw(self):
-        quantizer = faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexIVFScalarQuantizer(quantizer, self.dim, int(self.params["nlist"]),
-                                              faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT, False)
-        _widen(index.sq)
-        index.own_fields = True
-        quantizer.this.disown()
-        return index
-
-    def _min_train(self) -> int:
-        return int(self.params["nlist"])
-
-    def _raw_add(self, keys, x):
-        self._ensure_trained(x)
-        self._index.add_with_ids(x, keys)
-
-    def _raw_search(self, q, k):
-        return self._index.search(q, k, params=_ivf_params(self.params["nprobe"]))
+        if "refine" not in sections:
+            raise ValueError("the SQ8 re-scoring copy is missing")
+        self._store = _read_faiss(sections["refine"], False, "SQ8 re-scoring copy")
+        if not isinstance(self._store, faiss.IndexIDMap2) or self._store.d != self.dim \
+                or self._store.ntotal != self._keys.size or self._index.ntotal < self._store.ntotal:
+            raise ValueError("the SQ8 re-scoring copy does not match the shortlist")
 
 
 class BinaryIVFIndex(_IVFMixin, _KeyedIndex):
-    """Hamming distance, inverted file over binary k-means cells; codes are stored whole,
-    so distances are exact (recall < 1 only from the cells not probed)."""
+    """Hamming distance, inverted file over binary k-means cells (factory ``BIVF{nlist}``); codes
+    are stored whole, so distances are exact (recall < 1 only from the cells not probed)."""
 
     metric = Metric.HAMMING
     plan_kind = "binary-ivf"
@@ -702,28 +671,22 @@ class BinaryIVFIndex(_IVFMixin, _KeyedIndex):
         if dim % 8:
             raise ValueError("binary index dimension must be a multiple of 8 bits")
         p = {"nlist": 1024, "nprobe": 128, "train_size": 200_000, **(params or {})}
+        p["factory"] = _factory(self.plan_kind, p)
         super().__init__(dim, p)
-        self.kind = f"BinaryIVF{p['nlist']}"
+        self.kind = p["factory"]
 
     def _new_raw(self):
-        quantizer = faiss.IndexBinaryFlat(self.dim)
-        index = faiss.IndexBinaryIVF(quantizer, self.dim, int(self.params["nlist"]))
-        index.own_fields = True
-        quantizer.this.disown()
+        try:
+            index = faiss.index_binary_factory(self.dim, self.params["factory"])
+        except RuntimeError:
+            raise ValueError(f"bad FAISS binary factory string {self.params['factory']!r}") from None
+        if not isinstance(index, faiss.IndexBinaryIVF):
+            raise ValueError(f"factory string {self.params['factory']!r} is not a binary IVF index")
         return index
 
-    def _min_train(self) -> int:
-        return int(self.params["nlist"])
 
-    def _raw_add(self, keys, x):
-        self._ensure_trained(x)
-        self._index.add_with_ids(x, keys)
-
-    def _raw_search(self, q, k):
-        return self._index.search(q, k, params=_ivf_params(self.params["nprobe"]))
-
-
-APPROXIMATE = {cls.plan_kind: cls for cls in (HNSWIndex, IVFSQIndex, IVFPQIndex, BinaryHNSWIndex, BinaryIVFIndex)}
+RETIRED = ("hnsw", "binary-hnsw")  # kinds earlier versions wrote, never chosen (see benchmarks/index_scale.py)
+APPROXIMATE = {cls.plan_kind: cls for cls in (PQ4SQ8Index, IVFSQIndex, IVFPQIndex, BinaryIVFIndex)}
 
 
 def load_index(data: bytes, dim: int, metric: Metric) -> VectorIndex:
@@ -738,5 +701,6 @@ def load_index(data: bytes, dim: int, metric: Metric) -> VectorIndex:
         return BinaryIndex.from_bytes(data, dim) if metric is Metric.HAMMING else FloatIndex.from_bytes(data, dim)
     cls = APPROXIMATE.get(kind)
     if cls is None:
-        raise IndexMismatchError(f"unknown index kind {kind!r}; {container.REBUILD}")
+        retired = " (no longer built: this version never chose it)" if kind in RETIRED else ""
+        raise IndexMismatchError(f"unknown index kind {kind!r}{retired}; {container.REBUILD}")
     return cls.from_bytes(data, dim)

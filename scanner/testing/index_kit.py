@@ -1,8 +1,8 @@
 """The index contract kit: checks every index kind in ``scanner.index`` must pass.
 
 ``index_kinds()`` lists every kind: the exact FAISS indexes (float and binary), every approximate
-kind ``make_index`` can build (``faiss_index.APPROXIMATE``, with small cells so a few dozen rows
-train them, and IVF-PQ with and without its re-scoring copy), the audio landmark index and the
+kind ``make_index`` can build (``faiss_index.APPROXIMATE``, each from its plan's FAISS factory string,
+with small cells so a few dozen rows train them), the audio landmark index and the
 local keypoint index (flat, and trained IVF-PQ). Each ``IndexKind`` knows how to make rows for a
 reference, how to search, and how to read its bytes back (the reader its detector uses).
 ``IndexKit(kind)`` offers one ``check_*`` method per contract clause:
@@ -190,8 +190,6 @@ def index_kinds() -> list[IndexKind]:
         ("flat-cosine", "flat", Metric.COSINE, {}), ("flat-hamming", "flat", Metric.HAMMING, {})]
     for plan_kind, cls in sorted(fi.APPROXIMATE.items()):
         variants.append((plan_kind, plan_kind, cls.metric, {}))
-        if plan_kind == "ivfpq":
-            variants.append(("ivfpq-refine-sq8", plan_kind, cls.metric, {"refine": "sq8"}))
     for name, plan_kind, metric, extra in variants:
         dim, rows, queries = vector[metric]
         overrides = dict(extra)
@@ -202,11 +200,12 @@ def index_kinds() -> list[IndexKind]:
         plan = plan_for(plan_kind, TRAIN_ROWS, dim, metric, **overrides)
         load = partial(fi.load_index, dim=dim, metric=metric)
         make = partial(make_index, plan)
-        new = _clone(_trained(make, rows), load) if "ivf" in plan_kind else make
+        trains = "ivf" in plan_kind or plan_kind == "pq4-sq8"  # quantisers train on the first add
+        new = _clone(_trained(make, rows), load) if trains else make
         kinds.append(IndexKind(
             name, new, load, rows, queries, _vector_search, _vector_found,
-            mergeable=not (plan_kind == "ivfpq" and plan.params.get("refine", "none") == "none"),
-            notes={"plan": plan.kind, "params": str(plan.params)},
+            mergeable=plan_kind != "ivfpq",  # PQ codes are too lossy to re-encode: merge is refused
+            notes={"plan": plan.kind, "factory": plan.factory, "params": str(plan.params)},
         ))
     kinds.append(IndexKind("landmark", LandmarkIndex, LandmarkIndex.from_bytes, _landmark_rows, _landmark_queries,
                            _landmark_search, _landmark_found))
