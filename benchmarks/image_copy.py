@@ -129,7 +129,7 @@ Calibration. ``--write-calibration`` merges into the calibration file (other
 detectors' and models' entries are kept) the entries of the detectors named by
 ``--write-detectors`` (default ``image.sscd``, both models) and every fusion under the
 top-level ``"fusion"`` key (``image``: PDQ + SSCD disc-mixup;
-``image@sscd-distilled-mnv4``)::
+``image@sscd-distilled-mnv4``; ``image@sscd-disc-mixup+whitened``, the default descriptor's)::
 
     final    = {"block": threshold at 0.1 % FPR @ N, "review": threshold at 1 % FPR @ N}
     ideation = {"block": threshold at 0.1 % FPR @ N, "review": threshold at 0.3 % FPR @ N}
@@ -172,7 +172,7 @@ from augly.utils import EMOJI_DIR, FONTS_DIR, SCREENSHOT_TEMPLATES_DIR  # noqa: 
 
 from scanner.config import Settings  # noqa: E402
 from scanner.detectors.base import Detector, create  # noqa: E402
-from scanner.detectors.sscd import WHITEN_BY_DEFAULT, WHITENED_SUFFIX  # noqa: E402
+from scanner.detectors.sscd import WHITENED_SUFFIX  # noqa: E402
 from scanner.errors import ConfigError, MediaError, ModelMissingError  # noqa: E402
 from scanner.policy.calibration import merge_calibration  # noqa: E402
 from scanner.media.image import decode_image, to_rgb  # noqa: E402
@@ -1023,9 +1023,9 @@ FUSION_FEATURES = {
     "image.pdq": {"detector": "image.pdq", "transform": "capped", "scale": 64, "closer": "lower"},
 }
 # fused method label -> (calibration key under "fusion", the method labels it combines); the fusion with
-# the detector's default descriptor is "image", the others "image@<sscd model id>" (the policy picks the
+# raw sscd-disc-mixup is "image", the others "image@<sscd model id>" (the policy picks the
 # entry whose detectors and models match what runs, whatever its key).
-_DEFAULT_SSCD_ID = SSCD_MODELS[0] + (WHITENED_SUFFIX if WHITEN_BY_DEFAULT else "")
+_DEFAULT_SSCD_ID = SSCD_MODELS[0]  # a stable key: the raw disc-mixup fusion has always been "image"
 
 
 def _fusion_key(model_id: str) -> str:

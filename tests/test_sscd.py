@@ -47,7 +47,7 @@ def _no_red(img: Image.Image) -> Image.Image:
 
 def test_model_comes_from_the_installed_package_and_is_named(tmp_path):
     det = create("image.sscd", Settings(model_cache=tmp_path))
-    assert det.model_id == "sscd-disc-mixup" and det.dim == 512
+    assert det.model_id == "sscd-disc-mixup+whitened" and det.dim == 512  # whitened by default
     assert det.weights_sha256 == "86386042eb852df12dee402ac7e305827cc246f5fab261acf7994c49bb2cb181"
     assert "sscd-disc-mixup" in det.describe() and "CPU" in det.describe()
 

@@ -161,3 +161,12 @@ def test_training_script_refuses_the_evaluation_packages():
         assert not EXCLUDED_PACKAGES.match(name), name
     a, b = augment(_texture(3), _texture(4), 7), augment(_texture(3), _texture(4), 7)
     assert a.mode == "RGB" and np.array_equal(np.asarray(a), np.asarray(b))  # seeded: the fit is reproducible
+
+
+def test_whitening_is_on_by_default_where_fitted_and_raw_for_a_model_without_one():
+    assert create("image.sscd", Settings()).model_id == "sscd-disc-mixup" + WHITENED_SUFFIX
+    fast = create("image.sscd", Settings(detector_options={"image.sscd": {"model": "sscd-distilled-mnv4"}}))
+    if "whitening" not in fast.spec.config:  # no fitted whitening yet: the fast option runs raw, not an error
+        assert fast.whitening is None and fast.model_id == "sscd-distilled-mnv4"
+        with pytest.raises(ConfigError, match="no fitted whitening"):
+            create("image.sscd", _settings(True, model="sscd-distilled-mnv4"))

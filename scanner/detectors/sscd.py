@@ -52,8 +52,9 @@ BATCH = 16  # images per ONNX call: bounds activation memory (ResNet-50 at 288x5
 # descriptor is noise, not compared.
 BACKGROUND = 128  # grey under transparent pixels of an alpha reference
 # Descriptor post-processing (registry ``config.whitening``, fitted by models/train_sscd_whitening.py).
-# Off by default until the whitened descriptor has its own calibration entry (``<model>+whitened``).
-WHITEN_BY_DEFAULT = False
+# On by default for a model with a fitted whitening: the whitened descriptor has its own calibration entry
+# (``<model>+whitened``, image_copy.py); ``whitening = false`` gives the raw descriptor (calibrated too).
+WHITEN_BY_DEFAULT = True
 WHITENED_SUFFIX = "+whitened"  # model id of the whitened descriptor: own thresholds, own indexes
 
 
@@ -122,7 +123,7 @@ class SscdDetector(VectorDetector):
         path, self.weights_sha256 = resolved.weights, resolved.sha256
         self.model_id = spec.name
         self.dim = spec.dim
-        self.whitening = load_whitening(spec, settings) if options_for(self, settings).whitening else None
+        self.whitening = _whitening_for(self, spec, settings)
         if self.whitening is not None:  # another descriptor: its own calibration entry and indexes
             self.model_id = spec.name + WHITENED_SUFFIX
         self.floors = floors_for(self, settings, self.model_id)
@@ -205,6 +206,17 @@ class Whitening:
         """Whitened, L2-renormalised rows of the L2-normalised descriptors ``feats``."""
         out = (np.asarray(feats, dtype=np.float32) - self.mean) @ self.proj
         return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _whitening_for(det: "SscdDetector", spec: ModelSpec, settings: Settings) -> Whitening | None:
+    """The whitening to apply: the model's fitted one when the option is on. On by default only for a model
+    that has one (the distilled model has none yet: it runs raw); asked for explicitly, a model without one
+    is an error."""
+    if not options_for(det, settings).whitening:
+        return None
+    if "whitening" not in spec.config and "whitening" not in settings.options_of(det.name):
+        return None
+    return load_whitening(spec, settings)
 
 
 def load_whitening(spec: ModelSpec, settings: Settings) -> Whitening:
