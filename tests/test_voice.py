@@ -181,6 +181,7 @@ def test_window_layout_over_speech_segments(det, monkeypatch):
     # 20 s clip; speech 1-9 s and 9.5-10.5 s (one segment: gap < 1 s), and 15-16.5 s (its own segment)
     regions = [(1 * SR, 9 * SR), (int(9.5 * SR), int(10.5 * SR)), (15 * SR, int(16.5 * SR))]
     monkeypatch.setattr(det, "_speech", lambda x: _Speech(regions))
+    monkeypatch.setattr(det, "segment_means", True)
     clip = AudioClip((np.random.default_rng(1).standard_normal(20 * SR) * 0.1).astype(np.float32), SR)
     q = det.embed_queries([clip])[0]
     start, end = q.extra["start"].tolist(), q.extra["end"].tolist()
