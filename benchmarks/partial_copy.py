@@ -71,7 +71,21 @@ share of copies whose own-reference score equals the old path's. Embeddings are 
 ``/tmp/partial_copy_scale``. At 1k the index trains an IVF2048 (too coarse a vocabulary) and
 the pre-filter is off by design (``PREFILTER_MIN_REFS``, ``PREFILTER_MIN_WORDS``): old = new.
 
-SCALE_TABLE
+Measured 2026-12-01 (``--suite scale --per-kind 8 --scale 10000,100000 --shortlist 32
+--scale-queries 40``: 19 copies, 21 negatives; this 2-core machine at load 9-17 from other jobs,
+so wall times are inflated several-fold; CPU = process time, all threads; thresholds 10 / 12):
+
+    refs     search   wall ms/query  CPU ms/query  recall@review  recall@block  neg FP  same score
+    10,000   old               4451           752          78.9%         78.9%     0/0     100.0%
+    10,000   new@32            2969           517          68.4%         68.4%     0/0      31.6%
+    100,000  old              14294          4903          78.9%         78.9%     0/0     100.0%
+    100,000  new@32            1695           689          68.4%         68.4%     0/0      31.6%
+
+The pre-filter cuts CPU per query 7x at 100k (flat from 10k to 100k) but loses 2 of 19 copies the
+exhaustive search finds, and changes most scores (the k-NN runs over 32 references, not the
+catalog), so it is off by default (``LocalIndex.shortlist`` 0). Its state took 371 s (contended)
+to derive at 100k; peak RSS 9.5 GB. Not yet tried: a larger shortlist, tf-weighted or
+Hamming-embedded words, fewer query rows for the k-NN.
 """
 
 from __future__ import annotations

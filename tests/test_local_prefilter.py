@@ -87,8 +87,7 @@ def test_neighbours_come_from_the_group_shortlist_only(index, small_vocab):
 def test_small_indexes_and_shortlist_zero_search_every_reference(index, small_vocab):
     idx, rows = index
     q = rows[:50]
-    idx.shortlist = 0
-    assert not idx.prefilters()
+    assert idx.shortlist == 0 and not idx.prefilters()  # off unless asked for (recall, see the benchmark)
     idx.shortlist, idx.prefilter_min_refs = 8, 1_000
     assert not idx.prefilters()  # 200 references: below the floor, the calibrated path
     idx.prefilter_min_refs = 10
