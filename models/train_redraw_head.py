@@ -125,7 +125,7 @@ def scan(root: Path, per_package: int, openclipart: int, exclude: Path | None, s
     if exclude is not None and exclude.is_dir():
         for f in sorted(exclude.glob("*.png")):
             try:
-                ex_thumbs.append(_thumb(rd.load_cutout(str(f)).rgb))
+                ex_thumbs.append(_thumb(load_cutout(str(f)).rgb))
             except ValueError:
                 pass
     ex = np.stack(ex_thumbs) if ex_thumbs else None
@@ -149,7 +149,7 @@ def scan(root: Path, per_package: int, openclipart: int, exclude: Path | None, s
                 continue
             if img.shape[2] == 4 and nc < cap and family(f) not in seen and is_cutout(img[:, :, 3]):
                 try:
-                    cut = rd.load_cutout(f)
+                    cut = load_cutout(f)
                 except ValueError:
                     continue
                 if ex is not None and float(((ex - _thumb(cut.rgb)) ** 2).mean((1, 2, 3)).min()) < EXCLUDE_MSE:
@@ -163,6 +163,20 @@ def scan(root: Path, per_package: int, openclipart: int, exclude: Path | None, s
                 nb += 1
         print(f"{pkg}: {nc} cut-outs, {nb} backgrounds", flush=True)
     return cuts, bgs
+
+
+def load_cutout(path: str) -> rd.Cutout:
+    """``rd.load_cutout`` for 8- and 16-bit PNGs (a few packages ship 16-bit sprites)."""
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is not None and img.dtype == np.uint16:
+        a = (img[:, :, 3] >> 8).astype(np.uint8)
+        ys, xs = np.nonzero(a >= 128)
+        if len(ys) == 0:
+            raise ValueError(f"{path}: no opaque pixels")
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        rgb = cv2.cvtColor((img[y0:y1, x0:x1, :3] >> 8).astype(np.uint8), cv2.COLOR_BGR2RGB)
+        return rd.Cutout(Path(path).stem, np.ascontiguousarray(rgb), a[y0:y1, x0:x1].astype(np.float32) / 255.0)
+    return rd.load_cutout(path)
 
 
 def _square(im: np.ndarray, fill) -> np.ndarray:
@@ -217,7 +231,7 @@ def extract(cuts: Sequence[Item], bgs: Sequence[Item], work: Path, seed: int) ->
         if model is None:
             model = load_lite("lite0")
         rng = np.random.default_rng([seed, i])
-        v = views_of(rd.load_cutout(it.path), scenes, rng)
+        v = views_of(load_cutout(it.path), scenes, rng)
         f = gem(feature_maps(model, v)).astype(np.float32)
         np.save(cache, f)
         feats.append(f)
