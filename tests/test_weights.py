@@ -274,3 +274,10 @@ def test_test_only_model_has_no_weights_to_find(env):
     _register(reg, "t.json", _entry("tiny", test_only=True, weights_file="", sha256=None))
     spec = get_spec(settings, "tiny")
     assert find_weights(spec, settings) is None
+
+
+def test_a_model_card_without_a_detector_is_not_a_registry_entry(env):
+    settings, reg, _ = env
+    _register(reg, "head-card.json", json.dumps({"name": "some-head", "for": "a benchmark", "sha256": "0" * 64}))
+    _register(reg, "ok.json", json.dumps(_entry("x")))
+    assert set(registry(settings)) == {"x"}

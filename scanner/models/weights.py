@@ -41,7 +41,10 @@ class ModelSpec:
 
 
 def registry(settings: Settings) -> dict[str, ModelSpec]:
-    """All models described in the registry folder, by name."""
+    """All models described in the registry folder, by name.
+
+    A JSON file there without a ``detector`` key is not a registry entry (e.g. the card of a head
+    the project trained for a benchmark) and is left alone; one with it must be a valid entry."""
     out: dict[str, ModelSpec] = {}
     folder = Path(settings.model_registry)
     for path in sorted(folder.glob("*.json")):
@@ -49,6 +52,8 @@ def registry(settings: Settings) -> dict[str, ModelSpec]:
             data = json.loads(path.read_text())
             if not isinstance(data, dict):
                 raise TypeError("expected a JSON object")
+            if "detector" not in data:
+                continue
             data["sources"] = tuple(data.get("sources", ()))
             spec = ModelSpec(**data)
         except (ValueError, TypeError) as exc:
