@@ -1,6 +1,6 @@
 """Image-copy benchmark: recall at a false-positive rate for a design catalog size, and threshold calibration.
 
-    .venv/bin/python benchmarks/image_copy.py [--data DIR] [--clip-model NAME] [--design-refs N]
+    .venv/bin/python -m benchmarks.image_copy [--data DIR] [--clip-model NAME] [--design-refs N]
         [--write-calibration [PATH]] [--write-detectors LIST] [--cache DIR] [--seed N] [--quick]
 
 Data. Every image in ``images/``, ``stamps/`` and ``characters/`` under ``--data``
@@ -150,7 +150,6 @@ import math
 import inspect
 import os
 import pickle
-import resource
 import sys
 import time
 import zlib
@@ -163,13 +162,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 import augly.image as imaugs  # noqa: E402
 import imagehash  # noqa: E402
 from augly.utils import EMOJI_DIR, FONTS_DIR, SCREENSHOT_TEMPLATES_DIR  # noqa: E402
 
+from benchmarks.common.memory import peak_rss_mib  # noqa: E402
+from benchmarks.common.stats import pct  # noqa: E402
 from scanner.config import Settings  # noqa: E402
 from scanner.detectors.base import Detector, create  # noqa: E402
 from scanner.detectors.sscd import WHITENED_SUFFIX  # noqa: E402
@@ -1404,10 +1403,6 @@ class Run:
         return 1.0 / sum(q.seconds[p] / q.embedded[p] for p in parts)
 
 
-def pct(x: float) -> str:
-    """A share as a percentage with one decimal."""
-    return f"{100 * x:.1f}%"
-
 
 def fmt_rate(x: float) -> str:
     """A small share as a percentage: two decimals down to 0.01 %, scientific below."""
@@ -1611,10 +1606,6 @@ def print_costs(run: Run) -> None:
           "model and all pair-score matrices)")
 
 
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 def print_figures(run: Run) -> None:
     """A compact block for pasting into a closing note."""
@@ -1775,7 +1766,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         wanted = {d.strip() for d in args.write_detectors.split(",") if d.strip()}
         entries = {m.calibration_key: calibration_entry(m, run.ops[m.label], run.models[m.label], run)
                    for m in run.methods if m.calibration_key and m.calibration_key[0] in wanted}
-        source = (f"benchmarks/image_copy.py on {'+'.join(WORK_FOLDERS)} ({len(run.refs)} refs, {run.n_pos} positives, "
+        source = (f"python -m benchmarks.image_copy on {'+'.join(WORK_FOLDERS)} ({len(run.refs)} refs, {run.n_pos} positives, "
                   f"{run.n_neg} negatives, {run.n_pairs} negative pairs, seed {run.seed}), "
                   f"calibrated for N={run.design_refs} references")
         fusion = {key: fusion_entry(label, entry, notes, run) for label, (key, entry, notes) in run.fusions.items()}

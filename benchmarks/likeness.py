@@ -1,6 +1,6 @@
 """Likeness benchmark: faces (``image.face``) and voices (``audio.voice``) on real data; threshold calibration.
 
-    .venv/bin/python benchmarks/likeness.py [--faces DIR] [--voices DIR] [--music DIR] [--quick]
+    .venv/bin/python -m benchmarks.likeness [--faces DIR] [--voices DIR] [--music DIR] [--quick]
         [--skip-faces] [--skip-voices] [--write-calibration [PATH]] [--compare-cnn]
 
 Faces (``--faces``, default ``../shared/data/faces``): real photos of 13 people from the deepface
@@ -78,7 +78,6 @@ import argparse
 import csv
 import io
 import math
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -88,13 +87,19 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from benchmarks.common.memory import peak_rss_mib, peak_rss_since_reset_mib, reset_peak_rss
+from benchmarks.common.stats import pct as _pct
+from scanner.config import Settings
+from scanner.media.audio import AudioClip
+from scanner.policy.calibration import merge_calibration
 
-from scanner.config import Settings  # noqa: E402
-from scanner.policy.calibration import merge_calibration  # noqa: E402
-from scanner.media.audio import AudioClip  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pct6(x: float) -> str:
+    """A share as a percentage in 6 columns (the tables' width)."""
+    return _pct(x, 1, 6)
+
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 FAR_LEVELS = (0.01, 0.001)  # review, block
@@ -130,32 +135,8 @@ def eer(genuine: np.ndarray, impostors: np.ndarray) -> tuple[float, float]:
     return float((frr[k] + far[k]) / 2), float(cands[k])
 
 
-def pct(x: float) -> str:
-    return "  n/a" if x != x else f"{100 * x:5.1f}%"
 
 
-def rss_mb() -> float:
-    """Peak resident memory of this process so far (MB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (Linux ``clear_refs`` 5) so the next peak is measured alone."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_since_reset_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return rss_mb()
 
 
 # =============================================================== faces
@@ -317,7 +298,7 @@ def run_faces(folder: Path, quick: bool, compare_cnn: bool) -> FaceResult:
         t1, t01 = threshold_at_far(im, 0.01), threshold_at_far(im, 0.001)
         clean_thr[label] = (t1, t01)
         say(f"  {label:42} {len(g):7d}  {len(im):8d}  1/{len(im)} = {100 / len(im):.3f}%  "
-            f" {pct(rate(g, t1))}     {pct(rate(g, t01))}    {t1:.4f}   {t01:.4f}")
+            f" {_pct6(rate(g, t1))}     {_pct6(rate(g, t01))}    {t1:.4f}   {t01:.4f}")
     say(f"  scores: genuine min/median {gen.min():.4f}/{np.median(gen):.4f}; impostor median/max "
         f"{np.median(imp):.4f}/{imp.max():.4f}; master.csv: every genuine > max impostor: {m_gen.min() > m_imp.max()}")
     say("  (at 0.1 % the master.csv threshold only says 'above every impostor': 0.1 % of 262 pairs is 0 pairs)")
@@ -381,8 +362,8 @@ def run_faces(folder: Path, quick: bool, compare_cnn: bool) -> FaceResult:
         table[tname] = {"kind": kind, "found": found / len(subset), "self_median": float(np.median(selfs)),
                         "tar_review": rate(g, t_review), "tar_block": rate(g, t_block),
                         "far_review": rate(im, t_review), "far_block": rate(im, t_block)}
-        say(f"  {tname:15} {kind:11} {found:3d}/{len(subset):<3d}     {med:15}  {pct(rate(g, t_review))}     "
-            f"{pct(rate(g, t_block))}    {pct(rate(im, t_review))}     {pct(rate(im, t_block))}     {im.max():.4f}")
+        say(f"  {tname:15} {kind:11} {found:3d}/{len(subset):<3d}     {med:15}  {_pct6(rate(g, t_review))}     "
+            f"{_pct6(rate(g, t_block))}    {_pct6(rate(im, t_review))}     {_pct6(rate(im, t_block))}     {im.max():.4f}")
     say(f"  (TAR over {len(g)} same-person other-photo pairs per transform; FAR over {len(im)} impostor pairs "
         "per transform; a photo with no face found counts as a miss)")
 
@@ -392,16 +373,16 @@ def run_faces(folder: Path, quick: bool, compare_cnn: bool) -> FaceResult:
         f"({pooled_imp_arr.size} impostor comparisons, resolution {100 / pooled_imp_arr.size:.4f}%) "
         f"({threshold_at_far(pooled_imp_arr, 0.01)}, {threshold_at_far(pooled_imp_arr, 0.001)})")
     say(f"  calibrated (stricter of the two): review {t_review:.4f} (1% FAR), block {t_block:.4f} (0.1% FAR)")
-    say(f"  on clean all-pairs: TAR@review {pct(rate(gen, t_review))}, TAR@block {pct(rate(gen, t_block))}, "
-        f"FAR@review {pct(rate(imp, t_review))}, FAR@block {pct(rate(imp, t_block))}")
+    say(f"  on clean all-pairs: TAR@review {_pct6(rate(gen, t_review))}, TAR@block {_pct6(rate(gen, t_block))}, "
+        f"FAR@review {_pct6(rate(imp, t_review))}, FAR@block {_pct6(rate(imp, t_block))}")
     for talents in (100, 1000):
         say(f"  per query face vs {talents} talents, if comparisons were independent: P(false review) "
-            f"~ {pct(1 - (1 - 0.01) ** talents)}, P(false block) ~ {pct(1 - (1 - 0.001) ** talents)}")
+            f"~ {_pct6(1 - (1 - 0.01) ** talents)}, P(false block) ~ {_pct6(1 - (1 - 0.001) ** talents)}")
     speed = {"faces_per_s": n_faces / t_embed, "images_per_s": len(tnames) * len(subset) / t_embed,
              "mp_per_s": px / 1e6 / t_embed}
     say(f"  speed (embed_queries, 1 process): {speed['images_per_s']:.2f} images/s, "
         f"{speed['faces_per_s']:.2f} faces/s, "
-        f"{speed['mp_per_s']:.2f} MP/s over {len(tnames) * len(subset)} images; peak RSS {rss_mb():.0f} MB")
+        f"{speed['mp_per_s']:.2f} MP/s over {len(tnames) * len(subset)} images; peak RSS {peak_rss_mib():.0f} MB")
     # the same images through the previous configuration (full upsampled HOG on every image, dlib's
     # own ResNet), interleaved with the current one so both see the same machine load
     base = FaceDetector(Settings(), cascade=False, net="dlib")
@@ -647,7 +628,7 @@ def run_voices(folder: Path, music_dir: Path | None, quick: bool, long_minutes: 
     same = spk[:, None] == spk[None, :]
     u_eer, u_eer_t = eer(sims[upper & same], sims[upper & ~same])
     say(f"  utterance vs utterance (clean, {len(rows)} embedded, {n_empty} too short; {int((upper & same).sum())} "
-        f"same / {int((upper & ~same).sum())} different-speaker pairs): plain EER {pct(u_eer)} at {u_eer_t:.3f}")
+        f"same / {int((upper & ~same).sum())} different-speaker pairs): plain EER {_pct6(u_eer)} at {u_eer_t:.3f}")
     ok = [(si, s, k) for si, s in enumerate(speakers) for k, e in enumerate(embs[s]) if not e.empty]
     clips = [AudioClip(audio[s][k], SR) for _, s, k in ok]
     new_refs = det.embed_references(clips)
@@ -663,7 +644,7 @@ def run_voices(folder: Path, music_dir: Path | None, quick: bool, long_minutes: 
     gen_m, imp_m = off & (lab[:, None] == lab[None, :]), off & (lab[:, None] != lab[None, :])
     n_eer, n_eer_t = eer(pair[gen_m], pair[imp_m])
     say(f"    shipped scoring (each utterance as a query vs every other as a reference, both orders): "
-        f"EER {pct(n_eer)} at {n_eer_t:.3f} ({int(gen_m.sum())} / {int(imp_m.sum())} trials)")
+        f"EER {_pct6(n_eer)} at {n_eer_t:.3f} ({int(gen_m.sum())} / {int(imp_m.sum())} trials)")
 
     # ---- talent protocol: enrol the first 3 utterances, query the other 7 under conditions
     enrol_clips = [AudioClip(np.concatenate(audio[s][:3]), SR) for s in speakers]
@@ -823,11 +804,11 @@ def run_voices(folder: Path, music_dir: Path | None, quick: bool, long_minutes: 
     for i in range(0, n, bed.size):
         long[i: i + bed.size] += gain * bed[: n - i]
     measured = reset_peak_rss()
-    before = peak_rss_since_reset_mb()
+    before = peak_rss_since_reset_mib()
     t0 = time.perf_counter()
     q = det.embed_queries([AudioClip(long, SR)])[0]
     dt = time.perf_counter() - t0
-    peak = peak_rss_since_reset_mb() - before if measured else float("nan")
+    peak = peak_rss_since_reset_mib() - before if measured else float("nan")
     speed.update({"long_file_minutes": minutes, "long_file_seconds": round(dt, 1),
                   "long_file_rows": q.vectors.shape[0], "long_file_extra_rss_mb": round(peak, 1)})
     say(f"  {minutes:.0f}-minute file (speech with pauses over music at 15 dB): {dt:.1f} s "
