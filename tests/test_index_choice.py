@@ -111,9 +111,10 @@ def test_float_rule_at_boundaries():
     assert choose_index(0, 512, Metric.COSINE).kind == "flat"
     assert choose_index(FLAT_MAX, 512, Metric.COSINE).kind == "flat"
     mid = choose_index(FLAT_MAX + 1, 512, Metric.COSINE)
-    assert mid.kind == "pq4-sq8" and not mid.exact and mid.exact_scores and mid.params["m"] == 64
-    assert mid.factory == "IVF1,PQ64x4fs,Refine(SQ8)" and mid.search_params == {"nprobe": 1, "k_factor_rf": 64}
-    assert choose_index(10**6, 512, "cosine").params["k_factor"] == pq4_k_factor(10**6) == 512
+    assert mid.kind == "pq4-sq8" and not mid.exact and mid.exact_scores and mid.params["m"] == 128
+    assert mid.factory == "IVF1,PQ128x4fs,Refine(SQ8)" and mid.search_params == {"nprobe": 1, "k_factor_rf": 32}
+    assert choose_index(10**6, 512, "cosine").params["k_factor"] == pq4_k_factor(10**6) == 32
+    assert pq4_k_factor(2 * 10**6) == 64
     assert choose_index(10**6, 512, "cosine").kind == choose_index(PQ4_MAX, 512, "cosine").kind == "pq4-sq8"
     big = choose_index(PQ4_MAX + 1, 512, Metric.COSINE)
     assert big.kind == "ivf-sq8" and big.exact_scores and not big.exact
@@ -130,7 +131,7 @@ def test_float_rule_under_a_memory_budget():
     tight = choose_index(n, 512, Metric.COSINE, memory_bytes=flat - 1)
     assert tight.kind == "pq4-sq8" and tight.fits and tight.expected_bytes <= flat - 1 and tight.exact_scores
     # the PQ shortlist with its 8-bit copy does not fit, 8-bit vectors alone do
-    sq = choose_index(n, 512, Metric.COSINE, memory_bytes=pq4sq8_bytes(n, 512, 64) - 1)
+    sq = choose_index(n, 512, Metric.COSINE, memory_bytes=pq4sq8_bytes(n, 512, 128) - 1)
     assert sq.kind == "ivf-sq8" and sq.fits and sq.exact_scores
     # below 8-bit vectors: PQ codes, approximate scores
     pq = choose_index(n, 512, Metric.COSINE, memory_bytes=n * 200)
@@ -159,8 +160,8 @@ def test_rule_is_pure_and_sizes_grow():
     assert a == choose_index(123_456, 512, "cosine", 10**10)
     sizes = [choose_index(n, 512, Metric.COSINE).expected_bytes for n in (10, 10_000, 10**6, 10**7)]
     assert sizes == sorted(sizes)
-    # 4-bit codes (32 B) + the SQ8 copy (512 B) + id maps a row; IVF-SQ8 beyond: the 8-bit vectors
-    assert choose_index(200_000, 512, Metric.COSINE).expected_bytes == pytest.approx(2e5 * (32 + 512 + 73), rel=0.1)
+    # 4-bit codes (64 B) + the SQ8 copy (512 B) + id maps a row; IVF-SQ8 beyond: the 8-bit vectors
+    assert choose_index(200_000, 512, Metric.COSINE).expected_bytes == pytest.approx(2e5 * (64 + 512 + 73), rel=0.1)
     assert choose_index(10**7, 512, Metric.COSINE).expected_bytes == pytest.approx(10**7 * 512, rel=0.1)
 
 
@@ -276,7 +277,7 @@ def test_round_trip_keeps_removals(data):
 
 
 @pytest.mark.parametrize("kind, factory, faiss_type", [
-    ("pq4-sq8", "IVF1,PQ64x4fs,Refine(SQ8)", "IndexRefine"), ("ivf-sq8", "IVF1024,SQ8", "IndexIVFScalarQuantizer"),
+    ("pq4-sq8", "IVF1,PQ128x4fs,Refine(SQ8)", "IndexRefine"), ("ivf-sq8", "IVF1024,SQ8", "IndexIVFScalarQuantizer"),
     ("ivfpq", "IVF1024,PQ32x8", "IndexIVFPQ"),
 ])
 def test_plans_carry_faiss_factory_strings(kind, factory, faiss_type):

@@ -155,7 +155,7 @@ class VectorDetector(Detector):
     FLOORS = ("search_k",)
 
     def new_index(self, expected_rows: int = 0, memory_bytes: int | None = None) -> VectorIndex:
-        """Exact below the size bound of ``choose_index``, approximate (HNSW, IVF) above it or when over budget."""
+        """Exact below the size bound of ``choose_index``, approximate (PQ fast-scan, IVF) above it or over budget."""
         return make_index(choose_index(expected_rows, self.dim, self.metric, memory_bytes))
 
     def load_index(self, data: bytes) -> VectorIndex:

@@ -1,7 +1,7 @@
 """Index type as a pure function of (row count, dimension, metric, memory budget).
 
 Every approximate plan carries a FAISS factory string (``IndexPlan.factory``, faiss contrib
-style: ``"IVF1,PQ64x4fs,Refine(SQ8)"``, ``"IVF1024,SQ8"``, ``"IVF1024,PQ32x8"``, ``"BIVF2048"``)
+style: ``"IVF1,PQ128x4fs,Refine(SQ8)"``, ``"IVF1024,SQ8"``, ``"IVF1024,PQ32x8"``, ``"BIVF2048"``)
 and its search-time parameters apart from it (``IndexPlan.search_params``: ``nprobe``,
 ``k_factor_rf``); ``make_index`` builds the index from them through ``faiss.index_factory``.
 
@@ -15,13 +15,13 @@ of the collection, since a copy at cosine 0.5 shares little of its direction wit
 1. ``flat`` (exact) while ``count <= FLAT_MAX`` (100 000) and it fits the budget: the reference
    the others are measured against, no training, ~12 ms CPU a 512-d query at 100 k rows.
 2. ``pq4-sq8`` up to ``PQ4_MAX`` (2 M rows), or below ``FLAT_MAX`` when floats do not fit: every
-   row's 4-bit PQ code (``dim / 8`` sub-quantisers, 32 B for 512-d) is scanned with SIMD
-   fast-scan, and the top ``k * k_factor`` candidates (``pq4_k_factor``: 64 up to 100 k rows,
-   growing with the rows to 512) are re-scored against 8-bit scalar-quantised vectors, so
+   row's 4-bit PQ code (``dim / 4`` sub-quantisers, 64 B for 512-d) is scanned with SIMD
+   fast-scan, and the top ``k * k_factor`` candidates (``pq4_k_factor``: 32 up to 1 M rows,
+   then growing with the rows) are re-scored against 8-bit scalar-quantised vectors, so
    returned scores are within ~5e-3 of exact (calibrated thresholds hold) and no copy is lost
-   to a cell that was not probed. ~620 B a row with the id maps; builds in a minute at 1 M rows.
-   There the 512x shortlist kept every copy exact search reports (141 of 141) at 25 ms CPU a
-   query against 189 ms for exact search; a 64x shortlist costs 9 ms and keeps 0.97.
+   to a cell that was not probed. ~650 B a row with the id maps; builds in ~2 min at 1 M rows.
+   There it kept every copy exact search reports (141 of 141) at 14 ms CPU a query against
+   220 ms for exact search (32 B codes, ``dim / 8``, need a 512x shortlist for that: 25 ms).
 3. ``ivf-sq8`` beyond ``PQ4_MAX``, or when the PQ shortlist with its SQ8 copy does not fit:
    inverted lists of 8-bit vectors (``dim`` bytes a row), scores within ~5e-3 of exact, cost
    sub-linear; recall depends on ``nprobe`` (1/8 of the cells), and on hard copies it is lower
@@ -63,7 +63,7 @@ IVF_MIN = 20_000
 BINARY_FLAT_MAX = 2_000_000
 
 PQ4_MAX = 2_000_000
-PQ4_K_FACTOR = 64
+PQ4_K_FACTOR = 32
 PQ4_TRAIN = 65_536
 
 _ID_BYTES = 48  # IDMap2 id + reverse map entry (FloatIndex/BinaryIndex)
@@ -75,7 +75,7 @@ class IndexPlan:
     """Which index to build and with what parameters (``make_index`` builds it).
 
     Approximate kinds carry a FAISS factory string (faiss contrib style: ``params["factory"]``,
-    e.g. ``"IVF1,PQ64x4fs,Refine(SQ8)"``, ``"IVF1024,SQ8"``, ``"IVF1024,PQ32x8"``, ``"BIVF1024"``) that
+    e.g. ``"IVF1,PQ128x4fs,Refine(SQ8)"``, ``"IVF1024,SQ8"``, ``"IVF1024,PQ32x8"``, ``"BIVF1024"``) that
     ``faiss.index_factory`` builds, and the search-time parameters apart from it
     (``search_params``: ``nprobe``/``efSearch``, FAISS ``ParameterSpace`` names)."""
 
@@ -153,10 +153,10 @@ def pq_m(dim: int, bytes_per_row: int | None = None) -> int:
 
 
 def pq4_k_factor(count: int) -> int:
-    """Shortlist of ``pq4-sq8`` per result (``k * k_factor`` rows re-scored): grows with the rows, since a
-    true copy's PQ estimate competes with every other row's (64 up to 100 k rows, then a power of two
-    near ``64 * count / 100 000``, at most 512; measured in ``benchmarks/index_scale.py``)."""
-    return _pow2(PQ4_K_FACTOR * max(1, count) / FLAT_MAX, PQ4_K_FACTOR, 512)
+    """Shortlist of ``pq4-sq8`` per result (``k * k_factor`` rows re-scored): 32 up to 1 M rows (measured
+    there: every true copy kept, ``benchmarks/index_scale.py``), then growing with the rows, since a true
+    copy's PQ estimate competes with every other row's (an extrapolation: 64 at 2 M)."""
+    return _pow2(PQ4_K_FACTOR * max(1, count) / 1_000_000, PQ4_K_FACTOR, 256)
 
 
 def flat_bytes(count: int, dim: int, metric: Metric) -> int:
@@ -214,7 +214,7 @@ def plan_for(kind: str, count: int, dim: int, metric: Metric | str, memory_bytes
         size = ivfsq_bytes(count, dim, nlist)
         exact = False
     elif kind == "pq4-sq8" and not binary:
-        params = {"nlist": 1, "nprobe": 1, "m": pq_m(dim, max(1, dim // 8)), "k_factor": pq4_k_factor(count),
+        params = {"nlist": 1, "nprobe": 1, "m": pq_m(dim, max(1, dim // 4)), "k_factor": pq4_k_factor(count),
                   "train_size": min(count, PQ4_TRAIN), **overrides}
         size = pq4sq8_bytes(count, dim, int(params["m"]))
         exact = False

@@ -551,7 +551,7 @@ STALE_SHARE = 0.25  # PQ4SQ8Index: rebuild the fast-scan codes when this share o
 class PQ4SQ8Index(_IVFMixin, _KeyedIndex):
     """Cosine similarity for large collections: a 4-bit PQ fast-scan shortlist re-scored against
     8-bit scalar-quantised vectors (factory ``IVF{nlist},PQ{m}x4fs,Refine(SQ8)``; ``nlist`` 1 by
-    default, i.e. every code is scanned, ``m = dim / 8``: 32 B of codes plus ``dim`` SQ8 bytes a row).
+    default, i.e. every code is scanned, ``m = dim / 4``: 64 B of codes plus ``dim`` SQ8 bytes a row).
 
     The fast-scan codes are compared 32 at a time in SIMD registers, so scanning all of them costs
     about as much as an IVF probe of a few percent of the rows, without IVF's blind spot: a copy whose
@@ -566,7 +566,7 @@ class PQ4SQ8Index(_IVFMixin, _KeyedIndex):
     plan_kind = "pq4-sq8"
 
     def __init__(self, dim: int, params: dict | None = None):
-        p = {"nlist": 1, "m": max(1, dim // 8), "nprobe": 1, "k_factor": 64, "train_size": 100_000,
+        p = {"nlist": 1, "m": max(1, dim // 4), "nprobe": 1, "k_factor": 32, "train_size": 100_000,
              **(params or {})}
         if "factory" not in p and dim % int(p["m"]):
             raise ValueError(f"PQ m={p['m']} must divide the dimension {dim}")
