@@ -28,7 +28,7 @@ from scanner.errors import ConfigError
 from scanner.index import VectorIndex
 from scanner.index.choose import choose_index, make_index
 from scanner.index.faiss_index import load_index
-from scanner.types import Metric
+from scanner.types import Metric, Modality, ReferenceKind
 from scanner.types import Evidence, evidence_from_json, evidence_to_json
 
 OPTION_TYPES = (str, int, float, bool)  # what an option may be: plain values TOML, env and flags can give
@@ -87,8 +87,8 @@ class Detector(ABC):
     """One signal type. Subclasses set the class attributes and implement the abstract methods."""
 
     name: ClassVar[str]
-    modality: ClassVar[str]  # media it reads: "image" or "audio"
-    references: ClassVar[str] = "work"  # what its index holds: "work" or "talent"
+    modality: ClassVar[Modality]  # media it reads
+    references: ClassVar[ReferenceKind] = ReferenceKind.WORK  # what its index holds
     metric: ClassVar[Metric]
     # How reports put the score in words: what a count score counts, a hash's length in bits.
     score_unit: ClassVar[str | None] = None
@@ -250,7 +250,7 @@ def likeness_detector(sample_kind: str) -> type["Detector"]:
     """The detector that reads talent samples of ``sample_kind`` ("face", "voice")."""
     for name in detector_names():
         cls = _REGISTRY[name]
-        if cls.references == "talent" and cls.sample_kind == sample_kind:
+        if cls.references == ReferenceKind.TALENT and cls.sample_kind == sample_kind:
             return cls
     raise ConfigError(f"no detector reads talent samples of kind {sample_kind!r}")
 

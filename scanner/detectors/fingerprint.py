@@ -65,7 +65,7 @@ from scanner.detectors.base import Detector, Embedding, Hit, floors_for, registe
 from scanner.index.base import VectorIndex, expect_family
 from scanner.index.landmarks import LandmarkIndex
 from scanner.media.audio import AudioClip
-from scanner.types import Landmarks, Metric, Span
+from scanner.types import Landmarks, Metric, Modality, Span
 
 MODEL_ID = "landmark-triplet-v1"
 HASH_LAYOUT = "band|span|r|df_b|df_c mixed radix"
@@ -130,10 +130,9 @@ BLOCK_FRAMES = 4096  # spectrogram computed in blocks of this many frames (bound
 class FingerprintDetector(Detector):
     """A registered recording in an asset's audio (landmark hashes, robust to speed and pitch changes)."""
 
-    modality = "audio"
+    modality = Modality.AUDIO
     metric = Metric.COUNT  # verified landmark matches
     score_unit = "matching landmark hashes (aligned in time)"  # what the count counts, in reports
-
     FLOORS = ("min_hit_matches",)
 
     def __init__(self, settings: Settings | None = None, params: LandmarkParams | None = None):

@@ -87,7 +87,7 @@ from scanner.index.base import VectorIndex, expect_family
 from scanner.detectors.ocr import MODEL as TEXT_MODEL, TextDetectionError, TextFinder, text_mask
 from scanner.index.local_index import MAX_OUTLINE, LocalIndex
 from scanner.media.image import alpha_mask, to_rgb
-from scanner.types import ImageSize, Keypoints, Metric, Polygon
+from scanner.types import ImageSize, Keypoints, Metric, Modality, Polygon
 
 DIM = 128
 WORK_SIDE = 1024  # long side of the greyscale copy keypoints are found on
@@ -390,10 +390,10 @@ def _plausible(H: np.ndarray, ref_size: tuple[int, int], mirrored: bool) -> bool
 class LocalDetector(Detector):
     """RootSIFT keypoints + FAISS retrieval + MAGSAC homography verification, text-aware, alpha-masked."""
 
-    modality = "image"
+    modality = Modality.IMAGE
     metric = Metric.COUNT  # the score is an inlier count
-    FLOORS = ("search_k", "min_tentative", "min_inliers", "min_cover")
     score_unit = "matching keypoints (geometrically verified)"  # what the count counts, in reports
+    FLOORS = ("search_k", "min_tentative", "min_inliers", "min_cover")
 
     @dataclass(frozen=True)
     class Options(DetectorOptions):

@@ -67,7 +67,7 @@ from scanner.config import Settings
 from scanner.detectors.base import DetectorOptions, Embedding, VectorDetector, floors_for, options_for, register
 from scanner.models import resolve
 from scanner.errors import ConfigError, ModelMissingError
-from scanner.types import Metric
+from scanner.types import Metric, Modality, ReferenceKind
 
 DEFAULT_MODEL = "voice-resemblyzer-ge2e"
 SR = 16_000
@@ -339,8 +339,8 @@ def _evenly(speech: "_Speech", x: np.ndarray, limit_s: float) -> np.ndarray:
 class VoiceDetector(VectorDetector):
     """Voices of registered talent (speech windows, with their time spans)."""
 
-    modality = "audio"
-    references = "talent"
+    modality = Modality.AUDIO
+    references = ReferenceKind.TALENT
     sample_kind = "voice"
     consent_scopes = ("voice", "digital-replica")
     metric = Metric.COSINE
