@@ -84,7 +84,10 @@ so wall times are inflated several-fold; CPU = process time, all threads; thresh
 The pre-filter cuts CPU per query 7x at 100k (flat from 10k to 100k) but loses 2 of 19 copies the
 exhaustive search finds, and changes most scores (the k-NN runs over 32 references, not the
 catalog), so it is off by default (``LocalIndex.shortlist`` 0). Its state took 371 s (contended)
-to derive at 100k; peak RSS 9.5 GB. Not yet tried: a larger shortlist, tf-weighted or
+to derive at 100k; peak RSS 9.5 GB. A longer shortlist does not buy the copies back (10k, same 40
+queries, another run: old 78.9 % at 735 ms CPU, new@64 68.4 % at 1010 ms, new@128 73.7 % at 1951 ms), so
+the loss is mostly the k-NN over few references changing the ratio test (more of a row's k neighbours
+are other keypoints of the same reference), not shortlist misses. Not yet tried: a larger shortlist, tf-weighted or
 Hamming-embedded words, fewer query rows for the k-NN.
 """
 
