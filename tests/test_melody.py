@@ -154,3 +154,44 @@ def test_ngram_keys_ignore_key_and_tempo():
     span = max(p.ngram, 3)  # notes after the first that a key reads
     assert (k[:-span] >= 0).all() and (k[-span:] == -1).all()
     assert not np.array_equal(k, ngram_keys(t, pitch[::-1], p))
+
+
+def test_ngram_keys_survive_an_octave_error():
+    # the transcriber often reports a bright note an octave off; keys fold intervals mod 12
+    from scanner.detectors.melody import MelodyParams, ngram_keys
+
+    p = MelodyParams()
+    rng = np.random.default_rng(5)
+    pitch = 60 + np.cumsum(rng.integers(-4, 5, 30))
+    t = np.cumsum(rng.choice([0.25, 0.5, 0.75], 30))
+    wrong = pitch.copy()
+    wrong[10] += 12
+    assert np.array_equal(ngram_keys(t, pitch, p), ngram_keys(t, wrong, p))
+
+
+def _notes(t: np.ndarray, pitch: np.ndarray, amp: float = 0.8) -> np.ndarray:
+    return np.stack([t, t + 0.4, pitch, np.full(t.shape[0], amp)], axis=1).astype(np.float64)
+
+
+def test_query_ghost_line_finds_a_cover_whose_harmonics_top_the_melody(det):
+    # a cover whose timbre's 3rd harmonic (+19 st) is transcribed on every other note: the skyline
+    # zig-zags between melody and harmonic; the query's second line (ghosts set aside) is the melody
+    from dataclasses import replace
+
+    rng = np.random.default_rng(11)
+    t = np.cumsum(rng.choice([0.3, 0.45, 0.6], 60))
+    pitch = 60 + np.cumsum(rng.integers(-4, 5, 60)).clip(-10, 10)
+    index = build_index(det, {1: det.embed_notes(_notes(t, pitch))})
+    ghosts = _notes(t[::2], pitch[::2] + 19, amp=0.5)
+    cover = np.concatenate([_notes(t, pitch), ghosts])
+    q = det.embed_notes(cover, query=True)
+    assert set(np.unique(q.extra["line"])) == {0, 1}
+    with_line = det.search(index, [q])[0]
+    plain = type(det).__new__(type(det))
+    plain.__dict__.update(det.__dict__)
+    plain.p = replace(det.p, query_ghost_line=False)
+    without = plain.search(index, [plain.embed_notes(cover, query=True)])[0]
+    assert with_line and with_line[0].ref_id == 1 and with_line[0].score >= 30, with_line
+    assert not without or without[0].score < with_line[0].score / 2, (without, with_line)
+    # references are indexed with the skyline only
+    assert set(np.unique(det.embed_notes(cover).extra["line"])) == {0}
