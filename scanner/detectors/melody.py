@@ -65,7 +65,7 @@ from scanner.errors import ModelMissingError
 from scanner.index.base import VectorIndex, expect_family
 from scanner.index.melody_index import MelodyIndex
 from scanner.media.audio import AudioClip
-from scanner.types import Metric, Note, Notes, Span
+from scanner.types import Metric, Modality, Note, Notes, Span
 
 DEFAULT_MODEL = "melody-basic-pitch"
 NO_MELODY = "no melody to compare"
@@ -127,7 +127,7 @@ def _empty(note: str) -> Embedding:
 class MelodyDetector(Detector):
     """A registered composition re-performed in an asset's audio (melody n-grams, any key, tempo or timbre)."""
 
-    modality = "audio"
+    modality = Modality.AUDIO
     metric = Metric.COUNT
     FLOORS = ("min_votes",)
     score_unit = "aligned melody notes (intervals and rhythm, any key or tempo)"  # in reports
