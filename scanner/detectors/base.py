@@ -26,6 +26,7 @@ import numpy as np
 from scanner.config import Settings
 from scanner.errors import ConfigError
 from scanner.index import VectorIndex
+from scanner.index.base import expect_family
 from scanner.index.choose import choose_index, make_index
 from scanner.index.faiss_index import load_index
 from scanner.types import Metric, Modality, ReferenceKind
@@ -178,6 +179,29 @@ class VectorDetector(Detector):
                     extra = {k: _plain(v[ri]) for k, v in queries[qi].extra.items()}
                     best[qi][int(ref_id)] = Hit(int(ref_id), float(score), extra)
         return [list(b.values()) for b in best]
+
+
+class OwnIndexDetector(Detector):
+    """Detectors whose index type is their own (audio landmarks, melody n-grams, local keypoints).
+
+    ``index_type`` names it (a ``VectorIndex`` with ``family`` and ``from_bytes``); each query is
+    searched on its own by ``_search_one`` (an empty query or index gives no hits)."""
+
+    index_type: ClassVar[Any]
+
+    def new_index(self, expected_rows: int = 0, memory_bytes: int | None = None) -> VectorIndex:
+        return self.index_type(self.dim)
+
+    def load_index(self, data: bytes) -> VectorIndex:
+        return self.index_type.from_bytes(data, self.dim)
+
+    def search(self, index: VectorIndex, queries: Sequence[Embedding]) -> list[list[Hit]]:
+        expect_family(index, self.index_type.family, self.name)
+        return [[] if q.empty or len(index) == 0 else self._search_one(index, q) for q in queries]
+
+    @abstractmethod
+    def _search_one(self, index: Any, query: Embedding) -> list[Hit]:
+        """Candidate hits for one non-empty query."""
 
 
 def _plain(value: Any) -> Any:

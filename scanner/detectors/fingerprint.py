@@ -55,14 +55,12 @@ the decoded clip stays bounded.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from math import gcd
 from typing import Any, Sequence
 
 import numpy as np
 
 from scanner.config import Settings
-from scanner.detectors.base import Detector, Embedding, Hit, floors_for, register
-from scanner.index.base import VectorIndex, expect_family
+from scanner.detectors.base import Embedding, Hit, OwnIndexDetector, floors_for, register
 from scanner.index.landmarks import LandmarkIndex
 from scanner.media.audio import AudioClip
 from scanner.types import Landmarks, Metric, Modality, Span
@@ -127,11 +125,12 @@ BLOCK_FRAMES = 4096  # spectrogram computed in blocks of this many frames (bound
 
 
 @register("audio.fingerprint")
-class FingerprintDetector(Detector):
+class FingerprintDetector(OwnIndexDetector):
     """A registered recording in an asset's audio (landmark hashes, robust to speed and pitch changes)."""
 
     modality = Modality.AUDIO
     metric = Metric.COUNT  # verified landmark matches
+    index_type = LandmarkIndex
     score_unit = "matching landmark hashes (aligned in time)"  # what the count counts, in reports
     FLOORS = ("min_hit_matches",)
 
@@ -212,16 +211,6 @@ class FingerprintDetector(Detector):
         return 10.0 * np.log10(np.maximum(logf / ref, 10 ** ((p.floor_dbfs - 20) / 10)))
 
     # ----- index --------------------------------------------------------------
-    def new_index(self, expected_rows: int = 0, memory_bytes: int | None = None) -> VectorIndex:
-        return LandmarkIndex(self.dim)
-
-    def load_index(self, data: bytes) -> VectorIndex:
-        return LandmarkIndex.from_bytes(data, self.dim)
-
-    def search(self, index: VectorIndex, queries: Sequence[Embedding]) -> list[list[Hit]]:
-        expect_family(index, LandmarkIndex.family, self.name)
-        return [self._search_one(index, q) for q in queries]
-
     def _search_one(self, index: LandmarkIndex, q: Embedding) -> list[Hit]:
         if q.empty or index.rows == 0:
             return []

@@ -58,11 +58,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from scanner.config import Settings
-from scanner.detectors.base import Detector, DetectorOptions, Embedding, Hit, floors_for, register
+from scanner.detectors.base import DetectorOptions, OwnIndexDetector, Embedding, Hit, floors_for, register
 from scanner.detectors.melody_transcribe import SR as BP_SR, NoteParams, notes_from_posteriorgrams, open_session, \
     posteriorgrams
 from scanner.errors import ModelMissingError
-from scanner.index.base import VectorIndex, expect_family
 from scanner.index.melody_index import MelodyIndex
 from scanner.media.audio import AudioClip
 from scanner.types import Metric, Modality, Note, Notes, Span
@@ -124,11 +123,12 @@ def _empty(note: str) -> Embedding:
 
 
 @register("audio.melody")
-class MelodyDetector(Detector):
+class MelodyDetector(OwnIndexDetector):
     """A registered composition re-performed in an asset's audio (melody n-grams, any key, tempo or timbre)."""
 
     modality = Modality.AUDIO
     metric = Metric.COUNT
+    index_type = MelodyIndex
     FLOORS = ("min_votes",)
     score_unit = "aligned melody notes (intervals and rhythm, any key or tempo)"  # in reports
 
@@ -236,16 +236,6 @@ class MelodyDetector(Detector):
         return ""
 
     # ----- index --------------------------------------------------------------
-    def new_index(self, expected_rows: int = 0, memory_bytes: int | None = None) -> VectorIndex:
-        return MelodyIndex(self.dim)
-
-    def load_index(self, data: bytes) -> VectorIndex:
-        return MelodyIndex.from_bytes(data, self.dim)
-
-    def search(self, index: VectorIndex, queries: Sequence[Embedding]) -> list[list[Hit]]:
-        expect_family(index, MelodyIndex.family, self.name)
-        return [self._search_one(index, q) for q in queries]
-
     def _search_one(self, index: MelodyIndex, q: Embedding) -> list[Hit]:
         """Each melody line of the query searched on its own; per reference the best line's hit."""
         if q.empty or index.rows == 0:
