@@ -1,6 +1,6 @@
 """Index types by collection size: build time, bytes, query cost, recall of true copies against exact search.
 
-    .venv/bin/python benchmarks/index_scale.py [--sizes 1000,10000,100000,300000,1000000]
+    .venv/bin/python -m benchmarks.index_scale [--sizes 1000,10000,100000,300000,1000000]
         [--descriptors FILE] [--queries 200] [--kinds flat,hnsw,pq4-sq8,ivf-sq8,ivfpq] [--metrics cosine,hamming]
         [--threads 1] [--memory-gb G] [--full] [--seed 0]
         [--only all|vectors|audio] [--audio-hours 10,100,1000] [--audio-queries 16] [--music DIR]
@@ -70,7 +70,7 @@ other processes; ``1q cpu ms`` is the index's own cost; 1 FAISS thread; SSCD-lik
 ``--descriptors /tmp/icb_full_cache/SSCD.pkl``, 400 queries, 141 true copies, the exact flat
 baseline from the same run). The plan ``choose_index`` now gives 1M rows (``PQ128x4fs``, k_factor 32)::
 
-    .venv/bin/python benchmarks/index_scale.py --only vectors --sizes 1000000 --queries 400 \
+    .venv/bin/python -m benchmarks.index_scale --only vectors --sizes 1000000 --queries 400 \
         --metrics cosine --kinds flat,pq4-sq8 --pq-m 128 --k-factors 32,64,128 --descriptors .../SSCD.pkl
 
 | rows | type | factory | build s | bytes | 1q ms | 1q cpu ms | batch ms | top-10 | copy recall | score err | note |
@@ -113,13 +113,11 @@ import json
 import math
 import os
 import pickle
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import faiss  # noqa: E402
 

@@ -1,10 +1,10 @@
 """Partial-copy benchmark for ``image.local``, with ``image.pdq`` and ``image.clip`` measured alongside.
 
-    .venv/bin/python benchmarks/partial_copy.py --suite scenes [--data DIR] [--per-kind N] [--seed N]
+    .venv/bin/python -m benchmarks.partial_copy --suite scenes [--data DIR] [--per-kind N] [--seed N]
         [--calibration PATH | --no-write]
-    .venv/bin/python benchmarks/partial_copy.py --suite works [--images DIR] [--seed N] [--quick]
+    .venv/bin/python -m benchmarks.partial_copy --suite works [--images DIR] [--seed N] [--quick]
         [--scale 1000,10000,100000] [--ablation]
-    .venv/bin/python benchmarks/partial_copy.py --suite scale [--data DIR] [--per-kind N] [--scale 10000,100000]
+    .venv/bin/python -m benchmarks.partial_copy --suite scale [--data DIR] [--per-kind N] [--scale 10000,100000]
         [--shortlist 32] [--scale-queries N]
 
 Two suites. ``scenes`` (``benchmarks/partial_scenes.py``; it writes the calibration): works,
@@ -96,7 +96,6 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import resource
 import sys
 import time
 import zlib
@@ -109,9 +108,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.common.memory import peak_rss_mib  # noqa: E402
+from benchmarks.common.stats import pct  # noqa: E402
 from scanner.config import Settings  # noqa: E402
 from scanner.detectors.base import Detector, Embedding, Hit, create  # noqa: E402
 from scanner.detectors import local as local_mod  # noqa: E402
@@ -1031,10 +1030,6 @@ def scale_suite(args) -> None:
 # ---------------------------------------------------------------- report
 
 
-def pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     cells = [[str(c) for c in r] for r in [header, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
@@ -1046,10 +1041,6 @@ def fmt_thr(m: Method, thr: float) -> str:
     if m.metric is Metric.HAMMING:
         return f"<= {thr:.0f}"
     return f">= {thr:.0f} inliers" if m.detector.name == "image.local" else f">= {thr:.4f}"
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---------------------------------------------------------------- main
