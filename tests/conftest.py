@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -67,3 +68,15 @@ def by_name(results) -> dict:
         rec = r if isinstance(r, dict) else r.to_dict()
         out[Path(rec["path"]).name] = rec
     return out
+
+
+@pytest.fixture
+def clean_env(tmp_path, monkeypatch):
+    """No SCANNER_* variables and no scanner.toml in the working directory."""
+    for key in list(os.environ):
+        if key.startswith("SCANNER_"):
+            monkeypatch.delenv(key)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work

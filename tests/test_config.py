@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -13,16 +12,7 @@ from scanner.errors import ConfigError
 from scanner.types import Stage
 
 
-@pytest.fixture(autouse=True)
-def clean_env(tmp_path, monkeypatch):
-    """No SCANNER_* variables and no scanner.toml in the working directory."""
-    for key in list(os.environ):
-        if key.startswith("SCANNER_"):
-            monkeypatch.delenv(key)
-    work = tmp_path / "cwd"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work
+pytestmark = pytest.mark.usefixtures("clean_env")  # fixture in conftest.py
 
 
 def _clip(s: Settings) -> str | None:

@@ -4,7 +4,6 @@ resolution through ``scanner.models.resolve`` and gating floors read from the ca
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from dataclasses import fields
 from pathlib import Path
@@ -23,16 +22,7 @@ from scanner.policy.calibration import load_calibration, merge_calibration, thre
 from scanner.types import Metric, Stage
 
 
-@pytest.fixture(autouse=True)
-def clean_env(tmp_path, monkeypatch):
-    """No SCANNER_* variables and no scanner.toml in the working directory."""
-    for key in list(os.environ):
-        if key.startswith("SCANNER_"):
-            monkeypatch.delenv(key)
-    work = tmp_path / "cwd"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work
+pytestmark = pytest.mark.usefixtures("clean_env")  # fixture in conftest.py
 
 
 def _toml(path: Path, text: str) -> Path:
