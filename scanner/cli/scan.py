@@ -34,13 +34,15 @@ FailOnOpt = Annotated[FailOn, typer.Option("--fail-on", help="Verdicts that make
 
 
 def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn, html: bool = True,
-             shard: Shard | None = None, resume: bool = True, engine: str = "local", address: str | None = None) -> int:
+             shard: Shard | None = None, resume: bool = True, engine: str = "local", address: str | None = None,
+             actors: int | None = None) -> int:
     """Scan ``paths`` into ``out_dir`` (results.jsonl, report.html), print a summary, return the exit code.
 
     With ``shard``, only that shard's assets are scanned, into ``out_dir/shard-K-of-N``. With
     ``resume``, results already in the folder for unchanged assets and configuration are reused.
     Nothing to scan writes an empty report and returns ``ExitCode.NOTHING_TO_SCAN`` (an empty or
     mistyped folder is not "all clear"); an empty shard returns 0, and `merge` judges the whole set.
+    ``actors``: model-holding Ray actors for ``engine="ray"`` (default: one per GPU, or per two CPUs).
     """
     from scanner.jobs import shards
     from scanner.jobs.integrity import ASSET_ID, RecordSigner, asset_id, clear_seal, write_seal
@@ -85,7 +87,7 @@ def run_scan(scanner: Scanner, paths: list[Path], out_dir: Path, fail_on: FailOn
             from scanner.jobs.ray_engine import scan_with_ray
 
             results = scan_with_ray(scanner.settings, candidates, scanner.caller, address,
-                                    os.path.abspath(thumbs), reuse)
+                                    os.path.abspath(thumbs), reuse, actors=actors)
         else:
             results = scanner.scan(candidates, progress=advance, thumb_dir=thumbs, reuse=reuse)
         for cand, result in zip(candidates, results):  # results come in candidate order
@@ -223,6 +225,8 @@ def scan(
     Engine.LOCAL,
     address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: start a "
                                                    "local Ray, or RAY_ADDRESS).")] = None,
+    actors: Annotated[Optional[int], typer.Option("--actors", min=1, help="Ray engine: model-holding actors "
+                                                  "(default: one per GPU, else one per 2 CPUs).")] = None,
 ) -> None:
     """Scan deliverables against the catalog; write JSON lines + HTML.
 
@@ -233,12 +237,14 @@ def scan(
     from scanner.jobs.shards import Shard
 
     part = Shard.parse(shard) if shard else None
+    if actors is not None and engine is not Engine.RAY:
+        raise typer.BadParameter("--actors sets the Ray engine's actors: add --engine ray", param_hint="--actors")
     scanner = Scanner(settings_from(ctx, stage=stage, project=project), caller=cli_caller())
     if out_dir is None:
         if part is not None:
             raise typer.BadParameter("--shard needs an explicit --out shared by all shards", param_hint="--out")
         out_dir = Path("reports") / datetime.now().strftime("scan-%Y%m%d-%H%M%S")
-    raise typer.Exit(run_scan(scanner, paths, out_dir, fail_on, html, part, resume, engine.value, address))
+    raise typer.Exit(run_scan(scanner, paths, out_dir, fail_on, html, part, resume, engine.value, address, actors))
 
 
 def merge(
