@@ -171,7 +171,7 @@ from benchmarks.common.memory import peak_rss_mib  # noqa: E402
 from benchmarks.common.stats import pct  # noqa: E402
 from scanner.config import Settings  # noqa: E402
 from scanner.detectors.base import Detector, create  # noqa: E402
-from scanner.detectors.sscd import WHITENED_SUFFIX  # noqa: E402
+from scanner.detectors.sscd import CROPS_SUFFIX, WHITENED_SUFFIX  # noqa: E402
 from scanner.errors import ConfigError, MediaError, ModelMissingError  # noqa: E402
 from scanner.policy.calibration import merge_calibration  # noqa: E402
 from scanner.media.image import decode_image, to_rgb  # noqa: E402
@@ -180,6 +180,7 @@ from scanner.types import Metric  # noqa: E402
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 WORK_FOLDERS = ("images", "stamps", "characters")  # every image in these is a work; names outside images/ get a prefix
 SSCD_MODELS = ("sscd-disc-mixup", "sscd-distilled-mnv4")
+CROPS = "five"  # the query-crop layout --query-crops measures (scanner.detectors.sscd.CROP_LAYOUTS)
 REAL_CLIP_MODEL = "clip-vit-b-32-laion2b"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 SAME_WORK_CORRELATION = 0.94
@@ -542,36 +543,37 @@ def detector_method(label: str, det: Detector) -> Method:
         return lambda images: [e.vectors for e in embed(images)]
 
     return Method(label, det.describe(), det.metric, rows(det.embed_references), rows(det.embed_queries),
-                  (det.name, det.model_id))
+                  (det.name, det.calibration_id))
 
 
-def sscd_settings(model: str, whitening: bool) -> Settings:
-    """Settings that run ``image.sscd`` with ``model``, its fitted whitening on or off."""
-    return Settings(detector_options={"image.sscd": {"model": model, "whitening": whitening}})
+def sscd_settings(model: str, whitening: bool, crops: str = "none") -> Settings:
+    """Settings that run ``image.sscd`` with ``model``, its fitted whitening on or off, query crops ``crops``."""
+    return Settings(detector_options={"image.sscd": {"model": model, "whitening": whitening, "query_crops": crops}})
 
 
-def load_methods(clip_models: Sequence[str]) -> tuple[list[Method], list[str]]:
+def load_methods(clip_models: Sequence[str], crop_models: Sequence[str] = ()) -> tuple[list[Method], list[str]]:
     """Baseline, PDQ, both SSCD models raw and whitened (the registry's fitted whitening, derived from
-    the raw rows) and every requested CLIP model that loads; plus a line per model that could not be
-    measured."""
+    the raw rows), the models of ``crop_models`` also with query crops (``-crops``: ``CROPS`` layout), and
+    every requested CLIP model that loads; plus a line per model that could not be measured."""
     methods = [phash_baseline(), detector_method("PDQ", create("image.pdq", Settings()))]
     skipped = []
-    for model in SSCD_MODELS:
-        label = "SSCD" if model == SSCD_MODELS[0] else "SSCD-mnv4"
+    runs = [(m, "none") for m in SSCD_MODELS] + [(m, CROPS) for m in crop_models]
+    for model, crops in runs:
+        label = ("SSCD" if model == SSCD_MODELS[0] else "SSCD-mnv4") + ("-crops" if crops != "none" else "")
         try:
-            det = create("image.sscd", sscd_settings(model, False))
+            det = create("image.sscd", sscd_settings(model, False, crops))
         except ModelMissingError as exc:
             skipped.append(f"image.sscd [{model}]: not measured: {exc}")
             continue
         methods.append(detector_method(label, det))
         try:
-            white = create("image.sscd", sscd_settings(model, True))
+            white = create("image.sscd", sscd_settings(model, True, crops))
         except (ConfigError, ModelMissingError) as exc:
             skipped.append(f"image.sscd [{model}] whitened: not measured: {exc}")
             continue
         assert white.whitening is not None
         methods.append(Method(f"{label}-white", white.describe(), white.metric, _unused, _unused,
-                              (white.name, white.model_id), derived_from=label, post=white.whitening.apply))
+                              (white.name, white.calibration_id), derived_from=label, post=white.whitening.apply))
     for model in clip_models:
         try:
             det = create("image.clip", Settings().with_options("image.clip", model=model))
@@ -1034,7 +1036,10 @@ def _fusion_key(model_id: str) -> str:
 FUSIONS = {"FUSED": (_fusion_key(SSCD_MODELS[0]), ("SSCD", "PDQ")),
            "FUSED-mnv4": (_fusion_key(SSCD_MODELS[1]), ("SSCD-mnv4", "PDQ")),
            "FUSED-white": (_fusion_key(SSCD_MODELS[0] + WHITENED_SUFFIX), ("SSCD-white", "PDQ")),
-           "FUSED-mnv4-white": (_fusion_key(SSCD_MODELS[1] + WHITENED_SUFFIX), ("SSCD-mnv4-white", "PDQ"))}
+           "FUSED-mnv4-white": (_fusion_key(SSCD_MODELS[1] + WHITENED_SUFFIX), ("SSCD-mnv4-white", "PDQ")),
+           "FUSED-crops-white": (_fusion_key(SSCD_MODELS[0] + WHITENED_SUFFIX + CROPS_SUFFIX),
+                                 ("SSCD-crops-white", "PDQ")),
+           "FUSED-mnv4-crops": (_fusion_key(SSCD_MODELS[1] + CROPS_SUFFIX), ("SSCD-mnv4-crops", "PDQ"))}
 FUSION_L2 = 1e-4  # ridge on the standardised coefficients: keeps the fit finite when classes separate
 _PLACEHOLDER_LEVELS = {"final": {"block": 1.0, "review": 0.0}, "ideation": {"block": 1.0, "review": 0.0}}
 
@@ -1669,6 +1674,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
                    help="keep embeddings in DIR and reuse them on the next run (throughput then covers only "
                         "what was embedded)")
+    p.add_argument("--query-crops", default="", metavar="MODELS",
+                   type=lambda v: [m.strip() for m in v.split(",") if m.strip()],
+                   help=f"also measure these SSCD models (comma-separated: {', '.join(SSCD_MODELS)}) with query "
+                        f"crops (option query_crops = {CROPS!r}: each query also described at 5 crops)")
     p.add_argument("--postprocess", action="store_true",
                    help="also measure SSCD with centring/whitening and score normalisation (issue 12 item 4)")
     p.add_argument("--seed", type=int, default=0, help="split and transform-parameter seed")
@@ -1714,7 +1723,7 @@ def run_benchmark(args: argparse.Namespace) -> Run:
     refs, held = split_works(works, args.seed)
     transforms = list(args.transforms or (QUICK_TRANSFORMS if args.quick else TRANSFORMS))
     try:
-        methods, skipped = load_methods(args.clip_model)
+        methods, skipped = load_methods(args.clip_model, args.query_crops)
     except ConfigError as exc:
         sys.exit(str(exc))
     cache = EmbeddingCache(args.cache)

@@ -183,7 +183,7 @@ class Scanning:
         stage = self.settings.stage
         consents = self.catalog.consents()
         config = {
-            "detectors": {n: [d.model_id, d.weights_sha256, d.params] for n, d in live.items()},
+            "detectors": {n: [d.calibration_id, d.weights_sha256, d.params] for n, d in live.items()},
             "idle": sorted(set(self.settings.detectors) - set(live)),
             "indexes": {n: m.checksum for n, (_, m) in indexes.items()},
             "calibration": self.calibration.version, "stage": stage.value, "project": self.settings.project,
@@ -194,8 +194,8 @@ class Scanning:
         return _ScanContext(
             config=hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16],
             indexes=indexes,
-            thresholds={n: self.calibration.thresholds(n, d.model_id, stage) for n, d in live.items()},
-            fusion=self.calibration.fusion(IMAGE, stage, {n: d.model_id for n, d in live.items()
+            thresholds={n: self.calibration.thresholds(n, d.calibration_id, stage) for n, d in live.items()},
+            fusion=self.calibration.fusion(IMAGE, stage, {n: d.calibration_id for n, d in live.items()
                                                           if d.modality == IMAGE}),
             works={r.id: r for r in self.catalog.works()},
             samples={s.id: s for s in self.catalog.samples()},
@@ -343,13 +343,13 @@ class _ScanContext:
             extra["sample_id"] = sample.id
             records = [r for r in self.consents if r.talent_id == talent.id]
             consent = consent_status(records, det.consent_scopes, project, self.today)
-            return Match(det.name, det.model_id, talent, hit.score, self.thresholds[det.name], extra, consent)
+            return Match(det.name, det.calibration_id, talent, hit.score, self.thresholds[det.name], extra, consent)
         ref = self.works.get(hit.ref_id)
         if ref is None:
             return None
         if ref.duration:
             extra.setdefault("ref_duration", round(ref.duration, 3))
-        return Match(det.name, det.model_id, ref, hit.score, self.thresholds[det.name], extra)
+        return Match(det.name, det.calibration_id, ref, hit.score, self.thresholds[det.name], extra)
 
 
 def _embed_search(det: Detector, index: VectorIndex, media: list[Any]) -> list[tuple[Any, list] | Exception]:

@@ -121,3 +121,59 @@ def test_alpha_kept_by_the_decoder_is_used(tmp_path):
     arr = prepare(decoded, {"size": 288, "max_side": 640})
     assert arr.shape == (288, 288, 3)  # cropped to the opaque 200x200 figure
     assert arr[..., 0].max() <= BACKGROUND  # no red from the transparent canvas, only art and grey
+
+
+def _crops(tmp_path, layout: str = "five"):
+    return create("image.sscd", Settings(model_cache=tmp_path).with_options("image.sscd", query_crops=layout))
+
+
+def test_query_crops_add_one_row_per_crop_with_its_box(tmp_path):
+    det, plain = _crops(tmp_path), create("image.sscd", Settings(model_cache=tmp_path))
+    img = _texture(8, (400, 300))
+    (q,) = det.embed_queries([img])
+    assert q.vectors.shape == (6, 512)
+    boxes = q.extra["box"]
+    assert boxes.tolist()[0] == [0, 0, 400, 300]  # the whole image first
+    assert all(0 <= x0 < x1 <= 400 and 0 <= y0 < y1 <= 300 for x0, y0, x1, y1 in boxes.tolist())
+    assert {(x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes.tolist()[1:]} == {(220, 165)}  # 0.55 of each side
+    np.testing.assert_allclose(q.vectors[0], plain.embed_queries([img])[0].vectors[0], atol=1e-5)
+    # references, their index and params are those of the plain detector; thresholds are the crops' own
+    np.testing.assert_allclose(det.embed_references([img])[0].vectors, plain.embed_references([img])[0].vectors,
+                               atol=1e-6)
+    assert det.model_id == plain.model_id and det.params == plain.params
+    assert det.calibration_id == plain.model_id + "+crops" and "query crops five" in det.describe()
+
+
+def test_query_crops_find_a_work_that_fills_part_of_the_frame(tmp_path):
+    det = _crops(tmp_path)
+    work = _texture(9, (240, 240))
+    frame = _texture(10, (560, 480))  # another picture around the work: SSCD describes the whole frame
+    frame.paste(work, (300, 220))
+    (ref,) = det.embed_references([work])
+    (q,) = det.embed_queries([frame])
+    scores = q.vectors @ ref.vectors[0]
+    best = int(np.argmax(scores))
+    assert best > 0 and scores[best] > scores[0] + 0.1  # a crop, not the whole frame, is the closest row
+    x0, y0, x1, y1 = q.extra["box"][best]
+    assert x1 > 300 and y1 > 220  # and that crop overlaps the work (bottom right)
+
+
+def test_query_crops_of_a_transparent_query_keep_their_part_of_the_mask(tmp_path):
+    from scanner.media.decode import decode
+    from scanner.media.files import load
+
+    det = _crops(tmp_path)
+    rgba = Image.new("RGBA", (400, 300), (255, 0, 0, 0))
+    rgba.paste(_no_red(_texture(11, (150, 150))), (10, 10))  # top left only
+    rgba.save(tmp_path / "q.png")
+    decoded = decode(load(str(tmp_path / "q.png"), 1 << 30), Settings())  # RGB pixels, the mask beside them
+    (q,) = det.embed_queries([decoded])
+    assert not q.empty and q.vectors.shape[0] >= 2
+    # the bottom-right crop holds no opaque pixel: it is flat grey, so not compared, never red
+    boxes = [tuple(b) for b in q.extra["box"].tolist()]
+    assert (180, 135, 400, 300) not in boxes
+
+
+def test_unknown_crop_layout_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="query_crops.*none, five"):
+        _crops(tmp_path, "everywhere")

@@ -116,6 +116,12 @@ class Detector(ABC):
         return self.model_id
 
     @property
+    def calibration_id(self) -> str:
+        """The key of this detector's thresholds, floors and fusion in the calibration file: the model id,
+        unless a query-side setting that leaves the index as it is changes the scores (SSCD's query crops)."""
+        return self.model_id
+
+    @property
     def params(self) -> dict[str, Any]:
         """Settings that change the signals; an index built with other params is refused."""
         return {}

@@ -268,7 +268,7 @@ class DetectorKit:
         assert again.to_bytes() == index.to_bytes(), f"{self.label}: a loaded index serialises differently"
 
     def thresholds(self, stage: Stage = Stage.FINAL):
-        return self.calibration.thresholds(self.detector.name, self.detector.model_id, stage)
+        return self.calibration.thresholds(self.detector.name, self.detector.calibration_id, stage)
 
     def check_copy_matches(self) -> None:
         """The copy reaches the calibrated review level (final stage, the loosest); the unrelated item does not."""
@@ -301,7 +301,7 @@ class DetectorKit:
             assert th.metric is self.detector.metric, (
                 f"{self.label}: calibrated for metric {th.metric.value}, the detector uses {self.detector.metric.value}")
         try:
-            self.calibration.floors(det.name, det.model_id, type(det).FLOORS)
+            self.calibration.floors(det.name, det.calibration_id, type(det).FLOORS)
         except CalibrationError as exc:
             raise AssertionError(f"{self.label}: {exc}") from None
 
