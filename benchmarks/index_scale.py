@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.index_scale [--sizes 1000,10000,100000,300000,1000000]
         [--descriptors FILE] [--queries 200] [--kinds flat,hnsw,pq4-sq8,ivf-sq8,ivfpq] [--metrics cosine,hamming]
-        [--threads 1] [--memory-gb G] [--full] [--seed 0]
+        [--pq4 'plan;pca=0,m=128'] [--k-factors 16,32,64] [--threads 1] [--memory-gb G] [--full] [--seed 0]
         [--only all|vectors|audio] [--audio-hours 10,100,1000] [--audio-queries 16] [--music DIR]
 
 Vectors (``--only vectors``). With ``--descriptors`` (the ``image.sscd`` pickle that
@@ -123,6 +123,7 @@ import faiss  # noqa: E402
 
 from scanner.index import choose  # noqa: E402
 from scanner.index.choose import make_index  # noqa: E402
+from scanner.index import faiss_index as fi  # noqa: E402
 from scanner.index.faiss_index import BinaryIndex, FloatIndex  # noqa: E402
 from scanner.types import Metric  # noqa: E402
 
@@ -281,21 +282,25 @@ def run_size(n: int, args, gen: Mixture, rows: list, review: float) -> None:
         dim = BITS if binary else DIM
         chosen = choose.choose_index(n, dim, metric, budget)
         truth = None
-        for kind in (k for k in args.kinds if k in (BINARY_KINDS if binary else FLOAT_KINDS)):
+        runs = [(k, over) for k in args.kinds if k in (BINARY_KINDS if binary else FLOAT_KINDS)
+                for over in (args.pq4 if k == "pq4-sq8" else [{}])]
+        for kind, over in runs:
             if kind == "flat":
                 plan = choose.plan_for("flat", n, dim, metric)
             elif n < choose.IVF_MIN // 2 and kind != "hnsw":
-                rows.append((n, metric.value, kind, "", None, None, None, None, None, None, None, None, False,
+                rows.append((n, metric.value, kind, "", None, None, None, None, None, None, None, None, None, False,
                              f"n/a: too few rows to train (< {choose.IVF_MIN // 2})"))
                 continue
             elif kind == "hnsw" and n >= 1_000_000 and not args.full:
-                rows.append((n, metric.value, kind, "", None, None, None, None, None, None, None, None,
+                rows.append((n, metric.value, kind, "", None, None, None, None, None, None, None, None, None,
                              chosen.kind == kind, "skipped without --full (~10 min build)"))
                 continue
             elif kind == "hnsw":
                 plan = None
             else:
-                over = {"m": args.pq_m} if kind == "pq4-sq8" and args.pq_m else {}
+                over = dict(over)
+                # direct=0: re-score through reconstruct_batch as before SQ8_DIRECT (same-run baseline)
+                fi.SQ8_DIRECT = bool(over.pop("direct", 1))
                 plan = choose.plan_for(kind, n, dim, metric, **over)
             index = make_index(plan) if plan is not None else GraphIndex(dim)
             factory = plan.factory if plan is not None else index.factory
@@ -311,17 +316,22 @@ def run_size(n: int, args, gen: Mixture, rows: list, review: float) -> None:
                 if truth is None:  # flat runs first: the exact reference of this run
                     truth = (s, i)
                     true_copy = (i[:q_copy, 0] == src) & (binary or s[:q_copy, 0] >= review)
+                    any_copy = i[:q_copy, 0] == src  # source first at any score (weak copies too)
                 s0, i0 = truth
                 found = ((i[:q_copy] == src[:, None]) & (True if binary else s[:q_copy] >= review)).any(1)
                 copy_rec = float((found & true_copy).sum() / max(1, true_copy.sum()))
-                picked = chosen.kind == kind and (kf is None or kf == chosen.params.get("k_factor"))
-                note = f"{int(true_copy.sum())} true copies" if kind == "flat" else ""
+                any_rec = float(((i[:q_copy] == src[:, None]).any(1) & any_copy).sum() / max(1, any_copy.sum()))
+                picked = chosen.kind == kind and plan is not None and plan.factory == chosen.factory and (
+                    kf is None or kf == chosen.params.get("k_factor"))
+                note = f"{int(true_copy.sum())} true copies, {int(any_copy.sum())} any" if kind == "flat" else ""
                 note = f"k_factor {kf} ({10 * kf} re-scored)" if kf is not None else note
+                if kf is not None and not fi.SQ8_DIRECT:
+                    note += ", reconstruct_batch"
                 rows.append((n, metric.value, kind, factory, build, nbytes, 1000 * lat / len(queries), one_wall,
-                             one_cpu, recall_at(i, i0), copy_rec, score_error(s, i, s0, i0), picked, note))
+                             one_cpu, recall_at(i, i0), copy_rec, any_rec, score_error(s, i, s0, i0), picked, note))
                 print(f"  {metric.value:7s} {kind:8s} {factory:28s} build {build:7.1f} s  "
                       f"1q {one_wall:6.2f} ms ({one_cpu:6.2f} CPU)  batch {1000 * lat / len(queries):6.2f} ms  "
-                      f"copy recall {copy_rec:.3f} {note}", flush=True)
+                      f"copy recall {copy_rec:.3f} (any {any_rec:.3f}) {note}", flush=True)
             del index
             gc.collect()
 
@@ -353,13 +363,13 @@ def print_table(rows: list, args, gen: Mixture, review: float, load0, total: flo
           f"when found in the top 10 at >= {review:g} (image.sscd review); {args.threads} FAISS thread(s), "
           f"load average {load0[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, total {total:.0f} s")
     head = ("rows", "metric", "type", "factory", "build s", "bytes", "1q ms", "1q cpu ms", "batch ms", "top-10",
-            "copy recall", "score err", "note")
+            "copy recall", "any copy", "score err", "note")
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
-    for n, metric, kind, factory, build, nbytes, batch, one, one_cpu, rec, copy_rec, err, chosen, note in rows:
+    for n, metric, kind, factory, build, nbytes, batch, one, one_cpu, rec, copy_rec, any_rec, err, chosen, note in rows:
         cells = [f"{n:,}", metric, kind + (" *" if chosen else ""), factory, f(build, ".1f"), fmt_bytes(nbytes),
-                 f(one, ".2f"), f(one_cpu, ".2f"), f(batch, ".2f"), f(rec, ".3f"), f(copy_rec, ".3f"),
+                 f(one, ".2f"), f(one_cpu, ".2f"), f(batch, ".2f"), f(rec, ".3f"), f(copy_rec, ".3f"), f(any_rec, ".3f"),
                  f(err, ".4f"), note]
         print("| " + " | ".join(cells) + " |")
     print("\n* = choose_index's pick for that size" + ("" if args.memory_gb is None else
@@ -552,7 +562,8 @@ def main() -> None:
     ap.add_argument("--kinds", default=",".join(FLOAT_KINDS + BINARY_KINDS[1:]))
     ap.add_argument("--metrics", default="cosine,hamming")
     ap.add_argument("--k-factors", default="32,64,128,256", help="pq4-sq8 shortlists (x k) swept on one build")
-    ap.add_argument("--pq-m", type=int, default=None, help="pq4-sq8 sub-quantisers (default: the plan's dim / 8)")
+    ap.add_argument("--pq4", default="plan", help="pq4-sq8 variants built in turn, ';'-separated: 'plan' (choose's "
+                    "parameters) or overrides of it, e.g. 'plan;pca=0,m=128;pca=0,m=64'")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--memory-gb", type=float, default=None)
     ap.add_argument("--full", action="store_true", help="also build HNSW graphs at 1M rows (slow)")
@@ -570,6 +581,8 @@ def main() -> None:
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     args.kinds = ["flat"] + [k for k in kinds if k != "flat"]  # flat first: the exact reference
     args.k_factors = [int(k) for k in args.k_factors.split(",") if k.strip()]
+    args.pq4 = [{} if v.strip() == "plan" else {a.strip(): int(b) for a, b in (kv.split("=") for kv in v.split(","))}
+                for v in args.pq4.split(";") if v.strip()]
     args.metrics = [Metric(m.strip()) for m in args.metrics.split(",") if m.strip()]
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     gen = SSCDLike(args.seed, args.descriptors) if args.descriptors else Mixture(args.seed)

@@ -11,7 +11,7 @@ from scanner.errors import IndexCorruptError, IndexMismatchError
 from scanner.index import IndexStore, container
 from scanner.index.choose import (
     BINARY_FLAT_MAX, FLAT_MAX, IVF_MIN, PQ4_MAX, IndexPlan, choose_index, flat_bytes, ivf_nlist, ivf_nprobe,
-    make_index, plan_for, pq4_k_factor, pq4sq8_bytes, pq_m,
+    make_index, plan_for, pq4_k_factor, pq4_pca, pq4sq8_bytes, pq_m,
 )
 from scanner.index.faiss_index import (
     RETIRED, BinaryIndex, BinaryIVFIndex, FloatIndex, IVFPQIndex, IVFSQIndex, PQ4SQ8Index, load_index,
@@ -111,8 +111,9 @@ def test_float_rule_at_boundaries():
     assert choose_index(0, 512, Metric.COSINE).kind == "flat"
     assert choose_index(FLAT_MAX, 512, Metric.COSINE).kind == "flat"
     mid = choose_index(FLAT_MAX + 1, 512, Metric.COSINE)
-    assert mid.kind == "pq4-sq8" and not mid.exact and mid.exact_scores and mid.params["m"] == 128
-    assert mid.factory == "IVF1,PQ128x4fs,Refine(SQ8)" and mid.search_params == {"nprobe": 1, "k_factor_rf": 32}
+    assert mid.kind == "pq4-sq8" and not mid.exact and mid.exact_scores and mid.params["m"] == 64
+    assert mid.params["pca"] == 256 == pq4_pca(512)
+    assert mid.factory == "PCAR256,IVF1,PQ64x4fs,Refine(SQ8)" and mid.search_params == {"nprobe": 1, "k_factor_rf": 32}
     assert choose_index(10**6, 512, "cosine").params["k_factor"] == pq4_k_factor(10**6) == 32
     assert pq4_k_factor(2 * 10**6) == 64
     assert choose_index(10**6, 512, "cosine").kind == choose_index(PQ4_MAX, 512, "cosine").kind == "pq4-sq8"
@@ -131,7 +132,7 @@ def test_float_rule_under_a_memory_budget():
     tight = choose_index(n, 512, Metric.COSINE, memory_bytes=flat - 1)
     assert tight.kind == "pq4-sq8" and tight.fits and tight.expected_bytes <= flat - 1 and tight.exact_scores
     # the PQ shortlist with its 8-bit copy does not fit, 8-bit vectors alone do
-    sq = choose_index(n, 512, Metric.COSINE, memory_bytes=pq4sq8_bytes(n, 512, 128) - 1)
+    sq = choose_index(n, 512, Metric.COSINE, memory_bytes=pq4sq8_bytes(n, 512, 64, 256) - 1)
     assert sq.kind == "ivf-sq8" and sq.fits and sq.exact_scores
     # below 8-bit vectors: PQ codes, approximate scores
     pq = choose_index(n, 512, Metric.COSINE, memory_bytes=n * 200)
@@ -277,7 +278,7 @@ def test_round_trip_keeps_removals(data):
 
 
 @pytest.mark.parametrize("kind, factory, faiss_type", [
-    ("pq4-sq8", "IVF1,PQ128x4fs,Refine(SQ8)", "IndexRefine"), ("ivf-sq8", "IVF1024,SQ8", "IndexIVFScalarQuantizer"),
+    ("pq4-sq8", "PCAR256,IVF1,PQ64x4fs,Refine(SQ8)", "IndexRefine"), ("ivf-sq8", "IVF1024,SQ8", "IndexIVFScalarQuantizer"),
     ("ivfpq", "IVF1024,PQ32x8", "IndexIVFPQ"),
 ])
 def test_plans_carry_faiss_factory_strings(kind, factory, faiss_type):
@@ -294,6 +295,54 @@ def test_plans_carry_faiss_factory_strings(kind, factory, faiss_type):
     assert plan_for("binary-ivf", 3 * 10**6, 256, Metric.HAMMING).factory == "BIVF2048"
 
 
+def test_pq4_plan_codes_main_axes_and_old_plans_still_load(data):
+    """The plan's pq4-sq8 (PCAR dim/2 in front of dim/8 4-bit codes: half the bytes scanned) ranks at least as
+    well as the previous plan's dim/4 codes of the full vectors; files of the previous plan still load."""
+    import faiss
+
+    x, q, ids = data
+    flat = FloatIndex(DIM)
+    flat.add(ids, x)
+    _, i0 = flat.search(q, 10)
+    plan = plan_for("pq4-sq8", len(x), DIM, Metric.COSINE)
+    assert plan.params["pca"] == DIM // 2 and plan.params["m"] == DIM // 8
+    assert plan.factory == f"PCAR{DIM // 2},IVF1,PQ{DIM // 8}x4fs,Refine(SQ8)"
+    new, old = make_index(plan), make_index(plan_for("pq4-sq8", len(x), DIM, Metric.COSINE, pca=0))
+    assert old.params["factory"] == f"IVF1,PQ{DIM // 4}x4fs,Refine(SQ8)"
+    new.add(ids, x)
+    old.add(ids, x)
+    assert isinstance(new._index, faiss.IndexPreTransform)
+    assert faiss.downcast_index(new._index.index).code_size * 2 == faiss.downcast_index(old._index).code_size
+    s, i = new.search(q, 10)
+    # measured on this data: 0.960 with PCA, 0.911 without
+    assert recall(i, i0) >= max(0.93, recall(old.search(q, 10)[1], i0))
+    assert np.all(i[:50, 0] == np.arange(50))
+    for ix in (new, old):
+        back = load_index(ix.to_bytes(), DIM, Metric.COSINE)
+        assert back.params == ix.params
+        np.testing.assert_array_equal(back.search(q, 10)[1], ix.search(q, 10)[1])
+
+
+def test_pq4_rescoring_from_codes_in_place_matches_decoded_rows(data, monkeypatch):
+    """The shortlist is re-scored from the SQ8 codes in place (``SQ8_DIRECT``): the same scores as the rows
+    ``reconstruct_batch`` decodes, with removed rows' stale fast-scan codes and after a round trip."""
+    import scanner.index.faiss_index as fi
+
+    x, q, ids = data
+    ix = make_index(plan_for("pq4-sq8", 3000, DIM, Metric.COSINE))
+    ix.add(ids[:3000] // 2, x[:3000])
+    ix.remove(np.arange(0, 1500, 7))  # a few stale codes stay in the shortlist (below STALE_SHARE)
+    assert ix._index.ntotal > ix._store.ntotal
+    for index in (ix, load_index(ix.to_bytes(), DIM, Metric.COSINE)):
+        got = {}
+        for direct in (True, False):
+            monkeypatch.setattr(fi, "SQ8_DIRECT", direct)
+            got[direct] = index.search(q, 10)
+        np.testing.assert_allclose(got[True].scores, got[False].scores, atol=1e-5)
+        assert np.mean(got[True].ids == got[False].ids) > 0.99  # near-ties may swap
+        assert not np.isin(got[True].ids, np.arange(0, 1500, 7)).any()
+
+
 def test_a_factory_string_of_another_kind_is_refused():
     with pytest.raises(ValueError, match="not the IndexIVFScalarQuantizer"):
         IVFSQIndex(DIM, {"factory": "IVF16,PQ8"})
@@ -301,6 +350,8 @@ def test_a_factory_string_of_another_kind_is_refused():
         IVFSQIndex(DIM, {"factory": "IVFnope"})
     with pytest.raises(ValueError, match="Refine"):
         PQ4SQ8Index(DIM, {"factory": "IVF1,PQ16x4fs"})
+    with pytest.raises(ValueError, match="not an IndexIVFPQFastScan"):
+        PQ4SQ8Index(DIM, {"factory": "PCAR64,IVF1,SQ8,Refine(SQ8)"})
 
 
 def _rewrite_header(blob: bytes, **changes) -> bytes:
@@ -353,13 +404,13 @@ def test_index_store_round_trip(tmp_path, data):
 # --------------------------------------------------------------------------- removal and edge cases
 
 
-@pytest.mark.parametrize("kind", ["pq4-sq8", "ivfpq", "ivf-sq8", "binary-ivf"])
+@pytest.mark.parametrize("kind", ["pq4-sq8", "pq4-sq8-pca", "ivfpq", "ivf-sq8", "binary-ivf"])
 def test_remove(kind, data):
     x, q, ids = data
     n = 2000
     refs = ids[:n] // 2  # every reference owns two rows
     vecs = hashes(x[:n]) if kind.startswith("binary") else x[:n]
-    ix = {"pq4-sq8": lambda: PQ4SQ8Index(DIM),
+    ix = {"pq4-sq8": lambda: PQ4SQ8Index(DIM), "pq4-sq8-pca": lambda: make_index(plan_for("pq4-sq8", n, DIM, "cosine")),
           "ivfpq": lambda: IVFPQIndex(DIM, {**FLOAT_PARAMS["ivfpq"], "nlist": 32, "nprobe": 32}),
           "ivf-sq8": lambda: IVFSQIndex(DIM, {"nlist": 32, "nprobe": 8}),
           "binary-ivf": lambda: BinaryIVFIndex(BITS, {"nlist": 32, "nprobe": 8})}[kind]()
@@ -416,12 +467,13 @@ def test_add_validates_shapes(data):
 # --------------------------------------------------------------------------- shard merge
 
 
-@pytest.mark.parametrize("kind", ["pq4-sq8", "ivf-sq8", "binary-ivf"])
+@pytest.mark.parametrize("kind", ["pq4-sq8", "pq4-sq8-pca", "ivf-sq8", "binary-ivf"])
 def test_merge_shards(kind, data):
     x, q, ids = data
     binary = kind.startswith("binary")
     vecs = hashes(x[:3000]) if binary else x[:3000]
-    make = {"pq4-sq8": lambda: PQ4SQ8Index(DIM), "ivf-sq8": lambda: IVFSQIndex(DIM, {"nlist": 32, "nprobe": 32}),
+    make = {"pq4-sq8": lambda: PQ4SQ8Index(DIM), "pq4-sq8-pca": lambda: make_index(plan_for("pq4-sq8", 1500, DIM, "cosine")),
+            "ivf-sq8": lambda: IVFSQIndex(DIM, {"nlist": 32, "nprobe": 32}),
             "binary-ivf": lambda: BinaryIVFIndex(BITS, {"nlist": 32, "nprobe": 32})}[kind]
     a, b = make(), make()
     a.add(ids[:1500], vecs[:1500])

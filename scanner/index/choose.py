@@ -1,7 +1,7 @@
 """Index type as a pure function of (row count, dimension, metric, memory budget).
 
 Every approximate plan carries a FAISS factory string (``IndexPlan.factory``, faiss contrib
-style: ``"IVF1,PQ128x4fs,Refine(SQ8)"``, ``"IVF1024,SQ8"``, ``"IVF1024,PQ32x8"``, ``"BIVF2048"``)
+style: ``"PCAR256,IVF1,PQ64x4fs,Refine(SQ8)"``, ``"IVF1024,SQ8"``, ``"IVF1024,PQ32x8"``, ``"BIVF2048"``)
 and its search-time parameters apart from it (``IndexPlan.search_params``: ``nprobe``,
 ``k_factor_rf``); ``make_index`` builds the index from them through ``faiss.index_factory``.
 
@@ -15,13 +15,17 @@ of the collection, since a copy at cosine 0.5 shares little of its direction wit
 1. ``flat`` (exact) while ``count <= FLAT_MAX`` (100 000) and it fits the budget: the reference
    the others are measured against, no training, ~12 ms CPU a 512-d query at 100 k rows.
 2. ``pq4-sq8`` up to ``PQ4_MAX`` (2 M rows), or below ``FLAT_MAX`` when floats do not fit: every
-   row's 4-bit PQ code (``dim / 4`` sub-quantisers, 64 B for 512-d) is scanned with SIMD
-   fast-scan, and the top ``k * k_factor`` candidates (``pq4_k_factor``: 32 up to 1 M rows,
-   then growing with the rows) are re-scored against 8-bit scalar-quantised vectors, so
-   returned scores are within ~5e-3 of exact (calibrated thresholds hold) and no copy is lost
-   to a cell that was not probed. ~650 B a row with the id maps; builds in ~2 min at 1 M rows.
-   There it kept every copy exact search reports (141 of 141) at 14 ms CPU a query against
-   220 ms for exact search (32 B codes, ``dim / 8``, need a 512x shortlist for that: 25 ms).
+   row's 4-bit PQ code is scanned with SIMD fast-scan, and the top ``k * k_factor`` candidates
+   (``pq4_k_factor``: 32 up to 1 M rows, then growing with the rows) are re-scored against 8-bit
+   scalar-quantised vectors, so returned scores are within ~5e-3 of exact (calibrated thresholds
+   hold) and no copy is lost to a cell that was not probed. The codes are of the vectors
+   projected on their ``dim / 2`` main axes, randomly rotated (``PCAR256`` for 512-d, ``pq4_pca``),
+   in ``dim / 8`` sub-quantisers of 4 dimensions (32 B): that ranks a copy's source as high as
+   ``dim / 4`` codes of the full vectors (64 B, the plan before) at half the scan. ~620 B a row with
+   the id maps; builds in ~1.5 min at 1 M rows. There it kept every copy exact search reports at
+   7.5 ms CPU a query (1 thread) against 12 ms for the 64 B plan and 208 ms for exact search
+   (``benchmarks/index_scale.py``, same run). Files of the earlier plan still load and search as
+   they were built (their factory string is stored).
 3. ``ivf-sq8`` beyond ``PQ4_MAX``, or when the PQ shortlist with its SQ8 copy does not fit:
    inverted lists of 8-bit vectors (``dim`` bytes a row), scores within ~5e-3 of exact, cost
    sub-linear; recall depends on ``nprobe`` (1/8 of the cells), and on hard copies it is lower
@@ -75,7 +79,7 @@ class IndexPlan:
     """Which index to build and with what parameters (``make_index`` builds it).
 
     Approximate kinds carry a FAISS factory string (faiss contrib style: ``params["factory"]``,
-    e.g. ``"IVF1,PQ128x4fs,Refine(SQ8)"``, ``"IVF1024,SQ8"``, ``"IVF1024,PQ32x8"``, ``"BIVF1024"``) that
+    e.g. ``"PCAR256,IVF1,PQ64x4fs,Refine(SQ8)"``, ``"IVF1024,SQ8"``, ``"IVF1024,PQ32x8"``, ``"BIVF1024"``) that
     ``faiss.index_factory`` builds, and the search-time parameters apart from it
     (``search_params``: ``nprobe``/``efSearch``, FAISS ``ParameterSpace`` names)."""
 
@@ -104,11 +108,14 @@ class IndexPlan:
 
 
 def factory_string(kind: str, params: dict[str, Any]) -> str:
-    """The FAISS factory string for ``kind`` built with ``params`` (``nlist``, ``M``, ``m``, ``nbits``)."""
+    """The FAISS factory string for ``kind`` built with ``params`` (``nlist``, ``m``, ``nbits``; ``pca``
+    for pq4-sq8)."""
     if kind == "ivf-sq8":
         return f"IVF{int(params.get('nlist', 1024))},SQ8"
     if kind == "pq4-sq8":
-        return f"IVF{int(params.get('nlist', 1))},PQ{int(params['m'])}x4fs,Refine(SQ8)"
+        pca = int(params.get("pca") or 0)
+        return (f"{f'PCAR{pca},' if pca else ''}IVF{int(params.get('nlist', 1))},PQ{int(params['m'])}x4fs,"
+                "Refine(SQ8)")
     if kind == "ivfpq":
         return f"IVF{int(params.get('nlist', 1024))},PQ{int(params['m'])}x{int(params.get('nbits', 8))}"
     if kind == "binary-ivf":
@@ -169,9 +176,14 @@ def ivfpq_bytes(count: int, dim: int, nlist: int, m: int, nbits: int) -> int:
     return count * (code + 8 + _ROW_BYTES) + 4 * dim * (nlist + (2 ** nbits))
 
 
-def pq4sq8_bytes(count: int, dim: int, m: int) -> int:
-    """4-bit codes (m / 2 bytes), the SQ8 copy (dim bytes) and both id maps."""
-    return count * (m // 2 + 8 + dim + _ID_BYTES + _ROW_BYTES) + 4 * dim * 16 + 64 * m
+def pq4_pca(dim: int) -> int:
+    """Main axes ``pq4-sq8`` codes (``PCAR{dim/2}``; 0 = none: a dimension not a multiple of 8)."""
+    return dim // 2 if dim % 8 == 0 and dim >= 16 else 0
+
+
+def pq4sq8_bytes(count: int, dim: int, m: int, pca: int = 0) -> int:
+    """4-bit codes (m / 2 bytes), the SQ8 copy (dim bytes), both id maps and the PCA matrix."""
+    return count * (m // 2 + 8 + dim + _ID_BYTES + _ROW_BYTES) + 4 * dim * 16 + 64 * m + 4 * (dim + 1) * pca
 
 
 def ivfsq_bytes(count: int, dim: int, nlist: int) -> int:
@@ -214,9 +226,10 @@ def plan_for(kind: str, count: int, dim: int, metric: Metric | str, memory_bytes
         size = ivfsq_bytes(count, dim, nlist)
         exact = False
     elif kind == "pq4-sq8" and not binary:
-        params = {"nlist": 1, "nprobe": 1, "m": pq_m(dim, max(1, dim // 4)), "k_factor": pq4_k_factor(count),
-                  "train_size": min(count, PQ4_TRAIN), **overrides}
-        size = pq4sq8_bytes(count, dim, int(params["m"]))
+        pca = int(overrides.get("pca", pq4_pca(dim)))
+        params = {"nlist": 1, "nprobe": 1, "pca": pca, "m": pq_m(pca, pca // 4) if pca else pq_m(dim, max(1, dim // 4)),
+                  "k_factor": pq4_k_factor(count), "train_size": min(count, PQ4_TRAIN), **overrides}
+        size = pq4sq8_bytes(count, dim, int(params["m"]), pca)
         exact = False
     elif kind == "ivfpq" and not binary:
         params = {**ivf, "m": pq_m(dim), "nbits": 8, **overrides}

@@ -401,7 +401,8 @@ def _float_factory(dim: int, factory: str, want: type, what: str):
         raise ValueError(f"bad FAISS factory string {factory!r} for {what}: "
                          f"{(str(exc).strip().splitlines() or ['?'])[-1][:120]}") from None
     if not isinstance(raw, want):
-        raise ValueError(f"factory string {factory!r} builds a {type(raw).__name__}, not the {want.__name__} "
+        names = " or ".join(w.__name__ for w in (want if isinstance(want, tuple) else (want,)))
+        raise ValueError(f"factory string {factory!r} builds a {type(raw).__name__}, not the {names} "
                          f"of {what}")
     return raw
 
@@ -545,13 +546,19 @@ class IVFSQIndex(_IVFMixin, _KeyedIndex):
         return index
 
 
+SQ8_DIRECT = True  # PQ4SQ8Index: score candidates from the SQ8 codes in place (False: reconstruct_batch)
 STALE_SHARE = 0.25  # PQ4SQ8Index: rebuild the fast-scan codes when this share of them belongs to removed rows
 
 
 class PQ4SQ8Index(_IVFMixin, _KeyedIndex):
     """Cosine similarity for large collections: a 4-bit PQ fast-scan shortlist re-scored against
-    8-bit scalar-quantised vectors (factory ``IVF{nlist},PQ{m}x4fs,Refine(SQ8)``; ``nlist`` 1 by
-    default, i.e. every code is scanned, ``m = dim / 4``: 64 B of codes plus ``dim`` SQ8 bytes a row).
+    8-bit scalar-quantised vectors (factory ``[PCAR{pca},]IVF{nlist},PQ{m}x4fs,Refine(SQ8)``; ``nlist`` 1
+    by default, i.e. every code is scanned; without ``pca``, ``m = dim / 4``: 64 B of codes plus ``dim``
+    SQ8 bytes a row). With ``pca`` the codes are of the vectors projected on their ``pca`` main axes
+    (randomly rotated, so every sub-quantiser gets a share of the variance): ``choose_index`` plans
+    ``PCAR{dim/2}`` with ``m = dim / 8``, i.e. 4-d sub-vectors in 32 B, which rank copies as well as
+    ``dim / 4`` codes of the full vectors at half the scan (``benchmarks/index_scale.py``). The
+    re-scoring copy is always of the full vectors.
 
     The fast-scan codes are compared 32 at a time in SIMD registers, so scanning all of them costs
     about as much as an IVF probe of a few percent of the rows, without IVF's blind spot: a copy whose
@@ -573,21 +580,27 @@ class PQ4SQ8Index(_IVFMixin, _KeyedIndex):
         p["factory"] = _factory(self.plan_kind, p)
         base, sep, refine = p["factory"].partition(",Refine(")
         if not sep or refine != "SQ8)":
-            raise ValueError(f"factory string {p['factory']!r} is not '<IVF fast-scan PQ>,Refine(SQ8)'")
+            raise ValueError(f"factory string {p['factory']!r} is not '[PCAR<d>,]<IVF fast-scan PQ>,Refine(SQ8)'")
         self._base_factory = base
         self._store = None
         super().__init__(dim, p)
         self.kind = f"{p['factory']},IP"
 
     def _new_raw(self):
-        index = _float_factory(self.dim, self._base_factory, faiss.IndexIVFPQFastScan, "a PQ fast-scan shortlist")
+        index = _float_factory(self.dim, self._base_factory, (faiss.IndexIVFPQFastScan, faiss.IndexPreTransform),
+                               "a PQ fast-scan shortlist")
+        if isinstance(index, faiss.IndexPreTransform) and not isinstance(
+                faiss.downcast_index(index.index), faiss.IndexIVFPQFastScan):
+            raise ValueError(f"factory string {self._base_factory!r} transforms the vectors into a "
+                             f"{type(faiss.downcast_index(index.index)).__name__}, not an IndexIVFPQFastScan")
         flat_sq = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
         _widen(flat_sq.sq)
         self._store = faiss.IndexIDMap2(flat_sq)
         return index
 
     def _min_train(self) -> int:
-        return max(int(self._index.nlist), 2 ** int(self._index.pq.nbits))
+        ivf = faiss.downcast_index(self._ivf())
+        return max(int(ivf.nlist), 2 ** int(ivf.pq.nbits))
 
     def _raw_add(self, keys, x):
         self._ensure_trained(x)
@@ -615,12 +628,15 @@ class PQ4SQ8Index(_IVFMixin, _KeyedIndex):
     def _raw_search(self, q, k):
         kc = max(k, k * int(self.params["k_factor"]))
         _, cand = self._index.search(q, kc, params=_ivf_params(self.params["nprobe"]))
+        # the SQ8 copy holds exactly the live rows, in key order (``_raw_remove`` compacts both)
+        pos = np.minimum(np.searchsorted(self._keys, cand), max(0, self._keys.size - 1))
         if self._index.ntotal != self._store.ntotal:  # stale codes of removed rows
-            pos = np.minimum(np.searchsorted(self._keys, cand), max(0, self._keys.size - 1))
             cand = np.where((cand >= 0) & (self._keys.size > 0) & (self._keys[pos] == cand), cand, -1)
         ok = cand >= 0
         scores = np.full(cand.shape, -np.inf, np.float32)
-        if ok.any():
+        if ok.any() and SQ8_DIRECT:
+            self._score_sq8(q, pos, ok, scores)
+        elif ok.any():
             vecs = self._store.reconstruct_batch(np.ascontiguousarray(cand[ok]))
             scores[ok] = np.einsum("ij,ij->i", vecs, q[np.nonzero(ok)[0]])
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
@@ -633,6 +649,24 @@ class PQ4SQ8Index(_IVFMixin, _KeyedIndex):
             top_s = np.pad(top_s, ((0, 0), (0, pad)))
             top_k = np.pad(top_k, ((0, 0), (0, pad)), constant_values=-1)
         return top_s, top_k
+
+    def _score_sq8(self, q: np.ndarray, pos: np.ndarray, ok: np.ndarray, out: np.ndarray) -> None:
+        """Inner products of the queries with their candidates' 8-bit codes, read in place: the
+        decoded row is ``vmin + (code + 0.5) / 255 * vdiff`` per dimension (FAISS ``QT_8bit``), so a
+        score is one uint8 row times a per-query weight vector, ~4x cheaper than ``reconstruct_batch``
+        through the id map's hash table."""
+        sq_index = faiss.downcast_index(self._store.index)
+        n, width = int(sq_index.ntotal), int(sq_index.code_size)
+        codes = faiss.rev_swig_ptr(sq_index.codes.data(), n * width).reshape(n, width)
+        trained = faiss.vector_to_array(sq_index.sq.trained).astype(np.float32)
+        vmin, step = trained[:self.dim], trained[self.dim:] / 255.0
+        for r in np.nonzero(ok.any(axis=1))[0]:
+            w = q[r] * step
+            sel = ok[r]
+            # einsum, not ``@``: OpenBLAS threads a matrix-vector product of > ~1000 rows and spins
+            # (7 ms CPU for 1280 rows on the shared 2-core box, against 0.5 ms here)
+            out[r, sel] = (np.einsum("ij,j->i", codes[pos[r, sel]].astype(np.float32), w)
+                           + (float(np.dot(q[r], vmin)) + 0.5 * float(w.sum())))
 
     def _range_target(self):
         return self._store
