@@ -15,26 +15,30 @@ mode runs in a fresh subprocess, indexes built before the clock starts:
   the rate with that start-up taken off. Ray is shut down before the subprocess ends.
 
 Prints per mode assets/s (whole call and steady), the ratio of each Ray mode to 1 actor and to
-the local engine, peak RSS (the driver, and the largest and summed actor processes, read from
-``/proc`` while the scan runs), whether every mode gave the same results, and as its last line::
+the local engine, CPU seconds of the whole call (driver plus actors), peak RSS (the driver, and
+each actor process, read from ``/proc`` while the scan runs), whether every mode gave the same
+results, and as its last line::
 
     ray scaling S (2 actors A2 assets/s, 1 actor A1 assets/s, steady; local L assets/s)
 
-Figures, 2026-12-01, this 2-core machine shared with about eight other jobs (load average 8.0
-at the start, 12.1 at the end), ``num_cpus=2``, default sizes (29 assets: 23 images, 2 videos,
-4 audio files), default detectors, results identical in every mode::
+Figures, 2026-12-01, this 2-core machine shared with about eight other jobs, ``num_cpus=2``,
+default sizes (29 assets: 23 images, 2 videos, 4 audio files), default detectors, results
+identical in every mode; the third of three runs (load average 11.9 at start and end)::
 
-    engine    start-up s whole a/s steady a/s vs 1 actor vs local driver MB  actor MB (each)
-    local            4.0      0.47       0.47          -     1.00      1191                -
-    ray 1           11.0      0.62       0.78       1.00     1.67      1191             1276
-    ray 2           15.5      0.50       0.64       0.82     1.37      1191        1173/1242
-    ray scaling 0.82 (2 actors 0.64 assets/s, 1 actor 0.78 assets/s, steady; local 0.47 assets/s)
+    engine    start-up s whole a/s steady a/s vs 1 actor vs local  CPU s driver MB  actor MB (each)
+    local            3.3      0.49       0.49          -     1.00   22.8      1212                -
+    ray 1           11.0      0.65       0.83       1.00     1.68   33.5      1212             1336
+    ray 2           17.0      0.54       0.74       0.90     1.51   41.8      1212        1175/1307
+    ray scaling 0.90 (2 actors 0.74 assets/s, 1 actor 0.83 assets/s, steady; local 0.49 assets/s)
 
-Two actors on two cores do not scale: one actor's models already use both cores (onnxruntime
-and OpenCV threads per core), so a second only adds its own model load (~1.2 GB) and contends
-for the same cores; the figure that matters is on a machine with a core budget per actor (one
-node per actor, or ``num_cpus`` >= 2 x the cores one actor's models use). The "vs local" column
-is within this machine's noise: the modes run one after the other while other jobs come and go.
+The two earlier runs (load 8.0 -> 12.1 and 9.3 -> 13.2): scaling 0.82 (0.64 vs 0.78 assets/s)
+and 0.84 (0.59 vs 0.71). Two actors on two cores do not scale: one actor's models already use
+both cores (onnxruntime, OpenCV and OpenBLAS run a thread per core), so a second adds its own
+model load (~1.2 GB, 6 s more start-up) and contends for the same cores; scaling needs a core
+budget per actor (a node per actor, or ``num_cpus`` >= 2x the cores one actor's models use).
+"vs local" is not a speed-up of the engine: the CPU seconds show the Ray actor doing more work
+(33.5 s against 22.8 s, model loading and Ray included) and being given about twice the share
+of the contended cores (0.75 of a core against 0.39); on an idle machine the two would meet.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class ProcessPeaks:
     def __init__(self, interval: float = 0.25):
         self.interval = interval
         self.peaks: dict[int, float] = {}
+        self.cpu: dict[int, float] = {}  # CPU seconds (user + system) each actor had used when last seen
         self.before = {int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -83,28 +88,48 @@ class ProcessPeaks:
 
     def sample(self) -> None:
         """Read every actor process's peak RSS once."""
-        parents: dict[int, int] = {}
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                try:
-                    parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-        mine = {os.getpid()}
-        grew = True
-        while grew:  # descendants of this process (raylet and its workers)
-            more = {p for p, pp in parents.items() if pp in mine} - mine
-            grew = bool(more)
-            mine |= more
-        for pid in mine - self.before:
+        for pid in descendants() - self.before:  # raylet and its workers
             try:
                 if pid not in self.peaks and not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::MapWorker"):
                     continue
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmHWM:"):
                         self.peaks[pid] = max(self.peaks.get(pid, 0.0), int(line.split()[1]) / 1024)
+                ticks = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]  # utime, stime
+                self.cpu[pid] = sum(map(int, ticks)) / os.sysconf("SC_CLK_TCK")
             except OSError:
                 continue
+
+
+def descendants() -> set[int]:
+    """Process ids of every descendant of this process (from ``/proc``)."""
+    parents: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    mine = {os.getpid()}
+    while more := {p for p, pp in parents.items() if pp in mine} - mine:
+        mine |= more
+    return mine - {os.getpid()}
+
+
+def wait_gone(pids: set[int], timeout: float = 20.0) -> bool:
+    """Wait until none of ``pids`` runs (Ray's workers exit a few seconds after ``ray.shutdown``)."""
+    def running(pid: int) -> bool:
+        try:  # a zombie (exited, not yet reaped) has stopped running
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + timeout
+    while any(running(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def worker(mode: str, root: Path, actors: int, num_cpus: int) -> dict:
@@ -116,9 +141,10 @@ def worker(mode: str, root: Path, actors: int, num_cpus: int) -> dict:
         t0 = time.perf_counter()
         list(s.scan([c for c in cands if throughput._kind(c) == "image"][:2]))  # models loaded
         out["startup_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), throughput._cpu()
         results = [r.to_dict() for r in s.scan(cands)]
         out["seconds"] = out["steady_seconds"] = time.perf_counter() - t0
+        out["cpu_s"] = throughput._cpu() - cpu0
         out["actor_rss_mb"] = []
     else:
         import ray
@@ -138,14 +164,19 @@ def worker(mode: str, root: Path, actors: int, num_cpus: int) -> dict:
             out["startup_s"] = time.perf_counter() - t0
             out["startup_n"] = len(first)
             with ProcessPeaks() as peaks:  # the actors of the timed call only
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), throughput._cpu()
                 results = [r.to_dict() for r in scan_with_ray(settings, cands, s.caller, actors=actors)]
                 out["seconds"] = time.perf_counter() - t0
             # the start-up call's assets are in the whole call too: steady = (n - n0) / (t - t0)
             out["steady_seconds"] = max(out["seconds"] - out["startup_s"], 1e-9) * len(cands) / (len(cands) - len(first))
             out["actor_rss_mb"] = sorted(peaks.peaks.values())
+            out["cpu_s"] = throughput._cpu() - cpu0 + sum(peaks.cpu.values())  # driver and actors
         finally:
+            ray_pids = descendants()
             ray.shutdown()
+            gone = wait_gone(ray_pids)
+        if not gone:
+            print(f"warning: Ray processes still running 20 s after shutdown: {sorted(ray_pids)}", file=sys.stderr)
     out["verdicts"] = {r["path"]: [r["verdict"], sorted(f["reference_id"] for f in r["findings"])] for r in results}
     out["rss_mb"] = peak_rss_mib()
     return out
@@ -175,7 +206,7 @@ def report(info: dict, rows: list[dict], started: float) -> None:
     print(f"\n{n} assets ({info['image']} images, {info['video']} videos, {info['audio']} audio files), "
           f"{os.cpu_count()} CPUs; load average before/after: {info['load_before']} / {os.getloadavg()[0]:.2f}")
     print(f"{'engine':9} {'start-up s':>10} {'whole a/s':>9} {'steady a/s':>10} {'vs 1 actor':>10} "
-          f"{'vs local':>8} {'driver MB':>9} {'actor MB (each)':>16}")
+          f"{'vs local':>8} {'CPU s':>6} {'driver MB':>9} {'actor MB (each)':>16}")
     one = next((r for r in rows if r["mode"] == "ray" and r["actors"] == 1), None)
     for r in rows:
         whole, steady = n / r["seconds"], n / r["steady_seconds"]
@@ -183,7 +214,7 @@ def report(info: dict, rows: list[dict], started: float) -> None:
         name = "local" if r["mode"] == "local" else f"ray {r['actors']}"
         each = "/".join(f"{m:.0f}" for m in r["actor_rss_mb"]) or "-"
         print(f"{name:9} {r['startup_s']:10.1f} {whole:9.2f} {steady:10.2f} {vs1:>10} "
-              f"{steady / (n / base['steady_seconds']):8.2f} {r['rss_mb']:9.0f} {each:>16}")
+              f"{steady / (n / base['steady_seconds']):8.2f} {r['cpu_s']:6.1f} {r['rss_mb']:9.0f} {each:>16}")
     same = all(r["verdicts"] == base["verdicts"] for r in rows)
     print(f"results identical in every mode (verdicts and matched references): {same}")
     print(f"benchmark wall time {time.perf_counter() - started:.0f} s")
