@@ -33,7 +33,7 @@ identical in every mode; the third of three runs (load average 11.9 at start and
 
 The two earlier runs (load 8.0 -> 12.1 and 9.3 -> 13.2): scaling 0.82 (0.64 vs 0.78 assets/s)
 and 0.84 (0.59 vs 0.71). Two actors on two cores do not scale: one actor's models already use
-both cores (onnxruntime, OpenCV and OpenBLAS run a thread per core), so a second adds its own
+both cores (onnxruntime and OpenCV run a thread per core), so a second adds its own
 model load (~1.2 GB, 6 s more start-up) and contends for the same cores; scaling needs a core
 budget per actor (a node per actor, or ``num_cpus`` >= 2x the cores one actor's models use).
 "vs local" is not a speed-up of the engine: the CPU seconds show the Ray actor doing more work
