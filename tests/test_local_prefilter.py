@@ -87,7 +87,7 @@ def test_neighbours_come_from_the_group_shortlist_only(index, small_vocab):
 def test_small_indexes_and_shortlist_zero_search_every_reference(index, small_vocab):
     idx, rows = index
     q = rows[:50]
-    assert idx.shortlist == 0 and not idx.prefilters()  # off unless asked for (recall, see the benchmark)
+    assert LocalIndex().shortlist == li.SHORTLIST  # on by default, but only where it applies:
     idx.shortlist, idx.prefilter_min_refs = 8, 1_000
     assert not idx.prefilters()  # 200 references: below the floor, the calibrated path
     idx.prefilter_min_refs = 10
@@ -112,3 +112,97 @@ def test_a_reference_added_or_removed_after_a_search_is_seen_by_the_next(index, 
     assert np.mean(nb.ref_id[nb.rank == 0] == 500) > 0.95
     idx.remove(np.array([500]))
     assert 500 not in idx.shortlist_refs(new, 4).tolist()
+
+
+def test_the_shortlisted_search_probes_the_lists_the_exhaustive_one_does(index):
+    """Shortlisting every reference reproduces the exhaustive IVF-PQ search at the index's own ``nprobe``:
+    the same lists probed, the same asymmetric distances (an exact k-NN over the shortlist's codes would
+    also find rows in lists the exhaustive search never probes)."""
+    idx, rows = index
+    q = rows[::7][:150] + 0.02
+    idx.shortlist, idx.nprobe = 0, 1
+    full = idx.search(q, 8)
+    idx.shortlist = len(idx)
+    short = idx._search_shortlisted(to_codes(q, DIM), 8, None)
+    assert np.array_equal(full.query_row, short.query_row) and np.array_equal(full.ref_id, short.ref_id)
+    assert np.array_equal(full.keypoint, short.keypoint)
+    assert np.allclose(full.distance, short.distance, atol=1e-5)
+
+
+def test_a_shortlisted_reference_keeps_every_neighbour_the_exhaustive_search_gives_it(index, small_vocab):
+    idx, rows = index
+    rng = np.random.default_rng(4)
+    q = np.abs(rows[30 * PER_REF:31 * PER_REF] + rng.normal(0, 0.01, (PER_REF, DIM))).astype(np.float32)
+    idx.shortlist = 0
+    full = idx.search(q, 6)
+    idx.shortlist = 3
+    assert idx.prefilters() and 30 in idx.shortlist_refs(q, 3).tolist()
+    short = idx.search(q, 6)
+    kept = {(int(r), int(k)): float(d) for r, k, d, i in zip(short.query_row, short.keypoint, short.distance,
+                                                              short.ref_id) if i == 30}
+    theirs = [(int(r), int(k), float(d)) for r, k, d, i in zip(full.query_row, full.keypoint, full.distance,
+                                                               full.ref_id) if i == 30]
+    assert theirs and all(abs(kept[(r, k)] - d) < 1e-5 for r, k, d in theirs)
+    assert np.all(short.kth_distance >= full.kth_distance - 1e-6)  # fewer candidates: a looser ratio test
+
+
+def test_a_copy_in_a_corner_of_a_busy_query_is_shortlisted_by_its_window(index, small_vocab, monkeypatch):
+    """The whole image is dominated by chance overlaps of the clutter; the window around the copy is not."""
+    monkeypatch.setattr(li, "WINDOW_MIN_ROWS", 8)
+    idx, rows = index
+    rng = np.random.default_rng(11)
+    copy = np.abs(rows[17 * PER_REF:18 * PER_REF][:10] + rng.normal(0, 0.002, (10, DIM))).astype(np.float32)
+    clutter = unit_rows(rng, 1500)
+    q = np.concatenate([copy, clutter])
+    pos = np.concatenate([rng.uniform(0.02, 0.3, (10, 2)), rng.uniform(0.0, 1.0, (1500, 2))])
+    pos[10:][np.all(pos[10:] < 0.4, axis=1)] += 0.45  # the clutter stays out of the copy's corner
+    assert idx.shortlist_refs(q, 1, positions=pos)[0] == 17
+    assert 17 not in idx.shortlist_refs(q, 3).tolist()  # one window, the whole image: outvoted
+
+
+def test_the_detector_finds_a_pasted_copy_through_the_shortlist_as_it_does_exhaustively(small_vocab):
+    """Same best reference, at least the tentative matches (the shortlist's ratio test is never stricter),
+    and a score close to the exhaustive search's, with 40 distractor references the shortlist leaves out."""
+    import cv2
+    from PIL import Image
+
+    from scanner.config import Settings
+    from scanner.detectors import create
+    from scanner.types import Keypoints
+    from scanner.testing.fixtures import artwork
+
+    det = create("image.local", Settings())
+    works = {11: artwork(1).crop((0, 0, 768, 440)), 12: artwork(2).crop((0, 0, 768, 440)),
+             13: artwork(3).crop((0, 0, 768, 440))}
+    embs = det.embed_references(list(works.values()))
+    rng = np.random.default_rng(1)
+    pool = np.concatenate([e.vectors for e in embs])
+    n = 40 * 512
+    filler = np.abs(pool[rng.integers(0, len(pool), n)] + rng.normal(0, 0.05, (n, DIM))).astype(np.float32)
+    filler /= np.linalg.norm(filler, axis=1, keepdims=True)
+    idx = LocalIndex(auto_train_rows=None)
+    idx.train(filler, expected_rows=n)
+    idx.add(np.repeat(np.arange(100, 140), 512), filler, {"xy": rng.uniform(0, 500, (n, 2)),
+                                                          "size": np.tile([600, 500], (n, 1))})
+    for ref_id, e in zip(works, embs):
+        idx.add(np.full(len(e.vectors), ref_id, np.int64), e.vectors, e.extra)
+    idx.prefilter_min_refs = 10
+
+    quad = np.array([[300, 200], [760, 250], [730, 560], [320, 590]], np.float32)
+    bg = rng.integers(0, 256, (900 // 8, 1200 // 8, 3), dtype=np.uint8)
+    bg = np.asarray(Image.fromarray(bg).resize((1200, 900), Image.Resampling.BICUBIC))
+    src = np.array([[0, 0], [768, 0], [768, 440], [0, 440]], np.float32)
+    hm = cv2.getPerspectiveTransform(src, quad)
+    warped = cv2.warpPerspective(np.asarray(works[12]), hm, (1200, 900))
+    mask = cv2.warpPerspective(np.full((440, 768), 255, np.uint8), hm, (1200, 900)) > 127
+    q = det.embed_queries([Image.fromarray(np.where(mask[..., None], warped, bg))])
+
+    idx.shortlist = 0
+    full = det.search(idx, q)[0]
+    idx.shortlist = 4
+    assert idx.prefilters()
+    short = det.search(idx, q)[0]
+    assert full and short and full[0].ref_id == short[0].ref_id == 12
+    kp_full, kp_short = (next(e for e in h[0].evidence if isinstance(e, Keypoints)) for h in (full, short))
+    assert kp_short.tentative >= kp_full.tentative
+    assert short[0].score >= 0.9 * full[0].score

@@ -545,7 +545,8 @@ class LocalDetector(Detector):
         return out
 
     def _search_one(self, index: LocalIndex, q: Embedding) -> list[Hit]:
-        nb = index.search(q.vectors, self.search_k, groups=q.extra["mirrored"])  # shortlists per orientation
+        nb = index.search(q.vectors, self.search_k, groups=q.extra["mirrored"],  # shortlists per orientation
+                          positions=q.extra["xy"] / q.extra["size"])
         matches = _tentative(index, nb, q.extra["mirrored"])
         hits: dict[int, Hit] = {}
         for mirrored in (False, True):

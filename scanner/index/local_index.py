@@ -55,6 +55,7 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
+import scipy.sparse
 
 from scanner.errors import IndexMismatchError
 from scanner.index import container
@@ -68,10 +69,12 @@ CODE_SCALE = 512.0  # default descriptor component (unit-norm, non-negative) -> 
 AUTO_TRAIN_ROWS = 20_000  # flat -> ivfpq once the index holds this many keypoints (~40 references)
 PQ_BYTES = 32  # bytes per keypoint in ivfpq mode (4 dimensions per sub-quantiser)
 DEFAULT_NPROBE = 16
-SHORTLIST = 32  # references per query group the bag-of-words pre-filter keeps, when it is switched on
+SHORTLIST = 128  # references per query group the pre-filter keeps (at 100k refs 32 cost the same and lost a copy)
 PREFILTER_MIN_REFS = 2_000  # smaller indexes: every reference is searched (the path the calibration measured)
 PREFILTER_MIN_WORDS = 16_384  # coarser codebooks make too weak a vocabulary (an IVF2048 word holds ~1/4 of a ref)
-PREFILTER_ASSIGN = 3  # words each query row is assigned to (multiple assignment: quantisation noise)
+PREFILTER_ASSIGN = 1  # words each query row votes for (3 ranked the copies' references lower: more chance overlap)
+WINDOWS = (1.0, 0.7, 0.5, 0.35)  # pre-filter windows: side as a share of the query image, stride half the side
+WINDOW_MIN_ROWS = 60  # a smaller window's vote is too noisy to compete (the whole image always votes)
 FAMILY = "local"
 FORMAT = 3  # 1: before text flags and outlines; 2: SCANLOC1 bytes; 3: the container
 FLAG_TEXT = 1  # keypoint flag bit: the keypoint lies on text
@@ -153,10 +156,10 @@ class LocalIndex(VectorIndex):
         self._flags: dict[int, np.ndarray] = {}  # ref id -> (n,) uint8 keypoint flags (FLAG_TEXT)
         self._outline: dict[int, np.ndarray] = {}  # ref id -> (k, 2) uint16 outline vertices as fractions
         self._size: dict[int, tuple[int, int]] = {}  # ref id -> (width, height) of the image embedded
-        # pre-filter: references kept per query group (0: off, the default; a search parameter). Off because at
-        # 100k references it kept 68 % of the true copies the exhaustive search finds 79 % of (partial_copy.py
-        # --suite scale); set ``shortlist = SHORTLIST`` to trade that for ~7x less CPU per query.
-        self.shortlist = 0
+        # pre-filter: references kept per query group (0: off; a search parameter). On by default: it applies only
+        # past ``prefilter_min_refs`` references with a fine vocabulary (``prefilters``), where it keeps the recall
+        # of the exhaustive search at a fraction of its cost (partial_copy.py --suite scale)
+        self.shortlist = SHORTLIST
         self.prefilter_min_refs = PREFILTER_MIN_REFS
         self._pre: _Prefilter | None = None  # derived from the inverted lists; None after any change
 
@@ -396,12 +399,16 @@ class LocalIndex(VectorIndex):
             return False
         return faiss.extract_index_ivf(self._faiss).nlist >= PREFILTER_MIN_WORDS
 
-    def search(self, vectors: np.ndarray, k: int, groups: np.ndarray | None = None) -> Neighbours:
+    def search(self, vectors: np.ndarray, k: int, groups: np.ndarray | None = None,
+               positions: np.ndarray | None = None) -> Neighbours:
         """The ``k`` nearest keypoint rows of every query row.
 
         With the pre-filter on (``prefilters``), among the references shortlisted for the row's
         group only: ``groups`` (one value per row, e.g. the mirrored flag) says which rows are
-        one query image for the shortlist; all rows are one group when it is None.
+        one query image for the shortlist; all rows are one group when it is None. ``positions``
+        ((n, 2), each row's keypoint as a fraction of the query image's width and height) lets
+        windows of the image vote on their own (a copy filling a corner of a busy scene); without
+        it the whole image is one window.
         """
         q = to_codes(vectors, self.dim, self.code_scale)
         n = len(q)
@@ -410,7 +417,7 @@ class LocalIndex(VectorIndex):
             return Neighbours(e, e, e, np.zeros(0, np.float32), np.zeros(0, np.int32), np.full(n, np.inf, np.float32))
         k = max(1, min(k, self.rows))
         if self.prefilters():
-            return self._search_shortlisted(q, k, groups)
+            return self._search_shortlisted(q, k, groups, positions)
         if self._codebook is not None:  # nprobe as a search parameter: the index (and its bytes) stay as they are
             params = faiss.SearchParametersIVF()
             params.nprobe = int(self.nprobe)
@@ -425,39 +432,51 @@ class LocalIndex(VectorIndex):
         return Neighbours(qrow.astype(np.int64), ids >> KP_BITS, ids & KP_MASK, dist[qrow, rank],
                           rank.astype(np.int32), kth)
 
-    def shortlist_refs(self, vectors: np.ndarray, n: int | None = None) -> np.ndarray:
-        """Reference ids of the ``n`` (default ``shortlist``) best tf-idf matches of these rows, best first."""
+    def shortlist_refs(self, vectors: np.ndarray, n: int | None = None,
+                       positions: np.ndarray | None = None) -> np.ndarray:
+        """Reference ids of the ``n`` (default ``shortlist``) best tf-idf matches of these rows, best first
+        (``positions`` as in ``search``)."""
         pre = self._prefilter()
         n = n or self.shortlist or SHORTLIST
-        return pre.refs[pre.rank(self._faiss, to_codes(vectors, self.dim, self.code_scale), n)]
+        return pre.refs[pre.rank(self._faiss, to_codes(vectors, self.dim, self.code_scale), n, positions)]
 
     def _prefilter(self) -> "_Prefilter":
         if self._pre is None:
             self._pre = _Prefilter.build(self._faiss, np.array(sorted(self._size), dtype=np.int64))
         return self._pre
 
-    def _search_shortlisted(self, q: np.ndarray, k: int, groups: np.ndarray | None) -> Neighbours:
-        """k-NN of each group's rows among its shortlisted references' decoded codes (exact over those)."""
+    def _search_shortlisted(self, q: np.ndarray, k: int, groups: np.ndarray | None,
+                            positions: np.ndarray | None = None) -> Neighbours:
+        """Each group's rows searched as the exhaustive path would, over its shortlisted references only.
+
+        The shortlist's codes go into an empty IVF-PQ with this index's codebook (``_Prefilter.restricted``)
+        that is searched with the same ``nprobe``: the same lists probed and the same asymmetric distances,
+        so a shortlisted reference gets the neighbours the exhaustive search gives it, at the cost of
+        scanning ``shortlist`` references instead of the catalog.
+        """
         pre = self._prefilter()
         groups = np.zeros(len(q), np.int64) if groups is None else np.asarray(groups).reshape(-1)
         if len(groups) != len(q):
             raise LocalIndexError(f"groups has {len(groups)} values for {len(q)} query rows")
+        if positions is not None:
+            positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+            if len(positions) != len(q):
+                raise LocalIndexError(f"positions has {len(positions)} rows for {len(q)} query rows")
         d2 = np.full((len(q), k), np.inf, np.float32)
         rid = np.full((len(q), k), -1, np.int64)
-        decoded: dict[int, np.ndarray] = {}  # ref position -> decoded rows, shared by the groups
+        params = faiss.SearchParametersIVF()
+        params.nprobe = int(self.nprobe)
+        mini = pre.restricted(self._faiss)
         for g in np.unique(groups):
             rows = np.flatnonzero(groups == g)
-            top = pre.rank(self._faiss, q[rows], self.shortlist)
-            for p in top.tolist():
-                if p not in decoded:
-                    a, b = pre.row_ptr[p], pre.row_ptr[p + 1]
-                    decoded[p] = self._faiss.sa_decode(pre.codes[a:b])
-            base = np.concatenate([decoded[p] for p in top.tolist()])
-            base_ids = np.concatenate([pre.ids_of(p) for p in top.tolist()])
-            kk = min(k, len(base))
-            dist, pos = faiss.knn(np.ascontiguousarray(q[rows]), np.ascontiguousarray(base, dtype=np.float32), kk)
-            d2[rows, :kk] = dist
-            rid[rows, :kk] = np.where(pos >= 0, base_ids[np.maximum(pos, 0)], -1)
+            top = np.sort(pre.rank(self._faiss, q[rows], self.shortlist,
+                                   None if positions is None else positions[rows]))
+            parts = [np.arange(pre.row_ptr[p], pre.row_ptr[p + 1]) for p in top.tolist()]
+            mini.reset()
+            mini.add_sa_codes(pre.codes[np.concatenate(parts)], np.concatenate([pre.ids_of(p) for p in top.tolist()]))
+            dist, ids = mini.search(np.ascontiguousarray(q[rows]), k, params=params)
+            d2[rows], rid[rows] = dist, ids
+        mini.reset()
         valid = rid >= 0
         dist = code_distance_to_l2(np.where(valid, d2, 0), self.code_scale).astype(np.float32)
         kth = np.where(valid[:, -1], dist[:, -1], np.inf).astype(np.float32)
@@ -558,7 +577,9 @@ class _Prefilter:
     keypoint order) as standalone codes (``sa_encode`` layout: list number, then the PQ code); ``row_ids``
     their FAISS ids only when a reference's keypoints are not simply 0..n-1 (None: implied, 8 bytes a row saved);
     ``word_ptr``/``word_refs``: per word the positions (into ``refs``) of the references holding it;
-    ``idf`` per word; ``norm`` per reference (of its binary idf-weighted word vector).
+    ``idf`` per word; ``norm`` per reference (of its binary idf-weighted word vector); ``matrix`` the same
+    words x references incidence as a sparse matrix over those arrays (no copy); ``mini`` an empty IVF-PQ with
+    the index's codebook that the shortlisted search fills per query group.
     """
 
     refs: np.ndarray
@@ -569,6 +590,8 @@ class _Prefilter:
     word_refs: np.ndarray
     idf: np.ndarray
     norm: np.ndarray
+    matrix: scipy.sparse.csr_matrix | None = None
+    mini: faiss.IndexIVFPQ | None = None
 
     @classmethod
     def build(cls, index: faiss.Index, refs: np.ndarray) -> "_Prefilter":
@@ -601,11 +624,16 @@ class _Prefilter:
             row_ids = None  # every reference holds keypoints 0..n-1: ids follow from the CSR
         word_refs = (np.searchsorted(refs, np.concatenate(word_parts)) if word_parts
                      else np.zeros(0, np.int64)).astype(np.int32)
-        word_ptr = np.r_[0, np.cumsum(word_lens)].astype(np.int64)
+        # one index dtype for indptr and indices, or scipy would copy word_refs (4-8 bytes a row) to match
+        ptr_type = np.int32 if len(word_refs) < np.iinfo(np.int32).max else np.int64
+        word_refs = word_refs.astype(ptr_type, copy=False)
+        word_ptr = np.r_[0, np.cumsum(word_lens)].astype(ptr_type)
         idf = np.log(max(1, len(refs)) / np.maximum(word_lens, 1)).astype(np.float32)
         w2 = np.repeat(idf.astype(np.float64) ** 2, word_lens)
         norm = np.sqrt(np.bincount(word_refs, weights=w2, minlength=len(refs))).astype(np.float32)
-        return cls(refs, row_ptr, row_ids, codes, word_ptr, word_refs, idf, np.maximum(norm, 1e-6))
+        matrix = scipy.sparse.csr_matrix((np.ones(len(word_refs), np.float32), word_refs, word_ptr),
+                                         shape=(nlist, len(refs)), copy=False)
+        return cls(refs, row_ptr, row_ids, codes, word_ptr, word_refs, idf, np.maximum(norm, 1e-6), matrix)
 
     def ids_of(self, p: int) -> np.ndarray:
         """FAISS row ids of the reference at position ``p``, in the order of its codes."""
@@ -614,21 +642,71 @@ class _Prefilter:
             return self.row_ids[a:b]
         return (int(self.refs[p]) << KP_BITS) | np.arange(b - a, dtype=np.int64)
 
-    def rank(self, index: faiss.Index, q: np.ndarray, n: int) -> np.ndarray:
-        """Positions (into ``refs``) of the ``n`` references sharing the most idf-weighted words with the rows ``q``
-        (code units), best first."""
+    def restricted(self, index: faiss.Index) -> faiss.IndexIVFPQ:
+        """The empty IVF-PQ (this index's coarse quantiser and PQ tables) that shortlisted codes are added to."""
+        if self.mini is None:
+            src = faiss.downcast_index(faiss.extract_index_ivf(index))
+            mini = faiss.IndexIVFPQ(src.quantizer, src.d, src.nlist, src.pq.M, src.pq.nbits)
+            mini.pq = src.pq
+            mini.by_residual = src.by_residual
+            mini.use_precomputed_table = src.use_precomputed_table
+            mini.is_trained = True
+            if mini.by_residual and mini.use_precomputed_table > 0:
+                mini.precompute_table()
+            mini.own_fields = False  # the quantiser stays the index's
+            self.mini = mini
+        return self.mini
+
+    def rank(self, index: faiss.Index, q: np.ndarray, n: int, positions: np.ndarray | None = None) -> np.ndarray:
+        """Positions (into ``refs``) of the ``n`` references most similar to the rows ``q`` (code units), best first.
+
+        Each row votes for its nearest word; a window of the query (the whole image, and with ``positions``
+        the ``WINDOWS`` grid holding at least ``WINDOW_MIN_ROWS`` rows) is the binary idf-weighted set of its
+        rows' words, a reference scores its best cosine over the windows (as a z-score among the references).
+        A copy that covers a fifth of a busy scene is outvoted there by chance overlaps of the rest; the window
+        around it is not.
+        """
         quantizer = faiss.extract_index_ivf(index).quantizer
         _, words = quantizer.search(np.ascontiguousarray(q, dtype=np.float32), PREFILTER_ASSIGN)
-        words = np.unique(words[words >= 0])
-        lo, hi = self.word_ptr[words], self.word_ptr[words + 1]
-        lens = hi - lo
-        total = int(lens.sum())
         n = min(n, len(self.refs))
-        if total == 0:
+        win_rows, win_words = [], []
+        for w, member in enumerate(_windows(positions, len(q))):
+            u = np.unique(words[member])
+            u = u[u >= 0]
+            win_rows.append(np.full(len(u), w, np.int64))
+            win_words.append(u)
+        rows, cols = np.concatenate(win_rows), np.concatenate(win_words)
+        if len(cols) == 0:
             return np.arange(n)
-        starts = np.repeat(lo - np.r_[0, np.cumsum(lens)[:-1]], lens)
-        hit = self.word_refs[starts + np.arange(total)]
-        score = np.bincount(hit, weights=np.repeat(self.idf[words].astype(np.float64) ** 2, lens),
-                            minlength=len(self.refs)) / self.norm
+        weight = self.idf[cols].astype(np.float32) ** 2
+        query = scipy.sparse.csr_matrix((weight, (rows, cols)), shape=(len(win_rows), len(self.idf)))
+        score = np.asarray((query @ self.matrix).todense(), dtype=np.float64)
+        qnorm = np.sqrt(np.bincount(rows, weights=weight, minlength=len(win_rows)))
+        score /= np.maximum(qnorm, 1e-6)[:, None] * self.norm[None, :]
+        # each window's cosines as z-scores over the references: a small window's chance overlaps spread
+        # wider, so its raw maximum would favour whichever reference it happens to resemble
+        score -= score.mean(axis=1, keepdims=True)
+        score /= np.maximum(score.std(axis=1, keepdims=True), 1e-9)
+        score = score.max(axis=0)
         top = np.argpartition(-score, n - 1)[:n] if n < len(score) else np.arange(len(score))
         return top[np.lexsort((top, -score[top]))]
+
+
+def _windows(positions: np.ndarray | None, n: int) -> np.ndarray:
+    """(windows, n) bool: which query rows each pre-filter window holds (see ``_Prefilter.rank``)."""
+    out = [np.ones(n, bool)]
+    if positions is None or n == 0:
+        return np.array(out)
+    f = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+    for side in WINDOWS:
+        if side >= 1.0:
+            continue
+        starts = np.arange(0.0, 1.0 - side + 1e-9, side / 2)
+        inx = [(f[:, 0] >= x0) & (f[:, 0] < x0 + side) for x0 in starts]
+        iny = [(f[:, 1] >= y0) & (f[:, 1] < y0 + side) for y0 in starts]
+        for a in inx:
+            for b in iny:
+                m = a & b
+                if int(m.sum()) >= WINDOW_MIN_ROWS:
+                    out.append(m)
+    return np.array(out)
