@@ -458,6 +458,15 @@ def test_ivf_needs_enough_rows_to_train(data):
         IVFPQIndex(DIM, {"m": 7})
 
 
+def test_pq4_pca_needs_a_full_rank_first_add(data):
+    x, q, ids = data
+    ix = make_index(plan_for("pq4-sq8", 10**6, DIM, Metric.COSINE))  # PCAR64: 64 rows make it full rank
+    with pytest.raises(ValueError, match="at least 64 vectors"):
+        ix.add(ids[:63], x[:63])
+    ix.add(ids[:64], x[:64])
+    assert ix.rows == 64 and ix.search(x[:1], 1).ids[0, 0] == 0
+
+
 def test_add_validates_shapes(data):
     x, q, ids = data
     with pytest.raises(ValueError, match="ids for"):

@@ -21,11 +21,11 @@ of the collection, since a copy at cosine 0.5 shares little of its direction wit
    hold) and no copy is lost to a cell that was not probed. The codes are of the vectors
    projected on their ``dim / 2`` main axes, randomly rotated (``PCAR256`` for 512-d, ``pq4_pca``),
    in ``dim / 8`` sub-quantisers of 4 dimensions (32 B): that ranks a copy's source as high as
-   ``dim / 4`` codes of the full vectors (64 B, the plan before) at half the scan. ~620 B a row with
-   the id maps; builds in ~1.5 min at 1 M rows. There it kept every copy exact search reports at
-   7.5 ms CPU a query (1 thread) against 12 ms for the 64 B plan and 208 ms for exact search
-   (``benchmarks/index_scale.py``, same run). Files of the earlier plan still load and search as
-   they were built (their factory string is stored).
+   ``dim / 4`` codes of the full vectors (64 B, the plan before) at half the scan. ~580 B a row
+   serialised; builds in ~2 min at 1 M rows. There it kept every copy exact search reports (268
+   of 268) at 6.4 ms CPU a query (1 thread) against 15 ms for the plan before and 194 ms for exact
+   search (``benchmarks/index_scale.py``, same run). Files of the earlier plan still load and
+   search as they were built (their factory string is stored).
 3. ``ivf-sq8`` beyond ``PQ4_MAX``, or when the PQ shortlist with its SQ8 copy does not fit:
    inverted lists of 8-bit vectors (``dim`` bytes a row), scores within ~5e-3 of exact, cost
    sub-linear; recall depends on ``nprobe`` (1/8 of the cells), and on hard copies it is lower

@@ -599,8 +599,10 @@ class PQ4SQ8Index(_IVFMixin, _KeyedIndex):
         return index
 
     def _min_train(self) -> int:
+        """Rows the first ``add`` needs: a cell each, the 16 PQ words, and a full-rank PCA (its output width)."""
         ivf = faiss.downcast_index(self._ivf())
-        return max(int(ivf.nlist), 2 ** int(ivf.pq.nbits))
+        pca = int(self._index.index.d) if isinstance(self._index, faiss.IndexPreTransform) else 0
+        return max(int(ivf.nlist), 2 ** int(ivf.pq.nbits), pca)
 
     def _raw_add(self, keys, x):
         self._ensure_trained(x)
