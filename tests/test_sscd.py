@@ -177,3 +177,13 @@ def test_query_crops_of_a_transparent_query_keep_their_part_of_the_mask(tmp_path
 def test_unknown_crop_layout_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="query_crops.*none, five"):
         _crops(tmp_path, "everywhere")
+
+
+def test_query_crops_meet_the_detector_contract():
+    from scanner.testing.detector_kit import DetectorCase, DetectorKit
+
+    case = DetectorCase("image.sscd", "sscd-distilled-mnv4", {"model": "sscd-distilled-mnv4", "query_crops": "five"})
+    kit = DetectorKit.from_case(case)
+    assert kit.detector.calibration_id == "sscd-distilled-mnv4+crops"
+    for check in DetectorKit.CHECKS:  # with its own calibration entry (benchmarks/image_copy.py --query-crops)
+        getattr(kit, f"check_{check}")()

@@ -56,18 +56,21 @@ BACKGROUND = 128  # grey under transparent pixels of an alpha reference
 # (``<model>+whitened``, image_copy.py); ``whitening = false`` gives the raw descriptor (calibrated too).
 WHITEN_BY_DEFAULT = True
 WHITENED_SUFFIX = "+whitened"  # model id of the whitened descriptor: own thresholds, own indexes
-# Query crops (option ``query_crops``). SSCD describes a whole image, so a work that fills only part of a
-# query (a character composited on a scene, a work pasted into a page or a window) scores low against
-# its reference. A query is therefore also described at crops of its own aspect ratio, and each reference
-# keeps its best row: (side fraction, x offset, y offset) as fractions of the slack. The layouts were
-# measured side by side on the image_copy benchmark (see benchmarks/image_copy.py, "query crops"); the
-# crops are another signal with another negative tail, so they get their own model id and calibration.
+# Query crops (option ``query_crops``, off by default). SSCD describes a whole image, so a work that fills
+# only part of a query (a character composited on a scene, a work pasted into a page or a window) scores
+# low against its reference. With a layout, a query is also described at crops of its own aspect ratio and
+# each reference keeps its best row; the crops are another score tail, so they have their own calibration
+# (``calibration_id``: ``<model id>+crops``) while references and indexes stay those of the model.
+# Measured (benchmarks/image_copy.py --query-crops, distilled model, same run): recall at 1 % / 0.1 %
+# per-query FPR with 100 references 56.1/47.9 % -> 75.3/57.7 %, but with 10,000 references 44.3/42.3 % ->
+# 42.8/26.0 %: the negatives' tail gets heavier (a corner crop of a rotated or padded image, mostly fill,
+# meets an unrelated reference), so the thresholds a large catalog needs rise past what crops gain. Hence
+# an option for small catalogs (a show's own character sheets), not the default.
 CROP_LAYOUTS: dict[str, tuple[tuple[float, float, float], ...]] = {
     "none": (),
-    # the four corners and the centre at 0.55 of each side: on a 40-work sample of the benchmark's copies
-    # it did as well as 10-27 crops at 0.85/0.7/0.55 (recall at a 1e-4 pair rate: whole image 46 %,
-    # 5 crops at 0.85 58 %, at 0.7 67 %, at 0.55 75 %, 27 crops 71 %: more crops, more chances for a clean
-    # query too)
+    # the four corners and the centre at 0.55 of each side, chosen on a 40-work sample of the benchmark's
+    # copies (recall at an observable 1e-4 pair rate: whole image 46 %, 5 crops at 0.85 58 %, at 0.7 67 %,
+    # at 0.55 75 %, 27 crops at all three 71 %; the full model whitened 55 -> 85 %)
     "five": tuple((0.55, fx, fy) for fx, fy in ((0, 0), (1, 0), (0.5, 0.5), (0, 1), (1, 1))),
 }
 CROPS_BY_DEFAULT = "none"
