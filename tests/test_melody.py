@@ -195,3 +195,37 @@ def test_query_ghost_line_finds_a_cover_whose_harmonics_top_the_melody(det):
     assert not without or without[0].score < with_line[0].score / 2, (without, with_line)
     # references are indexed with the skyline only
     assert set(np.unique(det.embed_notes(cover).extra["line"])) == {0}
+
+
+def _random_melody(seed: int, n: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """A random walk of ``n`` notes (steps of 1-5 semitones, turned back at the range's edges)."""
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.choice([0.3, 0.45, 0.6], n))
+    pitch = [66]
+    for step in rng.choice([-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], n - 1):
+        pitch.append(pitch[-1] + (step if 56 <= pitch[-1] + step <= 78 else -step))
+    return t, np.asarray(pitch)
+
+
+def test_alignment_counts_pitches_in_semitones_not_pitch_classes(det):
+    # chance alignments agree on pitch classes but jump octaves at random; a copy keeps its contour.
+    # The same pitch classes with every note in a random octave share all (octave-folded) keys with the
+    # reference, so only the semitone-exact last pass of the alignment tells them apart
+    t, pitch = _random_melody(21)
+    index = build_index(det, {1: det.embed_notes(_notes(t, pitch))})
+    copy = det.search(index, [det.embed_notes(_notes(t * 1.05 + 2.0, pitch + 2), query=True)])[0]
+    octaves = np.random.default_rng(4).choice([-12, 12], t.shape[0]) * (np.arange(t.shape[0]) % 2)
+    scrambled = det.search(index, [det.embed_notes(_notes(t * 1.05 + 2.0, pitch + 2 + octaves), query=True)])[0]
+    assert copy and copy[0].ref_id == 1 and copy[0].score >= 40, copy
+    assert not scrambled or scrambled[0].score < copy[0].score / 4, (scrambled, copy)
+
+
+def test_transposition_by_more_than_an_octave_is_reported_within_a_fifth(det):
+    from scanner.detectors.melody import align
+
+    t, pitch = _random_melody(22)
+    fit = align(t, pitch + 14, t, pitch, 2, 1.0, 0.0)
+    assert fit is not None and fit["transposition"] == 14 and fit["run"].all()
+    index = build_index(det, {1: det.embed_notes(_notes(t, pitch))})
+    (hit,) = det.search(index, [det.embed_notes(_notes(t, pitch + 14), query=True)])[0][:1]
+    assert hit.extra["transposition"] == 2
