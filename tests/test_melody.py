@@ -229,3 +229,13 @@ def test_transposition_by_more_than_an_octave_is_reported_within_a_fifth(det):
     index = build_index(det, {1: det.embed_notes(_notes(t, pitch))})
     (hit,) = det.search(index, [det.embed_notes(_notes(t, pitch + 14), query=True)])[0][:1]
     assert hit.extra["transposition"] == 2
+
+
+def test_large_reference_ids_are_found(det):
+    # vote cells pack the reference into an int64 with the scale, chunk and offset bins: ids are
+    # renumbered densely first, so the store's ids (any int32) cannot overflow it
+    t, pitch = _random_melody(23)
+    big = 2_000_000_000
+    index = build_index(det, {big: det.embed_notes(_notes(t, pitch)), 7: det.embed_notes(_notes(*_random_melody(24)))})
+    hits = det.search(index, [det.embed_notes(_notes(t * 0.95, pitch - 3), query=True)])[0]
+    assert hits and hits[0].ref_id == big and hits[0].score >= 40, hits
