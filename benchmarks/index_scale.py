@@ -415,7 +415,8 @@ def print_table(rows: list, args, gen: Mixture, review: float, load0, total: flo
     f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
     for n, metric, kind, factory, build, nbytes, batch, one, one_cpu, rec, copy_rec, any_rec, err, chosen, note in rows:
         cells = [f"{n:,}", metric, kind + (" *" if chosen else ""), factory, f(build, ".1f"), fmt_bytes(nbytes),
-                 f(one, ".2f"), f(one_cpu, ".2f"), f(batch, ".2f"), f(rec, ".3f"), f(copy_rec, ".3f"), f(any_rec, ".3f"),
+                 f(one, ".2f"), f(one_cpu, ".2f"), f(batch, ".2f"), f(rec, ".3f"), f(copy_rec, ".3f"),
+                 f(any_rec, ".3f"),
                  f(err, ".4f"), note]
         print("| " + " | ".join(cells) + " |")
     print("\n* = choose_index's pick for that size" + ("" if args.memory_gb is None else

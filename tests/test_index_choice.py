@@ -278,7 +278,8 @@ def test_round_trip_keeps_removals(data):
 
 
 @pytest.mark.parametrize("kind, factory, faiss_type", [
-    ("pq4-sq8", "PCAR256,IVF1,PQ64x4fs,Refine(SQ8)", "IndexRefine"), ("ivf-sq8", "IVF1024,SQ8", "IndexIVFScalarQuantizer"),
+    ("pq4-sq8", "PCAR256,IVF1,PQ64x4fs,Refine(SQ8)", "IndexRefine"),
+    ("ivf-sq8", "IVF1024,SQ8", "IndexIVFScalarQuantizer"),
     ("ivfpq", "IVF1024,PQ32x8", "IndexIVFPQ"),
 ])
 def test_plans_carry_faiss_factory_strings(kind, factory, faiss_type):
@@ -481,7 +482,8 @@ def test_merge_shards(kind, data):
     x, q, ids = data
     binary = kind.startswith("binary")
     vecs = hashes(x[:3000]) if binary else x[:3000]
-    make = {"pq4-sq8": lambda: PQ4SQ8Index(DIM), "pq4-sq8-pca": lambda: make_index(plan_for("pq4-sq8", 1500, DIM, "cosine")),
+    make = {"pq4-sq8": lambda: PQ4SQ8Index(DIM),
+            "pq4-sq8-pca": lambda: make_index(plan_for("pq4-sq8", 1500, DIM, "cosine")),
             "ivf-sq8": lambda: IVFSQIndex(DIM, {"nlist": 32, "nprobe": 32}),
             "binary-ivf": lambda: BinaryIVFIndex(BITS, {"nlist": 32, "nprobe": 32})}[kind]
     a, b = make(), make()
