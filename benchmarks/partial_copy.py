@@ -65,30 +65,41 @@ as above; the real references are encoded with the same codebook, never replicat
 copies (positives) and unregistered look-alikes and scenes (negatives) are searched twice on
 the same index in the same run: ``old`` = the exhaustive k-NN over every probed inverted list
 (``shortlist`` 0), ``new@N`` = the bag-of-words pre-filter of ``scanner/index/local_index.py``
-(N references shortlisted per query orientation, then the exact k-NN over their codes). Recall is
+(N references shortlisted per query orientation, then searched as the exhaustive path would, over
+their codes only). Recall is
 of the copy's own reference at the calibrated review / block thresholds; "same score" is the
 share of copies whose own-reference score equals the old path's. Embeddings are cached under
 ``/tmp/partial_copy_scale``. At 1k the index trains an IVF2048 (too coarse a vocabulary) and
 the pre-filter is off by design (``PREFILTER_MIN_REFS``, ``PREFILTER_MIN_WORDS``): old = new.
 
-Measured 2026-12-01 (``--suite scale --per-kind 8 --scale 10000,100000 --shortlist 32
---scale-queries 40``: 19 copies, 21 negatives; this 2-core machine at load 9-17 from other jobs,
-so wall times are inflated several-fold; CPU = process time, all threads; thresholds 10 / 12):
+Measured 2026-12-01 (``--suite scale --per-kind 8 --scale 10000,100000 --shortlist 32,128
+--scale-queries 40``: 19 copies, 21 negatives; this 2-core machine at load ~10 from other jobs, so
+wall times are inflated several-fold; CPU = process time, all threads; thresholds 10 / 12):
 
     refs     search   wall ms/query  CPU ms/query  recall@review  recall@block  neg FP  same score
-    10,000   old               4451           752          78.9%         78.9%     0/0     100.0%
-    10,000   new@32            2969           517          68.4%         68.4%     0/0      31.6%
-    100,000  old              14294          4903          78.9%         78.9%     0/0     100.0%
-    100,000  new@32            1695           689          68.4%         68.4%     0/0      31.6%
+    10,000   old               4141           709          78.9%         78.9%     0/0     100.0%
+    10,000   new@32             708           134          78.9%         78.9%     0/0      42.1%
+    10,000   new@128            875           188          78.9%         78.9%     0/0      47.4%
+    100,000  old               8621          4338          78.9%         78.9%     0/0     100.0%
+    100,000  new@32             444           343          73.7%         73.7%     0/0      42.1%
+    100,000  new@128            519           367          78.9%         78.9%     0/0      42.1%
 
-The pre-filter cuts CPU per query 7x at 100k (flat from 10k to 100k) but loses 2 of 19 copies the
-exhaustive search finds, and changes most scores (the k-NN runs over 32 references, not the
-catalog), so it is off by default (``LocalIndex.shortlist`` 0). Its state took 371 s (contended)
-to derive at 100k; peak RSS 9.5 GB. A longer shortlist does not buy the copies back (10k, same 40
-queries, another run: old 78.9 % at 735 ms CPU, new@64 68.4 % at 1010 ms, new@128 73.7 % at 1951 ms), so
-the loss is mostly the k-NN over few references changing the ratio test (more of a row's k neighbours
-are other keypoints of the same reference), not shortlist misses. Not yet tried: a larger shortlist, tf-weighted or
-Hamming-embedded words, fewer query rows for the k-NN.
+At 100k the pre-filter (``SHORTLIST`` 128, on by default) keeps the exhaustive recall at 12x less CPU per
+query (367 vs 4338 ms; flat from 10k: 188 -> 367 ms while the exhaustive path grows 6x); 32 references cost
+about the same and lose 1 of 19 copies. Scores differ from the old path ("same score") because the
+ratio test's k-th neighbour comes from the shortlist, never stricter: shortlisted copies score at least
+as many inliers. Its state took 126 s wall (~45 s CPU) to derive at 100k; peak RSS 9.5 GB.
+
+The first pre-filter (whole-image tf-idf, 3 words per query row, 32 references, then an exact k-NN over
+the shortlist's decoded codes) kept 68.4 % at 100k. Diagnosed per copy at 10k (all 72 copies): every copy
+it lost had its reference outside the shortlist (ranked 33rd to 9,000th), and every shortlisted copy
+scored at least its exhaustive inliers, so the ratio test was not the cause. Ranking the 58 copies the
+exhaustive search finds at 10k (references beaten by at most 0 / 3 distinct distractors): whole image,
+3 words 44 / 48; 1 word 51 / 53; windows 1, 0.5 55 / 56; windows 1, 0.7, 0.5, 0.35 56 / 56 (a cap on
+frequent words, idf^1 or idf^3, query-side tf and distance-filtered votes (range search on the codes)
+were worse or slower). At 100k the window ranking puts 56 of those 58 in the top 32 and, z-scored per
+window, 57 in the top 128; the exact k-NN over the shortlist was replaced by the IVF-PQ search over its
+codes (the k-NN over 128 references' rows cost more than the catalog-wide ranking).
 """
 
 from __future__ import annotations

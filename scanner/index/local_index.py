@@ -30,19 +30,24 @@ header holds mode, codebook, code scale and sizes, named sections the reference 
 keypoint counts, keypoint positions (uint16 fractions of the image size), keypoint flags,
 outline vertex counts and vertices (uint16 fractions) and the FAISS index. No pickle.
 
-Pre-filter (ivfpq with a fine codebook, more than ``PREFILTER_MIN_REFS`` references): a query's
-rows are not matched against every list they probe. The coarse lists are a visual vocabulary
-(65,536 words with the inverted multi-index); each reference is the set of words its keypoints
-fall in, each query row is assigned to its ``PREFILTER_ASSIGN`` nearest words, and references
-are ranked by tf-idf (binary, idf-squared weights over the shared words, divided by the
-reference's norm). The ``shortlist`` best references of each query group (the detector passes
-the orientation: a mirrored copy shortlists on its mirrored rows) then get an exact k-NN of the
-group's rows against their decoded codes: the same asymmetric distances the ivfpq scan computes,
-only over those references, so matching and verification downstream are unchanged. The state
-it needs (words per reference, codes per reference) is derived from the inverted lists on the
-first search after a change, never serialised. It costs ~38 bytes per keypoint in memory beside the
-FAISS lists (~2 GB at 100k references) and a build of ~6 min CPU-contended at 100k. Off by default
-(``shortlist`` 0): see ``benchmarks/partial_copy.py --suite scale`` for its recall and cost.
+Pre-filter (ivfpq with a fine codebook, more than ``PREFILTER_MIN_REFS`` references; on by default): a
+query's rows are not matched against every list they probe. The coarse lists are a visual vocabulary
+(65,536 words with the inverted multi-index); each reference is the set of words its keypoints fall in,
+each query row votes for its nearest word, and references are ranked by binary tf-idf cosine (idf-squared
+weights over the shared words) against windows of the query (the whole image and a grid of ``WINDOWS``,
+given the rows' positions), each window's cosines z-scored over the references, a reference keeping its
+best window. The ``shortlist`` best references of each query group (the detector passes the
+orientation: a mirrored copy shortlists on its mirrored rows) then have their codes put in an empty
+IVF-PQ with the index's codebook, searched with the same ``nprobe``: the same lists and asymmetric
+distances as the exhaustive scan, only over those references, so matching and verification downstream
+are unchanged (the ratio test's k-th neighbour now comes from the shortlist, so it is never stricter).
+Why windows: the recall the first version lost (whole-image tf-idf, 3 words per row, 32 references)
+was shortlist misses, not the ratio test: every copy it lost had its reference outside the shortlist,
+and every shortlisted copy scored at least its exhaustive inliers; the whole image of a busy scene
+outvotes a copy filling a fifth of it, the window around the copy does not. The state it needs (words
+per reference, codes per reference) is derived from the inverted lists on the first search after a
+change, never serialised: ~42 bytes per keypoint in memory beside the FAISS lists (~2 GB at 100k
+references), ~45 s CPU to build at 100k. Figures: ``benchmarks/partial_copy.py --suite scale``.
 Unreadable bytes raise ``IndexCorruptError``; earlier formats (``SCANLOC1``) are refused
 with a rebuild hint. Searching never changes the bytes (``nprobe`` is a search parameter).
 """
