@@ -206,3 +206,17 @@ def test_the_detector_finds_a_pasted_copy_through_the_shortlist_as_it_does_exhau
     kp_full, kp_short = (next(e for e in h[0].evidence if isinstance(e, Keypoints)) for h in (full, short))
     assert kp_short.tentative >= kp_full.tentative
     assert short[0].score >= 0.9 * full[0].score
+
+
+def test_concurrent_shortlisted_searches_give_the_serial_results(index, small_vocab):
+    """Each thread fills its own restricted IVF-PQ (one shared one would mix the threads' shortlists)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    idx, rows = index
+    idx.shortlist = 3
+    queries = [rows[r * PER_REF:(r + 1) * PER_REF] + 0.01 for r in range(0, 160, 5)]
+    serial = [idx.search(q, 4) for q in queries]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda q: idx.search(q, 4), queries * 3))
+    for a, b in zip(serial * 3, threaded):
+        assert np.array_equal(a.ref_id, b.ref_id) and np.array_equal(a.keypoint, b.keypoint)

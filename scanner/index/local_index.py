@@ -56,7 +56,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
@@ -583,8 +584,9 @@ class _Prefilter:
     their FAISS ids only when a reference's keypoints are not simply 0..n-1 (None: implied, 8 bytes a row saved);
     ``word_ptr``/``word_refs``: per word the positions (into ``refs``) of the references holding it;
     ``idf`` per word; ``norm`` per reference (of its binary idf-weighted word vector); ``matrix`` the same
-    words x references incidence as a sparse matrix over those arrays (no copy); ``mini`` an empty IVF-PQ with
-    the index's codebook that the shortlisted search fills per query group.
+    words x references incidence as a sparse matrix over those arrays (no copy); ``local.mini`` (one per
+    thread: searches may run concurrently) an empty IVF-PQ with the index's codebook that the shortlisted
+    search fills per query group.
     """
 
     refs: np.ndarray
@@ -596,7 +598,7 @@ class _Prefilter:
     idf: np.ndarray
     norm: np.ndarray
     matrix: scipy.sparse.csr_matrix | None = None
-    mini: faiss.IndexIVFPQ | None = None
+    local: threading.local = field(default_factory=threading.local)
 
     @classmethod
     def build(cls, index: faiss.Index, refs: np.ndarray) -> "_Prefilter":
@@ -649,7 +651,8 @@ class _Prefilter:
 
     def restricted(self, index: faiss.Index) -> faiss.IndexIVFPQ:
         """The empty IVF-PQ (this index's coarse quantiser and PQ tables) that shortlisted codes are added to."""
-        if self.mini is None:
+        mini = getattr(self.local, "mini", None)
+        if mini is None:
             src = faiss.downcast_index(faiss.extract_index_ivf(index))
             mini = faiss.IndexIVFPQ(src.quantizer, src.d, src.nlist, src.pq.M, src.pq.nbits)
             mini.pq = src.pq
@@ -659,8 +662,8 @@ class _Prefilter:
             if mini.by_residual and mini.use_precomputed_table > 0:
                 mini.precompute_table()
             mini.own_fields = False  # the quantiser stays the index's
-            self.mini = mini
-        return self.mini
+            self.local.mini = mini
+        return mini
 
     def rank(self, index: faiss.Index, q: np.ndarray, n: int, positions: np.ndarray | None = None) -> np.ndarray:
         """Positions (into ``refs``) of the ``n`` references most similar to the rows ``q`` (code units), best first.
