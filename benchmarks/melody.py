@@ -29,30 +29,44 @@ into the calibration file (``benchmarks.common.calibrate``).
 
 Speed: x real time of the melody embedding (transcription dominates), measured on the references.
 
-Figures (seed 17, 14 registered / 6 held out, 260 positives, 200 negatives; recall at 1 % false
-matches; the same cached transcriptions for both columns). Before: interval keys +-12 st, plain
-skyline queries, alignment ending at 0.12 s (review 16). After: octave-folded keys, a second query
-line with harmonic ghosts set aside, alignment ending at 0.07 s (review 13, block 15)::
+Figures. Recall at 1 % false matches on the benchmark's negatives; "before" = the previous matching
+(pitch-class alignment ending at 0.07 s, 5 hypotheses per reference, review 13 on seed 17), "after" =
+a last alignment pass exact in semitones at 0.13 s and 10 hypotheses per reference (review 8, block
+9, written to calibration.json from seed 17); the same cached transcriptions for all columns, the
+fingerprint column from the same covers in the same run. Seed 17 (14 registered / 6 held out, 260
+positives, 200 negatives) is where the change was chosen; seed 18 (other held-out tracks, 270
+positives, 170 negatives, covers synthesised and transcribed anew) was held out from that choice::
 
-    condition                      before   after   fingerprint
-    recording                       84.6 %  84.6 %   100.0 %
-    timbre                          46.2 %  61.5 %     0.0 %
-    transpose +2                    65.4 %  80.8 %     0.0 %
-    transpose -3                    69.2 %  76.9 %     0.0 %
-    tempo +10%                      84.6 %  84.6 %    15.4 %
-    tempo -10%                      42.3 %  53.8 %     0.0 %
-    +1 st, -5 %, accompaniment      42.3 %  61.5 %     3.8 %
-    -2 st, +8 %, accompaniment      53.8 %  65.4 %     0.0 %
-    cover + dialogue 0 dB           30.8 %  38.5 %     0.0 %
-    recording + dialogue 0 dB       19.2 %  34.6 %   100.0 %
-    all covers                      54.3 %  65.4 %     2.4 %
+                                    seed 17 (fitted)          seed 18 (held out)
+    condition                      before  after  fingerp.   before  after  fingerp.
+    recording                       84.6 %  84.6 % 100.0 %    81.5 %  85.2 % 100.0 %
+    timbre                          61.5 %  76.9 %   0.0 %    51.9 %  70.4 %   0.0 %
+    transpose +2                    80.8 %  80.8 %   0.0 %    81.5 %  85.2 %   0.0 %
+    transpose -3                    76.9 %  84.6 %   0.0 %    59.3 %  81.5 %   0.0 %
+    tempo +10%                      84.6 %  84.6 %  15.4 %    85.2 %  85.2 %   7.4 %
+    tempo -10%                      53.8 %  73.1 %   0.0 %    40.7 %  66.7 %   0.0 %
+    +1 st, -5 %, accompaniment      61.5 %  65.4 %   3.8 %    74.1 %  77.8 %   3.7 %
+    -2 st, +8 %, accompaniment      65.4 %  69.2 %   0.0 %    74.1 %  81.5 %   0.0 %
+    cover + dialogue 0 dB           38.5 %  69.2 %   0.0 %    22.2 %  48.1 %   0.0 %
+    recording + dialogue 0 dB       34.6 %  42.3 % 100.0 %    18.5 %  33.3 % 100.0 %
+    all covers                      65.4 %  75.5 %   2.4 %    61.1 %  74.5 %   1.4 %
+    review threshold (own 1 %)      13      8                 15      10
 
-One lever at a time on the same rows (all covers): folded keys 57.2 %; + ghost line 60.1 %; + final
-tolerance 0.08 s 62.5 %, 0.06 s 62.5 %, one more refit then 0.07 s 65.4 % (kept). Measured worse:
-runs counted across one skipped note (51.9 %), runs of >= 3 (63.0 %), 10 hypotheses per reference
-(58.2 %), 3 (60.1 %), min_votes 3 (60.1 %); min_notes 8 or min_sounding_share 0.3: no change (65.4 %).
-8.7 % of covers give no melody at all (too few notes kept), a ceiling for matching; the dialogue
-conditions stay low (speech is transcribed as notes).
+The thresholds come from a few hundred negatives and move between splits: seed 17's review 8 lets
+5.3 % of seed 18's negatives through (77.3 % recall there), 9: 1.8 % (75.0 %), 10: 0.6 % (74.5 %).
+
+Levers, one at a time (harness on the cached transcriptions; all covers, seed 17 / seed 18): the
+semitone-exact last pass 65.4 -> 74.5 % / 61.1 -> 73.6 % (its tolerance 0.10 s: 72.6 / 71.3, 0.16 s:
+74.5 / 74.5, 0.20 s: 69.7 / 71.3; 0.13 s kept, chosen on seed 17); then 10 hypotheses per reference
+75.5 / 74.5 (kept). Measured no better: a time-map refit on the exact chain (74.0 on 17); references
+indexed with their ghost line as a second line (76.4 / 68.5); notes outside MIDI 36..96 set aside
+(76.4 / 71.8); min_votes 3 (69.2); n-grams of 3 intervals (71.2); min_notes 8 (75.5, no change);
+with the old pitch-class score, subtracting a null from the 11 wrong transpositions (66.3: the null is
+about 0, the false matches come from the search's best hypothesis, not from chance pitch classes).
+What is left: 8.7 % of covers give no melody at all, and 4 of the 26 registered excerpts of seed 17
+have fewer than 12 melody notes even in the reference's own transcription (sparse passages), so ~85 %
+is the ceiling of every cover condition here; the organ timbre (timbre, tempo -10 %) loses re-struck
+notes in the transcription; dialogue at 0 dB is still transcribed as notes.
 """
 
 from __future__ import annotations
@@ -329,7 +343,7 @@ def main() -> None:
             "fingerprint_recall_same_queries": {c: v[1] for c, v in by_cond.items()},
             # None when every cover's transcription came from the cache (nothing was timed)
             "query_x_realtime_wall": round(q_audio / t_query, 1) if t_query > 0.5 else None,
-            "score": "aligned melody notes in runs of >= 2, best 30 s",
+            "score": "aligned melody notes (one transposition, in semitones) in runs of >= 2, best 30 s",
         })
         source = (f"benchmarks/melody.py on {args.music.name} ({len(registered)} registered, {len(held)} held out, "
                   f"{int(arr['pos'].sum())} positives, {neg_m.size} negatives, seed {args.seed})")
