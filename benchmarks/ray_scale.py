@@ -227,10 +227,7 @@ def report(info: dict, rows: list[dict], started: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = cli.parser(__doc__)
-    cli.add_data(ap)
-    ap.add_argument("--images", type=int, default=24, help="images in the delivery (default 24, plus 3 copies)")
-    ap.add_argument("--videos", type=int, default=2, help="8 s H.264 clips (default 2)")
-    ap.add_argument("--audio", type=int, default=4, help="music and speech files (default 4)")
+    throughput.add_delivery_args(ap)
     ap.add_argument("--actors", default="1,2", help="actor counts to time (default 1,2)")
     ap.add_argument("--num-cpus", type=int, default=2, help="CPUs the local Ray is given (default 2)")
     cli.add_seed(ap)

@@ -392,12 +392,17 @@ def report_frames(rows: dict, device: str) -> None:
     print(f"efficiency {p / m:.2f} (end-to-end {p:.2f} assets/s, model-only {m:.2f} assets/s)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = cli.parser(__doc__)
+def add_delivery_args(ap) -> None:
+    """``--data``, ``--images``, ``--videos``, ``--audio``: the mixed delivery ``build`` makes."""
     cli.add_data(ap)
     ap.add_argument("--images", type=int, default=24, help="images in the delivery (default 24, plus 3 copies)")
     ap.add_argument("--videos", type=int, default=2, help="8 s H.264 clips (default 2)")
     ap.add_argument("--audio", type=int, default=4, help="music and speech files (default 4)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = cli.parser(__doc__)
+    add_delivery_args(ap)
     ap.add_argument("--detectors", default="", help="comma-separated (default: Settings().detectors)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (passed to the detectors)")
     ap.add_argument("--frames-1080p", type=int, default=0, help="time N 1080p JPEG frames through image.sscd")

@@ -64,15 +64,21 @@ def test_within_budget_spends_it_on_own_cells_before_neighbour_cells():
     assert _within_budget(np.array([500, 20, 500]), np.array([0, 1, 0]), per_probe=200).tolist() == [0, 1]
 
 
-def test_search_fetches_a_bounded_number_of_rows_from_a_crowded_index(monkeypatch):
-    monkeypatch.setattr(fp, "MATCH_BUDGET_PER_PROBE", 64)  # a budget this small crowd exceeds
+def _copy_in_index(seed: int, start_s: int):
+    """(detector, a 10 s excerpt of a 20 s synthetic song as a query, an index holding the song as reference 7)."""
     det = FingerprintDetector()
-    song = synth_music(7, seconds=20.0, sr=SR)
+    song = synth_music(seed, seconds=20.0, sr=SR)
     ref = det.embed_references([AudioClip(song, SR)])[0]
-    query = det.embed_queries([AudioClip(song[3 * SR:13 * SR], SR)])[0]
-    rng = np.random.default_rng(1)
+    query = det.embed_queries([AudioClip(song[start_s * SR:(start_s + 10) * SR], SR)])[0]
     index = LandmarkIndex()
     index.add(np.full(ref.vectors.shape[0], 7), ref.vectors, {k: ref.extra[k] for k in ("t", "f", "dt")})
+    return det, query, index
+
+
+def test_search_fetches_a_bounded_number_of_rows_from_a_crowded_index(monkeypatch):
+    monkeypatch.setattr(fp, "MATCH_BUDGET_PER_PROBE", 64)  # a budget this small crowd exceeds
+    det, query, index = _copy_in_index(7, 3)
+    rng = np.random.default_rng(1)
     # crowd every hash the query probes with unrelated references' rows, skewed as real landmark
     # hashes are (a few very common hashes, many rare ones): 0 to 5000 rows per hash
     probes = np.unique(fp._probes(query.extra["v"], det.p)[1])
@@ -94,13 +100,8 @@ def test_search_fetches_a_bounded_number_of_rows_from_a_crowded_index(monkeypatc
 
 def test_a_shortlisted_copy_scores_as_without_a_budget(monkeypatch):
     """The budget drops the copy's common hashes; the shortlist collects its rows from them."""
-    det = FingerprintDetector()
-    song = synth_music(11, seconds=20.0, sr=SR)
-    ref = det.embed_references([AudioClip(song, SR)])[0]
-    query = det.embed_queries([AudioClip(song[2 * SR:12 * SR], SR)])[0]
+    det, query, index = _copy_in_index(11, 2)
     rng = np.random.default_rng(3)
-    index = LandmarkIndex()
-    index.add(np.full(ref.vectors.shape[0], 7), ref.vectors, {k: ref.extra[k] for k in ("t", "f", "dt")})
     probes = np.unique(fp._probes(query.extra["v"], det.p)[1])
     for other in range(100, 140):  # 40 unrelated references crowd every probed hash
         _add(index, other, np.repeat(probes, rng.integers(0, 6, probes.size)), rng)
