@@ -41,7 +41,12 @@ has its own calibration entry and fusion. ``--query-crops MODELS`` adds ``SSCD[-
 detector's option ``query_crops = "five"`` (each query also described at its corners and centre,
 ``scanner/detectors/sscd.py``), calibrated as ``<model id>+crops``; measured 2026-12-01 for the distilled
 model: 1 % / 0.1 % recall with 100 references 56.1/47.9 -> 75.3/57.7 %, with 10,000 44.3/42.3 ->
-42.8/26.0 % (a heavier negative tail: corner crops of rotated or padded images). ``--postprocess`` compares, on a 2-fold protocol,
+42.8/26.0 % (a heavier negative tail: corner crops of rotated or padded images). ``--local`` adds ``LOCAL``: ``image.local`` as the scanner
+runs it (references with their alpha in a local index, shortlist + MAGSAC verification; a pair's score is its
+verified inliers, 0 where not verified; fits kept down to ``LOCAL_DIAGNOSTIC_FLOOR`` inliers so the tail shows,
+thresholds never below the shipped floor) and ``PRODUCT``, the default scan's image decision: the shipped
+fusion (``FUSED-white``) or ``LOCAL`` at its own level, FPR at the design size by the union bound.
+``--postprocess`` compares, on a 2-fold protocol,
 the raw descriptor, that shipped whitening and whitenings fitted on this benchmark's own
 held-out queries (the optimistic in-benchmark fit), also per transform.
 
@@ -164,6 +169,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
+from scipy.stats import beta as beta_dist
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -589,6 +595,61 @@ def load_methods(clip_models: Sequence[str], crop_models: Sequence[str] = ()) ->
     return methods, skipped
 
 
+LOCAL_LABEL = "LOCAL"  # image.local, measured with --local
+LOCAL_DIAGNOSTIC_FLOOR = 5  # verified fits kept down to this many inliers during the run, so the negatives' tail shows
+
+
+class LocalSearch:
+    """``image.local`` as the scanner runs it: references (with their alpha, as registered) in two local
+    indexes, the catalog and the distractor works, each query searched in both (shortlist + MAGSAC
+    verification, ``search_k`` candidates). A query's "rows" are its inliers against every reference of both
+    catalogs (0 where not verified, -inf where the query or reference has no keypoints): the verification
+    is the comparison, so it runs inside ``embed_queries`` and ``LocalCatalog`` only reads its slice."""
+
+    def __init__(self, refs: Sequence[Source], held: Sequence[Source]):
+        self.det = create("image.local", Settings())
+        self.floor = self.det.min_inliers  # the shipped floor; thresholds never go below it
+        self.det.min_inliers = LOCAL_DIAGNOSTIC_FLOOR
+        self.sizes = (len(refs), len(held))
+        self.indexes = [self._index(refs), self._index(held)]
+        names = zlib.crc32("|".join(s.name for s in [*refs, *held]).encode())
+        self.description = (f"image.local [{self.det.model_label}] fits >= {LOCAL_DIAGNOSTIC_FLOOR} inliers kept, "
+                            f"catalogs {self.sizes[0]}+{self.sizes[1]} ({names:08x})")
+
+    def _index(self, sources: Sequence[Source]):
+        embs = self.det.embed_references([s.rgba if s.rgba is not None else s.image for s in sources])
+        index = self.det.new_index()
+        self.not_indexed = getattr(self, "not_indexed", []) + [e.empty for e in embs]
+        for i, e in enumerate(embs):
+            if not e.empty:
+                index.add(np.full(len(e.vectors), i, np.int64), e.vectors, e.extra)
+        return index
+
+    def rows(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
+        """One row per query: its inliers against every reference, catalog first, then distractors."""
+        out = []
+        dead = np.asarray(self.not_indexed)
+        for e in self.det.embed_queries(images):
+            row = np.zeros(sum(self.sizes))
+            if e.empty:
+                row[:] = -np.inf
+            else:
+                for offset, index in zip((0, self.sizes[0]), self.indexes):
+                    for hit in self.det.search(index, [e])[0]:
+                        row[offset + hit.ref_id] = max(row[offset + hit.ref_id], hit.score)
+            row[dead] = -np.inf
+            out.append(row[None, :])
+        return out
+
+    def method(self) -> Method:
+        return Method(LOCAL_LABEL, self.description, Metric.COUNT, _unused, self.rows,
+                      (self.det.name, self.det.calibration_id))
+
+    def catalogs(self) -> tuple["LocalCatalog", "LocalCatalog"]:
+        """(the registered catalog, the distractor catalog) reading their slices of the rows."""
+        return LocalCatalog(0, self.sizes[0]), LocalCatalog(self.sizes[0], sum(self.sizes))
+
+
 class Catalog:
     """Reference rows of one method, searched by brute force."""
 
@@ -618,6 +679,18 @@ class Catalog:
         """(best score, reference index) from ``per_reference`` output; (worst, -1) when nothing compares."""
         i = int(np.argmin(per_reference) if self.metric is Metric.HAMMING else np.argmax(per_reference))
         return (float(per_reference[i]), i) if np.isfinite(per_reference[i]) else (self.worst, -1)
+
+
+class LocalCatalog(Catalog):
+    """One catalog's slice of ``LocalSearch`` rows (the verification already ran)."""
+
+    def __init__(self, lo: int, hi: int):
+        super().__init__(Metric.COUNT, [])
+        self.lo, self.hi, self.size = lo, hi, hi - lo
+        self.not_comparable = []
+
+    def per_reference(self, query_rows: np.ndarray) -> np.ndarray:
+        return query_rows[0, self.lo:self.hi].astype(np.float64)
 
 
 # ---------------------------------------------------------------- running the queries
@@ -846,7 +919,7 @@ class PairModel:
         self.total = int(flat.size)
         self.n = int(finite.size)
         self.sorted = np.sort(finite)
-        x = self.fit_scale(np.clip(finite, -1 + 1e-9, 1 - 1e-9)) if metric is Metric.COSINE else finite
+        x = self.fit_scale(np.clip(finite, -1 + 1e-9, 1 - 1e-9) if metric is Metric.COSINE else finite)
         self.choice = ""  # why the family was chosen (family "auto")
         if family != "auto":
             self.fit = fit_tail(x, share, family) if self.n else None
@@ -869,14 +942,18 @@ class PairModel:
         """The scale the tail is fitted on."""
         if self.probability:
             return "-logit(p)"
+        if self.metric is Metric.COUNT:
+            return "-inliers"
         return "Hamming distance" if self.metric is Metric.HAMMING else "-atanh(cosine)"
 
     def fit_scale(self, scores: np.ndarray) -> np.ndarray:
-        """Scores on the fit scale, lower is closer: Hamming as is, cosine s -> -atanh(s) (Fisher), a
-        probability p -> -logit(p)."""
+        """Scores on the fit scale, lower is closer: Hamming as is, a count negated, cosine s -> -atanh(s)
+        (Fisher), a probability p -> -logit(p)."""
         s = np.asarray(scores, dtype=np.float64)
         if self.metric is Metric.HAMMING:
             return s
+        if self.metric is Metric.COUNT:
+            return -s
         if self.probability:
             p = np.clip(s, 1e-300, 1.0)
             with np.errstate(divide="ignore"):
@@ -899,16 +976,30 @@ class PairModel:
 
     def rate(self, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(estimated per-pair rate, True where that is the empirical rate) at each threshold: empirical where
-        at least ``MIN_EMPIRICAL_PAIRS`` pairs pass, else the fitted tail but never below the empirical rate."""
+        at least ``MIN_EMPIRICAL_PAIRS`` pairs pass, else the fitted tail but never below the empirical rate;
+        without a tail fit (too few distinct negative scores, e.g. inlier counts) the one-sided 95 %
+        Clopper-Pearson upper bound of the rate (about 3 / n when no pair passes), never zero."""
         k = self.passing(thresholds)
         emp = k / max(self.n, 1)
-        empirical = (k >= MIN_EMPIRICAL_PAIRS) | (self.fit is None)
-        return np.where(empirical, emp, np.fmax(self.fitted(thresholds), emp)), empirical
+        empirical = k >= MIN_EMPIRICAL_PAIRS
+        other = self.fitted(thresholds) if self.fit is not None else self.upper_bound(k)
+        return np.where(empirical, emp, np.fmax(other, emp)), empirical
+
+    def upper_bound(self, k: np.ndarray, confidence: float = 0.95) -> np.ndarray:
+        """One-sided Clopper-Pearson upper bound of the per-pair rate when ``k`` of the ``n`` pairs pass."""
+        k = np.asarray(k, dtype=np.float64)
+        n = max(self.n, 1)
+        return np.where(k >= n, 1.0, beta_dist.ppf(confidence, k + 1, np.maximum(n - k, 1)))
 
     def threshold(self, target: float) -> float:
         """Loosest stored threshold whose estimated rate, and that of every stricter one, is at most ``target``.
 
-        Hamming: an integer, -1 when even distance 0 is over target. Cosine: 4 decimals, 1.0 at the least."""
+        Hamming: an integer, -1 when even distance 0 is over target. Count: an integer (up to 200 or one above
+        the highest negative, where only the fitted tail speaks). Cosine: 4 decimals, 1.0 at the least."""
+        if self.metric is Metric.COUNT:  # strictest first
+            grid = np.arange(max(200, int(self.sorted[-1]) + 2 if self.n else 0), -1, -1)
+            over = np.flatnonzero(self.rate(grid)[0] > target)
+            return int(grid[over[0] - 1]) if over.size and over[0] > 0 else int(grid[0] if over.size else 0)
         if self.metric is Metric.HAMMING:
             grid = np.arange(0, max(257, int(self.sorted[-1]) + 2 if self.n else 0))
             over = np.flatnonzero(self.rate(grid)[0] > target)
@@ -926,7 +1017,8 @@ class PairModel:
         fit = (f"{self.fit.describe(self.scale)}, fitted by weighted least squares to the closest "
                f"{pct(self.fit.share)} of pairs ({self.fit.pairs} pairs, {self.fit.points} distinct scores)"
                + (f"; family chosen by goodness ({self.choice})" if self.choice else "")
-               if self.fit else "no tail fit (too few distinct scores): empirical only")
+               if self.fit else "no tail fit (too few distinct scores): below the empirical range, the one-sided "
+                                "95 % Clopper-Pearson upper bound")
         return (f"per-pair false-match rate over {self.n} comparable negative (query, reference) pairs: empirical "
                 f"where >= {MIN_EMPIRICAL_PAIRS} pairs pass, else max(fitted tail, empirical); tail: {fit}. "
                 f"Per-query FPR at N references = 1 - (1 - rate)^N, assuming independent references. "
@@ -955,9 +1047,12 @@ class Operating:
 
 
 def operating_point(m: Method, q: Queries, ref_groups: np.ndarray, model: PairModel, target: float,
-                    design_refs: int) -> Operating:
-    """Threshold for per-query FPR ``target`` at ``design_refs`` references, measured with the stored value."""
+                    design_refs: int, floor: float | None = None) -> Operating:
+    """Threshold for per-query FPR ``target`` at ``design_refs`` references, measured with the stored value;
+    never looser than ``floor`` (a count detector's shipped gating floor: it reports nothing below it)."""
     thr = model.threshold(pair_rate_target(target, design_refs))
+    if floor is not None:
+        thr = max(thr, floor)
     return measure(m, q, ref_groups, model, design_refs, thr,
                    f"{pct(target)} ({LEVEL_NAMES[FPR_LEVELS.index(target)]})")
 
@@ -977,12 +1072,34 @@ def measure(m: Method, q: Queries, ref_groups: np.ndarray, model: PairModel, des
                      float(rate[0]), bool(empirical[0]), query_fpr(float(rate[0]), design_refs), found, flagged)
 
 
+PRODUCT = "PRODUCT"  # --local: the default scan's image decision
+PRODUCT_PARTS = ("FUSED-white", LOCAL_LABEL)  # the shipped image fusion, and image.local on its own levels
+
+
+def union(a: Operating, b: Operating, label: str) -> Operating:
+    """Flagged when either ``a`` or ``b`` flags (the scanner's rule across detectors it does not fuse: the
+    most severe level wins). The estimated FPR at the design size is the union bound (sum), the measured one
+    is observed; found = the right work flagged by either."""
+    return Operating(label, math.nan, float((a.flagged | b.flagged).mean()), float((a.found | b.found).mean()),
+                     a.pairs_passing + b.pairs_passing, a.pair_rate + b.pair_rate, False,
+                     min(1.0, a.fpr_at_design + b.fpr_at_design), a.found | b.found, a.flagged | b.flagged)
+
+
+def add_product(ops: dict[str, list[Operating]], by_size: dict[str, dict[int, list[Operating]]]) -> None:
+    """Add ``PRODUCT`` (``PRODUCT_PARTS`` united per FPR level) where both parts were measured."""
+    if all(p in ops for p in PRODUCT_PARTS):
+        a, b = PRODUCT_PARTS
+        ops[PRODUCT] = [union(x, y, x.label) for x, y in zip(ops[a], ops[b])]
+        by_size[PRODUCT] = {n: [union(x, y, x.label) for x, y in zip(by_size[a][n], by_size[b][n])]
+                            for n in by_size[a]}
+
+
 def goodness_points(model: PairModel) -> list[float]:
     """Thresholds inside the fitted tail where at least ``MIN_EMPIRICAL_PAIRS`` pairs pass (at most 8)."""
     if model.fit is None:
         return []
-    if model.metric is Metric.HAMMING:
-        vals = np.unique(model.sorted)
+    if model.metric in (Metric.HAMMING, Metric.COUNT):  # integer scores, closest first
+        vals = np.unique(model.sorted)[::-1 if model.metric is Metric.COUNT else 1]
         k = model.passing(vals)
         sel = vals[(k >= MIN_EMPIRICAL_PAIRS) & (k <= model.fit.share * model.n)]
         return [int(v) for v in sel[:8]]
@@ -1402,6 +1519,15 @@ class Run:
         """The measured method with ``label``."""
         return next(m for m in self.methods if m.label == label)
 
+    def find(self, label: str) -> Method | None:
+        """The measured method with ``label``, or None (``PRODUCT`` is a decision, not a method)."""
+        return next((m for m in self.methods if m.label == label), None)
+
+    @property
+    def size_labels(self) -> list[str]:
+        """Every method, and ``PRODUCT`` when measured."""
+        return [m.label for m in self.methods] + ([PRODUCT] if PRODUCT in self.by_size else [])
+
     def images_per_second(self, label: str) -> float:
         """``embed_queries`` throughput of method ``label`` (NaN when every query came from the cache)."""
         q = self.queries
@@ -1424,6 +1550,8 @@ def fmt_threshold(m: Method, thr: float) -> str:
     """A threshold with the direction in which scores pass it."""
     if m.probability:
         return f">= {thr:.6g}" if thr < 0.999 else f">= 1-{1 - thr:.2g}"
+    if m.metric is Metric.COUNT:
+        return f">= {thr:.0f} inliers"
     return f"<= {thr}" if m.metric is Metric.HAMMING else f">= {thr:.4f}"
 
 
@@ -1441,7 +1569,7 @@ def hardest_negatives(run: Run, m: Method, k: int = 3) -> str:
     scores = np.asarray(q.score[m.label], dtype=np.float64)
     neg = np.flatnonzero(~np.asarray(q.positive))
     order = neg[np.argsort(scores[neg] if m.metric is Metric.HAMMING else -scores[neg], kind="stable")][:k]
-    fmt = "{:.0f}" if m.metric is Metric.HAMMING else "{:.4f}"
+    fmt = "{:.0f}" if m.metric in (Metric.HAMMING, Metric.COUNT) else "{:.4f}"
     out = []
     for i in order:
         ref = q.best_ref[m.label][i]
@@ -1488,7 +1616,9 @@ def print_operating_points(run: Run) -> None:
     print_table(["method", "target", "threshold", "pairs passing", "est. pair rate", "from", f"est. FPR@{n}",
                  f"FPR@{len(run.refs)} (measured)", "recall"],
                 [[m.label, o.label, fmt_threshold(m, o.threshold), f"{o.pairs_passing}/{run.models[m.label].n}",
-                  f"{o.pair_rate:.1e}", "empirical" if o.empirical else "tail fit", fmt_rate(o.fpr_at_design),
+                  f"{o.pair_rate:.1e}", "empirical" if o.empirical else ("tail fit" if run.models[m.label].fit
+                                                                          else "95% bound"),
+                  fmt_rate(o.fpr_at_design),
                   pct(o.fpr), pct(o.recall)] for m, o in rows])
     print(f"  EXTRAPOLATION: est. FPR@{n} = 1 - (1 - est. pair rate)^{n}, assuming independent references. Where "
           f"fewer than {MIN_EMPIRICAL_PAIRS} negative pairs pass, the pair rate comes from a tail fitted to the "
@@ -1511,6 +1641,12 @@ def print_operating_points(run: Run) -> None:
         print_table(["target", f"est. FPR@{n} (<= sum)", f"FPR@{len(run.refs)} (measured)", "recall"],
                     [[f"{pct(t)} ({name})", fmt_rate(est), pct(fpr), pct(rec)]
                      for t, name, (rec, fpr, est) in zip(FPR_LEVELS, LEVEL_NAMES, combined)])
+    if PRODUCT in run.ops:
+        print(f"\n{PRODUCT}: the default scan's decision, flagged if {' or '.join(PRODUCT_PARTS)} passes its level "
+              f"(the scanner fuses PDQ and SSCD, image.local keeps its own levels; the most severe wins)")
+        print_table(["target", f"est. FPR@{n} (<= sum)", f"FPR@{len(run.refs)} (measured)", "recall"],
+                    [[f"{pct(t)} ({name})", fmt_rate(o.fpr_at_design), pct(o.fpr), pct(o.recall)]
+                     for t, name, o in zip(FPR_LEVELS, LEVEL_NAMES, run.ops[PRODUCT])])
 
 
 def print_tail_fit(run: Run) -> None:
@@ -1521,7 +1657,8 @@ def print_tail_fit(run: Run) -> None:
         model = run.models[m.label]
         fit = model.fit
         print(f"  {m.label:<6} " + (f"{fit.describe(model.scale)}; {fit.pairs} pairs, {fit.points} distinct scores"
-                                    if fit else "no fit (too few distinct scores): empirical rates only"))
+                                    if fit else "no fit (too few distinct scores): empirical rates, and below "
+                                                "them the 95% upper bound"))
         if model.choice:
             print(f"         {model.choice}")
     fam = {f: {m.label: PairModel(m.metric, run.negative_pair_scores(m.label), TAIL_SHARE, f, m.probability)
@@ -1558,6 +1695,8 @@ def print_per_transform(run: Run) -> None:
     columns = {m.label: run.ops[m.label][0].found for m in run.methods}
     if run.combined():
         columns["PDQ|SSCD"] = run.ops["PDQ"][0].found | run.ops["SSCD"][0].found
+    if PRODUCT in run.ops:
+        columns[PRODUCT] = run.ops[PRODUCT][0].found
     q = run.queries
     n = {t: sum(p and qt == t for qt, p in zip(q.transform, q.positive)) for t in run.transforms}
     print_table(["transform", "n", *columns],
@@ -1569,10 +1708,11 @@ def print_by_size(run: Run) -> None:
     and the ideation review level."""
     print("\nRecall by catalog size (thresholds from the per-pair rate extrapolated to N references)")
     rows = []
-    for m in run.methods:
-        for n, (a, b) in run.by_size[m.label].items():
-            rows.append([m.label, str(n), fmt_threshold(m, a.threshold), pct(a.recall), fmt_threshold(m, b.threshold),
-                         pct(b.recall)])
+    for label in run.size_labels:
+        for n, (a, b) in run.by_size[label].items():
+            thr = ([fmt_threshold(m, a.threshold), fmt_threshold(m, b.threshold)] if (m := run.find(label))
+                   else [" | ".join(PRODUCT_PARTS)] * 2)
+            rows.append([label, str(n), thr[0], pct(a.recall), thr[1], pct(b.recall)])
     print_table(["method", "N", "thr @1%", "recall @1%", "thr @0.1%", "recall @0.1%"], rows)
     print(f"Ideation review level ({pct(IDEATION_REVIEW_FPR)} FPR @ N={run.design_refs}, at least one step looser "
           "than block)")
@@ -1583,17 +1723,17 @@ def print_by_size(run: Run) -> None:
     folder = np.asarray([src.split("/")[0] if "/" in src else "images" for src in q.source])[np.asarray(q.positive)]
     print(f"Recall by work folder at N={run.design_refs}: 1% / 0.1% per-query FPR (stamps and characters have "
           "transparency: their queries are composited on a scene or a flat colour, their references are on white)")
-    print_table(["folder", "n", *(m.label for m in run.methods)],
+    print_table(["folder", "n", *run.size_labels],
                 [[f, str(int((folder == f).sum())),
                   *(f"{pct(a.found[folder == f].mean())} / {pct(b.found[folder == f].mean())}"
-                    for m in run.methods for a, b in [run.by_size[m.label][run.design_refs]])]
+                    for label in run.size_labels for a, b in [run.by_size[label][run.design_refs]])]
                  for f in sorted(set(folder))] if run.design_refs in CATALOG_SIZES else [])
     n_t = {t: sum(p and qt == t for qt, p in zip(q.transform, q.positive)) for t in run.transforms}
     for n in CATALOG_SIZES:
         print(f"Recall per transform at N={n}: 1% / 0.1% per-query FPR")
-        print_table(["transform", "n", *(m.label for m in run.methods)],
+        print_table(["transform", "n", *run.size_labels],
                     [[t, str(n_t[t]), *(f"{pct(run.per_transform(a.found, t))} / {pct(run.per_transform(b.found, t))}"
-                                        for m in run.methods for a, b in [run.by_size[m.label][n]])]
+                                        for label in run.size_labels for a, b in [run.by_size[label][n]])]
                      for t in run.transforms])
 
 
@@ -1638,18 +1778,23 @@ def print_figures(run: Run) -> None:
         (r1, f1, e1), (r2, f2, e2) = combined
         print(f"PDQ|SSCD: recall {pct(r1)} at review (est. FPR@{n} <= {fmt_rate(e1)}, measured "
               f"{pct(f1)}), {pct(r2)} at block (est. <= {fmt_rate(e2)}, measured {pct(f2)})")
+    if PRODUCT in run.ops:
+        a, b = run.ops[PRODUCT]
+        print(f"{PRODUCT} (default scan: {' or '.join(PRODUCT_PARTS)}): recall {pct(a.recall)} at review "
+              f"(est. FPR@{n} <= {fmt_rate(a.fpr_at_design)}, measured {pct(a.fpr)}), {pct(b.recall)} at block "
+              f"(est. <= {fmt_rate(b.fpr_at_design)}, measured {pct(b.fpr)})")
     meta = measure(run.method("PDQ"), run.queries, run.ref_groups, run.models["PDQ"], n, PDQ_REFERENCE_DISTANCE, "")
     print(f"PDQ at Meta's {PDQ_REFERENCE_DISTANCE}: recall {pct(meta.recall)} (est. FPR@{n} "
           f"{fmt_rate(meta.fpr_at_design)}, measured {pct(meta.fpr)})")
-    for label in ("PDQ", "SSCD", "SSCD-white", "FUSED", "FUSED-white"):
+    for label in ("PDQ", "SSCD", "SSCD-white", "FUSED", "FUSED-white", LOCAL_LABEL, PRODUCT):
         if label in run.ops:
             found = run.ops[label][0].found
             weakest = sorted(run.transforms, key=lambda t: run.per_transform(found, t))[:5]
             print(f"{label} weakest transforms at review: "
                   + ", ".join(f"{t} {pct(run.per_transform(found, t))}" for t in weakest))
     print("Recall @1% / @0.1% per-query FPR by catalog size: " + "; ".join(
-        f"{m.label} " + ", ".join(f"{n}: {pct(a.recall)}/{pct(b.recall)}" for n, (a, b) in run.by_size[m.label].items())
-        for m in run.methods))
+        f"{label} " + ", ".join(f"{n}: {pct(a.recall)}/{pct(b.recall)}" for n, (a, b) in run.by_size[label].items())
+        for label in run.size_labels))
     print(f"Throughput (images/s, {os.cpu_count()} shared CPU cores): "
           + ", ".join(f"{m.label} {run.images_per_second(m.label):.1f}" for m in run.methods)
           + f"; peak RSS {peak_rss_mib():.0f} MiB")
@@ -1682,6 +1827,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    type=lambda v: [m.strip() for m in v.split(",") if m.strip()],
                    help=f"also measure these SSCD models (comma-separated: {', '.join(SSCD_MODELS)}) with query "
                         f"crops (option query_crops = {CROPS!r}: each query also described at 5 crops)")
+    p.add_argument("--local", action="store_true",
+                   help="also measure image.local (RootSIFT + MAGSAC, in the default detector list) and the default "
+                        "scan's decision: the shipped image fusion or image.local (PRODUCT)")
     p.add_argument("--postprocess", action="store_true",
                    help="also measure SSCD with centring/whitening and score normalisation (issue 12 item 4)")
     p.add_argument("--seed", type=int, default=0, help="split and transform-parameter seed")
@@ -1741,6 +1889,14 @@ def run_benchmark(args: argparse.Namespace) -> Run:
     # The held-out works, registered as well in a second catalog, are distractor references: every query
     # against every one of another work is one more negative pair for the per-pair rate (see negative_pool).
     distractors = {m.label: Catalog(m.metric, refs_of(m, held)) for m in methods}
+    floors: dict[str, float] = {}
+    if args.local:
+        local = LocalSearch(refs, held)
+        lm = local.method()
+        methods.append(lm)
+        cache.open(lm)
+        catalogs[lm.label], distractors[lm.label] = local.catalogs()
+        floors[lm.label] = local.floor
 
     q = Queries()
     run_queries(refs, True, transforms, args.seed, methods, catalogs, q, scenes, distractors, cache)
@@ -1751,12 +1907,13 @@ def run_benchmark(args: argparse.Namespace) -> Run:
     fusions = add_fusions(methods, q, ref_groups, dis_groups)
     models = {m.label: PairModel(m.metric, negative_pool(q, m.label, ref_groups, dis_groups),
                                  probability=m.probability) for m in methods}
-    ops = {m.label: [operating_point(m, q, ref_groups, models[m.label], t, args.design_refs) for t in FPR_LEVELS]
-           for m in methods}
+    ops = {m.label: [operating_point(m, q, ref_groups, models[m.label], t, args.design_refs, floors.get(m.label))
+                     for t in FPR_LEVELS] for m in methods}
     ideation = {m.label: ideation_review(m, q, ref_groups, models[m.label], ops[m.label][1], args.design_refs)
                 for m in methods}
-    by_size = {m.label: {n: [operating_point(m, q, ref_groups, models[m.label], t, n) for t in FPR_LEVELS]
-                         for n in CATALOG_SIZES} for m in methods}
+    by_size = {m.label: {n: [operating_point(m, q, ref_groups, models[m.label], t, n, floors.get(m.label))
+                             for t in FPR_LEVELS] for n in CATALOG_SIZES} for m in methods}
+    add_product(ops, by_size)
     return Run(args.data, args.seed, ",".join(args.clip_model) or "-", works, faces, refs, held, transforms, methods,
                skipped, catalogs, q, ref_groups, args.design_refs, models, ops, ideation, by_size, len(scenes),
                fusions, dis_groups, distractors)
