@@ -21,8 +21,10 @@ for _pkg, _pip in (("resemblyzer", "resemblyzer"), ("silero_vad", "silero-vad"))
         pytest.skip(f"{_pip} is not installed", allow_module_level=True)
 
 from scanner.detectors.voice import (  # noqa: E402
-    AUG_SNR_DB, REF_CONDITIONS, SR, VoiceDetector, _pink_noise, _synthetic_music, degraded_copies,
+    AUG_SNR_DB, DEGRADATIONS, REF_CONDITIONS, SR, VoiceDetector, _mix_at, _pink_noise, _synthetic_music,
+    _synthetic_pads, degraded_copies,
 )
+from scanner.errors import ConfigError  # noqa: E402
 
 VOICES = Path(__file__).parent / "fixtures" / "voices"
 
@@ -93,3 +95,35 @@ def test_degraded_copies_are_deterministic_at_their_snr():
         assert abs(snr - AUG_SNR_DB) < 0.1
         assert abs(float(np.corrcoef(added, bed)[0, 1])) > 0.999  # the added signal is that bed
     assert np.isfinite(a[2]).all() and not np.allclose(a[2], x)
+
+
+def test_degraded_copies_by_name_and_unknown_names_rejected():
+    x = (np.sin(2 * np.pi * 200 * np.arange(3 * SR) / SR) * 0.3).astype(np.float32)
+    (pads,) = degraded_copies(x, ("synthetic pads 0 dB",))
+    added = pads - x
+    snr = 10 * np.log10(np.mean(x.astype(np.float64) ** 2) / np.mean(added.astype(np.float64) ** 2))
+    assert abs(snr) < 0.1  # equal loudness
+    assert abs(float(np.corrcoef(added, _synthetic_pads(x.size))[0, 1])) > 0.999
+    assert set(REF_CONDITIONS) <= set(DEGRADATIONS)
+    with pytest.raises(ConfigError, match="unknown reference condition"):
+        degraded_copies(x, ("pink noise 10 dB", "jet engine 0 dB"))
+
+
+def test_synthetic_pads_are_deterministic_full_scale_and_not_the_chords_bed():
+    a, b = _synthetic_pads(5 * SR), _synthetic_pads(5 * SR)
+    assert np.array_equal(a, b) and a.dtype == np.float32 and np.isfinite(a).all()
+    assert abs(float(np.abs(a).max()) - 1.0) < 1e-6
+    assert not np.array_equal(a, _synthetic_pads(5 * SR, seed=29))
+    assert abs(float(np.corrcoef(a, _synthetic_music(5 * SR))[0, 1])) < 0.2
+
+
+def test_music_bed_at_equal_loudness_scores_higher_with_the_0db_row(det, clips):
+    # a pads bed the reference row was not built from (other seed), as loud as the speech
+    x = clips["speaker_a_2"].samples
+    q = det.embed_queries([AudioClip(_mix_at(x, _synthetic_pads(x.size, seed=29), 0.0), SR)])[0]
+    a, b = det.embed_references([clips["speaker_a_1"], clips["speaker_b_1"]])
+    rows = [0] + [1 + i for i, c in enumerate(REF_CONDITIONS) if c != "synthetic pads 0 dB"]  # without it
+    gen_all, gen_prev = float((q.vectors @ a.vectors.T).max()), float((q.vectors @ a.vectors[rows].T).max())
+    imp_all, imp_prev = float((q.vectors @ b.vectors.T).max()), float((q.vectors @ b.vectors[rows].T).max())
+    assert gen_all > gen_prev + 0.1, (gen_all, gen_prev)
+    assert gen_all - imp_all > gen_prev - imp_prev + 0.03, (gen_all, imp_all, gen_prev, imp_prev)
