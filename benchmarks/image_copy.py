@@ -46,6 +46,9 @@ runs it (references with their alpha in a local index, shortlist + MAGSAC verifi
 verified inliers, 0 where not verified; fits kept down to ``LOCAL_DIAGNOSTIC_FLOOR`` inliers so the tail shows,
 thresholds never below the shipped floor) and ``PRODUCT``, the default scan's image decision: the shipped
 fusion (``FUSED-white``) or ``LOCAL`` at its own level, FPR at the design size by the union bound.
+With ``--local``, two works whose untransformed queries verify at least ``SAME_CONTENT_INLIERS`` inliers on each
+other (a body or prop reused between two portraits: thumbnails cannot see it) are related: their pairs are left
+out of the comparison for every method (neither copy nor negative); the report names them.
 ``--postprocess`` compares, on a 2-fold protocol,
 the raw descriptor, that shipped whitening and whitenings fitted on this benchmark's own
 held-out queries (the optimistic in-benchmark fit), also per transform.
@@ -177,6 +180,7 @@ import augly.image as imaugs  # noqa: E402
 import imagehash  # noqa: E402
 from augly.utils import EMOJI_DIR, FONTS_DIR, SCREENSHOT_TEMPLATES_DIR  # noqa: E402
 
+from benchmarks.common.calibrate import stricter_than_stored  # noqa: E402
 from benchmarks.common.memory import peak_rss_mib  # noqa: E402
 from benchmarks.common.stats import pct  # noqa: E402
 from scanner.config import Settings  # noqa: E402
@@ -1132,6 +1136,52 @@ def negative_pool(q: Queries, label: str, ref_groups: np.ndarray, dis_groups: np
     return np.concatenate([r, np.asarray(q.dis_scores[label], dtype=np.float64)[neg_d]])
 
 
+SAME_CONTENT_INLIERS = 25  # as benchmarks/partial_copy.py: two works sharing this much verified content are related
+
+
+def content_links(q: Queries, ref_groups: np.ndarray, dis_groups: np.ndarray) -> set[tuple[int, int]]:
+    """Pairs of groups whose works share painted content (``--local`` only): the untransformed query of one
+    verifies at least ``SAME_CONTENT_INLIERS`` ``image.local`` inliers on the other, in either direction
+    (a reused body or prop between two character portraits, which the thumbnails cannot see)."""
+    if LOCAL_LABEL not in q.ref_scores:
+        return set()
+    links = set()
+    for i in np.flatnonzero(np.asarray(q.transform) == "original"):
+        g = q.group[i]
+        for groups, scores in ((ref_groups, q.ref_scores), (dis_groups, q.dis_scores)):
+            row = np.asarray(scores[LOCAL_LABEL][i])
+            for j in np.flatnonzero(row >= SAME_CONTENT_INLIERS):
+                if groups[j] != g:
+                    links.add((min(g, int(groups[j])), max(g, int(groups[j]))))
+    return links
+
+
+def drop_linked_pairs(methods: Sequence[Method], q: Queries, ref_groups: np.ndarray, dis_groups: np.ndarray,
+                      links: set[tuple[int, int]]) -> int:
+    """Remove every (query, reference) pair of two linked groups from the comparison, for every method: a
+    work that shares content with another is neither a copy of it (positive) nor unrelated (negative). Its
+    scores become not comparable (outside every rate) and each query's best match is taken again. Returns the
+    number of pairs dropped."""
+    if not links:
+        return 0
+    linked = {(a, b) for a, b in links} | {(b, a) for a, b in links}
+    qg = np.asarray(q.group)
+    masks = [np.asarray([[(g, int(r)) in linked for r in groups] for g in qg]) for groups in (ref_groups, dis_groups)]
+    for m in methods:
+        worst = math.inf if m.metric is Metric.HAMMING else -math.inf
+        for mask, scores in zip(masks, (q.ref_scores, q.dis_scores)):
+            if m.label in scores and mask.any():
+                for i in np.flatnonzero(mask.any(1)):
+                    row = np.array(scores[m.label][i], dtype=np.float64)
+                    row[mask[i]] = worst
+                    scores[m.label][i] = row
+        for i in np.flatnonzero(masks[0].any(1)):
+            row = np.asarray(q.ref_scores[m.label][i])
+            j = int(np.argmin(row) if m.metric is Metric.HAMMING else np.argmax(row))
+            q.score[m.label][i], q.best_ref[m.label][i] = (float(row[j]), j) if np.isfinite(row[j]) else (worst, -1)
+    return int(masks[0].sum() + masks[1].sum())
+
+
 # ---------------------------------------------------------------- fusion
 
 # How each detector's pair score enters the logistic model (see scanner/policy/fusion.py): SSCD cosine on
@@ -1481,6 +1531,8 @@ class Run:
     fusions: dict[str, tuple[str, dict, dict]] = field(default_factory=dict)  # label -> (key, entry, fit notes)
     dis_groups: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # group of each distractor reference
     distractor_catalogs: dict[str, Catalog] = field(default_factory=dict)  # the held-out works as references
+    links: set[tuple[int, int]] = field(default_factory=set)  # groups sharing verified content (content_links)
+    dropped_pairs: int = 0  # (query, reference) pairs of linked groups left out of the comparison
 
     @property
     def n_pos(self) -> int:
@@ -1592,6 +1644,11 @@ def print_setup(run: Run) -> None:
           f"query against every registered reference and every held-out work as a distractor reference "
           f"({len(run.dis_groups)}) of another work")
     print(f"  note: the negatives come from only {n_neg_images} distinct images and are correlated; rates are rough")
+    if run.links:
+        names = {w.group: w.name for w in run.works}
+        print(f"  works sharing verified content (>= {SAME_CONTENT_INLIERS} image.local inliers untransformed), their "
+              f"{run.dropped_pairs} pairs left out of the comparison: "
+              + ", ".join(f"{names.get(a, a)} ~ {names.get(b, b)}" for a, b in sorted(run.links)))
     print("\nMethods")
     for m in run.methods:
         missing = [run.refs[i].name for i in run.catalogs[m.label].not_comparable] if m.label in run.catalogs else []
@@ -1814,7 +1871,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    metavar="PATH", help=f"merge thresholds into PATH (default {Settings().calibration})")
     p.add_argument("--write-detectors", default="image.sscd", metavar="LIST",
                    help="comma-separated detectors whose entries --write-calibration writes (default image.sscd; "
-                        "e.g. image.sscd,image.pdq)")
+                        "e.g. image.sscd,image.pdq; image.local with --local: the stricter of its levels here and "
+                        "the scenes suite's); the fusions are written with image.sscd or image.pdq")
     p.add_argument("--design-refs", type=int, default=DESIGN_REFS, metavar="N",
                    help=f"catalog size the FPR targets hold at (default {DESIGN_REFS})")
     p.add_argument("--transforms", type=lambda v: [t.strip() for t in v.split(",") if t.strip()], default=None,
@@ -1905,6 +1963,8 @@ def run_benchmark(args: argparse.Namespace) -> Run:
     ref_groups = np.asarray([r.group for r in refs])
     dis_groups = np.asarray([h.group for h in held])
     fusions = add_fusions(methods, q, ref_groups, dis_groups)
+    links = content_links(q, ref_groups, dis_groups)
+    dropped = drop_linked_pairs(methods, q, ref_groups, dis_groups, links)
     models = {m.label: PairModel(m.metric, negative_pool(q, m.label, ref_groups, dis_groups),
                                  probability=m.probability) for m in methods}
     ops = {m.label: [operating_point(m, q, ref_groups, models[m.label], t, args.design_refs, floors.get(m.label))
@@ -1916,7 +1976,7 @@ def run_benchmark(args: argparse.Namespace) -> Run:
     add_product(ops, by_size)
     return Run(args.data, args.seed, ",".join(args.clip_model) or "-", works, faces, refs, held, transforms, methods,
                skipped, catalogs, q, ref_groups, args.design_refs, models, ops, ideation, by_size, len(scenes),
-               fusions, dis_groups, distractors)
+               fusions, dis_groups, distractors, links, dropped)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -1936,10 +1996,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         wanted = {d.strip() for d in args.write_detectors.split(",") if d.strip()}
         entries = {m.calibration_key: calibration_entry(m, run.ops[m.label], run.models[m.label], run)
                    for m in run.methods if m.calibration_key and m.calibration_key[0] in wanted}
+        if (key := run.find(LOCAL_LABEL) and run.find(LOCAL_LABEL).calibration_key) in entries:
+            entries[key]["measured"]["params"] = create(key[0], Settings()).params  # what it was measured with
+            entries[key] = stricter_than_stored(entries[key], args.write_calibration, *key, "scenes_suite",
+                                                "image_copy", "benchmarks/partial_copy.py --suite scenes, on its "
+                                                "own catalog")
         source = (f"python -m benchmarks.image_copy on {'+'.join(WORK_FOLDERS)} ({len(run.refs)} refs, {run.n_pos} positives, "
                   f"{run.n_neg} negatives, {run.n_pairs} negative pairs, seed {run.seed}), "
                   f"calibrated for N={run.design_refs} references")
-        fusion = {key: fusion_entry(label, entry, notes, run) for label, (key, entry, notes) in run.fusions.items()}
+        fusion = ({key: fusion_entry(label, entry, notes, run) for label, (key, entry, notes) in run.fusions.items()}
+                  if wanted & {"image.sscd", "image.pdq"} else {})  # the fusion's inputs are PDQ and SSCD
         version = merge_calibration(args.write_calibration, entries, "image_copy", source,
                                     sections={"fusion": fusion} if fusion else None)
         print(f"Calibration: {args.write_calibration} version {version} "

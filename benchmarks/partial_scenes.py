@@ -55,7 +55,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from benchmarks import partial_copy as pc
-from benchmarks.common.calibrate import levels_entry, write_calibration
+from benchmarks.common.calibrate import levels_entry, stricter_than_stored, write_calibration
 from benchmarks.common.data import IMAGE_SUFFIXES, media_files, require_dir
 from benchmarks.common.split import split_sizes
 from benchmarks.common.stats import FPR_LEVELS, pct, threshold_at_fpr
@@ -408,6 +408,15 @@ def report(args, reg, held, queries, main: Runner, baseline: Runner, floor: int,
           f"{pct(float(np.mean([q.right[label] >= thr[0.001] for q in pos])))} @0.1%; "
           f"IoU median {np.median(ious) if ious else 0:.2f}")
 
+    stored = pc._thresholds()  # the shipped levels (the stricter of this suite's and image_copy's at 10k refs)
+    if stored != (thr[0.01], thr[0.001]):
+        print(f"  at the calibration file's levels (review >= {stored[0]:.0f}, block >= {stored[1]:.0f}): "
+              + "; ".join(f"{case} {pct(float(np.mean([q.right[label] >= stored[0] for q in pos if q.case == case])))}"
+                          for case in dict.fromkeys(q.case for q in pos))
+              + f"; all {pct(float(np.mean([q.right[label] >= stored[0] for q in pos])))} @review, "
+              f"{pct(float(np.mean([q.right[label] >= stored[1] for q in pos])))} @block; negatives over review "
+              f"{pct(float((neg_scores >= stored[0]).mean()))}")
+
     cov = np.array([q.right_hit[label].extra.get("coverage", 0.0) for q, f in zip(pos, allf) if f])
     lost = [q for q in pos if q.right_hit[label] is not None and q.right_hit[label].extra.get("text_only")]
     if len(cov):
@@ -466,4 +475,6 @@ def report(args, reg, held, queries, main: Runner, baseline: Runner, floor: int,
                 "highest_negative_fit": float(max(0.0, float(np.max(neg_scores)))),
                 "params": main.detector.params,
             }, ideation_review=int(thr[0.01]))
+        entry = stricter_than_stored(entry, args.calibration, "image.local", main.detector.model_id, "image_copy",
+                                     "scenes_suite", "benchmarks/image_copy.py --local, at its design catalog size")
         write_calibration(args.calibration, "image.local", main.detector.model_id, entry, "partial_copy", source)

@@ -15,7 +15,8 @@ from scanner.types import Metric
 
 pytest.importorskip("augly")
 sys.path.insert(0, str(REPO_ROOT))
-from benchmarks.image_copy import Operating, PairModel, pair_rate_target, query_fpr, union  # noqa: E402
+from benchmarks.image_copy import (LOCAL_LABEL, Method, Operating, PairModel, Queries, content_links,  # noqa: E402
+                                   drop_linked_pairs, negative_pool, pair_rate_target, query_fpr, union)
 
 
 def _counts(n_pairs: int, tail: dict[int, int]) -> np.ndarray:
@@ -74,3 +75,63 @@ def test_union_flags_what_either_flags_and_bounds_the_design_rate():
 def test_design_rate_round_trip():
     p = pair_rate_target(0.01, 10_000)
     assert query_fpr(p, 10_000) == pytest.approx(0.01)
+
+
+def _queries() -> tuple[Queries, np.ndarray, np.ndarray]:
+    """Three queries: work 0 (registered, positive), works 5 and 6 (held out); refs are groups 0 and 1,
+    distractors groups 5 and 6. Work 5 reuses a painted body of work 6 (30 inliers untransformed)."""
+    q = Queries(source=["a", "e", "f"], transform=["original"] * 3, group=[0, 5, 6], positive=[True, False, False])
+    ref_groups, dis_groups = np.asarray([0, 1]), np.asarray([5, 6])
+    q.ref_scores[LOCAL_LABEL] = [np.asarray([80.0, 0.0]), np.asarray([0.0, 6.0]), np.asarray([0.0, 0.0])]
+    q.dis_scores[LOCAL_LABEL] = [np.asarray([0.0, 0.0]), np.asarray([0.0, 30.0]), np.asarray([22.0, 0.0])]
+    q.score[LOCAL_LABEL] = [80.0, 6.0, 0.0]
+    q.best_ref[LOCAL_LABEL] = [0, 1, 0]
+    return q, ref_groups, dis_groups
+
+
+def test_works_sharing_content_are_linked_and_left_out_of_the_negatives():
+    q, ref_groups, dis_groups = _queries()
+    links = content_links(q, ref_groups, dis_groups)
+    assert links == {(5, 6)}  # 30 inliers links them; 22 the other way does not matter, 6 is far below
+    before = negative_pool(q, LOCAL_LABEL, ref_groups, dis_groups)
+    local = Method(LOCAL_LABEL, "local", Metric.COUNT, lambda i: [], lambda i: [])
+    assert drop_linked_pairs([local], q, ref_groups, dis_groups, links) == 2
+    after = negative_pool(q, LOCAL_LABEL, ref_groups, dis_groups)
+    assert before.max() == 30 and np.isfinite(after).sum() == len(after) - 2 and after[np.isfinite(after)].max() == 6
+    assert q.score[LOCAL_LABEL] == [80.0, 6.0, 0.0]  # best matches against the catalog unchanged here
+
+
+def test_no_links_without_local_rows():
+    q, ref_groups, dis_groups = _queries()
+    del q.ref_scores[LOCAL_LABEL]
+    assert content_links(q, ref_groups, dis_groups) == set()
+
+
+def _entry(review: int, block: int, **measured) -> dict:
+    return {"metric": "count", "final": {"review": review, "block": block},
+            "ideation": {"review": block, "block": block}, "measured": dict(measured)}
+
+
+def test_two_benchmarks_keep_the_stricter_level_without_ratcheting(tmp_path):
+    import json
+
+    from benchmarks.common.calibrate import stricter_than_stored
+
+    path = tmp_path / "calibration.json"
+
+    def store(entry: dict) -> None:
+        path.write_text(json.dumps({"detectors": {"image.local": {"m": entry}}}))
+
+    store(_entry(10, 12, source="scenes"))  # the scenes suite, its own small catalog
+    a = stricter_than_stored(_entry(19, 25, source="copy"), path, "image.local", "m", "scenes_suite", "image_copy", "s")
+    assert a["final"] == {"review": 19, "block": 25} and a["measured"]["scenes_suite"]["source"] == "scenes"
+    store(a)
+    b = stricter_than_stored(_entry(11, 13, source="scenes"), path, "image.local", "m", "image_copy", "scenes_suite",
+                             "c")
+    assert b["final"] == {"review": 19, "block": 25}  # the design-size level still holds
+    assert "scenes_suite" not in b["measured"]["image_copy"]  # no nesting of copies
+    store(b)
+    c = stricter_than_stored(_entry(15, 20, source="copy"), path, "image.local", "m", "scenes_suite", "image_copy", "s")
+    assert c["final"] == {"review": 15, "block": 20}  # compared with the scenes suite's own 11 / 13, not 19 / 25
+    assert stricter_than_stored(_entry(1, 2), tmp_path / "none.json", "image.local", "m", "x", "y", "z")["final"] == \
+        {"review": 1, "block": 2}

@@ -10,6 +10,7 @@ file itself is merged by ``scanner.policy.calibration.merge_calibration`` (locke
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +34,33 @@ def write_calibration(path: Path, detector: str, model_id: str, entry: dict[str,
     print(f"Calibration: {path} version {version} ({detector} [{model_id}]: block {entry['final']['block']:g}, "
           f"review {entry['final']['review']:g})")
     return version
+
+
+def stricter_than_stored(entry: dict[str, Any], path: Path, detector: str, model_id: str, stored_as: str,
+                         ours_as: str, stored_by: str) -> dict[str, Any]:
+    """``entry`` with every level no looser than the one already stored for ``detector``/``model_id`` at
+    ``path`` (two benchmarks calibrate the same detector on different negatives: each keeps the other's
+    stricter level), the stored measurement kept under ``measured[stored_as]`` (``stored_by`` says whose;
+    ``ours_as`` is where the other benchmark keeps ours, not copied back). ``entry`` unchanged when nothing
+    is stored."""
+    try:
+        old = json.loads(Path(path).read_text())["detectors"][detector][model_id]
+    except (OSError, KeyError, ValueError, TypeError):
+        return entry
+    lower = entry.get("metric") == "hamming"
+    out = json.loads(json.dumps(entry))
+    own = {stage: dict(out[stage]) for stage in ("final", "ideation")}
+    # Compare with the other benchmark's own levels (kept as measured.own_levels), not the stored ones, which
+    # may already hold ours: otherwise a level could only ever get stricter.
+    theirs = old.get("measured", {}).get("own_levels") or old
+    for stage in ("final", "ideation"):
+        for level in ("review", "block"):
+            stored = theirs.get(stage, {}).get(level)
+            if stored is not None:
+                mine = out[stage][level]
+                out[stage][level] = min(mine, stored) if lower else max(mine, stored)
+    out["measured"][stored_as] = {k: v for k, v in old.get("measured", {}).items()
+                                  if k not in (ours_as, "levels")}  # not its copy of our older measurement
+    out["measured"]["levels"] = f"stricter of this benchmark and {stored_by} (measured.{stored_as})"
+    out["measured"]["own_levels"] = own
+    return out
