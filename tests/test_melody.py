@@ -239,3 +239,46 @@ def test_large_reference_ids_are_found(det):
     index = build_index(det, {big: det.embed_notes(_notes(t, pitch)), 7: det.embed_notes(_notes(*_random_melody(24)))})
     hits = det.search(index, [det.embed_notes(_notes(t * 0.95, pitch - 3), query=True)])[0]
     assert hits and hits[0].ref_id == big and hits[0].score >= 40, hits
+
+
+def _with_glide(notes: np.ndarray, glide: float) -> np.ndarray:
+    return np.column_stack([notes, np.full(notes.shape[0], glide)])
+
+
+def test_gliding_speech_like_query_notes_are_set_aside_and_steady_melody_kept(det):
+    # speech over the music is transcribed as short notes whose pitch bend slides; set above the melody
+    # they would take every other place of the skyline. Query notes gliding more than max_query_glide are
+    # dropped; the steady melody (glide 0) is kept whole, and references are not filtered
+    t, pitch = _random_melody(25)
+    melody = _with_glide(_notes(t, pitch), 0.0)
+    speech = _with_glide(np.stack([t + 0.2, t + 0.35, pitch + 15, np.full(t.shape[0], 0.9)], axis=1), 1.0)
+    both = np.concatenate([melody, speech])
+    clean = det.embed_notes(melody[:, :4], query=True)
+    kept = det.embed_notes(melody, query=True)
+    filtered = det.embed_notes(both, query=True)
+    assert np.array_equal(kept.extra["pitch"], clean.extra["pitch"])
+    assert np.array_equal(filtered.extra["pitch"], clean.extra["pitch"]), "gliding notes entered the melody"
+    as_reference = det.embed_notes(both)
+    assert (as_reference.extra["pitch"] >= pitch.min() + 15).any()  # references keep every note
+    index = build_index(det, {1: det.embed_notes(_notes(t, pitch))})
+    (hit,) = det.search(index, [filtered])[0][:1]
+    assert hit.ref_id == 1 and hit.score >= 40, hit
+
+
+def test_note_glide_is_zero_for_a_held_pitch_and_large_for_a_slide():
+    from scanner.detectors.melody_transcribe import CONTOUR_BINS_PER_SEMITONE, MIDI_OFFSET, N_CONTOUR_BINS, \
+        frames_to_time, note_glide
+
+    n_frames = 120
+    contour = np.zeros((n_frames, N_CONTOUR_BINS), np.float32)
+    steady_bin = CONTOUR_BINS_PER_SEMITONE * (60 - MIDI_OFFSET)
+    contour[10:50, steady_bin] = 0.9  # a held C4
+    slide_bin = CONTOUR_BINS_PER_SEMITONE * (67 - MIDI_OFFSET)  # G4, sliding up 1/3 semitone every 2 frames
+    for k, f in enumerate(range(60, 100)):
+        contour[f, slide_bin - 6 + k // 2] = 0.9
+    times = frames_to_time(np.array([10, 50, 60, 100]))
+    notes = np.array([[times[0], times[1], 60, 0.8], [times[2], times[3], 67, 0.8]])
+    steady, slide = note_glide(notes, contour)
+    assert steady == 0.0
+    assert slide >= 0.3, slide
+    assert note_glide(np.zeros((0, 4)), contour).shape == (0,)

@@ -8,7 +8,8 @@ file is read. Constants are Basic Pitch's own:
 * audio at 22 050 Hz, mono; windows of 43 844 samples (2 s less one hop) overlapping by 30
   frames of 256 samples, the first window preceded by 15 frames of zeros;
 * outputs per window: ``note`` and ``onset`` posteriorgrams (172 frames x 88 piano keys,
-  86.13 frames per second) and ``contour`` (x 264, unused here); the 15 overlapping frames at
+  86.13 frames per second) and ``contour`` (x 264, 3 bins per semitone from A0; read only for each
+  note's pitch glide, ``note_glide``, as Basic Pitch's own pitch bends); the 15 overlapping frames at
   each window edge are dropped before the windows are concatenated;
 * note creation as ``output_to_notes_polyphonic``: onsets inferred from frame-activation jumps
   added to the predicted ones, peaks over time of the onset map above ``onset_thresh`` start a
@@ -41,7 +42,10 @@ MIDI_OFFSET = 21
 N_KEYS = 88
 WINDOW_BATCH = 8  # windows per ONNX call (about 2 s each): bounds activation memory to ~100 MB
 INPUT_NAME = "serving_default_input_2:0"
-OUTPUTS = ("StatefulPartitionedCall:1", "StatefulPartitionedCall:2")  # note, onset
+OUTPUTS = ("StatefulPartitionedCall:1", "StatefulPartitionedCall:2", "StatefulPartitionedCall:0")  # note, onset, contour
+CONTOUR_BINS_PER_SEMITONE = 3
+N_CONTOUR_BINS = 264
+BEND_TOLERANCE = 25  # contour bins either side of a note's own bin, as Basic Pitch's ``get_pitch_bends``
 
 
 @dataclass(frozen=True)
@@ -72,25 +76,28 @@ def open_session(path, device: str = "cpu"):
     return ort.InferenceSession(str(path), sess_options=opts, providers=_providers(device))
 
 
-def posteriorgrams(session, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(note, onset) activations, each (frames, 88), for mono float32 ``audio`` at 22 050 Hz."""
+def posteriorgrams(session, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(note, onset, contour) activations, (frames, 88), (frames, 88) and (frames, 264), for mono float32
+    ``audio`` at 22 050 Hz."""
     n_orig = audio.shape[0]
     x = np.concatenate([np.zeros(OVERLAP_LEN // 2, np.float32), audio.astype(np.float32, copy=False)])
     starts = list(range(0, x.shape[0], HOP_SIZE))
-    notes, onsets = [], []
+    notes, onsets, contours = [], [], []
     for b in range(0, len(starts), WINDOW_BATCH):
         batch = np.zeros((len(starts[b:b + WINDOW_BATCH]), AUDIO_N_SAMPLES, 1), np.float32)
         for k, s in enumerate(starts[b:b + WINDOW_BATCH]):
             w = x[s:s + AUDIO_N_SAMPLES]
             batch[k, :w.shape[0], 0] = w
-        note, onset = session.run(list(OUTPUTS), {INPUT_NAME: batch})
+        note, onset, contour = session.run(list(OUTPUTS), {INPUT_NAME: batch})
         half = N_OVERLAP_FRAMES // 2
         notes.append(note[:, half:-half].reshape(-1, N_KEYS))
         onsets.append(onset[:, half:-half].reshape(-1, N_KEYS))
+        contours.append(contour[:, half:-half].reshape(-1, N_CONTOUR_BINS))
     n_frames = int(np.floor(n_orig * (ANNOTATIONS_FPS / SR)))
     if not notes:
-        return np.zeros((0, N_KEYS), np.float32), np.zeros((0, N_KEYS), np.float32)
-    return np.concatenate(notes)[:n_frames], np.concatenate(onsets)[:n_frames]
+        return (np.zeros((0, N_KEYS), np.float32), np.zeros((0, N_KEYS), np.float32),
+                np.zeros((0, N_CONTOUR_BINS), np.float32))
+    return np.concatenate(notes)[:n_frames], np.concatenate(onsets)[:n_frames], np.concatenate(contours)[:n_frames]
 
 
 def frames_to_time(frames: np.ndarray) -> np.ndarray:
@@ -148,3 +155,29 @@ def notes_from_posteriorgrams(frames: np.ndarray, onsets: np.ndarray, p: NotePar
     ev = np.asarray(events, np.float64)
     out = np.stack([frames_to_time(ev[:, 0]), frames_to_time(ev[:, 1]), ev[:, 2], ev[:, 3]], axis=1)
     return out[np.lexsort((out[:, 2], out[:, 0]))]
+
+
+def note_glide(notes: np.ndarray, contour: np.ndarray) -> np.ndarray:
+    """Per note, how much its pitch glides: the mean frame-to-frame change of its pitch bend, in contour bins
+    (1/3 semitone).
+
+    The bend of a frame is Basic Pitch's (``get_pitch_bends``): the argmax of the contour within
+    ``BEND_TOLERANCE`` bins of the note's own bin, weighted by a Gaussian of 5 bins. A played or sung
+    note holds its pitch (0 for nearly all frames); speech transcribed as notes slides between them."""
+    out = np.zeros(notes.shape[0])
+    if notes.shape[0] == 0 or contour.shape[0] == 0:
+        return out
+    times = frames_to_time(np.arange(contour.shape[0] + 1))
+    tol = BEND_TOLERANCE
+    g = np.exp(-0.5 * (np.arange(-tol, tol + 1) / 5.0) ** 2)
+    for i, (a, b, pitch) in enumerate(notes[:, :3]):
+        fa = int(np.argmin(np.abs(times - a)))
+        fb = max(fa + 1, int(np.argmin(np.abs(times - b))))
+        idx = CONTOUR_BINS_PER_SEMITONE * (int(pitch) - MIDI_OFFSET)
+        lo, hi = max(0, idx - tol), min(N_CONTOUR_BINS, idx + tol + 1)
+        sub = contour[fa:fb, lo:hi]
+        if sub.shape[0] < 2 or sub.shape[1] == 0:
+            continue
+        bend = np.argmax(sub * g[lo - (idx - tol):hi - (idx - tol)], axis=1).astype(np.float64)
+        out[i] = float(np.abs(np.diff(bend)).mean())
+    return out
