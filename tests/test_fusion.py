@@ -133,6 +133,15 @@ def test_a_fusion_section_does_not_break_load_calibration(tmp_path: Path) -> Non
     assert "image" in load_fusion(json.loads(path.read_text()))
 
 
+def test_the_fused_model_is_named_by_what_it_fuses_and_its_calibration(tmp_path: Path) -> None:
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({"version": "2026-12-01-melody-abc", "detectors": {},
+                                "fusion": {"image@sscd-disc-mixup": ENTRY}}))
+    fused = load_calibration(path).fusion("image", Stage.FINAL, {"image.pdq": "pdq", "image.sscd": "sscd-disc-mixup"})
+    assert fused is not None
+    assert fused.model == "image@sscd-disc-mixup (calibration 2026-12-01-melody-abc)"
+
+
 def test_the_shipped_calibration_file_has_a_valid_fusion_entry_when_present() -> None:
     path = Path(__file__).resolve().parents[1] / "scanner" / "policy" / "calibration.json"
     data = json.loads(path.read_text())

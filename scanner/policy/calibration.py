@@ -65,7 +65,9 @@ class Calibration:
             if running is None and key != modality:
                 continue
             block, review = model.thresholds(stage.value)
-            return StageFusion(f"fused.{modality}", f"fusion-{self.version}",
+            # Named by what it fuses (its key names the SSCD model) and the calibration it came from; the
+            # version alone reads as the last benchmark that wrote the file (e.g. "...-melody-...").
+            return StageFusion(f"fused.{modality}", f"{key} (calibration {self.version})",
                                Thresholds(Metric.PROBABILITY, block, review), model)
         return None
 
