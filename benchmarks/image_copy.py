@@ -182,6 +182,7 @@ from augly.utils import EMOJI_DIR, FONTS_DIR, SCREENSHOT_TEMPLATES_DIR  # noqa: 
 
 from benchmarks.common.calibrate import stricter_than_stored  # noqa: E402
 from benchmarks.common.memory import peak_rss_mib  # noqa: E402
+from benchmarks.common.split import SAME_CONTENT_INLIERS  # noqa: E402
 from benchmarks.common.stats import pct  # noqa: E402
 from scanner.config import Settings  # noqa: E402
 from scanner.detectors.base import Detector, create  # noqa: E402
@@ -615,24 +616,25 @@ class LocalSearch:
         self.floor = self.det.min_inliers  # the shipped floor; thresholds never go below it
         self.det.min_inliers = LOCAL_DIAGNOSTIC_FLOOR
         self.sizes = (len(refs), len(held))
-        self.indexes = [self._index(refs), self._index(held)]
+        (ref_index, ref_empty), (held_index, held_empty) = self._index(refs), self._index(held)
+        self.indexes = [ref_index, held_index]
+        self.not_indexed = np.asarray(ref_empty + held_empty, bool)  # references without keypoints
         names = zlib.crc32("|".join(s.name for s in [*refs, *held]).encode())
         self.description = (f"image.local [{self.det.model_label}] fits >= {LOCAL_DIAGNOSTIC_FLOOR} inliers kept, "
                             f"catalogs {self.sizes[0]}+{self.sizes[1]} ({names:08x})")
 
     def _index(self, sources: Sequence[Source]):
+        """(local index of ``sources``, whether each has no keypoints)."""
         embs = self.det.embed_references([s.rgba if s.rgba is not None else s.image for s in sources])
         index = self.det.new_index()
-        self.not_indexed = getattr(self, "not_indexed", []) + [e.empty for e in embs]
         for i, e in enumerate(embs):
             if not e.empty:
                 index.add(np.full(len(e.vectors), i, np.int64), e.vectors, e.extra)
-        return index
+        return index, [e.empty for e in embs]
 
     def rows(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
         """One row per query: its inliers against every reference, catalog first, then distractors."""
         out = []
-        dead = np.asarray(self.not_indexed)
         for e in self.det.embed_queries(images):
             row = np.zeros(sum(self.sizes))
             if e.empty:
@@ -641,7 +643,7 @@ class LocalSearch:
                 for offset, index in zip((0, self.sizes[0]), self.indexes):
                     for hit in self.det.search(index, [e])[0]:
                         row[offset + hit.ref_id] = max(row[offset + hit.ref_id], hit.score)
-            row[dead] = -np.inf
+            row[self.not_indexed] = -np.inf
             out.append(row[None, :])
         return out
 
@@ -691,7 +693,6 @@ class LocalCatalog(Catalog):
     def __init__(self, lo: int, hi: int):
         super().__init__(Metric.COUNT, [])
         self.lo, self.hi, self.size = lo, hi, hi - lo
-        self.not_comparable = []
 
     def per_reference(self, query_rows: np.ndarray) -> np.ndarray:
         return query_rows[0, self.lo:self.hi].astype(np.float64)
@@ -1136,9 +1137,6 @@ def negative_pool(q: Queries, label: str, ref_groups: np.ndarray, dis_groups: np
     return np.concatenate([r, np.asarray(q.dis_scores[label], dtype=np.float64)[neg_d]])
 
 
-SAME_CONTENT_INLIERS = 25  # as benchmarks/partial_copy.py: two works sharing this much verified content are related
-
-
 def content_links(q: Queries, ref_groups: np.ndarray, dis_groups: np.ndarray) -> set[tuple[int, int]]:
     """Pairs of groups whose works share painted content (``--local`` only): the untransformed query of one
     verifies at least ``SAME_CONTENT_INLIERS`` ``image.local`` inliers on the other, in either direction
@@ -1549,9 +1547,8 @@ class Run:
         when PDQ or SSCD passes its own threshold."""
         if "SSCD" not in self.ops:
             return None
-        return [(float((a.found | b.found).mean()), float((a.flagged | b.flagged).mean()),
-                 min(1.0, a.fpr_at_design + b.fpr_at_design))
-                for a, b in zip(self.ops["PDQ"], self.ops["SSCD"])]
+        return [(u.recall, u.fpr, u.fpr_at_design)
+                for u in (union(a, b, a.label) for a, b in zip(self.ops["PDQ"], self.ops["SSCD"]))]
 
     @property
     def n_pairs(self) -> int:
@@ -1996,7 +1993,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         wanted = {d.strip() for d in args.write_detectors.split(",") if d.strip()}
         entries = {m.calibration_key: calibration_entry(m, run.ops[m.label], run.models[m.label], run)
                    for m in run.methods if m.calibration_key and m.calibration_key[0] in wanted}
-        if (key := run.find(LOCAL_LABEL) and run.find(LOCAL_LABEL).calibration_key) in entries:
+        local = run.find(LOCAL_LABEL)
+        if local is not None and (key := local.calibration_key) in entries:
             entries[key]["measured"]["params"] = create(key[0], Settings()).params  # what it was measured with
             entries[key] = stricter_than_stored(entries[key], args.write_calibration, *key, "scenes_suite",
                                                 "image_copy", "benchmarks/partial_copy.py --suite scenes, on its "

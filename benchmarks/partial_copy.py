@@ -122,6 +122,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks.common.memory import peak_rss_mib  # noqa: E402
 from benchmarks.common.stats import pct  # noqa: E402
+from benchmarks.common.split import SAME_CONTENT_INLIERS  # noqa: E402
 from scanner.config import Settings  # noqa: E402
 from scanner.detectors.base import Detector, Embedding, Hit, create  # noqa: E402
 from scanner.detectors import local as local_mod  # noqa: E402
@@ -135,7 +136,6 @@ DEFAULT_IMAGES = REPO_ROOT.parent / "shared" / "data" / "images"
 CLIP_MODEL = "clip-test-tiny"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 SAME_WORK_CORRELATION = 0.94
-SAME_CONTENT_INLIERS = 25
 FPR_LEVELS = (0.01, 0.001)
 CANVASES = ((1024, 768), (960, 640), (800, 800), (1024, 576), (768, 1024))
 SCALE_SIZES = (1000, 10000, 100000)

@@ -13,6 +13,10 @@ import numpy as np
 
 T = TypeVar("T")
 
+# Two works whose images verify this many ``image.local`` inliers on each other share painted content
+# (a reused body or prop): one group, never a negative pair (partial_copy.py, image_copy.py --local).
+SAME_CONTENT_INLIERS = 25
+
 
 def group_members(groups: Sequence[Hashable]) -> dict[Hashable, list[int]]:
     """Item indices per group, groups in first-appearance order, members in item order."""

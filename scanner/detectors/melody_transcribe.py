@@ -167,12 +167,12 @@ def note_glide(notes: np.ndarray, contour: np.ndarray) -> np.ndarray:
     out = np.zeros(notes.shape[0])
     if notes.shape[0] == 0 or contour.shape[0] == 0:
         return out
-    times = frames_to_time(np.arange(contour.shape[0] + 1))
+    times = frames_to_time(np.arange(contour.shape[0] + 1))  # increasing: the correction is under a frame
     tol = BEND_TOLERANCE
     g = np.exp(-0.5 * (np.arange(-tol, tol + 1) / 5.0) ** 2)
-    for i, (a, b, pitch) in enumerate(notes[:, :3]):
-        fa = int(np.argmin(np.abs(times - a)))
-        fb = max(fa + 1, int(np.argmin(np.abs(times - b))))
+    starts, ends = _nearest_frame(times, notes[:, 0]), _nearest_frame(times, notes[:, 1])
+    for i, (fa, fb, pitch) in enumerate(zip(starts.tolist(), ends.tolist(), notes[:, 2])):
+        fb = max(fa + 1, fb)
         idx = CONTOUR_BINS_PER_SEMITONE * (int(pitch) - MIDI_OFFSET)
         lo, hi = max(0, idx - tol), min(N_CONTOUR_BINS, idx + tol + 1)
         sub = contour[fa:fb, lo:hi]
@@ -181,3 +181,9 @@ def note_glide(notes: np.ndarray, contour: np.ndarray) -> np.ndarray:
         bend = np.argmax(sub * g[lo - (idx - tol):hi - (idx - tol)], axis=1).astype(np.float64)
         out[i] = float(np.abs(np.diff(bend)).mean())
     return out
+
+
+def _nearest_frame(times: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Index of the frame time closest to each of ``t`` (the earlier one on a tie), ``times`` increasing."""
+    i = np.clip(np.searchsorted(times, t), 1, max(1, len(times) - 1))
+    return np.where(np.abs(times[i - 1] - t) <= np.abs(times[np.minimum(i, len(times) - 1)] - t), i - 1, i)

@@ -222,7 +222,6 @@ class SscdDetector(VectorDetector):
                                  extra={"box": np.asarray([img_boxes[j] for j in keep], np.int32)}))
         return out
 
-
     def embed_references(self, images: Sequence[Image.Image]) -> list[Embedding]:
         out: list[Embedding | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}

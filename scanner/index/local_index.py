@@ -582,22 +582,19 @@ class _Prefilter:
     ``refs``: reference ids, sorted; ``row_ptr``/``codes``: each reference's rows (CSR over ``refs``, in
     keypoint order) as standalone codes (``sa_encode`` layout: list number, then the PQ code); ``row_ids``
     their FAISS ids only when a reference's keypoints are not simply 0..n-1 (None: implied, 8 bytes a row saved);
-    ``word_ptr``/``word_refs``: per word the positions (into ``refs``) of the references holding it;
-    ``idf`` per word; ``norm`` per reference (of its binary idf-weighted word vector); ``matrix`` the same
-    words x references incidence as a sparse matrix over those arrays (no copy); ``local.mini`` (one per
-    thread: searches may run concurrently) an empty IVF-PQ with the index's codebook that the shortlisted
-    search fills per query group.
+    ``matrix``: the words x references incidence (CSR: per word the positions, into ``refs``, of the
+    references holding it); ``idf`` per word; ``norm`` per reference (of its binary idf-weighted word vector);
+    ``local.mini`` (one per thread: searches may run concurrently) an empty IVF-PQ with the index's codebook
+    that the shortlisted search fills per query group.
     """
 
     refs: np.ndarray
     row_ptr: np.ndarray
     row_ids: np.ndarray | None
     codes: np.ndarray
-    word_ptr: np.ndarray
-    word_refs: np.ndarray
+    matrix: scipy.sparse.csr_matrix
     idf: np.ndarray
     norm: np.ndarray
-    matrix: scipy.sparse.csr_matrix | None = None
     local: threading.local = field(default_factory=threading.local)
 
     @classmethod
@@ -640,7 +637,7 @@ class _Prefilter:
         norm = np.sqrt(np.bincount(word_refs, weights=w2, minlength=len(refs))).astype(np.float32)
         matrix = scipy.sparse.csr_matrix((np.ones(len(word_refs), np.float32), word_refs, word_ptr),
                                          shape=(nlist, len(refs)), copy=False)
-        return cls(refs, row_ptr, row_ids, codes, word_ptr, word_refs, idf, np.maximum(norm, 1e-6), matrix)
+        return cls(refs, row_ptr, row_ids, codes, matrix, idf, np.maximum(norm, 1e-6))
 
     def ids_of(self, p: int) -> np.ndarray:
         """FAISS row ids of the reference at position ``p``, in the order of its codes."""
