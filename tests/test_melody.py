@@ -282,3 +282,12 @@ def test_note_glide_is_zero_for_a_held_pitch_and_large_for_a_slide():
     assert steady == 0.0
     assert slide >= 0.3, slide
     assert note_glide(np.zeros((0, 4)), contour).shape == (0,)
+
+
+def test_nearest_frame_is_the_closest_frame_time_earlier_on_ties():
+    from scanner.detectors.melody_transcribe import _nearest_frame, frames_to_time
+
+    times = frames_to_time(np.arange(3000))
+    t = np.r_[np.random.default_rng(0).uniform(-1.0, 40.0, 500), times[[0, 7, 2999]], (times[3] + times[4]) / 2]
+    expected = [int(np.argmin(np.abs(times - x))) for x in t]
+    assert _nearest_frame(times, t).tolist() == expected
