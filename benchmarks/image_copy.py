@@ -37,7 +37,12 @@ cosine with the logistic model of ``scanner/policy/fusion.py``, fitted here (``f
 ``whitening``: centring + shrunk whitening fitted by ``models/train_sscd_whitening.py`` on
 Debian art packages, no evaluation data; model id ``<model>+whitened``), computed from the
 raw method's rows with the detector's own ``Whitening.apply`` so the model runs once; each
-has its own calibration entry and fusion. ``--query-crops MODELS`` adds ``SSCD[-mnv4]-crops``: the
+has its own calibration entry and fusion. ``SSCD-white-snorm`` is the detector's option ``score_norm`` (the whitened descriptor's cosine minus
+the query's similarity to its k-th nearest row of the shipped background, halved; query-side only, computed
+from the raw rows by ``snorm_rows``: a reference row ``[w(r), 1]``, a query row ``[w(q)/2, -s_k/2]``), with
+its fusion ``FUSED-white-snorm`` and, with ``--local``, ``PRODUCT-snorm`` (the default scan's rule with that
+fusion); measured 2026-12-01 it loses at 10,000 references (37.3/25.9 % against 41.6/33.1 % whitened), see
+``scanner/detectors/sscd.py``. ``--query-crops MODELS`` adds ``SSCD[-mnv4]-crops``: the
 detector's option ``query_crops = "five"`` (each query also described at its corners and centre,
 ``scanner/detectors/sscd.py``), calibrated as ``<model id>+crops``; measured 2026-12-01 for the distilled
 model: 1 % / 0.1 % recall with 100 references 56.1/47.9 -> 75.3/57.7 %, with 10,000 44.3/42.3 ->
@@ -186,7 +191,7 @@ from benchmarks.common.split import SAME_CONTENT_INLIERS  # noqa: E402
 from benchmarks.common.stats import pct  # noqa: E402
 from scanner.config import Settings  # noqa: E402
 from scanner.detectors.base import Detector, create  # noqa: E402
-from scanner.detectors.sscd import CROPS_SUFFIX, WHITENED_SUFFIX  # noqa: E402
+from scanner.detectors.sscd import CROPS_SUFFIX, SCORE_NORM_SUFFIX, WHITENED_SUFFIX  # noqa: E402
 from scanner.errors import ConfigError, MediaError, ModelMissingError  # noqa: E402
 from scanner.policy.calibration import merge_calibration  # noqa: E402
 from scanner.media.image import decode_image, to_rgb  # noqa: E402
@@ -536,6 +541,9 @@ class Method:
     # the rows of method ``derived_from``, so the model runs once per image for both.
     derived_from: str | None = None
     post: Callable[[np.ndarray], np.ndarray] | None = None
+    # Query rows of a derived method when they differ from its reference rows (score normalisation: see
+    # ``snorm_rows``); ``post`` then gives the reference rows.
+    post_query: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def _phash_rows(images: Sequence[Image.Image]) -> list[np.ndarray]:
@@ -561,9 +569,30 @@ def detector_method(label: str, det: Detector) -> Method:
                   (det.name, det.calibration_id))
 
 
-def sscd_settings(model: str, whitening: bool, crops: str = "none") -> Settings:
-    """Settings that run ``image.sscd`` with ``model``, its fitted whitening on or off, query crops ``crops``."""
-    return Settings(detector_options={"image.sscd": {"model": model, "whitening": whitening, "query_crops": crops}})
+def sscd_settings(model: str, whitening: bool, crops: str = "none", score_norm: bool = False) -> Settings:
+    """Settings that run ``image.sscd`` with ``model``, its fitted whitening on or off, query crops ``crops``,
+    score normalisation on or off."""
+    return Settings(detector_options={"image.sscd": {"model": model, "whitening": whitening, "query_crops": crops,
+                                                     "score_norm": score_norm}})
+
+
+def snorm_rows(det: Detector) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+    """(reference post, query post) turning raw SSCD rows into rows whose dot products are the detector's
+    normalised scores: a reference row ``[w(r), 1]``, a query row ``[w(q) / 2, -beta * s_k(w(q)) / 2]``, so
+    ``q' . r' = (w(q) . w(r) - beta * s_k) / 2``, exactly ``ScoreNorm.apply`` (``w``: the whitening)."""
+    white, norm = det.whitening, det.score_norm
+    assert white is not None and norm is not None
+
+    def ref(rows: np.ndarray) -> np.ndarray:
+        w = white.apply(rows)
+        return np.concatenate([w, np.ones((len(w), 1), np.float32)], axis=1)
+
+    def query(rows: np.ndarray) -> np.ndarray:
+        w = white.apply(rows)
+        sk = norm.background_similarity(w)
+        return np.concatenate([w / 2, (-norm.beta * sk / 2)[:, None]], axis=1).astype(np.float32)
+
+    return ref, query
 
 
 def load_methods(clip_models: Sequence[str], crop_models: Sequence[str] = ()) -> tuple[list[Method], list[str]]:
@@ -589,6 +618,15 @@ def load_methods(clip_models: Sequence[str], crop_models: Sequence[str] = ()) ->
         assert white.whitening is not None
         methods.append(Method(f"{label}-white", white.describe(), white.metric, _unused, _unused,
                               (white.name, white.calibration_id), derived_from=label, post=white.whitening.apply))
+        try:
+            normed = create("image.sscd", sscd_settings(model, True, crops, score_norm=True))
+        except (ConfigError, ModelMissingError) as exc:
+            skipped.append(f"image.sscd [{model}] whitened, score-normalised: not measured: {exc}")
+            continue
+        ref_post, query_post = snorm_rows(normed)
+        methods.append(Method(f"{label}-white-snorm", normed.describe(), normed.metric, _unused, _unused,
+                              (normed.name, normed.calibration_id), derived_from=label, post=ref_post,
+                              post_query=query_post))
     for model in clip_models:
         try:
             det = create("image.clip", Settings().with_options("image.clip", model=model))
@@ -755,7 +793,8 @@ class EmbeddingCache:
             assert m.post is not None
             base = self.rows[m.derived_from]
             start = time.perf_counter()
-            rows = [m.post(base[k]) if len(base[k]) else base[k] for k in keys]
+            post = m.post_query if queries and m.post_query is not None else m.post
+            rows = [post(base[k]) if len(base[k]) else base[k] for k in keys]
             if out is not None:
                 out.seconds[m.label] = out.seconds.get(m.label, 0.0) + time.perf_counter() - start
                 out.embedded[m.label] = out.embedded.get(m.label, 0) + len(keys)
@@ -1079,6 +1118,8 @@ def measure(m: Method, q: Queries, ref_groups: np.ndarray, model: PairModel, des
 
 PRODUCT = "PRODUCT"  # --local: the default scan's image decision
 PRODUCT_PARTS = ("FUSED-white", LOCAL_LABEL)  # the shipped image fusion, and image.local on its own levels
+# --local: decisions measured beside it (the same rule with another fusion), label -> parts
+PRODUCTS = {PRODUCT: PRODUCT_PARTS, "PRODUCT-snorm": ("FUSED-white-snorm", LOCAL_LABEL)}
 
 
 def union(a: Operating, b: Operating, label: str) -> Operating:
@@ -1091,12 +1132,12 @@ def union(a: Operating, b: Operating, label: str) -> Operating:
 
 
 def add_product(ops: dict[str, list[Operating]], by_size: dict[str, dict[int, list[Operating]]]) -> None:
-    """Add ``PRODUCT`` (``PRODUCT_PARTS`` united per FPR level) where both parts were measured."""
-    if all(p in ops for p in PRODUCT_PARTS):
-        a, b = PRODUCT_PARTS
-        ops[PRODUCT] = [union(x, y, x.label) for x, y in zip(ops[a], ops[b])]
-        by_size[PRODUCT] = {n: [union(x, y, x.label) for x, y in zip(by_size[a][n], by_size[b][n])]
-                            for n in by_size[a]}
+    """Add each decision of ``PRODUCTS`` (its parts united per FPR level) where both parts were measured."""
+    for label, (a, b) in PRODUCTS.items():
+        if a in ops and b in ops:
+            ops[label] = [union(x, y, x.label) for x, y in zip(ops[a], ops[b])]
+            by_size[label] = {n: [union(x, y, x.label) for x, y in zip(by_size[a][n], by_size[b][n])]
+                              for n in by_size[a]}
 
 
 def goodness_points(model: PairModel) -> list[float]:
@@ -1205,6 +1246,8 @@ def _fusion_key(model_id: str) -> str:
 FUSIONS = {"FUSED": (_fusion_key(SSCD_MODELS[0]), ("SSCD", "PDQ")),
            "FUSED-mnv4": (_fusion_key(SSCD_MODELS[1]), ("SSCD-mnv4", "PDQ")),
            "FUSED-white": (_fusion_key(SSCD_MODELS[0] + WHITENED_SUFFIX), ("SSCD-white", "PDQ")),
+           "FUSED-white-snorm": (_fusion_key(SSCD_MODELS[0] + WHITENED_SUFFIX + SCORE_NORM_SUFFIX),
+                                 ("SSCD-white-snorm", "PDQ")),
            "FUSED-mnv4-white": (_fusion_key(SSCD_MODELS[1] + WHITENED_SUFFIX), ("SSCD-mnv4-white", "PDQ")),
            "FUSED-crops-white": (_fusion_key(SSCD_MODELS[0] + WHITENED_SUFFIX + CROPS_SUFFIX),
                                  ("SSCD-crops-white", "PDQ")),
@@ -1574,8 +1617,8 @@ class Run:
 
     @property
     def size_labels(self) -> list[str]:
-        """Every method, and ``PRODUCT`` when measured."""
-        return [m.label for m in self.methods] + ([PRODUCT] if PRODUCT in self.by_size else [])
+        """Every method, and the ``PRODUCTS`` decisions measured."""
+        return [m.label for m in self.methods] + [p for p in PRODUCTS if p in self.by_size]
 
     def images_per_second(self, label: str) -> float:
         """``embed_queries`` throughput of method ``label`` (NaN when every query came from the cache)."""
@@ -1695,12 +1738,14 @@ def print_operating_points(run: Run) -> None:
         print_table(["target", f"est. FPR@{n} (<= sum)", f"FPR@{len(run.refs)} (measured)", "recall"],
                     [[f"{pct(t)} ({name})", fmt_rate(est), pct(fpr), pct(rec)]
                      for t, name, (rec, fpr, est) in zip(FPR_LEVELS, LEVEL_NAMES, combined)])
-    if PRODUCT in run.ops:
-        print(f"\n{PRODUCT}: the default scan's decision, flagged if {' or '.join(PRODUCT_PARTS)} passes its level "
-              f"(the scanner fuses PDQ and SSCD, image.local keeps its own levels; the most severe wins)")
-        print_table(["target", f"est. FPR@{n} (<= sum)", f"FPR@{len(run.refs)} (measured)", "recall"],
-                    [[f"{pct(t)} ({name})", fmt_rate(o.fpr_at_design), pct(o.fpr), pct(o.recall)]
-                     for t, name, o in zip(FPR_LEVELS, LEVEL_NAMES, run.ops[PRODUCT])])
+    for p, parts in PRODUCTS.items():
+        if p in run.ops:
+            what = "the default scan's decision" if p == PRODUCT else "the same rule with another fusion"
+            print(f"\n{p}: {what}, flagged if {' or '.join(parts)} passes its level "
+                  f"(the scanner fuses PDQ and SSCD, image.local keeps its own levels; the most severe wins)")
+            print_table(["target", f"est. FPR@{n} (<= sum)", f"FPR@{len(run.refs)} (measured)", "recall"],
+                        [[f"{pct(t)} ({name})", fmt_rate(o.fpr_at_design), pct(o.fpr), pct(o.recall)]
+                         for t, name, o in zip(FPR_LEVELS, LEVEL_NAMES, run.ops[p])])
 
 
 def print_tail_fit(run: Run) -> None:
@@ -1749,8 +1794,9 @@ def print_per_transform(run: Run) -> None:
     columns = {m.label: run.ops[m.label][0].found for m in run.methods}
     if run.combined():
         columns["PDQ|SSCD"] = run.ops["PDQ"][0].found | run.ops["SSCD"][0].found
-    if PRODUCT in run.ops:
-        columns[PRODUCT] = run.ops[PRODUCT][0].found
+    for p in PRODUCTS:
+        if p in run.ops:
+            columns[p] = run.ops[p][0].found
     q = run.queries
     n = {t: sum(p and qt == t for qt, p in zip(q.transform, q.positive)) for t in run.transforms}
     print_table(["transform", "n", *columns],
@@ -1765,7 +1811,7 @@ def print_by_size(run: Run) -> None:
     for label in run.size_labels:
         for n, (a, b) in run.by_size[label].items():
             thr = ([fmt_threshold(m, a.threshold), fmt_threshold(m, b.threshold)] if (m := run.find(label))
-                   else [" | ".join(PRODUCT_PARTS)] * 2)
+                   else [" | ".join(PRODUCTS[label])] * 2)
             rows.append([label, str(n), thr[0], pct(a.recall), thr[1], pct(b.recall)])
     print_table(["method", "N", "thr @1%", "recall @1%", "thr @0.1%", "recall @0.1%"], rows)
     print(f"Ideation review level ({pct(IDEATION_REVIEW_FPR)} FPR @ N={run.design_refs}, at least one step looser "
@@ -1832,15 +1878,18 @@ def print_figures(run: Run) -> None:
         (r1, f1, e1), (r2, f2, e2) = combined
         print(f"PDQ|SSCD: recall {pct(r1)} at review (est. FPR@{n} <= {fmt_rate(e1)}, measured "
               f"{pct(f1)}), {pct(r2)} at block (est. <= {fmt_rate(e2)}, measured {pct(f2)})")
-    if PRODUCT in run.ops:
-        a, b = run.ops[PRODUCT]
-        print(f"{PRODUCT} (default scan: {' or '.join(PRODUCT_PARTS)}): recall {pct(a.recall)} at review "
-              f"(est. FPR@{n} <= {fmt_rate(a.fpr_at_design)}, measured {pct(a.fpr)}), {pct(b.recall)} at block "
-              f"(est. <= {fmt_rate(b.fpr_at_design)}, measured {pct(b.fpr)})")
+    for p, parts in PRODUCTS.items():
+        if p in run.ops:
+            a, b = run.ops[p]
+            what = "default scan" if p == PRODUCT else "the same rule"
+            print(f"{p} ({what}: {' or '.join(parts)}): recall {pct(a.recall)} at review "
+                  f"(est. FPR@{n} <= {fmt_rate(a.fpr_at_design)}, measured {pct(a.fpr)}), {pct(b.recall)} at block "
+                  f"(est. <= {fmt_rate(b.fpr_at_design)}, measured {pct(b.fpr)})")
     meta = measure(run.method("PDQ"), run.queries, run.ref_groups, run.models["PDQ"], n, PDQ_REFERENCE_DISTANCE, "")
     print(f"PDQ at Meta's {PDQ_REFERENCE_DISTANCE}: recall {pct(meta.recall)} (est. FPR@{n} "
           f"{fmt_rate(meta.fpr_at_design)}, measured {pct(meta.fpr)})")
-    for label in ("PDQ", "SSCD", "SSCD-white", "FUSED", "FUSED-white", LOCAL_LABEL, PRODUCT):
+    for label in ("PDQ", "SSCD", "SSCD-white", "SSCD-white-snorm", "FUSED", "FUSED-white", "FUSED-white-snorm",
+                  LOCAL_LABEL, *PRODUCTS):
         if label in run.ops:
             found = run.ops[label][0].found
             weakest = sorted(run.transforms, key=lambda t: run.per_transform(found, t))[:5]

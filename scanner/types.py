@@ -64,6 +64,11 @@ class FindingLevel(StrEnum):
     CONSENTED = "consented"
 
 
+# Model-id mark of a score normalised per query (``image.sscd`` score_norm): a record's evidence says so, and
+# reports word such a cosine as a normalised one.
+SCORE_NORMALISED_MARK = "+snorm"
+
+
 class Metric(str, Enum):
     """How a detector compares two signals."""
 

@@ -177,6 +177,7 @@ class VectorDetector(Detector):
         scores, ids = index.search(matrix, int(self.floors["search_k"]))
         best: list[dict[int, Hit]] = [{} for _ in queries]
         for (qi, ri), srow, irow in zip(rows, scores, ids):
+            srow = self.row_scores(queries[qi], ri, srow)
             for score, ref_id in zip(srow, irow):
                 if ref_id < 0:
                     continue
@@ -185,6 +186,12 @@ class VectorDetector(Detector):
                     extra = {k: _plain(v[ri]) for k, v in queries[qi].extra.items()}
                     best[qi][int(ref_id)] = Hit(int(ref_id), float(score), extra)
         return [list(b.values()) for b in best]
+
+    def row_scores(self, query: Embedding, row: int, scores: np.ndarray) -> np.ndarray:
+        """The scores a hit reports for row ``row`` of ``query`` from the index's scores of its neighbours: as
+        they are, unless the detector normalises them per query (an order-preserving map: the index's
+        neighbour order stays right)."""
+        return scores
 
 
 class OwnIndexDetector(Detector):

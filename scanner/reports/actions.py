@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from scanner.errors import ConfigError
+from scanner.types import SCORE_NORMALISED_MARK
 
 
 def declared(detector: Any, attribute: str, default: Any = None) -> Any:
@@ -53,6 +54,9 @@ def describe_score(ev: Mapping[str, Any]) -> tuple[str, str]:
     elif metric == "count":
         text = f"{score} {declared(det, 'score_unit', 'verified matches')}"
         sign, closer = "≥", "higher is closer (more verified matches)"
+    elif metric == "cosine" and SCORE_NORMALISED_MARK in _s(ev.get("model")):
+        text = f"normalised cosine {score}"
+        sign, closer = "≥", "higher is closer (cosine minus the asset's similarity to a background set, halved)"
     elif metric == "cosine":
         text = f"cosine {score}"
         sign, closer = "≥", "higher is closer (1 = same direction)"
