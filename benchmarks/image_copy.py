@@ -44,7 +44,10 @@ its fusion ``FUSED-white-snorm`` and, with ``--local``, ``PRODUCT-snorm`` (the d
 fusion); measured 2026-12-01 it loses at 10,000 references (37.3/25.9 % against 41.6/33.1 % whitened), see
 ``scanner/detectors/sscd.py``. ``PRODUCT-mnv4`` is the same rule with the fast option's fusion
 (``--sscd-model sscd-distilled-mnv4``, raw): same run, 10,000 references, 90.7/87.9 % against the default's
-89.6/86.0 % (stamps 79.4/73.7 against 76.2/69.4 %), at about a third of the SSCD CPU time. ``--query-crops MODELS`` adds ``SSCD[-mnv4]-crops``: the
+89.6/86.0 % (stamps 79.4/73.7 against 76.2/69.4 %), at about a third of the SSCD CPU time. Measured and not
+kept (same cached rows): a three-way fusion of PDQ, whitened SSCD and ``image.local`` inliers (``log1p``)
+scored 69.0/67.6 % alone at 10,000 references (below LOCAL's 84.9/81.7 %: one logistic fit cannot follow the
+inlier counts' heavy tail) and, united with LOCAL, 89.8/87.3 %: within a point of the shipped rule. ``--query-crops MODELS`` adds ``SSCD[-mnv4]-crops``: the
 detector's option ``query_crops = "five"`` (each query also described at its corners and centre,
 ``scanner/detectors/sscd.py``), calibrated as ``<model id>+crops``; measured 2026-12-01 for the distilled
 model: 1 % / 0.1 % recall with 100 references 56.1/47.9 -> 75.3/57.7 %, with 10,000 44.3/42.3 ->
