@@ -186,3 +186,19 @@ def test_score_norm_meets_the_detector_contract():
     assert kit.detector.calibration_id == MODEL + WHITENED_SUFFIX + SCORE_NORM_SUFFIX
     for check in DetectorKit.CHECKS:  # with its own calibration entry (benchmarks/image_copy.py)
         getattr(kit, f"check_{check}")()
+
+
+def test_background_script_checks_k_on_training_views_only():
+    """models/build_sscd_background.py chooses k by how many augmented views find their own original among
+    the training images; a made-up set where views sit near their originals finds them all without help."""
+    from models.build_sscd_background import K_GRID, kth, validate_k
+
+    rng = np.random.default_rng(0)
+    orig = rng.standard_normal((200, 32)).astype(np.float32)
+    orig /= np.linalg.norm(orig, axis=1, keepdims=True)
+    aug = orig + 0.05 * rng.standard_normal(orig.shape).astype(np.float32)
+    aug /= np.linalg.norm(aug, axis=1, keepdims=True)
+    checks = validate_k(orig, aug, seed=0)
+    assert set(checks) == {0, *K_GRID} and checks[0] == pytest.approx(1.0)
+    sims = orig[:3] @ orig.T
+    assert np.allclose(kth(orig[:3], orig, 1), sims.max(1))  # 1st neighbour of a row in its own set: itself
