@@ -47,7 +47,10 @@ fusion); measured 2026-12-01 it loses at 10,000 references (37.3/25.9 % against 
 89.6/86.0 % (stamps 79.4/73.7 against 76.2/69.4 %), at about a third of the SSCD CPU time. Measured and not
 kept (same cached rows): a three-way fusion of PDQ, whitened SSCD and ``image.local`` inliers (``log1p``)
 scored 69.0/67.6 % alone at 10,000 references (below LOCAL's 84.9/81.7 %: one logistic fit cannot follow the
-inlier counts' heavy tail) and, united with LOCAL, 89.8/87.3 %: within a point of the shipped rule. ``--query-crops MODELS`` adds ``SSCD[-mnv4]-crops``: the
+inlier counts' heavy tail) and, united with LOCAL, 89.8/87.3 %: within a point of the shipped rule. Also
+measured and not (yet) shipped: alpha references described on white and black as well as grey (3 rows):
+whitened SSCD 41.6/33.1 -> 45.0/36.1 % at 10,000, fused 42.4/34.1 -> 45.3/36.6 %, the default scan's rule
+89.6/86.0 -> 89.9/86.6 % (stamps 76.2/69.4 -> 77.2/70.8 %); it would change the index params (a rebuild). ``--query-crops MODELS`` adds ``SSCD[-mnv4]-crops``: the
 detector's option ``query_crops = "five"`` (each query also described at its corners and centre,
 ``scanner/detectors/sscd.py``), calibrated as ``<model id>+crops``; measured 2026-12-01 for the distilled
 model: 1 % / 0.1 % recall with 100 references 56.1/47.9 -> 75.3/57.7 %, with 10,000 44.3/42.3 ->
