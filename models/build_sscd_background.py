@@ -29,7 +29,6 @@ import hashlib
 import io
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -38,7 +37,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.train_sscd_whitening import augment, collect, load  # noqa: E402
+from benchmarks.common.descriptors import kth_neighbour_similarity as kth  # noqa: E402
+from models.train_sscd_whitening import collect, describe_training_set  # noqa: E402
 
 K_GRID = (1, 3, 10, 30)
 BETA = 1.0
@@ -47,13 +47,6 @@ VALIDATION_PAIR_RATE = 1e-4  # wrong (view, original) pairs allowed to pass in t
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def kth(queries: np.ndarray, background: np.ndarray, k: int) -> np.ndarray:
-    """Each query's cosine to its ``k``-th most similar background row (1-based)."""
-    sims = queries.astype(np.float32) @ background.astype(np.float32).T
-    k = min(k, sims.shape[1])
-    return -np.partition(-sims, k - 1, axis=1)[:, k - 1]
 
 
 def validate_k(x_orig: np.ndarray, x_aug: np.ndarray, seed: int) -> dict[int, float]:
@@ -107,24 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     det = SscdDetector(Settings(detector_options={"image.sscd": {"model": args.model}}))
     if det.whitening is None:
         sys.exit(f"{args.model}: the detector runs without whitening; the background is described as it runs")
-    key = _sha(json.dumps([r["sha256"] for r in rows] + [args.seed, det.model_id]).encode())[:12]
-    cache = args.work / f"background-{key}.npz"
-    if cache.is_file():
-        z = np.load(cache)
-        x_orig, x_aug = z["orig"], z["aug"]
-    else:
-        start = time.time()
-        x_orig = np.zeros((len(rows), det.dim), np.float32)
-        x_aug = np.zeros((len(rows), det.dim), np.float32)
-        for s in range(0, len(rows), 64):
-            batch = [load(r) for r in rows[s:s + 64]]
-            others = [load(rows[(s + i + len(rows) // 2) % len(rows)]) for i in range(len(batch))]
-            views = [augment(im, o, args.seed * 1_000_003 + s + i) for i, (im, o) in enumerate(zip(batch, others))]
-            for j, e in enumerate(det.embed_references(batch + views)):
-                if len(e.vectors):
-                    (x_orig if j < len(batch) else x_aug)[s + j % len(batch)] = e.vectors[0]
-            print(f"  described {s + len(batch)}/{len(rows)} ({time.time() - start:.0f} s)", file=sys.stderr)
-        np.savez(cache, orig=x_orig, aug=x_aug)
+    x_orig, x_aug = describe_training_set(det, rows, args.seed, args.work, "background")
     both = (np.linalg.norm(x_orig, axis=1) > 0) & (np.linalg.norm(x_aug, axis=1) > 0)
     checks = validate_k(x_orig[both], x_aug[both], args.seed)
     print("  k check (views found at pair rate 1e-4; 0 = not normalised): "

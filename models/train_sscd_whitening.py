@@ -179,6 +179,27 @@ def embed(det, images: Sequence[Image.Image], chunk: int = 64) -> np.ndarray:
     return out
 
 
+def describe_training_set(det, rows: list[dict], seed: int, work: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """(descriptors of the training images, of one seeded augmented view of each) by ``det``, zeros for a flat
+    image; cached in ``work`` under ``prefix`` and a key of the images, the seed and the model id."""
+    key = _sha(json.dumps([r["sha256"] for r in rows] + [seed, det.model_id]).encode())[:12]
+    cache = work / f"{prefix}-{key}.npz"
+    if cache.is_file():
+        z = np.load(cache)
+        return z["orig"], z["aug"]
+    start = time.time()
+    x_orig, x_aug = np.zeros((len(rows), det.dim), np.float32), np.zeros((len(rows), det.dim), np.float32)
+    for s in range(0, len(rows), 64):
+        batch = [load(r) for r in rows[s:s + 64]]
+        x_orig[s:s + len(batch)] = embed(det, batch)
+        others = [load(rows[(s + i + len(rows) // 2) % len(rows)]) for i in range(len(batch))]
+        views = [augment(im, o, seed * 1_000_003 + s + i) for i, (im, o) in enumerate(zip(batch, others))]
+        x_aug[s:s + len(batch)] = embed(det, views)
+        print(f"  embedded {s + len(batch)}/{len(rows)} ({time.time() - start:.0f} s)", file=sys.stderr)
+    np.savez(cache, orig=x_orig, aug=x_aug)
+    return x_orig, x_aug
+
+
 def open_raw(model: str):
     """The detector with its post-processing off: the descriptors the whitening is fitted on."""
     from scanner.config import Settings
@@ -249,22 +270,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     rows = collect(args.debs, args.work, args.per_package, args.seed)
     det = open_raw(args.model)
-    key = _sha(json.dumps([r["sha256"] for r in rows] + [args.seed, det.model_id]).encode())[:12]
-    cache = args.work / f"train-{key}.npz"
-    if cache.is_file():
-        z = np.load(cache)
-        x_orig, x_aug = z["orig"], z["aug"]
-    else:
-        start = time.time()
-        x_orig, x_aug = np.zeros((len(rows), det.dim), np.float32), np.zeros((len(rows), det.dim), np.float32)
-        for s in range(0, len(rows), 64):
-            batch = [load(r) for r in rows[s:s + 64]]
-            x_orig[s:s + len(batch)] = embed(det, batch)
-            others = [load(rows[(s + i + len(rows) // 2) % len(rows)]) for i in range(len(batch))]
-            views = [augment(im, o, args.seed * 1_000_003 + s + i) for i, (im, o) in enumerate(zip(batch, others))]
-            x_aug[s:s + len(batch)] = embed(det, views)
-            print(f"  embedded {s + len(batch)}/{len(rows)} ({time.time() - start:.0f} s)", file=sys.stderr)
-        np.savez(cache, orig=x_orig, aug=x_aug)
+    x_orig, x_aug = describe_training_set(det, rows, args.seed, args.work, "train")
     keep = np.linalg.norm(x_orig, axis=1) > 0
     n_copies = 0
     if args.exclude.is_dir():

@@ -409,7 +409,7 @@ def load_score_norm(spec: ModelSpec, settings: Settings) -> ScoreNorm:
     if rows.ndim != 2 or rows.shape[1] != spec.dim or len(rows) < k or k < 1:
         raise ConfigError(f"score-normalisation file {path} has shape {rows.shape} for k={k}; model {spec.name!r} "
                           f"needs (n >= k, {spec.dim})")
-    return ScoreNorm(rows, k, beta, str(entry["file"]), hashlib.sha256(data).hexdigest())
+    return ScoreNorm(rows, k, beta, str(entry["file"]), str(entry["sha256"]))  # checked by _pinned_file
 
 
 def load_whitening(spec: ModelSpec, settings: Settings) -> Whitening:
@@ -418,7 +418,7 @@ def load_whitening(spec: ModelSpec, settings: Settings) -> Whitening:
     path, data, entry = _pinned_file(spec, settings, "whitening", "whitening",
                                      "fit one with models/train_sscd_whitening.py; or set "
                                      "[detectors.\"image.sscd\"] whitening = false")
-    digest = hashlib.sha256(data).hexdigest()
+    digest = str(entry["sha256"])  # checked by _pinned_file
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             mean, proj = np.asarray(z["mean"], np.float32), np.asarray(z["proj"], np.float32)
