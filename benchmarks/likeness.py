@@ -39,7 +39,8 @@ Voice scoring levers are measured one at a time on the same queries against the 
 (window rows vs one clean reference row): segment-mean query rows, three reference samples (max
 over samples, centroid), AS-norm against a leave-speaker-out cohort (the clean utterances of the
 speakers that are neither trial speaker: 3 of 5, a genuine trial drops one more), multi-condition
-enrolment, and multi-condition enrolment with segment means. With 5 speakers there are 10 speaker pairs: a 1 % FAR point is
+enrolment, multi-condition enrolment with segment means, and each query window also embedded after RNNoise
+(denoised rows) with the clean reference row alone and with the multi-condition rows (shipped). With 5 speakers there are 10 speaker pairs: a 1 % FAR point is
 set by the closest pair or two, and a condition's 91 genuine / 364 impostor 5 s queries resolve
 about 1 % TAR and 0.3 % FAR.
 
@@ -615,8 +616,9 @@ class _Query:
     speaker: int
     condition: str
     duration: float
-    rows: np.ndarray  # (n, 256): windows, then segment means
-    window: np.ndarray  # (n,) bool: a window row (not a segment mean)
+    rows: np.ndarray  # (n, 256): windows, then segment means, then the windows denoised
+    window: np.ndarray  # (n,) bool: a window row as heard (not a segment mean, not denoised)
+    denoised: np.ndarray  # (n,) bool: a window row after RNNoise
 
 
 def _as_norm(raw: np.ndarray, q_rows: np.ndarray, ref_rows: np.ndarray, cohort: np.ndarray) -> np.ndarray:
@@ -642,7 +644,7 @@ def run_voices(folder: Path, music_dir: Path | None, quick: bool, long_minutes: 
     say = out.lines.append
     det = VoiceDetector(Settings())  # the shipped scoring
     plain = VoiceDetector(Settings())  # the same model without the scoring levers: the baseline
-    plain.ref_conditions, plain.segment_means = (), False
+    plain.ref_conditions, plain.segment_means, plain.denoised_rows = (), False, False
     probe = VoiceDetector(Settings())  # embeds the queries: window rows (all levers) plus segment means
     probe.segment_means = True
     speakers = sorted(p.name for p in folder.iterdir() if p.is_dir())
@@ -674,20 +676,25 @@ def run_voices(folder: Path, music_dir: Path | None, quick: bool, long_minutes: 
     n = len(ok)
     # rows of the shipped enrolment that the previous one (PREVIOUS_REF_CONDITIONS) had: its figures come from them
     prev_rows = [0] + [1 + i for i, c in enumerate(det.ref_conditions) if c in PREVIOUS_REF_CONDITIONS]
-    pair, pair_prev = np.full((n, n), np.nan), np.full((n, n), np.nan)
+    pair, pair_prev, pair_heard = (np.full((n, n), np.nan) for _ in range(3))
     for i in range(n):
+        heard = new_qs[i].vectors[~np.asarray(new_qs[i].extra.get("denoised", np.zeros(0, bool)), bool)] \
+            if not new_qs[i].empty else None
         for j in range(n):
             if i != j and not new_qs[i].empty:
                 pair[i, j] = float((new_qs[i].vectors @ new_refs[j].vectors.T).max())
-                pair_prev[i, j] = float((new_qs[i].vectors @ new_refs[j].vectors[prev_rows].T).max())
+                pair_prev[i, j] = float((heard @ new_refs[j].vectors[prev_rows].T).max())
+                pair_heard[i, j] = float((heard @ new_refs[j].vectors.T).max())
     lab = np.array([si for si, _, _ in ok])
     off = ~np.eye(n, dtype=bool) & ~np.isnan(pair)
     gen_m, imp_m = off & (lab[:, None] == lab[None, :]), off & (lab[:, None] != lab[None, :])
     n_eer, n_eer_t = eer(pair[gen_m], pair[imp_m])
     p_eer, _ = eer(pair_prev[gen_m], pair_prev[imp_m])
+    h_eer, _ = eer(pair_heard[gen_m], pair_heard[imp_m])
     say(f"    shipped scoring (each utterance as a query vs every other as a reference, both orders): "
-        f"EER {_pct6(n_eer)} at {n_eer_t:.3f} ({int(gen_m.sum())} / {int(imp_m.sum())} trials); previous "
-        f"enrolment ({', '.join(PREVIOUS_REF_CONDITIONS)}): {_pct6(p_eer)}")
+        f"EER {_pct6(n_eer)} at {n_eer_t:.3f} ({int(gen_m.sum())} / {int(imp_m.sum())} trials); without the "
+        f"denoised query rows: {_pct6(h_eer)}; previous enrolment ({', '.join(PREVIOUS_REF_CONDITIONS)}), no "
+        f"denoised rows: {_pct6(p_eer)}")
 
     # ---- talent protocol: enrol the first 3 utterances, query the other 7 under conditions
     enrol_clips = [AudioClip(np.concatenate(audio[s][:3]), SR) for s in speakers]
@@ -733,8 +740,9 @@ def run_voices(folder: Path, music_dir: Path | None, quick: bool, long_minutes: 
             t_q += time.perf_counter() - t0
             audio_s += sum(cl.duration for cl in batch)
             for si, q in zip(owners, qs):
-                pooled = q.extra.get("segment_mean", np.zeros(q.vectors.shape[0], bool))
-                queries.append(_Query(si, c, d, q.vectors, ~np.asarray(pooled, bool)))
+                pooled = np.asarray(q.extra.get("segment_mean", np.zeros(q.vectors.shape[0], bool)), bool)
+                dn = np.asarray(q.extra.get("denoised", np.zeros(q.vectors.shape[0], bool)), bool)
+                queries.append(_Query(si, c, d, q.vectors, ~pooled & ~dn, dn))
 
     def cohort(a: int, b: int) -> np.ndarray:
         # leave-speaker-out: never either trial speaker, always S - 2 speakers (a genuine trial drops the next one)
@@ -752,10 +760,14 @@ def run_voices(folder: Path, music_dir: Path | None, quick: bool, long_minutes: 
     if prev_rows != list(range(new_enrol[0].shape[0])):  # the enrolment before the shipped one, from its rows
         levers[PREVIOUS_LEVER] = ("windows", [e[prev_rows] for e in new_enrol], False)
     levers.update({
+        "+ denoised query rows": ("denoised", plain_enrol, False),
         "+ multi-condition enrolment": ("windows", new_enrol, False),
         "+ multi-condition + segment means": ("all", new_enrol, False),
+        "+ multi-condition + denoised rows": ("denoised", new_enrol, False),
     })
-    shipped = "+ multi-condition + segment means" if det.segment_means else "+ multi-condition enrolment"
+    shipped = ("+ multi-condition + denoised rows" if det.denoised_rows else
+               "+ multi-condition + segment means" if det.segment_means else "+ multi-condition enrolment")
+    before_denoise = "+ multi-condition + segment means" if det.segment_means else "+ multi-condition enrolment"
     if S < 4:
         levers.pop("+ AS-norm (3-speaker cohort)")
     owners = np.array([q.speaker for q in queries])
@@ -764,7 +776,9 @@ def run_voices(folder: Path, music_dir: Path | None, quick: bool, long_minutes: 
     for name, (rows_kind, refs, norm) in levers.items():
         row_gen, row_imp, q_score = [], {c: [] for c in conditions}, []
         for q in queries:
-            Q = q.rows if rows_kind == "all" else q.rows[q.window]
+            # windows: as heard; all: + segment means; denoised: + the windows after RNNoise (the shipped rows)
+            Q = q.rows[q.window | (q.denoised if rows_kind == "denoised" else ~q.denoised if rows_kind == "all"
+                                   else np.zeros_like(q.window))]
             best = np.full(S, -np.inf)
             if Q.shape[0]:
                 for t in range(S):
@@ -838,10 +852,10 @@ def run_voices(folder: Path, music_dir: Path | None, quick: bool, long_minutes: 
         f"{best['row_review']:.4f} / block {best['row_block']:.4f}, per-query FAR there {cpct(fr['row_review'])} / "
         f"{cpct(fr['row_block'])}; plain detector per query: {results['plain (baseline)']['review']:.4f} / "
         f"{results['plain (baseline)']['block']:.4f}")
-    before = results.get(PREVIOUS_LEVER)
+    before = results.get(before_denoise) if before_denoise != shipped else None
     hdr = ["condition", "dur", "EER", "TAR@review", "TAR@block", "FAR@review", "FAR@block", "per-row rule TAR / FAR"]
     if before:
-        hdr.append(f"previous enrolment TAR@review ({before['review']:.4f})")
+        hdr.append(f"no denoised rows TAR@review ({before['review']:.4f})")
     hdr.append("plain TAR@review")
     body = []
     for c in conditions:
@@ -929,6 +943,12 @@ def run_voices(folder: Path, music_dir: Path | None, quick: bool, long_minutes: 
                                     "queries_5s_tar_review": {c: results[PREVIOUS_LEVER]["table"][f"{c} {d_main:g}s"]
                                                               ["tar_review"] for c in conditions}}
                                    if PREVIOUS_LEVER in results else None),
+            "without_denoised_rows": ({"lever": before_denoise, "review": results[before_denoise]["review"],
+                                       "block": results[before_denoise]["block"], "utterance_eer": round(h_eer, 4),
+                                       "queries_5s_tar_review": {c: results[before_denoise]["table"]
+                                                                 [f"{c} {d_main:g}s"]["tar_review"]
+                                                                 for c in conditions}}
+                                      if before_denoise != shipped else None),
             "levers_5s_tar_at_review": lever_summary,
             "as_norm": "leave-speaker-out cohort: a trial's cohort is the clean utterances of the S-2 speakers that are "
                        "neither trial speaker (genuine trials drop one more), so 3 speakers here; measured, not shipped",

@@ -135,7 +135,7 @@ def test_same_speaker_scores_above_other_speaker(det, clips):
 def test_query_windows_have_spans_and_match_their_speaker(det, clips):
     clip = clips["speaker_a_2"]
     q = det.embed_queries([clip])[0]
-    win = ~q.extra["segment_mean"]
+    win = ~q.extra["segment_mean"] & ~q.extra["denoised"]
     n = int(win.sum())
     assert n >= 2 and q.note == ""
     start, end = q.extra["start"][win], q.extra["end"][win]
@@ -201,7 +201,8 @@ def test_long_clip_is_capped_and_spread(det, clips):
     long = np.tile(speech, int(np.ceil(600 * SR / speech.size)))[: 600 * SR]  # 10 minutes of talk
     capped = VoiceDetector(Settings(), max_windows=12)
     q = capped.embed_queries([AudioClip(long, SR)])[0]
-    assert int((~q.extra["segment_mean"]).sum()) == 12 and q.vectors.shape[0] <= 12 + 6
+    plain_windows = ~q.extra["segment_mean"] & ~q.extra["denoised"]
+    assert int(plain_windows.sum()) == 12 and int(q.extra["denoised"].sum()) <= 12 and q.vectors.shape[0] <= 12 + 6 + 12
     assert "12 of " in q.note and "spread evenly" in q.note
     assert q.extra["start"].min() < 30 and q.extra["end"].max() > 570
 

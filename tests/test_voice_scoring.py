@@ -43,7 +43,7 @@ def det() -> VoiceDetector:
 @pytest.fixture(scope="module")
 def plain() -> VoiceDetector:
     d = VoiceDetector(Settings())
-    d.ref_conditions, d.segment_means = (), False
+    d.ref_conditions, d.segment_means, d.denoised_rows = (), False, False
     return d
 
 
