@@ -1,0 +1,114 @@
+"""audio.melody under dialogue: a query with speech is also transcribed from RNNoise's residual (the music
+with the voice taken out), as a second set of melody lines. Real models (Basic Pitch, Silero VAD, RNNoise);
+the figures the lines were chosen on come from benchmarks/melody.py on ../shared/data/music.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scanner.media.audio import AudioClip
+from scanner.testing.detector_kit import build_index
+from scanner.testing.examples import SR, melody_tune, render_tune
+from tests.test_melody import det, speech  # noqa: F401 (det: the module's fixture)
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def without(det):
+    d = type(det).__new__(type(det))
+    d.__dict__.update(det.__dict__)
+    d.under_speech = False
+    return d
+
+
+@pytest.fixture(scope="module")
+def tunes(det):
+    refs = {1: render_tune(melody_tune(31)), 2: render_tune(melody_tune(32)), 3: render_tune(melody_tune(34))}
+    return build_index(det, dict(zip(refs, det.embed_references([AudioClip(x, SR) for x in refs.values()]))))
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+def _under_dialogue(music: np.ndarray, db: float = 0.0) -> np.ndarray:
+    talk = np.resize(speech(), music.size)
+    y = music + talk * _rms(music) / _rms(talk) * 10 ** (db / 20)
+    return (0.5 * y / np.abs(y).max()).astype(np.float32)
+
+
+def _top(det, index, x):
+    (q,) = det.embed_queries([AudioClip(x, SR)])
+    hits = det.search(index, [q])[0]
+    return q, (max(hits, key=lambda h: h.score) if hits else None)
+
+
+def test_residual_is_the_music_under_the_voice(det):
+    music = render_tune(melody_tune(31))[: 8 * SR].astype(np.float32)
+    talk = np.resize(speech(), music.size).astype(np.float32)
+    talk *= _rms(music) / _rms(talk)  # dialogue at equal loudness
+    res = det._denoiser.residual(music + talk)
+    assert res.shape == music.shape and np.isfinite(res).all()
+    kept_music = float(np.dot(res, music) / np.dot(music, music))
+    kept_voice = float(np.dot(res, talk) / np.dot(talk, talk))
+    assert kept_music > 0.8 and kept_voice < 0.6, (kept_music, kept_voice)  # measured 0.89 and 0.50
+
+
+def test_a_tune_under_dialogue_is_found_through_the_lines_under_speech(det, without, tunes):
+    # a soft-timbred cover 5 % faster, the dialogue 6 dB louder than the music: measured 22 aligned notes with
+    # the lines under speech, 7 without (below the shipped review level of 9)
+    cover = render_tune(melody_tune(31), beat_s=0.3 / 1.05)
+    x = _under_dialogue(cover, db=6.0)
+    q, hit = _top(det, tunes, x)
+    q0, hit0 = _top(without, tunes, x)
+    assert int(q.extra["line"].max()) > int(q0.extra["line"].max())  # more lines: the music under the speech
+    assert hit is not None and hit.ref_id == 1, hit
+    assert hit.score >= (hit0.score if hit0 and hit0.ref_id == 1 else 0) + 10, (hit.score, hit0)
+    assert hit.score >= 12 and hit.extra["transposition"] == 0  # at the shipped block level
+
+
+def test_no_speech_no_extra_lines_and_the_same_hits(det, without, tunes):
+    x = render_tune(melody_tune(31), shift=-1, bright=True)
+    notes, note = det.transcribe(AudioClip(x, SR), under_speech=True)
+    assert notes is None and "no speech" in note
+    (q,), (q0,) = det.embed_queries([AudioClip(x, SR)]), without.embed_queries([AudioClip(x, SR)])
+    assert np.array_equal(q.vectors, q0.vectors) and np.array_equal(q.extra["line"], q0.extra["line"])
+    assert [(h.ref_id, h.score) for h in det.search(tunes, [q])[0]] == \
+        [(h.ref_id, h.score) for h in without.search(tunes, [q0])[0]]
+
+
+def test_speech_alone_still_has_no_melody_to_match(det, tunes):
+    q, hit = _top(det, tunes, speech().astype(np.float32))
+    assert hit is None or hit.score < 9, (hit.score, q.note)  # below the shipped review level
+
+
+def test_lines_merge_with_their_own_numbers(det):
+    tune = det.transcribe(AudioClip(render_tune(melody_tune(31)), SR))[0]
+    plain = det.embed_notes(tune, query=True)
+    both = det.embed_query_notes(tune, tune)
+    n = plain.vectors.shape[0]
+    assert both.vectors.shape[0] == 2 * n and np.array_equal(both.vectors[n:], plain.vectors)
+    shift = int(plain.extra["line"].max()) + 1
+    assert np.array_equal(both.extra["line"][n:], plain.extra["line"] + shift)
+    assert all(v.shape[0] == 2 * n for v in both.extra.values())
+    only = det.embed_query_notes(np.zeros((0, 5)), tune)
+    assert not only.empty and "under the dialogue only" in only.note
+    assert det.embed_query_notes(tune, None).vectors.shape[0] == n
+
+
+def test_long_clip_under_speech_reads_only_the_bounded_segments(det, monkeypatch):
+    from scanner.detectors import melody
+
+    calls = []
+    real = melody.posteriorgrams
+    monkeypatch.setattr(melody, "posteriorgrams", lambda s, a: calls.append(a.shape[0]) or real(s, a))
+    small = type(det).__new__(type(det))
+    small.__dict__.update(det.__dict__)
+    small.p = melody.MelodyParams(max_transcribed_s=20.0, segment_s=10.0)
+    x = _under_dialogue(np.tile(render_tune(melody_tune(31)), 5))  # ~90 s, dialogue throughout
+    small.embed_queries([AudioClip(x, SR)])
+    assert len(calls) == 4 and max(calls) <= 10.0 * melody.BP_SR + 1  # 2 segments, each plain and under speech
