@@ -1542,7 +1542,7 @@ def calibration_entry(m: Method, ops: Sequence[Operating], model: PairModel, run
             "estimation": model.describe(),
             "tail_fit": None if fit is None else {
                 "family": fit.family, "scale": model.scale, "share": fit.share, "pairs": fit.pairs,
-                "mean": float(f"{-fit.intercept / fit.slope:.5g}"), "sd": float(f"{1 / fit.slope:.5g}")},
+                **tail_parameters(fit.family, fit.intercept, fit.slope)},
             "benchmark_refs": len(run.refs),
             "empirical_fpr_at_benchmark_refs": {"review": round(review.fpr, 4), "block": round(block.fpr, 4)},
             "recall_at_1pct_fpr": round(review.recall, 4), "recall_at_0_1pct_fpr": round(block.recall, 4),
@@ -1550,6 +1550,14 @@ def calibration_entry(m: Method, ops: Sequence[Operating], model: PairModel, run
             "negatives": run.n_neg, "positives": run.n_pos,
         },
     }
+
+
+def tail_parameters(family: str, intercept: float, slope: float) -> dict[str, float]:
+    """A tail fit's parameters named for its family (5 significant digits): ``normal`` (Phi^-1(rate) = slope x +
+    intercept) as ``mean`` and ``sd`` of the fitted normal; ``exponential`` (log rate = slope x + intercept) as
+    ``location`` (the score where the fitted rate reaches 1) and ``scale_length`` (score change per e-fold)."""
+    where, length = float(f"{-intercept / slope:.5g}"), float(f"{1 / slope:.5g}")
+    return {"mean": where, "sd": length} if family == "normal" else {"location": where, "scale_length": length}
 
 
 # ---------------------------------------------------------------- report

@@ -135,3 +135,28 @@ def test_two_benchmarks_keep_the_stricter_level_without_ratcheting(tmp_path):
     assert c["final"] == {"review": 15, "block": 20}  # compared with the scenes suite's own 11 / 13, not 19 / 25
     assert stricter_than_stored(_entry(1, 2), tmp_path / "none.json", "image.local", "m", "x", "y", "z")["final"] == \
         {"review": 1, "block": 2}
+
+
+def test_tail_parameters_are_named_for_their_family():
+    from benchmarks.image_copy import tail_parameters
+
+    # normal: Phi^-1(rate) = 2 x + 3 -> mean -1.5, sd 0.5; exponential: log rate = -0.5 x + 10 -> rate 1 at x = 20
+    assert tail_parameters("normal", 3.0, 2.0) == {"mean": -1.5, "sd": 0.5}
+    assert tail_parameters("exponential", 10.0, -0.5) == {"location": 20.0, "scale_length": -2.0}
+
+
+def test_stored_tail_fits_use_their_family_names():
+    import json
+
+    def fits(o):
+        if isinstance(o, dict):
+            if isinstance(o.get("tail_fit"), dict) and "family" in o["tail_fit"]:
+                yield o["tail_fit"]
+            for v in o.values():
+                yield from fits(v)
+
+    stored = list(fits(json.loads((REPO_ROOT / "scanner" / "policy" / "calibration.json").read_text())))
+    assert stored
+    for f in stored:
+        want = {"mean", "sd"} if f["family"] == "normal" else {"location", "scale_length"}
+        assert want <= set(f) and not ({"mean", "sd", "location", "scale_length"} - want) & set(f), f
