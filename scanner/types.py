@@ -628,6 +628,19 @@ class Sample(Evidence):
 
 
 @dataclass(frozen=True)
+class Denoised(Evidence):
+    """The asset side was compared after denoising (``audio.voice``: the window's speech after RNNoise), so
+    a music bed or noise covered the voice there. JSON: ``denoised`` true (false or absent: as heard)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"denoised": True}
+
+    @classmethod
+    def from_json(cls, extra: Mapping[str, Any]) -> tuple["Denoised", ...]:
+        return (cls(),) if extra.get("denoised") is True else ()
+
+
+@dataclass(frozen=True)
 class DetectorScore:
     """One detector's own score for a finding's reference, with its thresholds and the level the score
     alone reaches ("block", "review" or "below review"): the rows of ``Finding.evidence`` (JSON ``evidence``)."""
@@ -654,7 +667,7 @@ class DetectorScore:
 
 
 EVIDENCE_TYPES: tuple[type[Evidence], ...] = (ImageSize, Duration, Box, Polygon, Span, FrameRef, Notes,
-                                               Landmarks, Keypoints, Detection, Sample)
+                                               Landmarks, Keypoints, Detection, Sample, Denoised)
 
 
 def evidence_to_json(items: Iterable[Evidence]) -> dict[str, Any]:

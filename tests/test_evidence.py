@@ -19,7 +19,7 @@ from scanner.detectors.base import Hit, detector_class, detector_names
 from scanner.reports.actions import describe_score, likeness_of
 from scanner.reports.html import write_html
 from scanner.reports.jsonl import read_results, write_jsonl
-from scanner.types import (EVIDENCE_TYPES, AssetResult, Box, Detection, Duration, FrameRef, ImageSize, Keypoints,
+from scanner.types import (EVIDENCE_TYPES, AssetResult, Box, Denoised, Detection, Duration, FrameRef, ImageSize, Keypoints,
                            Landmarks, Note, Notes, Polygon, Sample, Span, evidence_from_json, evidence_to_json)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +56,7 @@ CASES = [
     (Keypoints(9, text_only=True), {"inliers": 9, "text_only": True}),
     (Detection(57, 0.998), {"face_size": 57, "det_score": 0.998}),
     (Sample(9), {"sample_id": 9}),
+    (Denoised(), {"denoised": True}),
 ]
 
 
@@ -201,6 +202,19 @@ def test_html_draws_each_evidence_type(tmp_path):
     assert sum(1 for t, a in tags if t == "rect" and a.get("class") == "ref-note") == 12
     assert "transposed +2 semitones" in text and "+2 semitones (asset = reference +2)" in text
     assert "12 of 30 aligned notes" in text and "×0.91" in text
+
+
+def test_a_voice_match_on_a_denoised_window_says_so(tmp_path):
+    assert evidence_from_json({"denoised": False, "start": 1.0, "end": 4.0}) == (Span((1.0, 4.0), layout="segment"),)
+    _thumbs(tmp_path, "e" * 64)
+    voice = {"denoised": True, "start": 1.0, "end": 4.0}
+    record = {"path": "dialogue.wav", "sha256": "e" * 64, "media_type": "audio", "verdict": "review",
+              "findings": [_finding("audio.voice", voice)]}
+    text = write_html([record], tmp_path / "report.html", lambda f: None).read_text(encoding="utf-8")
+    assert "<th>compared</th><td>the asset&#x27;s speech after denoising (RNNoise)" in text
+    record["findings"] = [_finding("audio.voice", dict(voice, denoised=False))]
+    text = write_html([record], tmp_path / "report.html", lambda f: None).read_text(encoding="utf-8")
+    assert "after denoising" not in text
 
 
 def test_piano_roll_lays_reference_notes_over_the_asset_notes_they_match(tmp_path):

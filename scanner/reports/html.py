@@ -33,8 +33,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from scanner.fsutil import atomic_write_bytes
 from scanner.reports.actions import describe_score, finding_action, likeness_of, next_step
-from scanner.types import (Box, Duration, Evidence, FrameRef, ImageSize, Keypoints, Landmarks, Notes, Polygon, Sample,
-                           Span, evidence_from_json)
+from scanner.types import (Box, Denoised, Duration, Evidence, FrameRef, ImageSize, Keypoints, Landmarks, Notes,
+                           Polygon, Sample, Span, evidence_from_json)
 
 COLOURS = {"block": "#c62828", "review": "#ef6c00", "pass": "#2e7d32", "error": "#6a1b9a", "cleared": "#1565c0",
            "consented": "#1565c0", "below review": "#9e9e9e"}
@@ -578,6 +578,11 @@ def _(item: Landmarks) -> list[tuple[str, str]]:
     if item.pitch_shift is not None:
         rows.append(("pitch shift", f"{_e(item.pitch_shift)} semitones"))
     return rows
+
+
+@_rows.register
+def _(item: Denoised) -> list[tuple[str, str]]:
+    return [("compared", _e("the asset's speech after denoising (RNNoise): music or noise covers the voice there"))]
 
 
 @_rows.register
