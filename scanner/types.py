@@ -629,15 +629,19 @@ class Sample(Evidence):
 
 @dataclass(frozen=True)
 class Denoised(Evidence):
-    """The asset side was compared after denoising (``audio.voice``: the window's speech after RNNoise), so
-    a music bed or noise covered the voice there. JSON: ``denoised`` true (false or absent: as heard)."""
+    """The asset side was compared after RNNoise. ``what`` = "speech": ``audio.voice`` compared the window's
+    speech denoised, so music or noise covered the voice (JSON ``denoised`` true); "music": ``audio.melody``
+    read the music under the dialogue, RNNoise's residual (JSON ``under_speech`` true). False or absent: as heard."""
+
+    what: str = "speech"
 
     def to_json(self) -> dict[str, Any]:
-        return {"denoised": True}
+        return {"denoised": True} if self.what == "speech" else {"under_speech": True}
 
     @classmethod
     def from_json(cls, extra: Mapping[str, Any]) -> tuple["Denoised", ...]:
-        return (cls(),) if extra.get("denoised") is True else ()
+        return tuple(cls(what) for key, what in (("denoised", "speech"), ("under_speech", "music"))
+                     if extra.get(key) is True)
 
 
 @dataclass(frozen=True)

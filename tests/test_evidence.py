@@ -57,6 +57,7 @@ CASES = [
     (Detection(57, 0.998), {"face_size": 57, "det_score": 0.998}),
     (Sample(9), {"sample_id": 9}),
     (Denoised(), {"denoised": True}),
+    (Denoised("music"), {"under_speech": True}),
 ]
 
 
@@ -215,6 +216,10 @@ def test_a_voice_match_on_a_denoised_window_says_so(tmp_path):
     record["findings"] = [_finding("audio.voice", dict(voice, denoised=False))]
     text = write_html([record], tmp_path / "report.html", lambda f: None).read_text(encoding="utf-8")
     assert "after denoising" not in text
+    record["findings"] = [_finding("audio.melody", evidence_to_json([Span((1.5, 4.8), (0.0, 3.63), "pairs"), MELODY,
+                                                                      Denoised("music")]))]
+    text = write_html([record], tmp_path / "report.html", lambda f: None).read_text(encoding="utf-8")
+    assert "<th>read from</th><td>the music under the dialogue" in text
 
 
 def test_piano_roll_lays_reference_notes_over_the_asset_notes_they_match(tmp_path):

@@ -69,6 +69,8 @@ def test_a_tune_under_dialogue_is_found_through_the_lines_under_speech(det, with
     assert hit is not None and hit.ref_id == 1, hit
     assert hit.score >= (hit0.score if hit0 and hit0.ref_id == 1 else 0) + 10, (hit.score, hit0)
     assert hit.score >= 12 and hit.extra["transposition"] == 0  # at the shipped block level
+    assert hit.extra.get("under_speech") is True  # found on a line of the music under the dialogue: said
+    assert q.extra["under_speech"].any() and not q.extra["under_speech"][q.extra["line"] == 0].any()
 
 
 def test_no_speech_no_extra_lines_and_the_same_hits(det, without, tunes):
@@ -77,6 +79,7 @@ def test_no_speech_no_extra_lines_and_the_same_hits(det, without, tunes):
     assert notes is None and "no speech" in note
     (q,), (q0,) = det.embed_queries([AudioClip(x, SR)]), without.embed_queries([AudioClip(x, SR)])
     assert np.array_equal(q.vectors, q0.vectors) and np.array_equal(q.extra["line"], q0.extra["line"])
+    assert "under_speech" not in q.extra and all("under_speech" not in h.extra for h in det.search(tunes, [q])[0])
     assert [(h.ref_id, h.score) for h in det.search(tunes, [q])[0]] == \
         [(h.ref_id, h.score) for h in without.search(tunes, [q0])[0]]
 
@@ -95,8 +98,9 @@ def test_lines_merge_with_their_own_numbers(det):
     shift = int(plain.extra["line"].max()) + 1
     assert np.array_equal(both.extra["line"][n:], plain.extra["line"] + shift)
     assert all(v.shape[0] == 2 * n for v in both.extra.values())
+    assert both.extra["under_speech"].tolist() == [False] * n + [True] * n
     only = det.embed_query_notes(np.zeros((0, 5)), tune)
-    assert not only.empty and "under the dialogue only" in only.note
+    assert not only.empty and "under the dialogue only" in only.note and only.extra["under_speech"].all()
     assert det.embed_query_notes(tune, None).vectors.shape[0] == n
 
 

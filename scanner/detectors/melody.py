@@ -81,7 +81,7 @@ from scanner.detectors.melody_transcribe import SR as BP_SR, NoteParams, note_gl
 from scanner.errors import ModelMissingError
 from scanner.index.melody_index import MelodyIndex
 from scanner.media.audio import AudioClip
-from scanner.types import Metric, Modality, Note, Notes, Span
+from scanner.types import Denoised, Metric, Modality, Note, Notes, Span
 
 DEFAULT_MODEL = "melody-basic-pitch"
 NO_MELODY = "no melody to compare"
@@ -218,13 +218,16 @@ class MelodyDetector(OwnIndexDetector):
         extra_lines = self.embed_notes(under, query=True)
         if extra_lines.empty:
             return plain
+        n_under = extra_lines.vectors.shape[0]
         if plain.empty:
-            return Embedding(extra_lines.vectors, "audio.melody: melody read under the dialogue only", extra_lines.extra)
+            return Embedding(extra_lines.vectors, "audio.melody: melody read under the dialogue only",
+                             {**extra_lines.extra, "under_speech": np.ones(n_under, bool)})
         shift = int(plain.extra["line"].max()) + 1
         return Embedding(np.concatenate([plain.vectors, extra_lines.vectors]), plain.note, {
             "t": np.concatenate([plain.extra["t"], extra_lines.extra["t"]]),
             "pitch": np.concatenate([plain.extra["pitch"], extra_lines.extra["pitch"]]),
-            "line": np.concatenate([plain.extra["line"], (extra_lines.extra["line"] + shift).astype(np.int8)])})
+            "line": np.concatenate([plain.extra["line"], (extra_lines.extra["line"] + shift).astype(np.int8)]),
+            "under_speech": np.concatenate([np.zeros(plain.vectors.shape[0], bool), np.ones(n_under, bool)])})
 
     def embed_notes(self, notes: np.ndarray, note: str = "", query: bool = False) -> Embedding:
         """The signature of transcribed ``notes`` ((n, 4): start, end, pitch, amplitude; or (n, 5) with each note's
@@ -317,11 +320,14 @@ class MelodyDetector(OwnIndexDetector):
         if q.empty or index.rows == 0:
             return []
         line = np.asarray(q.extra.get("line", np.zeros(q.vectors.shape[0], np.int8)))
+        under = np.asarray(q.extra.get("under_speech", np.zeros(q.vectors.shape[0], bool)), bool)
         best: dict[int, Hit] = {}
         for k in np.unique(line):
             sel = line == k
             for rid, hit in self._search_line(index, q.extra["t"][sel].astype(np.float64),
                                               q.extra["pitch"][sel].astype(np.int64)).items():
+                if under[sel].all():  # a line of the music under the dialogue: the report says so
+                    hit = Hit(hit.ref_id, hit.score, dict(hit.extra), hit.evidence + (Denoised("music"),))
                 if rid not in best or hit.score > best[rid].score:
                     best[rid] = hit
         hits = [h for h in best.values() if h.score > 0]

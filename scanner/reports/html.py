@@ -582,7 +582,9 @@ def _(item: Landmarks) -> list[tuple[str, str]]:
 
 @_rows.register
 def _(item: Denoised) -> list[tuple[str, str]]:
-    return [("compared", _e("the asset's speech after denoising (RNNoise): music or noise covers the voice there"))]
+    if item.what == "speech":
+        return [("compared", _e("the asset's speech after denoising (RNNoise): music or noise covers the voice there"))]
+    return [("read from", _e("the music under the dialogue (RNNoise's residual: the mix with the voice taken out)"))]
 
 
 @_rows.register
