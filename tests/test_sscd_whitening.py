@@ -35,6 +35,14 @@ def _registry_copy(tmp_path: Path) -> Path:
     return folder
 
 
+def _drop_config(folder: Path, key: str, model: str = "sscd-disc-mixup") -> None:
+    """Remove ``config[key]`` from the registry copy's entry for ``model``."""
+    reg = folder / f"{model}.json"
+    data = json.loads(reg.read_text())
+    del data["config"][key]
+    reg.write_text(json.dumps(data))
+
+
 def _texture(seed: int, size=(320, 240)) -> Image.Image:
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (size[1] // 16, size[0] // 16, 3), dtype=np.uint8)
@@ -117,10 +125,7 @@ def test_missing_whitening_file_or_entry_names_the_fix(tmp_path):
     (folder / entry["file"]).unlink()
     with pytest.raises(ModelMissingError, match="whitening = false"):
         create("image.sscd", _settings(True, model_registry=folder))
-    reg = folder / "sscd-disc-mixup.json"
-    data = json.loads(reg.read_text())
-    del data["config"]["whitening"]
-    reg.write_text(json.dumps(data))
+    _drop_config(folder, "whitening")
     with pytest.raises(ConfigError, match="no fitted whitening"):
         create("image.sscd", _settings(True, model_registry=folder))
 

@@ -24,23 +24,12 @@ for _pkg, _pip in (("resemblyzer", "resemblyzer"), ("silero_vad", "silero-vad"),
 
 from scanner.detectors import voice_denoise  # noqa: E402
 from tests.test_voice import synth_music  # noqa: E402
+from tests.test_voice_scoring import clips, det  # noqa: E402,F401 (the module's fixtures)
 from scanner.detectors.voice import (  # noqa: E402
     DENOISE_MAX_DROP_DB, SR, VoiceDetector, _dbfs, _mix_at, _Speech,
 )
 
-VOICES = Path(__file__).parent / "fixtures" / "voices"
 REGISTRY = REPO_ROOT / "models" / "voice-resemblyzer-ge2e.json"
-
-
-def _load(path: Path) -> AudioClip:
-    sf = pytest.importorskip("soundfile")
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    return AudioClip(data.mean(axis=1), sr)
-
-
-@pytest.fixture(scope="module")
-def det() -> VoiceDetector:
-    return VoiceDetector(Settings())
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +37,6 @@ def without() -> VoiceDetector:
     d = VoiceDetector(Settings().with_options("audio.voice", denoise=False))  # the documented fast option
     assert d.denoised_rows is False
     return d
-
-
-@pytest.fixture(scope="module")
-def clips() -> dict[str, AudioClip]:
-    return {p.stem: _load(p) for p in sorted(VOICES.glob("*.flac"))}
 
 
 def test_rnnoise_keeps_speech_and_removes_noise(det, clips):

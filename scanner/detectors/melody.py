@@ -60,7 +60,9 @@ recording under dialogue 45.3 -> 73.6 %, all covers 75.5 -> 76.9 %, no condition
 fires on 4-28 % of the synthesised covers without dialogue; their extra lines changed nothing there
 but one condition, -2 st +8 %: 75.5 -> 77.4 %). Query cost (20 s clips, this machine): 67x -> 47x
 real time without speech (the VAD), 74x -> 12x with dialogue (RNNoise and a second transcription).
-The VAD file and the RNNoise library are the ones ``audio.voice`` pins (``models/melody-basic-pitch.json``). Audio without a melody (silence, drums, speech, a single
+The VAD file and the RNNoise library are the ones ``audio.voice`` pins (``models/melody-basic-pitch.json``).
+
+Audio without a melody (silence, drums, speech, a single
 tone) gives an empty embedding with the note "no melody to compare". At most
 ``MelodyParams.max_transcribed_s`` seconds are transcribed per clip (longer clips: evenly spread
 segments, said in the note), which bounds time and memory whatever the file's length.
@@ -179,7 +181,7 @@ class MelodyDetector(OwnIndexDetector):
         self._lock = threading.Lock()
         from scanner.detectors import voice, voice_denoise
 
-        self._vad = voice._vad(str(resolved.aux("vad")[0]))
+        self._vad = voice.load_vad(str(resolved.aux("vad")[0]))
         self._denoiser = voice_denoise.load(str(resolved.aux("denoise")[0]))
 
     # Lever (benchmarks/melody.py switches it on an instance for its same-run baseline): queries with speech also

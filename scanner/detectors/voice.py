@@ -203,7 +203,7 @@ _VAD_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=2)
-def _vad(path: str):
+def load_vad(path: str):
     torch = _torch()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.load deprecation notice
@@ -217,7 +217,7 @@ def _vad(path: str):
 
 
 def find_speech(vad: Any, x: np.ndarray) -> _Speech:
-    """Speech regions (samples of ``x``, 16 kHz) from the Silero VAD model ``vad``'s probabilities (``_vad``)."""
+    """Speech regions (samples of ``x``, 16 kHz) from the Silero VAD model ``vad``'s probabilities (``load_vad``)."""
     if x.size < VAD_FRAME or max(float(x.max()), -float(x.min())) < 10 ** (SILENT_DBFS / 20):
         return _Speech([])
     probs = _vad_probs(vad, x)
@@ -506,7 +506,7 @@ class VoiceDetector(VectorDetector):
         self._denoiser = voice_denoise.load(str(denoise_path))
         self._torch = _torch()
         self._encoder = _encoder(str(weights))
-        self._vad = _vad(str(vad_path))
+        self._vad = load_vad(str(vad_path))
         self._mel = self._torch.from_numpy(_mel_filters())
         self._window = self._torch.hann_window(N_FFT, periodic=True)
         self._lock = threading.Lock()  # one call at a time sets torch's thread count
