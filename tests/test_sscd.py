@@ -187,3 +187,75 @@ def test_query_crops_meet_the_detector_contract():
     assert kit.detector.calibration_id == "sscd-distilled-mnv4+crops"
     for check in DetectorKit.CHECKS:  # with its own calibration entry (benchmarks/image_copy.py --query-crops)
         getattr(kit, f"check_{check}")()
+
+
+# ------------------------------------------------------------------ uniform borders
+
+
+def _on_flat(work: Image.Image, size=(520, 430), at=(70, 90), colour=(40, 90, 200)) -> Image.Image:
+    canvas = Image.new("RGB", size, colour)
+    canvas.paste(work, at)
+    return canvas
+
+
+def _jpeg(img: Image.Image, quality: int) -> Image.Image:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def test_content_box_finds_the_picture_inside_a_flat_margin():
+    from scanner.detectors.sscd import content_box
+
+    work = _texture(12, (300, 240))
+    assert content_box(_on_flat(work)) == (70, 90, 370, 330)
+    x0, y0, x1, y1 = content_box(_jpeg(_on_flat(work), 10))  # compression noise on the margin: within a
+    assert max(abs(x0 - 70), abs(y0 - 90), abs(x1 - 370), abs(y1 - 330)) <= 16  # 16 px JPEG block of it
+    # padding of another colour around the composite: peeled too
+    padded = _on_flat(_on_flat(work), (640, 560), (60, 65), (250, 250, 250))
+    assert content_box(padded) == (130, 155, 430, 395)
+
+
+@pytest.mark.parametrize("case", ["no border", "flat", "sliver", "tiny inside", "alpha"])
+def test_content_box_none_where_there_is_no_picture_inside_a_margin(case):
+    from scanner.detectors.sscd import content_box
+
+    work = _texture(13, (300, 240))
+    img = {"no border": work, "flat": Image.new("RGB", (300, 200), (9, 9, 9)),
+           "sliver": _on_flat(work, (304, 244), (2, 2)),
+           "tiny inside": _on_flat(_texture(14, (40, 30)), (600, 500), (100, 100)),
+           "alpha": Image.new("RGBA", (300, 200), (0, 0, 0, 0))}[case]
+    if case == "alpha":
+        img.paste(work.crop((0, 0, 200, 100)), (50, 50))
+    assert content_box(img) is None
+
+
+def test_a_query_on_a_flat_margin_gets_a_row_inside_it_with_its_box(tmp_path):
+    det = create("image.sscd", Settings(model_cache=tmp_path))
+    work = _texture(15, (300, 240))
+    (ref,) = det.embed_references([work])
+    (q,) = det.embed_queries([_on_flat(work)])
+    assert q.vectors.shape == (2, 512)
+    boxes = q.extra["box"]
+    assert np.isnan(boxes[0]).all() and boxes[1].tolist() == [70, 90, 370, 330]  # no frame around the whole
+    scores = q.vectors @ ref.vectors[0]
+    assert scores[1] > 0.9 and scores[1] > scores[0] + 0.05  # inside the margin it is the work itself
+    (plain,) = det.embed_queries([work])  # no margin: one row, no box
+    assert plain.vectors.shape == (1, 512) and "box" not in plain.extra
+    (with_crops,) = _crops(tmp_path).embed_queries([_on_flat(work)])
+    assert with_crops.vectors.shape == (7, 512) and with_crops.extra["box"][0].tolist() == [0, 0, 520, 430]
+
+
+def test_the_box_of_a_trimmed_row_reaches_the_report(tmp_path):
+    from scanner.types import Box
+
+    det = create("image.sscd", Settings(model_cache=tmp_path))
+    work = _texture(16, (300, 240))
+    index = det.new_index()
+    (ref,) = det.embed_references([work])
+    index.add(np.array([7]), ref.vectors)
+    (hit,) = det.search(index, det.embed_queries([_on_flat(work)]))[0]
+    assert hit.ref_id == 7 and hit.score > 0.9
+    assert [e for e in hit.evidence if isinstance(e, Box)] == [Box(70, 90, 300, 240)]
