@@ -849,9 +849,14 @@ def _code_crc(fn: Callable) -> int:
         return 0
 
 
+# Read once, when the module loads: ``inspect.getsource`` reads the file on disk by line number, so an edit
+# to this file during a run would otherwise change every key within that run (and miss the whole cache).
+_SOURCE_CRCS = {fn: _code_crc(fn) for fn in (*TRANSFORMS.values(), composite)}
+
+
 def query_key(src: Source, transform: str, seed: int) -> str:
     """Cache key of one query: source, transform, seed and the CRC of the code that makes it."""
-    return f"q|{src.name}|{transform}|{seed}|{_code_crc(TRANSFORMS[transform])}|{_code_crc(composite)}"
+    return f"q|{src.name}|{transform}|{seed}|{_SOURCE_CRCS[TRANSFORMS[transform]]}|{_SOURCE_CRCS[composite]}"
 
 
 def run_queries(sources: Sequence[Source], positive: bool, transforms: Sequence[str], seed: int,

@@ -160,3 +160,15 @@ def test_stored_tail_fits_use_their_family_names():
     for f in stored:
         want = {"mean", "sd"} if f["family"] == "normal" else {"location", "scale_length"}
         assert want <= set(f) and not ({"mean", "sd", "location", "scale_length"} - want) & set(f), f
+
+
+def test_query_cache_keys_do_not_follow_an_edit_of_the_file_during_a_run(monkeypatch):
+    import benchmarks.image_copy as ic
+
+    src = ic.Source("stamps/x", None, 0)  # type: ignore[arg-type]  # the key reads the name only
+    keys = [ic.query_key(src, t, 0) for t in ic.TRANSFORMS]
+    assert len(set(keys)) == len(keys)
+    # inspect.getsource reads the file on disk by line number: an edit shifts what it returns
+    monkeypatch.setattr(ic.inspect, "getsource", lambda fn: "shifted lines")
+    assert [ic.query_key(src, t, 0) for t in ic.TRANSFORMS] == keys
+    assert ic._code_crc(ic.composite) != ic._SOURCE_CRCS[ic.composite]  # what an unfixed key would have read
