@@ -431,3 +431,36 @@ def test_unusable_postgres_url_is_one_clear_line(url, expect, monkeypatch):
     assert r.exit_code == ConfigError.exit_code, r.output
     text = " ".join(r.output.split())  # rich wraps long lines
     assert expect in text and "Traceback" not in text and "secret" not in text
+
+
+def test_opening_while_another_process_creates_the_catalog_waits_for_it(tmp_path, monkeypatch):
+    """The switch to WAL can answer 'database is locked' at once while another process creates the file:
+    opening tries again instead of failing the command."""
+    import sqlite3
+
+    from scanner.catalog import sqlite as mod
+
+    real = sqlite3.connect
+    tries = []
+
+    class Busy:
+        def __init__(self, db):
+            self.db = db
+
+        def execute(self, sql, *args):
+            if sql.startswith("PRAGMA journal_mode") and len(tries) < 3:
+                tries.append(sql)
+                raise sqlite3.OperationalError("database is locked")
+            return self.db.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+
+    monkeypatch.setattr(mod.sqlite3, "connect", lambda *a, **k: Busy(real(*a, **k)))
+    cat = mod.SQLiteCatalog(tmp_path / "catalog.db")
+    assert len(tries) == 3 and cat.count() == 0
+    cat.close()
+    monkeypatch.setattr(mod, "OPEN_TIMEOUT_S", 0.0)  # past the deadline: one clear error, no traceback
+    tries.clear()
+    with pytest.raises(CatalogError, match="cannot open catalog .*locked"):
+        mod.SQLiteCatalog(tmp_path / "other.db")

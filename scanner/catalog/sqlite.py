@@ -12,9 +12,11 @@ records or corrupt it. A farm shares a PostgreSQL catalog instead.
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import stat
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -121,6 +123,9 @@ class _SQLiteTx:
         self._db.executemany(sql, rows)
 
 
+OPEN_TIMEOUT_S = 30.0  # how long opening waits for another process creating or migrating the catalog
+
+
 class SQLiteCatalog(Catalog):
     """The catalog in one SQLite file (WAL mode), for one machine."""
 
@@ -148,12 +153,25 @@ class SQLiteCatalog(Catalog):
                     "PostgreSQL catalog between nodes (--catalog postgresql://user@host/dbname; copy this one with "
                     f"`scanner catalog migrate --from {self.path} --to postgresql://...`)")
             _make_private(self.path)
-        try:
-            self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise CatalogError(f"cannot open catalog {self.path}: {exc}") from None
+        deadline = time.monotonic() + OPEN_TIMEOUT_S
+        while True:
+            db = None
+            try:
+                self._db = db = sqlite3.connect(str(self.path), timeout=OPEN_TIMEOUT_S, check_same_thread=False,
+                                                isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._migrate()
+                break
+            except sqlite3.OperationalError as exc:
+                # Two processes creating one catalog: the switch to WAL can report "locked" at once instead of
+                # waiting for the busy timeout. Open again until the other one is done.
+                if db is not None:
+                    db.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise CatalogError(f"cannot open catalog {self.path}: {exc}") from None
+                time.sleep(random.uniform(0.02, 0.2))
+            except sqlite3.DatabaseError as exc:
+                raise CatalogError(f"cannot open catalog {self.path}: {exc}") from None
         if not memory:
             _make_private(self.path)  # -wal and -shm exist now
 
