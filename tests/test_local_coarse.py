@@ -71,6 +71,9 @@ def test_coarse_keypoints_alone_do_not_make_a_work_indexable(dets, monkeypatch):
     monkeypatch.setattr(local, "MIN_REF_KEYPOINTS", n_fine + 1)
     emb = dets["coarse"].embed_references([ref])[0]
     assert emb.empty and f"only {n_fine} keypoints" in emb.note
+    # the note's hint names detectors that do run by default, and so still compare this work
+    named = emb.note.rsplit("(", 1)[1].rstrip(")").split(", ")
+    assert named and set(named) <= set(Settings().detectors) - {"image.local"}
 
 
 def test_an_index_built_without_them_is_refused(dets, refs, tmp_path):

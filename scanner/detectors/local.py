@@ -109,7 +109,7 @@ REF_KEYPOINTS = 512
 COARSE_SCALES = (0.5, 0.25)
 COARSE_KEYPOINTS = 256
 QUERY_KEYPOINTS = 1024  # per orientation
-MIN_REF_KEYPOINTS = 40  # fewer: the reference is not indexed here (PDQ/CLIP still cover it)
+MIN_REF_KEYPOINTS = 40  # fewer: the reference is not indexed here (PDQ and SSCD still cover it)
 CONTRAST_THRESHOLD = 0.01  # SIFT DoG contrast floor (OpenCV default 0.04; lower measured better, see the benchmark)
 MIN_SIDE = 16  # smaller images have no usable keypoints
 GRID = 8  # spatial spread: keypoints are picked round-robin over a GRID x GRID grid
@@ -128,7 +128,7 @@ REPROJ_PX = 4.0  # MAGSAC inlier threshold in working pixels
 RANSAC_ITERS = 2000
 SUPPORT_STEPS = 32  # the matched region grows by 1/32 of the reference per step...
 ABSENT_EXPECTED = 4.0  # ...until a band where this many inliers were expected shows none
-NOTE_COVERED_BY = "image.pdq, image.clip"
+NOTE_COVERED_BY = "image.pdq, image.sscd"  # default detectors that still compare a featureless work
 
 # ---------------------------------------------------------------- keypoints
 
