@@ -146,7 +146,7 @@ def test_flat_and_generic_images_give_no_finding(det, index, name):
 def test_featureless_reference_left_to_other_detectors(det):
     embs = det.embed_references([Image.new("RGB", (500, 400), (200, 10, 10)), Image.new("RGB", (1, 1))])
     for emb in embs:
-        assert emb.empty and "image.pdq" in emb.note and "image.clip" in emb.note
+        assert emb.empty and "image.pdq" in emb.note and "image.sscd" in emb.note
 
 
 def test_mirror_permutation_matches_descriptors_of_the_mirror_image(det):
