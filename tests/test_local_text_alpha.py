@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from scanner.config import Settings
 from scanner.detectors import create
+from scanner.detectors.base import Embedding
 from scanner.detectors.local import LocalDetector, polygon_iou
 from scanner.detectors.ocr import MODEL, TextDetectionError, TextFinder
 from scanner.errors import ConfigError, ModelMissingError
@@ -176,9 +177,50 @@ def test_failed_text_detection_still_checks_the_asset_with_a_note(det, monkeypat
 
     monkeypatch.setattr(det._text, "boxes", broken)
     emb = det.embed_queries([paste(ref, QUAD)])[0]
-    assert not emb.empty and "text detection failed" in emb.note and "checked without text boxes" in emb.note
+    assert not emb.empty and not emb.note  # text is looked for only when a candidate is verified
     hits = det.search(index, [emb])[0]
     assert hits and hits[0].ref_id == 31 and hits[0].score >= MIN_INLIERS
+    evidence = hits[0].extra["evidence"]
+    assert "text detection failed" in evidence and "checked without text boxes" in evidence
+
+
+def test_text_is_looked_for_only_when_a_candidate_is_verified(det, monkeypatch):
+    """An asset that shares nothing with the catalog never runs text detection; one that does runs it
+    once, and its hits are those of finding the text at embedding time."""
+    calls = []
+    finder = det._text
+    real = type(finder).boxes
+    monkeypatch.setattr(finder, "boxes", lambda img: calls.append(img.size) or real(finder, img))
+    ref = titled(work(9))
+    index = build(det, {61: ref, 62: titled(work(10))})
+    calls.clear()  # the references' own text boxes
+    noise = np.random.default_rng(0).integers(0, 256, (440, 768, 3), dtype=np.uint8)
+    other = Image.fromarray(cv2.GaussianBlur(noise, (0, 0), 2))  # texture, but nothing any work has
+    (q,) = det.embed_queries([other])
+    assert not q.empty and det.search(index, [q])[0] == []
+    assert calls == []
+    copy = det.embed_queries([paste(ref, QUAD)])
+    lazy = det.search(index, copy)[0]
+    assert len(calls) == 1
+    det.search(index, copy)
+    assert len(calls) == 1  # found once per embedding
+    (q,) = det.embed_queries([paste(ref, QUAD)])
+    flags, _ = q.deferred.get()
+    eager = Embedding(q.vectors, q.note, {**q.extra, "text": np.concatenate([flags, flags])})
+    assert flags.any()
+    assert lazy and lazy == det.search(index, [eager])[0]
+
+
+def test_a_pickled_query_embedding_keeps_its_text_flags(det):
+    import pickle
+
+    ref = titled(work(12))
+    index = build(det, {71: ref})
+    (q,) = det.embed_queries([paste(ref, QUAD)])
+    again = pickle.loads(pickle.dumps(q))
+    assert again.deferred._finder is None and np.array_equal(again.deferred.get()[0], q.deferred.get()[0])
+    assert [(h.ref_id, h.score) for h in det.search(index, [again])[0]] == \
+        [(h.ref_id, h.score) for h in det.search(index, [q])[0]]
 
 
 def test_clustered_inliers_below_the_cover_share_do_not_verify(det, monkeypatch):
@@ -251,7 +293,7 @@ def test_calibration_gives_block_and_review_distinct_levels():
 
 
 def test_scan_with_failing_text_detection_still_blocks_the_copy_and_says_so(tmp_path, monkeypatch):
-    """Through the API: the note of a checked asset reaches its record (not only notes of empty signals)."""
+    """Through the API: the finding the failure concerns says so."""
     from scanner.api import Scanner
     from scanner.detectors.ocr import TextFinder as Finder
 
@@ -271,7 +313,8 @@ def test_scan_with_failing_text_detection_still_blocks_the_copy_and_says_so(tmp_
     s.build_index()
     rec = s.check(copy).to_dict()
     assert rec["verdict"] == "block", rec
-    assert any("text detection failed" in n and "checked without text boxes" in n for n in rec["notes"])
+    said = json.dumps(rec["findings"])
+    assert "text detection failed" in said and "checked without text boxes" in said
 
 
 def test_fully_transparent_reference_is_left_to_other_detectors_with_a_note(det):

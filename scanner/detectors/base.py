@@ -56,6 +56,9 @@ class Embedding:
     vectors: np.ndarray
     note: str = ""
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    # Detector-private work its search may need but usually does not (image.local: an asset's text
+    # boxes, needed only to verify a candidate, which most assets never have). Not part of equality.
+    deferred: Any = field(default=None, compare=False, repr=False)
 
     @property
     def empty(self) -> bool:

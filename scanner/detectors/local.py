@@ -38,7 +38,8 @@ verify a copy nor pull the fit off the artwork; a copy that kept its title is th
 on every match when that explains at least as much of the artwork, and its evidence says
 when the lettering dominates ("mostly text"). When only the lettering agrees, the hit is
 returned with its score below ``min_inliers`` and the evidence "shares the title lettering
-only". An asset whose text detection fails is still checked, with a note.
+only". An asset whose text detection fails is still checked, and its hits say so. An asset's text is
+looked for only when a candidate is verified (most assets have none): see ``_QueryText``.
 
 Alpha. For an image with transparent pixels (``scanner.media.image.alpha_mask``: the
 decoder keeps the mask beside the RGB pixels) the opaque region is the work: keypoints come
@@ -84,6 +85,7 @@ the reflection and its polygon is where the copy really is.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -162,6 +164,59 @@ def _shrunk_rgb(img: Image.Image, side: int) -> tuple[Image.Image, float]:
     return img, w / img.width
 
 
+def _find_text(finder: TextFinder, img: Image.Image, side: int, shape: tuple[int, int], scale: float
+              ) -> tuple[np.ndarray | None, str]:
+    """(work-sized text mask or None, note): text boxes found with the image's long side at ``side``
+    (at most the finder's own); when detection fails, no mask and a note saying what that means."""
+    try:
+        small, factor = _shrunk_rgb(img, min(side, finder.max_side))
+        boxes = finder.boxes(small) * np.float32(factor)  # in image pixels
+    except TextDetectionError as exc:
+        return None, (f"image.local: {exc}; checked without text boxes, so lettering shared with a "
+                      "reference counts as matching content")
+    return (text_mask(boxes, shape, scale) if len(boxes) else None), ""
+
+
+class _QueryText:
+    """Which of an asset's keypoints lie on text, found the first time a search asks (``Embedding.deferred``).
+
+    Only verifying a candidate needs them, and most assets have none to verify. Found once, under a
+    lock; the image is let go afterwards. Pickling finds them first, so a stored embedding needs no model.
+    """
+
+    def __init__(self, finder: TextFinder, img: Image.Image, side: int, shape: tuple[int, int], scale: float,
+                 at: np.ndarray, sizes: np.ndarray):
+        self._finder, self._img, self._side, self._shape, self._scale = finder, img, side, shape, scale
+        self._at, self._sizes = at, sizes
+        self._lock = threading.Lock()
+        self._found: tuple[np.ndarray, str] | None = None
+
+    def get(self) -> tuple[np.ndarray, str]:
+        """(flag per keypoint, note: "" or why there are no text boxes)."""
+        with self._lock:
+            if self._found is None:
+                mask, note = _find_text(self._finder, self._img, self._side, self._shape, self._scale)
+                self._found = (_text_flags(mask, self._at, self._sizes), note)
+                self._finder = self._img = None
+            return self._found
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.get()
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+def _query_text(q: Embedding) -> tuple[np.ndarray | None, str]:
+    """The query rows' text flags (direct rows, then the same for the mirrored ones) and any note."""
+    if isinstance(q.deferred, _QueryText):
+        flags, note = q.deferred.get()
+        return np.concatenate([flags, flags]), note
+    return q.extra.get("text"), ""
+
+
 def _spread(kps: Sequence[cv2.KeyPoint], n: int, w: int, h: int) -> list[int]:
     """Indices of at most ``n`` keypoints: strongest first within each grid cell, cells taken in turn."""
     if len(kps) <= n:
@@ -212,10 +267,23 @@ def mirror_descriptors(desc: np.ndarray) -> np.ndarray:
 class _Features:
     """Keypoints of one orientation in image pixels, RootSIFT rows, the work scale and which lie on text."""
 
-    def __init__(self, xy: np.ndarray, desc: np.ndarray, scale: float, text: np.ndarray | None = None):
+    def __init__(self, xy: np.ndarray, desc: np.ndarray, scale: float, text: np.ndarray | None = None,
+                 at: np.ndarray | None = None, sizes: np.ndarray | None = None):
         self.xy, self.desc, self.scale = xy, desc, scale
         self.text = np.zeros(len(xy), bool) if text is None else text
         self.fine = len(xy)  # keypoints found at the work size (the rest: ``_coarse``)
+        # work-size pixel (column, row) and size of each keypoint: what ``_text_flags`` reads
+        self.at = np.zeros((len(xy), 2), np.int64) if at is None else at
+        self.sizes = np.zeros(len(xy), np.float32) if sizes is None else sizes
+
+
+def _text_flags(text: np.ndarray | None, at: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Which keypoints (work pixel ``at``, size ``sizes``) lie within ``TEXT_MARGIN`` sizes of the
+    work-sized ``text`` mask."""
+    if text is None or not text.any() or not len(at):
+        return np.zeros(len(at), bool)
+    to_text = cv2.distanceTransform((~text).astype(np.uint8), cv2.DIST_L2, 3)  # 0 on text
+    return to_text[at[:, 1], at[:, 0]] <= TEXT_MARGIN * sizes
 
 
 def _features(sift: cv2.SIFT, grey: np.ndarray, scale: float, n: int, opaque: np.ndarray | None = None,
@@ -239,21 +307,20 @@ def _features(sift: cv2.SIFT, grey: np.ndarray, scale: float, n: int, opaque: np
     if opaque is not None:
         inside = cv2.distanceTransform(opaque.astype(np.uint8), cv2.DIST_L2, 3)  # px to the nearest transparent one
         ok = ok[inside[iy, ix] >= ALPHA_MARGIN * sizes]
-    on_text = np.zeros(len(kps), bool)
-    if text is not None and text.any():
-        to_text = cv2.distanceTransform((~text).astype(np.uint8), cv2.DIST_L2, 3)  # 0 on text
-        on_text = to_text[iy, ix] <= TEXT_MARGIN * sizes
     chosen = ok[_spread([kps[i] for i in ok], n, w, h)] if len(ok) else ok
+    at = np.stack([ix[chosen], iy[chosen]], axis=1).reshape(-1, 2)
     # OpenCV puts pixel centres on integers; we use continuous coordinates (pixel i spans [i, i + 1])
     # in the image's own pixels, so the image's outline is the rectangle [0, w] x [0, h].
     xy = (pts[chosen] + 0.5) * np.float32(scale)
-    return _Features(xy.reshape(-1, 2), rootsift(desc[chosen]).reshape(-1, DIM), scale, on_text[chosen])
+    return _Features(xy.reshape(-1, 2), rootsift(desc[chosen]).reshape(-1, DIM), scale,
+                     _text_flags(text, at, sizes[chosen]), at, sizes[chosen])
 
 
 def _coarse(sift: cv2.SIFT, grey: np.ndarray, scale: float, n: int, opaque: np.ndarray | None,
             text: np.ndarray | None, fine: _Features) -> _Features:
     """``fine`` plus at most ``n`` keypoints found on each ``COARSE_SCALES`` copy of the work-sized ``grey``
-    (with its opaque and text masks scaled alike), positions in the same image pixels."""
+    (with its opaque and text masks scaled alike), positions in the same image pixels. Its text flags
+    are final (references find their text first), so it keeps no work-pixel ``at``."""
     parts = [fine]
     h, w = grey.shape
     for s in COARSE_SCALES:
@@ -491,39 +558,38 @@ class LocalDetector(Detector):
         }
 
     # ----- signals ------------------------------------------------------------------
-    def _keypoints(self, img: Image.Image, n: int, text_side: int, coarse: int = 0
-                   ) -> tuple[_Features | None, tuple[int, int], np.ndarray | None, str]:
-        """(features, image size, opaque mask at work size or None, note about text detection); with
-        ``coarse``, up to that many more keypoints from each of the ``COARSE_SCALES`` (``_coarse``)."""
+    def _keypoints(self, img: Image.Image, n: int, text_side: int, coarse: int = 0, text_later: bool = False
+                   ) -> tuple[_Features | None, tuple[int, int], np.ndarray | None, str, "_QueryText | None"]:
+        """(features, image size, opaque mask at work size or None, note about text detection, deferred
+        text flags); with ``coarse``, up to that many more keypoints from each of the ``COARSE_SCALES``
+        (``_coarse``). With ``text_later`` the text boxes are not looked for now: the last item finds
+        them when asked (``_QueryText``) and the features' text flags are all False until then."""
         size = img.size
         if min(size) < MIN_SIDE:
-            return None, size, None, ""
+            return None, size, None, "", None
         grey, scale = _grey(img, self.work_side)
         opaque = None
         alpha = alpha_mask(img)
         if alpha is not None:
             opaque = cv2.resize(alpha, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_AREA) >= OPAQUE
         text, note = None, ""
-        if self._text is not None:
-            try:
-                small, factor = _shrunk_rgb(img, min(text_side, self._text.max_side))
-                boxes = self._text.boxes(small) * np.float32(factor)  # in image pixels
-                text = text_mask(boxes, grey.shape, scale) if len(boxes) else None
-            except TextDetectionError as exc:
-                note = (f"image.local: {exc}; checked without text boxes, so lettering shared with a "
-                        "reference counts as matching content")
+        if self._text is not None and not text_later:
+            text, note = _find_text(self._text, img, text_side, grey.shape, scale)
         f = _features(self._sift, grey, scale, n, opaque, text)
         if coarse:
             f = _coarse(self._sift, grey, scale, coarse, opaque, text, f)
-        return f, size, opaque, note
+        later = None
+        if self._text is not None and text_later:
+            later = _QueryText(self._text, img, text_side, grey.shape, scale, f.at, f.sizes)
+        return f, size, opaque, note, later
 
     def embed_references(self, images: Sequence[Image.Image]) -> list[Embedding]:
         """Keypoints of each reference (from inside its opaque region when it has alpha), with their
         text flags and the reference's outline (``extra["outline"]``: vertices in the first rows, NaN after)."""
         out = []
         for img in images:
-            f, size, opaque, note = self._keypoints(img, self.ref_keypoints, self._text.max_side if self._text else 0,
-                                                    self.coarse_keypoints)
+            f, size, opaque, note, _ = self._keypoints(img, self.ref_keypoints,
+                                                       self._text.max_side if self._text else 0, self.coarse_keypoints)
             n = 0 if f is None else len(f.xy)
             if f is None or f.fine < MIN_REF_KEYPOINTS:  # coarse keypoints alone do not make a work indexable
                 n = 0 if f is None else f.fine
@@ -550,12 +616,14 @@ class LocalDetector(Detector):
 
         The mirror's descriptors are the same keypoints' descriptors with ``MIRROR_PERMUTATION``
         applied (SIFT is mirror-equivariant: see ``mirror_descriptors``); their positions stay
-        in the asset's own pixels and ``extra["mirrored"]`` marks them. ``extra["text"]`` flags
-        keypoints on text; when text detection fails the asset is still checked and the note says so.
+        in the asset's own pixels and ``extra["mirrored"]`` marks them. Which keypoints lie on text is
+        found only when a search first verifies a candidate (``deferred``: most assets match nothing, and
+        text detection is ~75 ms of a 1280 x 720 query); when it fails the asset is still checked and the
+        hits say so. Without a text finder ``extra["text"]`` flags no keypoint.
         """
         out = []
         for img in images:
-            f, size, _, note = self._keypoints(img, self.query_keypoints, QUERY_TEXT_SIDE)
+            f, size, _, note, later = self._keypoints(img, self.query_keypoints, QUERY_TEXT_SIDE, text_later=True)
             n = 0 if f is None else len(f.xy)
             if n < self.min_tentative:
                 out.append(Embedding(
@@ -563,17 +631,16 @@ class LocalDetector(Detector):
                     f"image.local: {n} keypoints; a flat or tiny image has nothing to match locally",
                 ))
                 continue
-            out.append(Embedding(
-                np.concatenate([f.desc, mirror_descriptors(f.desc)]),
-                note,
-                extra={
-                    "xy": np.concatenate([f.xy, f.xy]),
-                    "mirrored": np.r_[np.zeros(n, bool), np.ones(n, bool)],
-                    "size": np.tile(np.array(size, np.int32), (2 * n, 1)),
-                    "scale": np.full(2 * n, f.scale, np.float32),
-                    "text": np.concatenate([f.text, f.text]),
-                },
-            ))
+            extra = {
+                "xy": np.concatenate([f.xy, f.xy]),
+                "mirrored": np.r_[np.zeros(n, bool), np.ones(n, bool)],
+                "size": np.tile(np.array(size, np.int32), (2 * n, 1)),
+                "scale": np.full(2 * n, f.scale, np.float32),
+            }
+            if later is None:
+                extra["text"] = np.concatenate([f.text, f.text])
+            out.append(Embedding(np.concatenate([f.desc, mirror_descriptors(f.desc)]), note, extra=extra,
+                                 deferred=later))
         return out
 
     # ----- index ----------------------------------------------------------------------
@@ -633,7 +700,7 @@ class LocalDetector(Detector):
         ref_all = index.keypoints(ref_id)
         ref_xy = ref_all[kps].astype(np.float64)
         asset_xy = q.extra["xy"][qrows].astype(np.float64)
-        q_text = q.extra.get("text")
+        q_text, text_note = _query_text(q)
         on_text = index.on_text(ref_id)[kps] | (np.zeros(len(qrows), bool) if q_text is None else q_text[qrows])
         w, h = (int(v) for v in q.extra["size"][0])
         work_scale = float(q.extra["scale"][qrows[0]])
@@ -711,21 +778,23 @@ class LocalDetector(Detector):
                       ref_visible=round(float(min(1.0, visible)), 4), mirrored=bool(mirrored),
                       homography=tuple(tuple(float(f"{v:.6g}") for v in row) for row in (H / H[2, 2]).tolist()),
                       text_only=verdict == "text", mostly_text=verdict != "text" and n_text > n_art,
-                      summary=_evidence(verdict, int(n_art), int(n_text), cover)),
+                      summary=_evidence(verdict, int(n_art), int(n_text), cover, text_note)),
             poly(hull, role="inlier_hull"), poly(work_outline, role="work_outline"),
             ImageSize(w, h), ImageSize(int(ref_size[0]), int(ref_size[1]), "ref"),
         ))
 
 
-def _evidence(verdict: str, n_art: int, n_text: int, cover: float) -> str:
-    """One line a reviewer reads: what the match rests on."""
+def _evidence(verdict: str, n_art: int, n_text: int, cover: float, text_note: str = "") -> str:
+    """One line a reviewer reads: what the match rests on (and, after ``text_note``, why the asset's
+    lettering could not be told apart)."""
+    tail = f" ({text_note})" if text_note else ""
     if verdict == "text":
         return (f"shares the title lettering only: {n_text} verified keypoints on text, {n_art} on the artwork "
-                "(lettering alone does not verify a copy)")
+                "(lettering alone does not verify a copy)") + tail
     base = f"{n_art} keypoints on the artwork verified by one homography, spanning {cover:.0%} of its keypoints"
     if n_text > n_art:
-        return f"mostly text: {n_text} of {n_art + n_text} verified keypoints lie on lettering; {base}"
-    return base + (f"; {n_text} more on its lettering" if n_text else "")
+        return f"mostly text: {n_text} of {n_art + n_text} verified keypoints lie on lettering; {base}" + tail
+    return base + (f"; {n_text} more on its lettering" if n_text else "") + tail
 
 
 def _better(a: Hit, b: Hit) -> bool:
@@ -774,35 +843,51 @@ def _tentative(index: LocalIndex, nb, mirrored_rows: np.ndarray) -> dict[bool, d
     For each (query row, reference) pair the nearest keypoint of that reference is kept
     when it is closer than ``RATIO`` times both the next keypoint of the same reference
     that lies elsewhere in the image (> 8 px away) and, when that is absent from the k
-    results, the k-th neighbour overall.
+    results, the k-th neighbour overall. References appear in the order of their first
+    match, query rows in order (tests check it against a plain loop over the neighbours).
     """
     out: dict[bool, dict[int, tuple[list, list]]] = {False: {}, True: {}}
     if len(nb.query_row) == 0:
         return out
     order = np.lexsort((nb.rank, nb.ref_id, nb.query_row))
     qr, rid, kp, dist = nb.query_row[order], nb.ref_id[order], nb.keypoint[order], nb.distance[order]
-    starts = np.flatnonzero(np.r_[True, (qr[1:] != qr[:-1]) | (rid[1:] != rid[:-1])])
-    ends = np.r_[starts[1:], len(qr)]
-    xy_cache: dict[int, np.ndarray] = {}
-    for a, b in zip(starts.tolist(), ends.tolist()):
-        d1 = float(dist[a])
-        if d1 > MAX_DISTANCE:
+    head = np.r_[True, (qr[1:] != qr[:-1]) | (rid[1:] != rid[:-1])]
+    starts = np.flatnonzero(head)
+    group = np.cumsum(head) - 1
+    d1 = dist[starts].astype(np.float64)
+    second = nb.kth_distance[qr[starts]].astype(np.float64)
+    live = d1 <= MAX_DISTANCE
+    # entries of live pairs with more than one keypoint of their reference among the neighbours
+    sizes = np.diff(np.r_[starts, len(qr)])
+    e = np.flatnonzero((sizes > 1)[group] & live[group])
+    if len(e):
+        xy = np.empty((len(e), 2), np.float32)
+        refs, inv = np.unique(rid[e], return_inverse=True)
+        by_ref = np.argsort(inv, kind="stable")
+        bounds = np.r_[0, np.cumsum(np.bincount(inv, minlength=len(refs)))]
+        for i, ref in enumerate(refs.tolist()):
+            sel = e[by_ref[bounds[i]:bounds[i + 1]]]
+            xy[by_ref[bounds[i]:bounds[i + 1]]] = index.keypoints(ref)[kp[sel]]
+        at = np.full(len(qr), -1, np.int64)
+        at[e] = np.arange(len(e))
+        p0 = xy[at[starts[group[e]]]]
+        delta = xy - p0
+        far = np.hypot(delta[:, 0], delta[:, 1]) > 8.0  # a group's first entry is 0 px from itself
+        j = e[far]
+        g, first = np.unique(group[j], return_index=True)  # entries are sorted by group
+        second[g] = np.minimum(second[g], dist[j[first]].astype(np.float64))
+    keep = live & ~(d1 >= RATIO * second)
+    kept = starts[keep]
+    flip = np.asarray(mirrored_rows, bool)[qr[kept]]
+    for m in (False, True):
+        mine = kept[flip == m]
+        if not len(mine):
             continue
-        ref = int(rid[a])
-        second = float(nb.kth_distance[qr[a]])
-        if b - a > 1:
-            pts = xy_cache.get(ref)
-            if pts is None:
-                pts = xy_cache[ref] = index.keypoints(ref)
-            p0 = pts[kp[a]]
-            for j in range(a + 1, b):
-                if float(np.hypot(*(pts[kp[j]] - p0))) > 8.0:
-                    second = min(second, float(dist[j]))
-                    break
-        if d1 >= RATIO * second:
-            continue
-        m = bool(mirrored_rows[qr[a]])
-        rows, kps = out[m].setdefault(ref, ([], []))
-        rows.append(int(qr[a]))
-        kps.append(int(kp[a]))
+        refs, first, inv = np.unique(rid[mine], return_index=True, return_inverse=True)
+        by_ref = np.argsort(inv, kind="stable")
+        bounds = np.r_[0, np.cumsum(np.bincount(inv, minlength=len(refs)))]
+        for i in np.argsort(first, kind="stable").tolist():
+            sel = mine[by_ref[bounds[i]:bounds[i + 1]]]
+            out[m][int(refs[i])] = (qr[sel].tolist(), kp[sel].tolist())
     return out
+
