@@ -39,6 +39,7 @@ class Scanner(Intake, Indexing, Scanning):
         self._detectors: dict[str, Detector] | None = None
         self._loaded: dict[str, Detector] = {}
         self._indexes: dict[str, tuple[VectorIndex, Manifest]] = {}
+        self._synced: tuple | None = None  # catalog state and detectors of the last full index sync
         self._calibration: Calibration | None = None
 
     @property

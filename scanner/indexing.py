@@ -176,9 +176,28 @@ class Indexing:
 
     def _ready(self) -> dict[str, tuple[VectorIndex, Manifest]]:
         """Indexes loaded and in line with the catalog (refreshed incrementally if needed); detectors
-        with nothing registered have none."""
+        with nothing registered have none.
+
+        The full comparison (every reference against every index) runs only when the catalog's works or
+        samples (``Catalog.index_state``) or an index on disk changed since the last one: at 1,000
+        references it was ~40 ms of every check, and it grows with the catalog."""
+        state = (self.catalog.index_state(), tuple(self.settings.detectors))
+        if state == self._synced and self._indexes_as_on_disk():
+            return self._indexes
         self.build_index()
+        self._synced = state  # read before the sync: a reference added during it is caught next time
         return self._indexes
+
+    def _indexes_as_on_disk(self) -> bool:
+        """Whether every index in memory is the one on disk, and no idle detector has one there now."""
+        for name in self.settings.detectors:
+            on_disk, held = self.store.manifest(name), self._indexes.get(name)
+            if held is None:
+                if on_disk is not None and on_disk.count:
+                    return False
+            elif on_disk is None or on_disk.checksum != held[1].checksum:
+                return False
+        return True
 
     def loaded_indexes(self) -> dict[str, Manifest]:
         """Manifests of the indexes currently in memory, by detector."""

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from PIL import Image
 
+from scanner.catalog import Catalog
 from scanner.detectors import Detector
 from scanner.detectors.base import detector_class
 from scanner.errors import MediaError
@@ -197,7 +198,7 @@ class Scanning:
             thresholds={n: self.calibration.thresholds(n, d.calibration_id, stage) for n, d in live.items()},
             fusion=self.calibration.fusion(IMAGE, stage, {n: d.calibration_id for n, d in live.items()
                                                           if d.modality == IMAGE}),
-            works={r.id: r for r in self.catalog.works()},
+            works=_Works(self.catalog),
             samples={s.id: s for s in self.catalog.samples()},
             talents={t.id: t for t in self.catalog.talents()},
             consents=consents,
@@ -315,7 +316,7 @@ class _ScanContext:
     config: str
     indexes: dict[str, tuple[VectorIndex, Manifest]]
     thresholds: dict[str, Any]
-    works: dict[int, Reference]
+    works: "_Works"
     samples: dict[int, TalentSample]
     talents: dict[int, Talent]
     consents: list[ConsentRecord]
@@ -350,6 +351,20 @@ class _ScanContext:
         if ref.duration:
             extra.setdefault("ref_duration", round(ref.duration, 3))
         return Match(det.name, det.calibration_id, ref, hit.score, self.thresholds[det.name], extra)
+
+
+class _Works:
+    """The works a scan's hits name, read from the catalog when first named (an asset matches a few
+    works, not the thousands registered) and kept for the rest of the scan."""
+
+    def __init__(self, catalog: Catalog):
+        self._catalog = catalog
+        self._seen: dict[int, Reference | None] = {}
+
+    def get(self, ref_id: int) -> Reference | None:
+        if ref_id not in self._seen:
+            self._seen[ref_id] = self._catalog.get(ref_id)
+        return self._seen[ref_id]
 
 
 def _embed_search(det: Detector, index: VectorIndex, media: list[Any]) -> list[tuple[Any, list] | Exception]:

@@ -88,6 +88,37 @@ def test_scan_refreshes_a_stale_index(settings, works, deliverables):
     assert Scanner(settings).check(deliverables / "copy_resized.jpg").verdict is Verdict.BLOCK
 
 
+def _count_calls(monkeypatch, obj, name: str) -> list:
+    calls: list = []
+    real = getattr(obj, name)
+    monkeypatch.setattr(obj, name, lambda *a, **k: calls.append(a) or real(*a, **k))
+    return calls
+
+
+def test_checks_after_the_first_do_not_read_every_reference(settings, works, deliverables, monkeypatch):
+    s = Scanner(settings)
+    s.add_reference(works)
+    assert s.check(deliverables / "copy_resized.jpg").verdict is Verdict.BLOCK
+    listed, fetched = _count_calls(monkeypatch, s.catalog, "works"), _count_calls(monkeypatch, s.catalog, "get")
+    again = s.check(deliverables / "copy_resized.jpg")
+    assert again.verdict is Verdict.BLOCK and again.findings[0].reference_title == "work_1"
+    assert listed == [] and 1 <= len(fetched) == len(set(fetched))  # the works hits name, each once
+
+
+def test_a_long_lived_scanner_sees_what_another_one_registers(settings, works, deliverables):
+    """A service's scanner and a `scanner refs add` in another process share the catalog and the indexes."""
+    service = Scanner(settings)
+    service.add_reference(works[1:])
+    assert service.check(deliverables / "copy_resized.jpg").verdict is Verdict.PASS
+    other = Scanner(settings)
+    (added,) = other.add_reference(works[:1])  # registered only: the service's next check indexes it
+    assert service.check(deliverables / "copy_resized.jpg").verdict is Verdict.BLOCK
+    other.remove_references([str(added.reference.id)])
+    other.build_index()  # removed and rebuilt elsewhere: the service picks the index up from disk
+    assert service.check(deliverables / "copy_resized.jpg").verdict is Verdict.PASS
+    assert len(service.loaded_indexes()["image.pdq"].checksum) and service.loaded_indexes()["image.pdq"].count == 2
+
+
 def test_index_survives_reload_with_same_results(settings, works, deliverables):
     s = Scanner(settings)
     s.add_reference(works)

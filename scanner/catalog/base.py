@@ -172,6 +172,18 @@ class Catalog(TalentStore, AuditStore, KeyStore):
         row = self._one("SELECT COUNT(*) FROM works")
         return int(row[0]) if row else 0
 
+    def index_state(self) -> tuple[int, ...]:
+        """What the indexes are built from, summed up cheaply: (count, highest id, sum of ids) of the works
+        and of the talent samples. Ids are never reused and these rows are never edited (only added or
+        deleted), so two equal states mean the same sets (a row added since has a higher id than any
+        before it: if it is still there the highest id differs, if not the sets agree where the counts
+        do); a long-lived scanner compares it instead of reading every reference before each check."""
+        out: list[int] = []
+        for table in ("works", "talent_samples"):
+            row = self._one(f"SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(SUM(id), 0) FROM {table}")
+            out.extend(int(v) for v in (row or (0, 0, 0)))
+        return tuple(out)
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -8,6 +8,7 @@ backend (or a change to the shared SQL) that breaks a guarantee fails for the ba
 * ``check_works``: add, get, by sha256, find by id/sha256/prefix, filter, thumbnails, remove, count;
 * ``check_idempotent_add``: the same sha256 twice is one work, also from 8 threads at once;
 * ``check_ids_never_reused``: a removed work's id is not handed out again, also after reopening;
+* ``check_index_state``: ``index_state`` changes with every work or sample added or removed, not otherwise;
 * ``check_talent_and_consent``: talent with samples all-or-nothing, duplicate names refused, consent
   grant/revoke history;
 * ``check_append_only``: UPDATE and DELETE of consent and audit rows are refused by the database;
@@ -155,6 +156,30 @@ class CatalogKit:
             c, _ = cat.add_work(work("x3"))
             assert c.id > b.id > a.id
 
+    def check_index_state(self) -> None:
+        with self.open() as cat:
+            states = [cat.index_state()]
+            a, _ = cat.add_work(work("s1"))
+            b, _ = cat.add_work(work("s2"))
+            states.append(cat.index_state())
+            cat.add_work(work("s1"))  # the same file again: nothing changes
+            assert cat.index_state() == states[-1]
+            cat.remove([b.id])
+            states.append(cat.index_state())
+            c, _ = cat.add_work(work("s3"))  # as many works as before the removal, another set
+            states.append(cat.index_state())
+            t = cat.add_talent("Cy", samples=[NewSample("face", sha("sf1"), "/t/sf1.jpg")])
+            states.append(cat.index_state())
+            cat.grant_consent(t.id, "face", "ep1", "2026-01-01", "2026-12-31", "c-1", "legal")
+            cat.append_audit("kit", {"path": "x.png", "verdict": "pass"})
+            assert cat.index_state() == states[-1]  # consent and audit are not what indexes hold
+            assert len(set(states)) == len(states), states
+            cat.remove_talent(t.id)
+            assert cat.index_state() == states[-2]  # the same works and samples as before the talent
+            states.append(cat.index_state())
+        with self.open() as cat:
+            assert cat.index_state() == states[-1]  # the same when reopened
+
     def check_talent_and_consent(self) -> None:
         with self.open() as cat:
             t = cat.add_talent("Ada", union_covered=True, samples=[
@@ -270,5 +295,5 @@ class CatalogKit:
         with self.open() as cat:
             assert cat.schema_version() == SCHEMA_VERSION
 
-    CHECKS = ("works", "idempotent_add", "ids_never_reused", "talent_and_consent", "append_only", "audit_chain",
+    CHECKS = ("works", "idempotent_add", "ids_never_reused", "index_state", "talent_and_consent", "append_only", "audit_chain",
               "concurrent_audit", "fork_refused", "keys", "schema_version")
