@@ -37,6 +37,7 @@ from scanner.policy import Match, consent_status, decide
 from scanner.types import AssetResult, ConsentRecord, Reference, ReferenceKind, Talent, TalentSample, Verdict
 
 Progress = Callable[[int], None]  # called with the number of items just finished
+DETECTOR_THREADS = 4  # detectors of one batch run side by side, at most this many at once (1: one by one)
 
 
 @dataclass
@@ -230,27 +231,41 @@ class Scanning:
         A segment is a whole image or audio file, one sampled video frame, or a video's audio track;
         its ``where`` (time, timecode, frame number) goes into each match's evidence.
         """
+        jobs = []
         for name, det in ctx.detectors.items():
             index = ctx.indexes[name][0]
             batch = [g for g in segments if g.modality == det.modality and g.asset.error is None]
-            if not batch or not len(index):
-                continue  # nothing registered for this detector: no query work
-            for g, answer in zip(batch, _embed_search(det, index, [g.media for g in batch])):
-                if isinstance(answer, Exception):  # the model failed on this asset: it is not checked
-                    g.asset.error = f"{det.name} could not check this asset: {answer}"
+            if batch and len(index):  # else nothing registered for this detector: no query work
+                jobs.append((det, index, batch))
+        # The detectors of a batch run side by side: dlib's face finder is one thread that leaves the
+        # GIL, and the others leave cores idle between their multi-threaded steps. Their answers are
+        # read in detector order, so results are those of running them one after another.
+        with ThreadPoolExecutor(max(1, min(DETECTOR_THREADS, len(jobs)))) as pool:
+            answers = [pool.submit(_embed_search, det, index, [g.media for g in batch]) for det, index, batch in jobs]
+            for (det, _, batch), future in zip(jobs, answers):
+                self._take(det, batch, future.result(), ctx, found)
+
+    def _take(self, det: Detector, batch: list["Segment"], answers: list, ctx: "_ScanContext",
+              found: dict[int, tuple[list[Match], list[str]]]) -> None:
+        """One detector's answers for its batch into ``found`` (matches and notes per asset)."""
+        for g, answer in zip(batch, answers):
+            if g.asset.error is not None:  # an earlier detector failed on it: it is an error already
+                continue
+            if isinstance(answer, Exception):  # the model failed on this asset: it is not checked
+                g.asset.error = f"{det.name} could not check this asset: {answer}"
+                continue
+            emb, hits = answer
+            matches, notes = found[id(g.asset)]
+            if emb.note and f"{g.label}{emb.note}" not in notes:  # once per asset, not once per frame
+                notes.append(f"{g.label}{emb.note}")
+            for hit in hits:
+                m = ctx.match(det, hit, self.settings.project, _size_of(g.media), getattr(g.media, "duration", None))
+                if m is None:
                     continue
-                emb, hits = answer
-                matches, notes = found[id(g.asset)]
-                if emb.note and f"{g.label}{emb.note}" not in notes:  # once per asset, not once per frame
-                    notes.append(f"{g.label}{emb.note}")
-                for hit in hits:
-                    m = ctx.match(det, hit, self.settings.project, _size_of(g.media), getattr(g.media, "duration", None))
-                    if m is None:
-                        continue
-                    m.extra.update(g.where)
-                    matches.append(m)
-                    if g.frame is not None:
-                        g.asset.media.keep(g.frame)
+                m.extra.update(g.where)
+                matches.append(m)
+                if g.frame is not None:
+                    g.asset.media.keep(g.frame)
 
     def _search_video(self, d: _Decoded, ctx: "_ScanContext", found: dict[int, tuple[list[Match], list[str]]]) -> None:
         """A video as segments: sampled frames in bounded batches, then the audio track.

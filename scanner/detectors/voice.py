@@ -87,6 +87,7 @@ import numpy as np
 
 from scanner.config import Settings
 from scanner.detectors import voice_denoise
+from scanner.detectors.torch_threads import torch_threads
 from scanner.detectors.base import DetectorOptions, Embedding, VectorDetector, floors_for, options_for, register
 from scanner.models import resolve
 from scanner.errors import ConfigError, ModelMissingError
@@ -509,7 +510,7 @@ class VoiceDetector(VectorDetector):
         self._vad = load_vad(str(vad_path))
         self._mel = self._torch.from_numpy(_mel_filters())
         self._window = self._torch.hann_window(N_FFT, periodic=True)
-        self._lock = threading.Lock()  # one call at a time sets torch's thread count
+        self._lock = threading.Lock()  # one call at a time (torch's thread count: ``torch_threads``)
         self.spec = spec
         self.model_id = spec.name
         self.dim = spec.dim
@@ -624,14 +625,8 @@ class VoiceDetector(VectorDetector):
     @contextlib.contextmanager
     def _compute(self) -> Iterator[None]:
         torch = self._torch
-        with self._lock:
-            before = torch.get_num_threads()
-            torch.set_num_threads(max(1, min(self.threads, before)))
-            try:
-                with torch.inference_mode():
-                    yield
-            finally:
-                torch.set_num_threads(before)
+        with self._lock, torch_threads(torch, self.threads), torch.inference_mode():
+            yield
 
     def _speech(self, x: np.ndarray) -> _Speech:
         """Speech regions (samples) from Silero VAD probabilities."""
