@@ -43,15 +43,25 @@ class Indexing:
 
     def build_index(self, rebuild: bool = False, progress: Progress | None = None) -> list[IndexReport]:
         """Bring every detector's index in line with the catalog (incremental unless ``rebuild``)."""
-        return [self._sync_one(name, rebuild, progress) for name in self.settings.detectors]
+        read: dict[tuple, dict[int, str]] = {}  # the image detectors index the same works: read them once
+        return [self._sync_one(name, rebuild, progress, read) for name in self.settings.detectors]
 
-    def _sources(self, det: Detector | type[Detector]) -> dict[int, str]:
-        """Index id -> reference file for what ``det`` (a detector or its class) indexes."""
+    def _sources(self, det: Detector | type[Detector], read: dict[tuple, dict[int, str]] | None = None
+                 ) -> dict[int, str]:
+        """Index id -> reference file for what ``det`` (a detector or its class) indexes (kept in ``read``,
+        by what was asked, when given)."""
+        key = (det.references, det.modality, getattr(det, "sample_kind", None))
+        if read is not None and key in read:
+            return read[key]
         if det.references == ReferenceKind.WORK:
-            return {r.id: r.path for r in self.catalog.works(det.modality)}
-        if det.references == ReferenceKind.TALENT:
-            return {s.id: s.path for s in self.catalog.samples(det.sample_kind)}
-        raise ConfigError(f"{det.name} indexes {det.references} references, which this catalog does not hold")
+            out = {r.id: r.path for r in self.catalog.works(det.modality)}
+        elif det.references == ReferenceKind.TALENT:
+            out = {s.id: s.path for s in self.catalog.samples(det.sample_kind)}
+        else:
+            raise ConfigError(f"{det.name} indexes {det.references} references, which this catalog does not hold")
+        if read is not None:
+            read[key] = out
+        return out
 
     def _index_budget(self) -> int | None:
         """Bytes one index may take in memory (``Settings.index_memory_mb``; 0 or less: no limit): the
@@ -62,8 +72,9 @@ class Indexing:
     def _load_index(self, name: str, det: Detector) -> tuple[VectorIndex, Manifest] | None:
         return self.store.load(name, det.model_id, det.weights_sha256, det.dim, det.metric, det.load_index, det.params)
 
-    def _sync_one(self, name: str, rebuild: bool, progress: Progress | None) -> IndexReport:
-        sources = self._sources(detector_class(name))
+    def _sync_one(self, name: str, rebuild: bool, progress: Progress | None,
+                  read: dict[tuple, dict[int, str]] | None = None) -> IndexReport:
+        sources = self._sources(detector_class(name), read)
         if not sources and not rebuild and name not in self._loaded:
             on_disk = self.store.manifest(name)
             if on_disk is None or on_disk.count == 0:

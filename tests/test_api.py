@@ -105,6 +105,14 @@ def test_checks_after_the_first_do_not_read_every_reference(settings, works, del
     assert listed == [] and 1 <= len(fetched) == len(set(fetched))  # the works hits name, each once
 
 
+def test_a_sync_reads_the_works_once_for_every_image_detector(settings, works, monkeypatch):
+    s = Scanner(dataclasses.replace(settings, detectors=("image.pdq", "image.local")))
+    s.add_reference(works)
+    listed = _count_calls(monkeypatch, s.catalog, "works")
+    reports = s.build_index()
+    assert [r.count for r in reports] == [3, 3] and listed == [("image",)]
+
+
 def test_a_long_lived_scanner_sees_what_another_one_registers(settings, works, deliverables):
     """A service's scanner and a `scanner refs add` in another process share the catalog and the indexes."""
     service = Scanner(settings)
