@@ -44,11 +44,14 @@ rate; peak RSS about 1.2 GB in every mode; pipeline and sequential results ident
 
 Since 2026-12-02 a scan runs the detectors of a batch side by side (``scanning.DETECTOR_THREADS``)
 while the model-only mode still runs them one after another, so the efficiency can pass 1: the
-face finder is one thread and overlaps the others. Same defaults, load 1.2-2.7::
+face finder is one thread and overlaps the others. Same defaults, load 1.7-2.4, two side by side
+(``DETECTOR_THREADS = 2``)::
 
-    model-only 1.79 / 1.88 (before / after), end-to-end 2.24 assets/s: efficiency 1.22
-    (images 2.11 -> 2.43, video 0.61 -> 0.54, audio 2.45 -> 2.50; naive loop 2.04, decode-then-search
-    2.08; peak RSS 1.36 GB model-only, 1.44 GB pipeline; CPU-time ratio 0.95) The
+    model-only 2.11 / 2.37 (before / after), end-to-end 2.63 assets/s: efficiency 1.18
+    (images 2.56 -> 2.90, video 0.73 -> 0.72, audio 3.22 -> 3.16; naive loop 2.08, decode-then-search
+    2.82; peak RSS 1.28 GB model-only, 1.56 GB pipeline; CPU-time ratio 0.92)
+
+(four side by side, load 1.2-2.7: model-only 1.79 / 1.88, end-to-end 2.24, efficiency 1.22.) The
 low run is the load, not the pipeline: its model-only mode ran while the machine was still
 quiet (load 0.6) and the scan modes at load 9, and the CPU seconds of the scan are within
 3-10 % of the models' alone (decode, hashing and result writing are that small next to the

@@ -37,7 +37,8 @@ from scanner.policy import Match, consent_status, decide
 from scanner.types import AssetResult, ConsentRecord, Reference, ReferenceKind, Talent, TalentSample, Verdict
 
 Progress = Callable[[int], None]  # called with the number of items just finished
-DETECTOR_THREADS = 4  # detectors of one batch run side by side, at most this many at once (1: one by one)
+DETECTOR_THREADS = 2  # detectors of one batch run side by side, at most this many at once (1: one by one;
+#                      more than 2 only oversubscribe the cores the multi-threaded ones use: benchmarks/check_latency.py)
 
 
 @dataclass

@@ -1,0 +1,155 @@
+"""Latency of one ``Scanner.check`` of a 1280x720 frame with the default detectors, at a catalog size.
+
+    .venv/bin/python -m benchmarks.check_latency [--data DIR] [--refs 1000] [--repeats 2] [--keep DIR]
+
+Issue 13's target: a 1280x720 query with the default detectors in at most 0.5 s on the 2-core development
+machine at 1,000 references. Works are every image of ``images/``, ``characters/`` and ``stamps/`` under
+``--data``; the catalog is filled up to ``--refs`` with crops (25-60 % of each side, JPEG q90) of the
+``images/`` wallpapers, so its references look like real ones (a crop of a work is a work to the
+detectors). Queries: ``scenes/`` backgrounds at 1280x720, every other one with a registered character
+(alpha) pasted in at 360 px ("copy"), the others as they are ("clean"). The catalog is built once, before
+the clock starts, in a temporary workspace (``--keep DIR`` keeps and reuses it).
+
+Timed, each in the same process and run, one warm-up check first: every query ``--repeats`` times with
+the detectors of a batch side by side (``scanning.DETECTOR_THREADS``, as shipped) and one after another
+(1, the baseline), alternating so a change of machine load moves both; then the same after one talent
+(a face photo of ``faces/``) is registered, so ``image.face`` runs too. Prints mean wall ms per check
+for clean and copy queries, and the verdicts (they must not differ between the two ways).
+
+Measured 2026-12-02 on the 2-core machine (load ~1-2 from this session's other work), 1,000 works,
+8 + 8 queries, 2 passes; mean wall ms per check, clean / copy / all::
+
+    no talent           side by side (2)   442 / 512 / 477     one after another  485 / 557 / 521
+    one talent          side by side (2)   615 / 738 / 677     one after another  860 / 905 / 882
+    (4 side by side, two runs: no talent 496 and 531 against 461 and 548; one talent 705 and 675
+    against 899 and 865: no better than 2, hence ``DETECTOR_THREADS = 2``)
+
+So the target holds without a talent (0.48 s, copies 0.51 s) and not with one: dlib's HOG face finder
+(~0.4 s for a frame with no large face, which gets the upsampled pass) is then the longest part.
+The same run's first pass flagged 7 of the 8 copies; verdicts were identical both ways.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from benchmarks.common import cli
+from benchmarks.common.data import IMAGE_SUFFIXES, media_files, require_dir
+from scanner import scanning
+from scanner.api import Scanner
+from scanner.config import Settings
+from scanner.errors import ScannerError
+
+SIDE = (1280, 720)
+PASTE = 360  # px, long side of the pasted character
+
+
+def build(root: Path, data: Path, n_refs: int, seed: int) -> tuple[Settings, list[Path], list[Path]]:
+    """(settings of a workspace holding ``n_refs`` works, copy queries, clean queries)."""
+    works = [p for sub in ("images", "characters", "stamps") for p in media_files(data / sub, IMAGE_SUFFIXES)]
+    walls = media_files(data / "images", IMAGE_SUFFIXES)
+    chars = media_files(data / "characters", IMAGE_SUFFIXES)
+    scenes = media_files(data / "scenes", IMAGE_SUFFIXES)
+    settings = Settings(catalog=root / "catalog.db", index_dir=root / "indexes", model_cache=root / "models")
+    rng = random.Random(seed)
+    (root / "crops").mkdir(parents=True, exist_ok=True)
+    refs = list(works[:n_refs])
+    for i in range(n_refs - len(refs)):
+        base = Image.open(rng.choice(walls)).convert("RGB")
+        w, h = base.size
+        cw, ch = int(w * rng.uniform(0.25, 0.6)), int(h * rng.uniform(0.25, 0.6))
+        x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+        path = root / "crops" / f"crop_{i:05d}.jpg"
+        if not path.exists():
+            base.crop((x, y, x + cw, y + ch)).save(path, quality=90)
+        refs.append(path)
+    s = Scanner(settings)
+    if s.catalog.count() < len(refs):
+        print(f"registering and indexing {len(refs)} works ...", flush=True)
+        s.add_reference(refs)
+        s.build_index()
+    copies, clean = [], []
+    (root / "queries").mkdir(exist_ok=True)
+    for k in range(2 * max(1, len(scenes))):
+        scene = Image.open(scenes[k % len(scenes)]).convert("RGB").resize(SIDE)
+        if k % 2 == 0:
+            cut = Image.open(chars[(13 * k) % len(chars)]).convert("RGBA")
+            cut.thumbnail((PASTE, PASTE))
+            scene.paste(cut, (400, 250), cut)
+        path = root / "queries" / f"{'copy' if k % 2 == 0 else 'clean'}_{k:02d}.jpg"
+        scene.save(path, quality=90)
+        (copies if k % 2 == 0 else clean).append(path)
+    return settings, copies, clean
+
+
+def timed(s: Scanner, queries: list[Path], threads: int) -> tuple[list[float], list[str]]:
+    """Wall seconds and verdict of each check, the detectors run ``threads`` side by side."""
+    scanning.DETECTOR_THREADS = threads
+    times, verdicts = [], []
+    for q in queries:
+        t = time.perf_counter()
+        verdicts.append(s.check(q).verdict.value)
+        times.append(time.perf_counter() - t)
+    return times, verdicts
+
+
+def report(label: str, settings: Settings, copies: list[Path], clean: list[Path], repeats: int) -> None:
+    shipped = scanning.DETECTOR_THREADS
+    runs: dict[int, dict[str, list[float]]] = {shipped: {"copy": [], "clean": []}, 1: {"copy": [], "clean": []}}
+    verdicts: dict[int, list[str]] = {}
+    s = Scanner(settings)
+    s.check(copies[0])  # models loaded, indexes read: not timed
+    for _ in range(repeats):
+        for threads in (shipped, 1):
+            for kind, qs in (("copy", copies), ("clean", clean)):
+                times, v = timed(s, qs, threads)
+                runs[threads][kind] += times
+                verdicts.setdefault(threads, []).extend(v)
+    scanning.DETECTOR_THREADS = shipped
+    print(f"\n{label}")
+    print("  detectors             clean ms   copy ms   all ms   (mean wall per check)")
+    for threads, name in ((shipped, f"side by side ({shipped})"), (1, "one after another")):
+        r = runs[threads]
+        print(f"  {name:20s} {1000 * statistics.mean(r['clean']):8.0f} {1000 * statistics.mean(r['copy']):9.0f} "
+              f"{1000 * statistics.mean(r['clean'] + r['copy']):8.0f}")
+    print(f"  verdicts identical: {verdicts[shipped] == verdicts[1]}; copies flagged: "
+          f"{sum(v != 'pass' for v in verdicts[1][:len(copies)])}/{len(copies)} (first pass)")
+
+
+def main() -> None:
+    ap = cli.parser(__doc__)
+    cli.add_data(ap)
+    cli.add_seed(ap)
+    ap.add_argument("--refs", type=int, default=1000, help="catalog size (default 1000)")
+    ap.add_argument("--repeats", type=int, default=2, help="passes over the queries per way (default 2)")
+    ap.add_argument("--keep", type=Path, default=None, help="workspace to keep and reuse (default: a temp dir)")
+    args = ap.parse_args()
+    data = require_dir(args.data, "--data", "images", "characters", "stamps", "scenes", "faces")
+    with tempfile.TemporaryDirectory(prefix="check-latency-") as tmp:
+        root = args.keep or Path(tmp)
+        t = time.perf_counter()
+        settings, copies, clean = build(root, data, args.refs, args.seed)
+        print(f"workspace ready in {time.perf_counter() - t:.0f} s: {Scanner(settings).catalog.count()} works, "
+              f"{len(copies)} copy and {len(clean)} clean 1280x720 queries")
+        s = Scanner(settings)
+        for talent in s.catalog.talents():  # a kept workspace's talent, from the second half of a last run
+            s.catalog.remove_talent(talent.id)
+        report(f"{args.refs} works, no talent (image.face does not run)", settings, copies, clean, args.repeats)
+        for face in media_files(data / "faces", IMAGE_SUFFIXES):
+            try:  # the first photo with exactly one face
+                s.add_talent("Benchmark talent", photos=[face])
+                break
+            except ScannerError:
+                continue
+        s.build_index()
+        report(f"{args.refs} works and one talent (image.face runs too)", settings, copies, clean, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
