@@ -243,8 +243,13 @@ class Scanning:
         # read in detector order, so results are those of running them one after another.
         with ThreadPoolExecutor(max(1, min(DETECTOR_THREADS, len(jobs)))) as pool:
             answers = [pool.submit(_embed_search, det, index, [g.media for g in batch]) for det, index, batch in jobs]
-            for (det, _, batch), future in zip(jobs, answers):
-                self._take(det, batch, future.result(), ctx, found)
+            try:
+                for (det, _, batch), future in zip(jobs, answers):
+                    self._take(det, batch, future.result(), ctx, found)
+            except BaseException:  # Ctrl-C or a failure: wait only for the detectors already running
+                for future in answers:
+                    future.cancel()
+                raise
 
     def _take(self, det: Detector, batch: list["Segment"], answers: list, ctx: "_ScanContext",
               found: dict[int, tuple[list[Match], list[str]]]) -> None:

@@ -129,3 +129,22 @@ def test_at_most_never_raises_the_count():
     with torch_threads(torch, 0):
         assert torch.n == 1
     assert torch.n == 2
+
+
+def test_an_interrupt_does_not_wait_for_detectors_not_yet_started(mixed, monkeypatch):
+    settings, deliv = mixed
+    s = Scanner(settings)
+    ran = []
+    for name in ("image.pdq", "image.local", "audio.fingerprint"):
+        det, real = s.detectors[name], s.detectors[name].embed_queries
+        monkeypatch.setattr(det, "embed_queries", lambda images, name=name, real=real: ran.append(name) or real(images))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scanning.Scanning, "_take", interrupted)
+    monkeypatch.setattr(scanning, "DETECTOR_THREADS", 1)  # one at a time: the others wait their turn
+    with pytest.raises(KeyboardInterrupt):
+        list(s.scan([deliv]))
+    # the worker took image.local as soon as image.pdq was done; the fingerprint had not started
+    assert ran[0] == "image.pdq" and "audio.fingerprint" not in ran
