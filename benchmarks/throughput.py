@@ -40,18 +40,7 @@ about eight other jobs; every figure against the model-only rate of the same run
     model-only before and after   10.5 -> 11.7         0.42        0.40        0.95            0.96
 
 (assets/s; naive per-file loop 0.64-1.03x, decode-then-search 0.65-1.08x of the same model
-rate; peak RSS about 1.2 GB in every mode; pipeline and sequential results identical.)
-
-Since 2026-12-02 a scan runs the detectors of a batch side by side (``scanning.DETECTOR_THREADS``)
-while the model-only mode still runs them one after another, so the efficiency can pass 1: the
-face finder is one thread and overlaps the others. Same defaults, load 1.7-2.4, two side by side
-(``DETECTOR_THREADS = 2``)::
-
-    model-only 2.11 / 2.37 (before / after), end-to-end 2.63 assets/s: efficiency 1.18
-    (images 2.56 -> 2.90, video 0.73 -> 0.72, audio 3.22 -> 3.16; naive loop 2.08, decode-then-search
-    2.82; peak RSS 1.28 GB model-only, 1.56 GB pipeline; CPU-time ratio 0.92)
-
-(four side by side, load 1.2-2.7: model-only 1.79 / 1.88, end-to-end 2.24, efficiency 1.22.) The
+rate; peak RSS about 1.2 GB in every mode; pipeline and sequential results identical.) The
 low run is the load, not the pipeline: its model-only mode ran while the machine was still
 quiet (load 0.6) and the scan modes at load 9, and the CPU seconds of the scan are within
 3-10 % of the models' alone (decode, hashing and result writing are that small next to the
@@ -61,6 +50,17 @@ torch 2 (1 in the voice model), onnxruntime 2 intra-op, OpenCV 2, OpenBLAS 2, de
 (``min(8, cores)``) plus the decode-ahead thread; the CPU-time ratio shows no work lost to them.
 With no idle core (load 8-12 on 2 cores) decode-ahead cannot hide the decode, so the
 decode-then-search loop is as fast within noise; its gain needs a core the models leave free.
+
+Since 2026-12-02 a scan runs its one-thread detectors (face, voice) beside the others
+(``scanning.SIDE_BY_SIDE``) while the model-only mode still runs every detector one after another,
+so the efficiency can pass 1. Same defaults, load 1.1-2.2::
+
+    model-only 1.90 / 1.75 (before / after), end-to-end 2.38 assets/s: efficiency 1.30
+    (images 2.06 -> 2.82, video 0.61 -> 0.62, audio 2.73 -> 2.49; naive loop 2.05, decode-then-search
+    2.15; peak RSS 1.33 GB model-only, 1.46 GB pipeline; CPU-time ratio 1.03)
+
+(An earlier version ran any two detectors side by side: efficiency 1.18 at load 1.7-2.4, 1.22 with
+four at load 1.2-2.7.)
 
 ``--frames-1080p N`` instead times N 1920x1080 JPEG frames through decode -> image.sscd ->
 search (end to end with ``Scanner.scan``, and model-only on decoded frames); ``--device``

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -37,8 +38,7 @@ from scanner.policy import Match, consent_status, decide
 from scanner.types import AssetResult, ConsentRecord, Reference, ReferenceKind, Talent, TalentSample, Verdict
 
 Progress = Callable[[int], None]  # called with the number of items just finished
-DETECTOR_THREADS = 2  # detectors of one batch run side by side, at most this many at once (1: one by one;
-#                      more than 2 only oversubscribe the cores the multi-threaded ones use: benchmarks/check_latency.py)
+SIDE_BY_SIDE = True  # one-thread detectors (``Detector.one_thread``) run beside the others (False: one by one)
 
 
 @dataclass
@@ -238,17 +238,26 @@ class Scanning:
             batch = [g for g in segments if g.modality == det.modality and g.asset.error is None]
             if batch and len(index):  # else nothing registered for this detector: no query work
                 jobs.append((det, index, batch))
-        # The detectors of a batch run side by side: dlib's face finder is one thread that leaves the
-        # GIL, and the others leave cores idle between their multi-threaded steps. Their answers are
-        # read in detector order, so results are those of running them one after another.
-        with ThreadPoolExecutor(max(1, min(DETECTOR_THREADS, len(jobs)))) as pool:
-            answers = [pool.submit(_embed_search, det, index, [g.media for g in batch]) for det, index, batch in jobs]
+        # Lanes: each one-thread detector (dlib's face finder, the voice model) in its own, beside one
+        # lane of the others in turn, which use every core already (side by side they only oversubscribe
+        # them: benchmarks/check_latency.py). Answers are read in detector order, so results are those of
+        # running them one after another.
+        if not jobs:  # e.g. audio in a delivery whose catalog holds images only
+            return
+        alone = [j for j in jobs if j[0].one_thread] if SIDE_BY_SIDE else []
+        rest = [j for j in jobs if not any(j is a for a in alone)]
+        lanes = [[j] for j in alone] + ([rest] if rest else [])
+        stop = threading.Event()
+        with ThreadPoolExecutor(len(lanes)) as pool:
+            futures = [pool.submit(_run_lane, lane, stop) for lane in lanes]
+            answers = {}
             try:
-                for (det, _, batch), future in zip(jobs, answers):
-                    self._take(det, batch, future.result(), ctx, found)
+                for lane, future in zip(lanes, futures):
+                    answers.update(zip((id(j) for j in lane), future.result()))
+                for job in jobs:
+                    self._take(job[0], job[2], answers[id(job)], ctx, found)
             except BaseException:  # Ctrl-C or a failure: wait only for the detectors already running
-                for future in answers:
-                    future.cancel()
+                stop.set()
                 raise
 
     def _take(self, det: Detector, batch: list["Segment"], answers: list, ctx: "_ScanContext",
@@ -386,6 +395,17 @@ class _Works:
         if ref_id not in self._seen:
             self._seen[ref_id] = self._catalog.get(ref_id)
         return self._seen[ref_id]
+
+
+def _run_lane(jobs: list[tuple[Detector, VectorIndex, list]], stop: threading.Event
+              ) -> list[list[tuple[Any, list] | Exception]]:
+    """``_embed_search`` of each (detector, index, segments) job in turn, none started once ``stop`` is set."""
+    out = []
+    for det, index, batch in jobs:
+        if stop.is_set():
+            raise KeyboardInterrupt  # the scan is ending: nobody reads these answers
+        out.append(_embed_search(det, index, [g.media for g in batch]))
+    return out
 
 
 def _embed_search(det: Detector, index: VectorIndex, media: list[Any]) -> list[tuple[Any, list] | Exception]:

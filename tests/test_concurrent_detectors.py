@@ -1,9 +1,11 @@
-"""The detectors of a batch run side by side (``scanning.DETECTOR_THREADS``): the same results as one after
-another, the first failing detector (in detector order) names an asset's error, and torch's process-wide
-thread count survives two detectors setting it at once."""
+"""One-thread detectors run beside the others (``scanning.SIDE_BY_SIDE``, ``Detector.one_thread``): the same
+results as one after another, the first failing detector (in detector order) names an asset's error, an
+interrupt starts no further detector, and torch's process-wide thread count survives two detectors setting
+it at once."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -14,6 +16,7 @@ from PIL import Image
 from scanner import scanning
 from scanner.api import Scanner
 from scanner.config import Settings
+from scanner.detectors.local import LocalDetector
 from scanner.detectors.torch_threads import torch_threads
 from scanner.testing.audio import encode_audio, synth_music
 from scanner.testing.fixtures import artwork
@@ -51,19 +54,35 @@ def mixed(tmp_path):
     return settings, deliv
 
 
-def _scan(settings, deliv, monkeypatch, threads: int) -> dict:
-    monkeypatch.setattr(scanning, "DETECTOR_THREADS", threads)
+def _scan(settings, deliv, monkeypatch, side_by_side: bool) -> dict:
+    monkeypatch.setattr(scanning, "SIDE_BY_SIDE", side_by_side)
     return by_name(Scanner(settings).scan([deliv]))
 
 
 def test_side_by_side_gives_the_results_of_one_after_another(mixed, monkeypatch):
     settings, deliv = mixed
-    together, alone = _scan(settings, deliv, monkeypatch, 4), _scan(settings, deliv, monkeypatch, 1)
+    monkeypatch.setattr(LocalDetector, "one_thread", True)  # a lane of its own beside PDQ and the fingerprint
+    together, alone = _scan(settings, deliv, monkeypatch, True), _scan(settings, deliv, monkeypatch, False)
     assert together == alone
     verdicts = {name: rec["verdict"] for name, rec in together.items()}
     assert verdicts == {"copy.jpg": "block", "pasted.png": "block", "original.png": "pass", "excerpt.wav": "block",
                         "other.wav": "pass", "broken.png": "error"}, verdicts
     assert {f["detector"] for f in together["pasted.png"]["findings"]} >= {"image.local"}
+
+
+def test_a_batch_no_detector_reads_is_checked_by_none(tmp_path):
+    """Audio in a delivery whose catalog holds images only: no query work for it, and no failure."""
+    ws = tmp_path / "ws"
+    settings = Settings(catalog=ws / "catalog.db", index_dir=ws / "indexes", model_cache=ws / "models",
+                        detectors=("image.pdq", "audio.fingerprint"))
+    artwork(1).save(tmp_path / "work.png")
+    deliv = tmp_path / "deliv"
+    deliv.mkdir()
+    (deliv / "music.wav").write_bytes(encode_audio(synth_music(23, seconds=8.0), SR, "wav"))
+    s = Scanner(settings)
+    s.add_reference([tmp_path / "work.png"])
+    (rec,) = [r.to_dict() for r in s.scan([deliv])]
+    assert rec["verdict"] == "pass" and rec["error"] is None and rec["findings"] == []
 
 
 def test_the_first_failing_detector_names_the_error(mixed, monkeypatch):
@@ -82,7 +101,7 @@ def test_the_first_failing_detector_names_the_error(mixed, monkeypatch):
             return real(images)
 
         monkeypatch.setattr(det, "embed_queries", flaky)
-    monkeypatch.setattr(scanning, "DETECTOR_THREADS", 4)
+    monkeypatch.setattr(LocalDetector, "one_thread", True)  # beside PDQ, so it fails first in time
     res = by_name(s.scan([deliv]))
     assert res["copy.jpg"]["verdict"] == "error"
     assert res["copy.jpg"]["error"].startswith("image.pdq could not check this asset")
@@ -131,20 +150,48 @@ def test_at_most_never_raises_the_count():
     assert torch.n == 2
 
 
-def test_an_interrupt_does_not_wait_for_detectors_not_yet_started(mixed, monkeypatch):
+def test_an_interrupt_starts_no_further_detector(mixed, monkeypatch):
     settings, deliv = mixed
     s = Scanner(settings)
     ran = []
-    for name in ("image.pdq", "image.local", "audio.fingerprint"):
+    for name in ("image.pdq", "image.local", "audio.fingerprint"):  # one lane: one after another
         det, real = s.detectors[name], s.detectors[name].embed_queries
-        monkeypatch.setattr(det, "embed_queries", lambda images, name=name, real=real: ran.append(name) or real(images))
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
+        def watched(images, name=name, real=real):
+            ran.append(name)
+            if name == "image.pdq":  # Ctrl-C while the first detector runs
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                time.sleep(0.5)
+            return real(images)
 
-    monkeypatch.setattr(scanning.Scanning, "_take", interrupted)
-    monkeypatch.setattr(scanning, "DETECTOR_THREADS", 1)  # one at a time: the others wait their turn
+        monkeypatch.setattr(det, "embed_queries", watched)
     with pytest.raises(KeyboardInterrupt):
         list(s.scan([deliv]))
-    # the worker took image.local as soon as image.pdq was done; the fingerprint had not started
-    assert ran[0] == "image.pdq" and "audio.fingerprint" not in ran
+    assert ran == ["image.pdq"]
+
+
+class _Probe:
+    """A detector stand-in for ``_run_lane``: records its call, and can set the lane's stop event."""
+
+    def __init__(self, name: str, log: list, stop: threading.Event | None = None):
+        self.name, self.log, self.stop = name, log, stop
+
+    def embed_queries(self, media):
+        self.log.append(self.name)
+        if self.stop is not None:
+            self.stop.set()  # what the scan does when Ctrl-C reaches it while this one runs
+        return [object() for _ in media]
+
+    def search(self, index, queries):
+        return [[] for _ in queries]
+
+
+def test_a_lane_starts_no_detector_once_stopped():
+    log, stop = [], threading.Event()
+    lane = [(_Probe("first", log, stop), None, []), (_Probe("second", log), None, [])]
+    with pytest.raises(KeyboardInterrupt):
+        scanning._run_lane(lane, stop)
+    assert log == ["first"]
+    log.clear()
+    assert len(scanning._run_lane([(_Probe("a", log), None, []), (_Probe("b", log), None, [])],
+                                  threading.Event())) == 2 and log == ["a", "b"]

@@ -100,6 +100,9 @@ class Detector(ABC):
     # Likeness detectors: the talent sample kind they read and the consent scopes that cover them.
     sample_kind: ClassVar[str | None] = None
     consent_scopes: ClassVar[tuple[str, ...]] = ()
+    # Its query work runs on one core (dlib's HOG face finder, the voice model at one torch thread): a scan
+    # runs it beside the other detectors, which share the cores among themselves.
+    one_thread: ClassVar[bool] = False
     Options: ClassVar[type[DetectorOptions]] = DetectorOptions
     # Gating floors (and the search ``k``) this detector reads from its calibration entry's "floors".
     FLOORS: ClassVar[tuple[str, ...]] = ()

@@ -105,6 +105,7 @@ class FaceDetector(VectorDetector):
     sample_kind = "face"
     consent_scopes = ("face", "digital-replica")
     metric = Metric.COSINE
+    one_thread = True  # dlib's HOG (which leaves the GIL) and 150x150 chips at one torch thread
 
     @dataclass(frozen=True)
     class Options(DetectorOptions):

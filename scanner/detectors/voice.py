@@ -478,6 +478,7 @@ class VoiceDetector(VectorDetector):
     sample_kind = "voice"
     consent_scopes = ("voice", "digital-replica")
     metric = Metric.COSINE
+    one_thread = True  # the speaker model runs at ``threads`` (1) torch threads
     FLOORS = ("search_k", "min_ref_speech_s", "min_window_speech_s")
 
     @dataclass(frozen=True)
