@@ -244,9 +244,9 @@ class Scanning:
         # running them one after another.
         if not jobs:  # e.g. audio in a delivery whose catalog holds images only
             return
-        alone = [j for j in jobs if j[0].one_thread] if SIDE_BY_SIDE else []
-        rest = [j for j in jobs if not any(j is a for a in alone)]
-        lanes = [[j] for j in alone] + ([rest] if rest else [])
+        beside = [SIDE_BY_SIDE and det.one_thread for det, _, _ in jobs]
+        rest = [j for j, b in zip(jobs, beside) if not b]
+        lanes = [[j] for j, b in zip(jobs, beside) if b] + ([rest] if rest else [])
         stop = threading.Event()
         with ThreadPoolExecutor(len(lanes)) as pool:
             futures = [pool.submit(_run_lane, lane, stop) for lane in lanes]

@@ -862,12 +862,8 @@ def _tentative(index: LocalIndex, nb, mirrored_rows: np.ndarray) -> dict[bool, d
     e = np.flatnonzero((sizes > 1)[group] & live[group])
     if len(e):
         xy = np.empty((len(e), 2), np.float32)
-        refs, inv = np.unique(rid[e], return_inverse=True)
-        by_ref = np.argsort(inv, kind="stable")
-        bounds = np.r_[0, np.cumsum(np.bincount(inv, minlength=len(refs)))]
-        for i, ref in enumerate(refs.tolist()):
-            sel = e[by_ref[bounds[i]:bounds[i + 1]]]
-            xy[by_ref[bounds[i]:bounds[i + 1]]] = index.keypoints(ref)[kp[sel]]
+        for ref, pos in _by_value(rid[e]):
+            xy[pos] = index.keypoints(ref)[kp[e[pos]]]
         at = np.full(len(qr), -1, np.int64)
         at[e] = np.arange(len(e))
         p0 = xy[at[starts[group[e]]]]
@@ -881,13 +877,17 @@ def _tentative(index: LocalIndex, nb, mirrored_rows: np.ndarray) -> dict[bool, d
     flip = np.asarray(mirrored_rows, bool)[qr[kept]]
     for m in (False, True):
         mine = kept[flip == m]
-        if not len(mine):
-            continue
-        refs, first, inv = np.unique(rid[mine], return_index=True, return_inverse=True)
-        by_ref = np.argsort(inv, kind="stable")
-        bounds = np.r_[0, np.cumsum(np.bincount(inv, minlength=len(refs)))]
-        for i in np.argsort(first, kind="stable").tolist():
-            sel = mine[by_ref[bounds[i]:bounds[i + 1]]]
-            out[m][int(refs[i])] = (qr[sel].tolist(), kp[sel].tolist())
+        for ref, pos in sorted(_by_value(rid[mine]), key=lambda g: g[1][0]):  # in order of first match
+            out[m][ref] = (qr[mine[pos]].tolist(), kp[mine[pos]].tolist())
     return out
+
+
+def _by_value(values: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(value, its positions in ``values`` in order) for each distinct value, smallest value first."""
+    if not len(values):
+        return []
+    uniq, inv = np.unique(values, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(inv, minlength=len(uniq)))]
+    return [(int(v), order[bounds[i]:bounds[i + 1]]) for i, v in enumerate(uniq.tolist())]
 
