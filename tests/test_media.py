@@ -18,7 +18,7 @@ from PIL import Image, ImageFile
 from scanner.errors import MediaError
 from scanner.media import files as files_mod
 from scanner.media.files import Candidate, display_path, is_candidate_media, load, sha256_file, walk
-from scanner.media.image import decode_image, thumbnail_jpeg, to_rgb
+from scanner.media.image import decode_image, straight_rgba, thumbnail_jpeg, to_rgb
 from scanner.media.sniff import claimed_type, sniff
 
 MAX_PIXELS = 512_000_000
@@ -501,3 +501,38 @@ def test_is_candidate_media(tmp_path):
     assert is_candidate_media(str(png))  # sniffed
     assert not is_candidate_media(str(note))  # sidecar: skipped
     assert is_candidate_media(str(fake))  # claims media: must become an error
+
+
+def _half_transparent_art() -> Image.Image:
+    """A glass-like work: colours under alpha from fully transparent to opaque."""
+    rng = np.random.default_rng(11)
+    rgb = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    alpha = np.tile(np.linspace(0, 255, 80).astype(np.uint8), (60, 1))
+    return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+
+
+def test_straight_rgba_recovers_the_colours_the_decoder_composited_on_white():
+    art = _half_transparent_art()
+    buf = io.BytesIO()
+    art.save(buf, "PNG")
+    decoded = decode_image(buf.getvalue(), 10_000_000)
+    assert decoded.mode == "RGB"  # composited on white, the alpha kept beside the pixels
+    back = straight_rgba(decoded)
+    assert back is not None and back.mode == "RGBA"
+    a = np.asarray(art).astype(np.int32)
+    b = np.asarray(back).astype(np.int32)
+    assert np.array_equal(a[..., 3], b[..., 3])
+    grey = np.full_like(a[..., :3], 128)
+    on_grey = lambda x: x[..., :3] * x[..., 3:] / 255 + grey * (1 - x[..., 3:] / 255)  # noqa: E731
+    # composited anywhere else, the recovered work looks as the original does (rounding only)
+    assert np.abs(on_grey(a) - on_grey(b)).max() <= 1.0
+    # the old way (the composited pixels with the alpha put back) blends half-transparent pixels twice
+    twice = np.dstack([np.asarray(decoded).astype(np.int32), a[..., 3]])
+    assert np.abs(on_grey(a) - on_grey(twice)).max() > 50
+
+
+def test_straight_rgba_of_opaque_and_own_alpha_images():
+    assert straight_rgba(Image.new("RGB", (10, 10), (1, 2, 3))) is None
+    assert straight_rgba(Image.new("RGBA", (10, 10), (1, 2, 3, 255))) is None  # nothing transparent
+    art = _half_transparent_art()
+    assert np.array_equal(np.asarray(straight_rgba(art)), np.asarray(art))

@@ -75,7 +75,8 @@ def test_distilled_model_is_the_fast_option(tmp_path):
     det = create("image.sscd", Settings(model_cache=tmp_path).with_options("image.sscd", model="sscd-distilled-mnv4"))
     assert det.model_id == "sscd-distilled-mnv4"
     (e,) = det.embed_references([_texture(1)])
-    assert e.vectors.shape == (1, 512) and abs(float(np.linalg.norm(e.vectors)) - 1) < 1e-5
+    assert e.vectors.shape == (2, 512)  # the work and its blurred copy
+    np.testing.assert_allclose(np.linalg.norm(e.vectors, axis=1), 1, atol=1e-5)
 
 
 def test_alpha_reference_is_its_opaque_part(tmp_path):
@@ -121,6 +122,23 @@ def test_alpha_kept_by_the_decoder_is_used(tmp_path):
     arr = prepare(decoded, {"size": 288, "max_side": 640})
     assert arr.shape == (288, 288, 3)  # cropped to the opaque 200x200 figure
     assert arr[..., 0].max() <= BACKGROUND  # no red from the transparent canvas, only art and grey
+
+
+def test_half_transparent_reference_is_described_as_the_original(tmp_path):
+    """The decoder composites on white; the model must see the work on grey, not blended with white twice."""
+    from scanner.media.image import decode_image
+
+    art = _no_red(_texture(8, (200, 200))).convert("RGBA")
+    alpha = np.full((200, 200), 255, np.uint8)
+    alpha[50:150, 50:150] = 90  # a half-transparent middle (glass, a glow) inside the opaque box
+    art.putalpha(Image.fromarray(alpha))
+    buf = __import__("io").BytesIO()
+    art.save(buf, "PNG")
+    decoded = decode_image(buf.getvalue(), 10_000_000)
+    recipe = {"size": 288, "max_side": 640}
+    a, b = prepare(art, recipe).astype(int), prepare(decoded, recipe).astype(int)
+    assert a.shape == b.shape
+    assert np.abs(a - b).max() <= 2
 
 
 def _crops(tmp_path, layout: str = "five"):
@@ -255,7 +273,28 @@ def test_the_box_of_a_trimmed_row_reaches_the_report(tmp_path):
     work = _texture(16, (300, 240))
     index = det.new_index()
     (ref,) = det.embed_references([work])
-    index.add(np.array([7]), ref.vectors)
+    index.add(np.full(len(ref.vectors), 7), ref.vectors)  # one id per row (the work, its blurred copy)
     (hit,) = det.search(index, det.embed_queries([_on_flat(work)]))[0]
     assert hit.ref_id == 7 and hit.score > 0.9
     assert [e for e in hit.evidence if isinstance(e, Box)] == [Box(70, 90, 300, 240)]
+
+
+def test_references_keep_a_blurred_row_and_alpha_ones_two_more_backgrounds(tmp_path):
+    from scanner.detectors.sscd import ALPHA_BACKGROUNDS
+    from PIL import ImageFilter
+
+    det = create("image.sscd", Settings(model_cache=tmp_path))
+    work = _texture(21, (300, 240))
+    cut = work.convert("RGBA")
+    alpha = np.zeros((240, 300), np.uint8)
+    alpha[20:220, 30:270] = 255
+    cut.putalpha(Image.fromarray(alpha))
+    plain, alpha_ref, flat = det.embed_references([work, cut, Image.new("RGB", (300, 240), (9, 9, 9))])
+    assert plain.vectors.shape[0] == 2
+    assert alpha_ref.vectors.shape[0] == 2 + len(ALPHA_BACKGROUNDS)
+    assert flat.empty  # a flat work gets no rows, blurred or not
+    # a heavily blurred copy is nearer the blurred row than the work's own
+    (q,) = det.embed_queries([work.filter(ImageFilter.GaussianBlur(6))])
+    sims = plain.vectors @ q.vectors[0]
+    assert sims[1] > sims[0]
+    assert det.params["reference_rows"] == {"blur_sigma": 4.5, "alpha_backgrounds": list(ALPHA_BACKGROUNDS)}

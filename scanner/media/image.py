@@ -173,6 +173,26 @@ def alpha_mask(img: Image.Image) -> np.ndarray | None:
     return np.asarray(alpha.convert("L"), dtype=np.uint8)
 
 
+def straight_rgba(img: Image.Image) -> Image.Image | None:
+    """The work with its own colours and opacity (RGBA, straight alpha), or None without transparency.
+
+    ``decode_image`` composites transparent pixels on white and keeps the alpha beside them; putting that
+    alpha back on the composited pixels would blend a half-transparent pixel (glass, a glow, an
+    anti-aliased edge) with white twice. Its colour is recovered instead: ``c = a*f + (1-a)*255`` gives
+    ``f = (c - (1-a)*255) / a``, so that compositing the result anywhere is the work composited there."""
+    own = _alpha_channel(img)
+    if own is not None:
+        return img.convert("RGBA")
+    mask = alpha_mask(img)
+    if mask is None:
+        return None
+    a = mask.astype(np.float32)[..., None] / 255.0
+    c = np.asarray(img.convert("RGB"), dtype=np.float32)
+    f = (c - (1.0 - a) * 255.0) / np.maximum(a, 1.0 / 255.0)
+    rgba = np.dstack([np.clip(np.rint(f), 0, 255).astype(np.uint8), mask])
+    return Image.fromarray(rgba, "RGBA")
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode (P, LA, CMYK, I;16, F...) to 8-bit RGB; alpha composited on white."""
     if img.mode == "RGB":
