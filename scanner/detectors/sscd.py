@@ -148,17 +148,30 @@ def _providers(device: str) -> list[str]:
 
 def prepare(img: Image.Image, recipe: dict[str, Any], background: int = BACKGROUND) -> np.ndarray:
     """The uint8 HxWx3 array the model reads for ``img`` (alpha reduced to its opaque part, on ``background``)."""
+    cut = cutout(img)
+    return _resized(img if cut is None else on_flat(cut, background), recipe)
+
+
+def cutout(img: Image.Image) -> Image.Image | None:
+    """The box of an alpha work's opaque part (RGBA, its own colours), or None for an image without
+    transparent pixels."""
     mask = alpha_mask(img)  # the image's own alpha, or the one the decoder kept beside its RGB pixels
-    if mask is not None and mask.min() < 128:
-        opaque = Image.fromarray(np.where(mask >= 128, 255, 0).astype(np.uint8))
-        box = opaque.getbbox()
-        rgba = straight_rgba(img)  # its own colours: decoded pixels were composited on white already
-        assert rgba is not None  # a mask means transparency
-        if box is not None:
-            rgba = rgba.crop(box)
-        flat = Image.new("RGBA", rgba.size, (background, background, background, 255))
-        flat.alpha_composite(rgba)
-        img = flat
+    if mask is None or mask.min() >= 128:
+        return None
+    box = Image.fromarray(np.where(mask >= 128, 255, 0).astype(np.uint8)).getbbox()
+    rgba = straight_rgba(img)  # its own colours: decoded pixels were composited on white already
+    assert rgba is not None  # a mask means transparency
+    return rgba if box is None else rgba.crop(box)
+
+
+def on_flat(cut: Image.Image, background: int) -> Image.Image:
+    """``cut`` composited on a flat grey level."""
+    flat = Image.new("RGBA", cut.size, (background, background, background, 255))
+    flat.alpha_composite(cut)
+    return flat
+
+
+def _resized(img: Image.Image, recipe: dict[str, Any]) -> np.ndarray:
     img = img.convert("RGB")
     w, h = img.size
     size, max_side = int(recipe.get("size", 288)), int(recipe.get("max_side", 640))
@@ -308,10 +321,11 @@ class SscdDetector(VectorDetector):
         one per ``ALPHA_BACKGROUNDS``; a flat work has none."""
         arrays: list[list[np.ndarray]] = []
         for img in images:
-            arr = prepare(img, self._recipe)
+            cut = cutout(img)  # once per work: each background composites the same cut-out
+            arr = _resized(img if cut is None else on_flat(cut, BACKGROUND), self._recipe)
             views = [arr, cv2.GaussianBlur(arr, (0, 0), REFERENCE_BLUR)]
-            if alpha_mask(img) is not None:
-                views += [prepare(img, self._recipe, bg) for bg in ALPHA_BACKGROUNDS]
+            if cut is not None:
+                views += [_resized(on_flat(cut, bg), self._recipe) for bg in ALPHA_BACKGROUNDS]
             arrays.append(views)
         flat = self._describe([a for views in arrays for a in views])
         out, start = [], 0
