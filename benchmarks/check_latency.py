@@ -24,13 +24,23 @@ wall ms per check, clean / copy / all, two runs::
     one talent   side by side       578 / 647 / 613    592 / 667 / 629
                  one after another  831 / 900 / 865    832 / 862 / 847
 
+Run 3 (the face finder's query passes on the luma plane, shipped, against the colour passes before them,
+``side by side, colour HOG``; same run, 2 passes; machine otherwise idle)::
+
+    no talent    side by side               396 / 509 / 452
+                 one after another          423 / 464 / 444
+    one talent   side by side               534 / 653 / 594
+                 one after another          685 / 721 / 703
+                 side by side, colour HOG   594 / 690 / 642
+
 Without a talent no detector is a one-thread one, so both ways run the same code: their difference
 (-28 and +15 ms) is this machine's noise. An earlier version ran any two detectors side by side
 (``DETECTOR_THREADS``): with a talent 677 against 882 ms, without one 477 against 521 ms on a quiet
 machine but 809 against 678 ms while a CI run loaded it (two multi-threaded detectors oversubscribe the
 cores), hence the lanes. So the 0.5 s target holds without a talent (0.43-0.53 s, copies 0.46-0.58 s)
-and not with one (0.61-0.63 s): dlib's HOG face finder, ~0.4 s for a frame with no large face (which
-gets the upsampled pass), is then the longest lane. The first pass flagged 7 of the 8 copies; verdicts
+and not with one (0.61-0.63 s; 0.59 s with the luma passes against 0.64 s in colour in run 3): dlib's HOG
+face finder, ~0.3 s CPU in colour and ~0.2 s on the luma plane for a frame with no large face (which gets the
+upsampled pass), is then the longest lane, and the two lanes share two cores. The first pass flagged 7 of the 8 copies; verdicts
 were identical both ways in every run.
 """
 
@@ -93,9 +103,19 @@ def build(root: Path, data: Path, n_refs: int, seed: int) -> tuple[Settings, lis
     return settings, copies, clean
 
 
-def timed(s: Scanner, queries: list[Path], side_by_side: bool) -> tuple[list[float], list[str]]:
-    """Wall seconds and verdict of each check, one-thread detectors beside the others or not."""
-    scanning.SIDE_BY_SIDE = side_by_side
+WAYS = {  # name: (one-thread detectors beside the others, image.face's query passes on the luma plane)
+    "side by side": (True, True),  # as shipped
+    "one after another": (False, True),
+    "side by side, colour HOG": (True, False),  # image.face as before its luma passes
+}
+
+
+def timed(s: Scanner, queries: list[Path], way: str) -> tuple[list[float], list[str]]:
+    """Wall seconds and verdict of each check, the detectors set up as ``WAYS[way]`` says."""
+    scanning.SIDE_BY_SIDE, grey = WAYS[way]
+    face = s.detectors.get("image.face")
+    if face is not None:
+        face.grey_queries = grey
     times, verdicts = [], []
     for q in queries:
         t = time.perf_counter()
@@ -104,27 +124,29 @@ def timed(s: Scanner, queries: list[Path], side_by_side: bool) -> tuple[list[flo
     return times, verdicts
 
 
-def report(label: str, settings: Settings, copies: list[Path], clean: list[Path], repeats: int) -> None:
+def report(label: str, settings: Settings, copies: list[Path], clean: list[Path], repeats: int,
+           ways: tuple[str, ...]) -> None:
     shipped = scanning.SIDE_BY_SIDE
-    runs: dict[bool, dict[str, list[float]]] = {way: {"copy": [], "clean": []} for way in (True, False)}
-    verdicts: dict[bool, list[str]] = {}
+    runs: dict[str, dict[str, list[float]]] = {way: {"copy": [], "clean": []} for way in ways}
+    verdicts: dict[str, list[str]] = {}
     s = Scanner(settings)
     s.check(copies[0])  # models loaded, indexes read: not timed
     for _ in range(repeats):
-        for way in (True, False):
+        for way in ways:
             for kind, qs in (("copy", copies), ("clean", clean)):
                 times, v = timed(s, qs, way)
                 runs[way][kind] += times
                 verdicts.setdefault(way, []).extend(v)
     scanning.SIDE_BY_SIDE = shipped
     print(f"\n{label}")
-    print("  detectors             clean ms   copy ms   all ms   (mean wall per check)")
-    for way, name in ((True, "side by side"), (False, "one after another")):
+    print("  detectors                  clean ms   copy ms   all ms   (mean wall per check)")
+    for way in ways:
         r = runs[way]
-        print(f"  {name:20s} {1000 * statistics.mean(r['clean']):8.0f} {1000 * statistics.mean(r['copy']):9.0f} "
+        print(f"  {way:25s} {1000 * statistics.mean(r['clean']):8.0f} {1000 * statistics.mean(r['copy']):9.0f} "
               f"{1000 * statistics.mean(r['clean'] + r['copy']):8.0f}")
-    print(f"  verdicts identical: {verdicts[True] == verdicts[False]}; copies flagged: "
-          f"{sum(v != 'pass' for v in verdicts[False][:len(copies)])}/{len(copies)} (first pass)")
+    first = verdicts[ways[0]]
+    print(f"  verdicts identical: {all(v == first for v in verdicts.values())}; copies flagged: "
+          f"{sum(v != 'pass' for v in first[:len(copies)])}/{len(copies)} (first pass)")
 
 
 def main() -> None:
@@ -145,7 +167,8 @@ def main() -> None:
         s = Scanner(settings)
         for talent in s.catalog.talents():  # a kept workspace's talent, from the second half of a last run
             s.catalog.remove_talent(talent.id)
-        report(f"{args.refs} works, no talent (image.face does not run)", settings, copies, clean, args.repeats)
+        report(f"{args.refs} works, no talent (image.face does not run)", settings, copies, clean, args.repeats,
+               tuple(WAYS)[:2])
         for face in media_files(data / "faces", IMAGE_SUFFIXES):
             try:  # the first photo with exactly one face
                 s.add_talent("Benchmark talent", photos=[face])
@@ -153,7 +176,8 @@ def main() -> None:
             except ScannerError:
                 continue
         s.build_index()
-        report(f"{args.refs} works and one talent (image.face runs too)", settings, copies, clean, args.repeats)
+        report(f"{args.refs} works and one talent (image.face runs too)", settings, copies, clean, args.repeats,
+               tuple(WAYS))
 
 
 if __name__ == "__main__":

@@ -38,10 +38,11 @@ class _SpyHog:
     """Records the upsampling of every HOG call, then runs the real detector."""
 
     def __init__(self, hog):
-        self.hog, self.calls = hog, []
+        self.hog, self.calls, self.planes = hog, [], []
 
     def run(self, arr, up, thr):
         self.calls.append((arr.shape[:2], up))
+        self.planes.append(arr.ndim)
         return self.hog.run(arr, up, thr)
 
 
@@ -116,6 +117,32 @@ def test_references_always_get_the_full_pass():
     det, spy = _spied()
     r = det.embed_references([img])[0]
     assert not r.empty and [up for _, up in spy.calls] == [1]
+    assert spy.planes == [3]  # in colour, as references always were: indexes stay valid
+
+
+def test_queries_are_detected_on_the_luma_plane():
+    img = Image.new("RGB", (640, 480), (90, 110, 130))
+    img.paste(_img("group_two", 0.9), (100, 80))  # both passes run
+    det, spy = _spied()
+    det.embed_queries([img])
+    assert spy.planes == [2, 2]
+    colour, colour_spy = _spied(grey_queries=False)
+    colour.embed_queries([img])
+    assert colour_spy.planes == [3, 3]
+
+
+@pytest.mark.parametrize("factor", [0.45, 0.6, 0.9, 2.0])
+def test_luma_detection_finds_the_faces_colour_detection_finds(factor):
+    """Small faces in a wide frame (the upsampled pass) and a large one (the coarse pass): the same
+    faces, boxes within a few pixels, identities equal."""
+    frame = Image.new("RGB", (1280, 720), (60, 120, 70))
+    frame.paste(_img("group_two", factor), (500, 200))
+    frame.paste(_img("person_a_1", factor), (80, 300))
+    grey = FaceDetector(Settings()).embed_queries([frame])[0]
+    colour = FaceDetector(Settings(), grey_queries=False).embed_queries([frame])[0]
+    assert grey.vectors.shape == colour.vectors.shape and grey.vectors.shape[0] >= 2
+    sim = grey.vectors @ colour.vectors.T
+    assert sorted(sim.argmax(axis=1).tolist()) == list(range(len(sim))) and sim.max(axis=1).min() > 0.99
 
 
 def test_big_images_are_coarse_detected_on_a_reduced_copy():
