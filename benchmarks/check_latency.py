@@ -10,11 +10,14 @@ detectors). Queries: ``scenes/`` backgrounds at 1280x720, every other one with a
 (alpha) pasted in at 360 px ("copy"), the others as they are ("clean"). The catalog is built once, before
 the clock starts, in a temporary workspace (``--keep DIR`` keeps and reuses it).
 
-Timed, each in the same process and run, one warm-up check first: every query ``--repeats`` times with
-the one-thread detectors beside the others (``scanning.SIDE_BY_SIDE``, as shipped) and every detector one
-after another (the baseline), alternating so a change of machine load moves both; then the same after one talent
-(a face photo of ``faces/``) is registered, so ``image.face`` runs too. Prints mean wall ms per check
-for clean and copy queries, and the verdicts (they must not differ between the two ways).
+Timed, each in the same process and run, one warm-up check first: every query ``--repeats`` times in
+each of the ``WAYS``, every way in turn at each query (starting with another one each time, so a change of
+machine load moves them all): the one-thread detectors beside the others (``scanning.SIDE_BY_SIDE``, as
+shipped), every detector one after another (the baseline), and a second warm scanner whose ONNX Runtime
+workers spin when idle (the earlier default); then a ``Scanner.scan`` of the queries per scanner; then
+the same after one talent (a face photo of ``faces/``) is registered, so ``image.face`` runs too, with
+its colour detection passes as one more way. Prints mean wall ms per check for clean and copy queries,
+and the verdicts (they must not differ between the ways).
 
 Measured 2026-12-02 on the 2-core machine (otherwise idle), 1,000 works, 8 + 8 queries, 2 passes; mean
 wall ms per check, clean / copy / all, two runs::
@@ -25,7 +28,7 @@ wall ms per check, clean / copy / all, two runs::
                  one after another  831 / 900 / 865    832 / 862 / 847
 
 Run 3 (the face finder's query passes on the luma plane, shipped, against the colour passes before them,
-``side by side, colour HOG``; same run, 2 passes; machine otherwise idle)::
+``side by side, colour HOG``; same run, 2 passes, ways in blocks of 8 queries; machine otherwise idle)::
 
     no talent    side by side               396 / 509 / 452
                  one after another          423 / 464 / 444
@@ -33,14 +36,30 @@ Run 3 (the face finder's query passes on the luma plane, shipped, against the co
                  one after another          685 / 721 / 703
                  side by side, colour HOG   594 / 690 / 642
 
+Run 4 (3 passes, every way in turn at each query, starting with another way each time; plus ONNX
+Runtime's idle workers spinning, as before ``scanner/detectors/onnx_session.py``, from a second warm
+scanner; and a ``Scanner.scan`` of the 16 queries per scanner, alternating)::
+
+    no talent    side by side                 365 / 411 / 388
+                 one after another            356 / 415 / 386
+                 side by side, ORT spinning   387 / 430 / 408
+                 scan, ms per asset           429 (spinning 412)
+    one talent   side by side                 438 / 571 / 505
+                 one after another            597 / 734 / 666
+                 side by side, colour HOG     491 / 606 / 548
+                 side by side, ORT spinning   475 / 586 / 531
+                 scan, ms per asset           470 (spinning 448)
+
 Without a talent no detector is a one-thread one, so both ways run the same code: their difference
 (-28 and +15 ms) is this machine's noise. An earlier version ran any two detectors side by side
 (``DETECTOR_THREADS``): with a talent 677 against 882 ms, without one 477 against 521 ms on a quiet
 machine but 809 against 678 ms while a CI run loaded it (two multi-threaded detectors oversubscribe the
 cores), hence the lanes. So the 0.5 s target holds without a talent (0.43-0.53 s, copies 0.46-0.58 s)
-and not with one (0.61-0.63 s; 0.59 s with the luma passes against 0.64 s in colour in run 3): dlib's HOG
-face finder, ~0.3 s CPU in colour and ~0.2 s on the luma plane for a frame with no large face (which gets the
-upsampled pass), is then the longest lane, and the two lanes share two cores. The first pass flagged 7 of the 8 copies; verdicts
+and with one, in run 4, for clean frames only: 0.61-0.63 s in runs 1-2; with the luma passes 0.59 s (run 3) and
+0.51 s (run 4: clean 0.44 s, copies 0.57 s), against 0.64 / 0.55 s with the colour passes in the same runs.
+dlib's HOG face finder, ~0.3 s CPU in colour and ~0.2 s on the luma plane for a frame with no large face
+(which gets the upsampled pass), is the longest lane, and the two lanes share two cores; a copy adds
+``image.local``'s verification and text detection. The first pass flagged 7 of the 8 copies; verdicts
 were identical both ways in every run.
 """
 
@@ -59,6 +78,7 @@ from benchmarks.common.data import IMAGE_SUFFIXES, media_files, require_dir
 from scanner import scanning
 from scanner.api import Scanner
 from scanner.config import Settings
+from scanner.detectors import onnx_session
 from scanner.errors import ScannerError
 
 SIDE = (1280, 720)
@@ -103,25 +123,35 @@ def build(root: Path, data: Path, n_refs: int, seed: int) -> tuple[Settings, lis
     return settings, copies, clean
 
 
-WAYS = {  # name: (one-thread detectors beside the others, image.face's query passes on the luma plane)
-    "side by side": (True, True),  # as shipped
-    "one after another": (False, True),
-    "side by side, colour HOG": (True, False),  # image.face as before its luma passes
+WAYS = {  # name: (one-thread detectors beside the others, image.face's passes on the luma plane, ORT spins)
+    "side by side": (True, True, False),  # as shipped
+    "one after another": (False, True, False),
+    "side by side, colour HOG": (True, False, False),  # image.face as before its luma passes
+    "side by side, ORT spinning": (True, True, True),  # ONNX Runtime's idle workers spinning, as before
 }
 
 
-def timed(s: Scanner, queries: list[Path], way: str) -> tuple[list[float], list[str]]:
-    """Wall seconds and verdict of each check, the detectors set up as ``WAYS[way]`` says."""
-    scanning.SIDE_BY_SIDE, grey = WAYS[way]
+def timed(s: Scanner, query: Path, way: str) -> tuple[float, str]:
+    """Wall seconds and verdict of one check, the detectors set up as ``WAYS[way]`` says."""
+    scanning.SIDE_BY_SIDE, grey, _ = WAYS[way]
     face = s.detectors.get("image.face")
     if face is not None:
         face.grey_queries = grey
-    times, verdicts = [], []
-    for q in queries:
-        t = time.perf_counter()
-        verdicts.append(s.check(q).verdict.value)
-        times.append(time.perf_counter() - t)
-    return times, verdicts
+    t = time.perf_counter()
+    verdict = s.check(query).verdict.value
+    return time.perf_counter() - t, verdict
+
+
+def scanner_for(settings: Settings, spinning: bool, warm_up: Path) -> Scanner:
+    """A warm scanner (models loaded, indexes read, first-call costs paid by checking ``warm_up``, a copy
+    so the text detector opens too) whose ONNX Runtime sessions spin or not."""
+    onnx_session.SPIN_BY_DEFAULT = spinning
+    try:
+        s = Scanner(settings)
+        s.check(warm_up)  # every session is opened now, under the flag
+        return s
+    finally:
+        onnx_session.SPIN_BY_DEFAULT = False
 
 
 def report(label: str, settings: Settings, copies: list[Path], clean: list[Path], repeats: int,
@@ -129,24 +159,36 @@ def report(label: str, settings: Settings, copies: list[Path], clean: list[Path]
     shipped = scanning.SIDE_BY_SIDE
     runs: dict[str, dict[str, list[float]]] = {way: {"copy": [], "clean": []} for way in ways}
     verdicts: dict[str, list[str]] = {}
-    s = Scanner(settings)
-    s.check(copies[0])  # models loaded, indexes read: not timed
-    for _ in range(repeats):
-        for way in ways:
-            for kind, qs in (("copy", copies), ("clean", clean)):
-                times, v = timed(s, qs, way)
-                runs[way][kind] += times
-                verdicts.setdefault(way, []).extend(v)
+    scanners = {spin: scanner_for(settings, spin, copies[0]) for spin in sorted({WAYS[w][2] for w in ways})}
+    queries = [("copy", q) for q in copies] + [("clean", q) for q in clean]
+    for rep in range(repeats):
+        for i, (kind, q) in enumerate(queries):
+            k = (i + rep) % len(ways)  # every way in turn, starting with another one at each query
+            for way in ways[k:] + ways[:k]:
+                seconds, verdict = timed(scanners[WAYS[way][2]], q, way)
+                runs[way][kind].append(seconds)
+                verdicts.setdefault(way, {})[(rep, i)] = verdict
     scanning.SIDE_BY_SIDE = shipped
+    scans: dict[bool, list[float]] = {spin: [] for spin in scanners}
+    if len(scanners) > 1:  # a whole scan of the queries (decode-ahead, lanes) with and without spinning
+        folder = copies[0].parent
+        for rep in range(repeats):
+            for spin in sorted(scanners, reverse=rep % 2 == 1):
+                t = time.perf_counter()
+                n = sum(1 for _ in scanners[spin].scan([folder]))
+                scans[spin].append((time.perf_counter() - t) / n)
     print(f"\n{label}")
-    print("  detectors                  clean ms   copy ms   all ms   (mean wall per check)")
+    print("  detectors                    clean ms   copy ms   all ms   (mean wall per check)")
     for way in ways:
         r = runs[way]
-        print(f"  {way:25s} {1000 * statistics.mean(r['clean']):8.0f} {1000 * statistics.mean(r['copy']):9.0f} "
+        print(f"  {way:27s} {1000 * statistics.mean(r['clean']):8.0f} {1000 * statistics.mean(r['copy']):9.0f} "
               f"{1000 * statistics.mean(r['clean'] + r['copy']):8.0f}")
+    if len(scanners) > 1:
+        print(f"  scan of the {len(queries)} queries, ms per asset: ORT idle workers sleeping (shipped) "
+              f"{1000 * statistics.mean(scans[False]):.0f}, spinning {1000 * statistics.mean(scans[True]):.0f}")
     first = verdicts[ways[0]]
     print(f"  verdicts identical: {all(v == first for v in verdicts.values())}; copies flagged: "
-          f"{sum(v != 'pass' for v in first[:len(copies)])}/{len(copies)} (first pass)")
+          f"{sum(first[(0, i)] != 'pass' for i in range(len(copies)))}/{len(copies)} (first pass)")
 
 
 def main() -> None:
@@ -168,7 +210,7 @@ def main() -> None:
         for talent in s.catalog.talents():  # a kept workspace's talent, from the second half of a last run
             s.catalog.remove_talent(talent.id)
         report(f"{args.refs} works, no talent (image.face does not run)", settings, copies, clean, args.repeats,
-               tuple(WAYS)[:2])
+               ("side by side", "one after another", "side by side, ORT spinning"))
         for face in media_files(data / "faces", IMAGE_SUFFIXES):
             try:  # the first photo with exactly one face
                 s.add_talent("Benchmark talent", photos=[face])

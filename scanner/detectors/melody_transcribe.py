@@ -25,7 +25,6 @@ with what ``basic-pitch`` itself writes to MIDI to within a frame.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,13 +66,10 @@ def open_session(path, device: str = "cpu"):
     """An ONNX Runtime session for ``nmp.onnx`` with one intra-op thread per available core."""
     import onnxruntime as ort
 
+    from scanner.detectors.onnx_session import session_options
     from scanner.detectors.sscd import _providers
 
-    opts = ort.SessionOptions()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    opts.intra_op_num_threads = max(1, cores)
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=opts, providers=_providers(device))
+    return ort.InferenceSession(str(path), sess_options=session_options(), providers=_providers(device))
 
 
 def posteriorgrams(session, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

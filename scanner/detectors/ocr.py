@@ -39,6 +39,22 @@ PIP = "--no-deps rapidocr-onnxruntime==1.4.4"
 MIN_ASPECT = 1.6
 
 
+def _session(path) -> Any:
+    """RapidOCR's session settings (no memory arena, full graph optimisation, CPU) with the project's
+    thread options (``onnx_session``: idle workers sleep instead of spinning beside the other detectors).
+    RapidOCR 1.4.4 has no option for that, so its ``TextDetector`` gets this session in place of its own."""
+    import onnxruntime as ort
+
+    from scanner.detectors.onnx_session import session_options
+
+    opts = session_options()
+    opts.log_severity_level = 4
+    opts.enable_cpu_mem_arena = False
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), sess_options=opts,
+                                providers=[("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})])
+
+
 class TextDetectionError(RuntimeError):
     """The text detector failed on one image (the caller goes on without text boxes, with a note)."""
 
@@ -64,6 +80,7 @@ class TextFinder:
                 f"install it with `pip install {PIP}`"
             ) from None
         self._det = TextDetector(cfg)
+        self._det.infer.session = _session(path)
         self._lock = threading.Lock()  # one ONNX session shared by a scan's threads
 
     @property

@@ -57,7 +57,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +68,7 @@ from PIL import Image
 
 from scanner.config import Settings
 from scanner.detectors.base import DetectorOptions, Embedding, VectorDetector, floors_for, options_for, register
+from scanner.detectors.onnx_session import session_options
 from scanner.models import ModelSpec, resolve
 from scanner.errors import ConfigError, ModelMissingError
 from scanner.media.image import alpha_mask, straight_rgba
@@ -229,12 +229,8 @@ class SscdDetector(VectorDetector):
             import onnxruntime as ort
         except ImportError:
             raise ModelMissingError("image.sscd needs onnxruntime; install it with `pip install onnxruntime`") from None
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                        else (os.cpu_count() or 1))
-        opts.inter_op_num_threads = 1
         try:
-            return ort.InferenceSession(str(path), sess_options=opts, providers=_providers(device))
+            return ort.InferenceSession(str(path), sess_options=session_options(), providers=_providers(device))
         except ConfigError:
             raise
         except Exception as exc:  # onnxruntime raises its own untyped errors for a corrupt graph
