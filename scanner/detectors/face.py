@@ -16,7 +16,7 @@ Pipeline (all dlib, weights from the ``face-recognition-models`` wheel, see
    a plain one, so portraits and close shots (most talent matches) pay the plain pass only.
    References (talent photos) always get dlib's full pass, so the "exactly one face" check
    still sees small second faces and reference descriptors are what they were. A query's HOG
-   passes read the image's luma plane (``grey_queries``, the default): dlib's HOG on a colour
+   passes in the cascade read the image's luma plane (``grey_queries``, the default): dlib's HOG on a colour
    image computes gradients in each channel and keeps the strongest, so the grey pass does a third
    less work; landmarks and descriptors still come from the colour image, and references are
    detected in colour as before. Measured on 62 shared face photos pasted into 1280x720 scenes at
