@@ -21,8 +21,10 @@ Pipeline (all dlib, weights from the ``face-recognition-models`` wheel, see
    less work; landmarks and descriptors still come from the colour image, and references are
    detected in colour as before. Measured on 62 shared face photos pasted into 1280x720 scenes at
    40-100 px (``benchmarks/face_frames.py``, same run): both found all 434 faces and nothing else,
-   the same face's descriptors within 0.002 cosine, 361 -> 262 ms per frame; ``benchmarks/likeness.py``
-   (faces): identical thresholds, and resize 25 % found 25/26 faces instead of 24/26.
+   the same face's descriptors within 0.002 cosine, 361 -> 262 ms per frame; at 1920x1080 (no
+   upsampled pass there) 56 px faces were found 56/62 times against 57/62 in colour, 80-130 px all;
+   ``benchmarks/likeness.py`` (faces): identical thresholds, resize 25 % found 25/26 faces instead
+   of 24/26. Faces at the edge of HOG's window can go either way.
    Images whose
    shorter side is under ``min_face`` and flat frames are skipped before any detector runs.
    ``detector="cnn"`` uses the MMOD CNN detector instead and ``"hog+cnn"`` runs the CNN only on images where HOG found nothing. Measured on 2 CPU
