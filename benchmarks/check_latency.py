@@ -158,7 +158,7 @@ def report(label: str, settings: Settings, copies: list[Path], clean: list[Path]
            ways: tuple[str, ...]) -> None:
     shipped = scanning.SIDE_BY_SIDE
     runs: dict[str, dict[str, list[float]]] = {way: {"copy": [], "clean": []} for way in ways}
-    verdicts: dict[str, list[str]] = {}
+    verdicts: dict[str, dict[tuple[int, int], str]] = {}
     scanners = {spin: scanner_for(settings, spin, copies[0]) for spin in sorted({WAYS[w][2] for w in ways})}
     queries = [("copy", q) for q in copies] + [("clean", q) for q in clean]
     for rep in range(repeats):
