@@ -90,6 +90,8 @@ def main() -> None:
         if not emb.empty:
             photos.append((img, [int(v) for v in emb.extra["box"][0]]))
             refs.append(emb.vectors[0])
+    if not photos:
+        raise SystemExit(f"no photo in {data / 'faces'} shows exactly one face: nothing to measure")
     if args.quick:
         photos, refs = photos[:12], refs[:12]
     frame_size = tuple(int(v) for v in args.frame.lower().split("x"))
@@ -119,7 +121,7 @@ def main() -> None:
         if len(own) == 2:
             a, b = own.values()
             apart.append(1.0 - float(a @ b))
-    n_frames = len(ms[order[0]])
+    n_frames = len(next(iter(ms.values())))
     for w in ways:
         print(f"\n{w}: {statistics.mean(ms[w]):.0f} ms per frame (mean of {n_frames}); "
               f"frames with a detection that is not the face: {extra[w]}")
