@@ -39,6 +39,7 @@ from benchmarks.common import cli
 from benchmarks.common.data import IMAGE_SUFFIXES, media_files, require_dir
 from scanner.config import Settings
 from scanner.detectors.face import FaceDetector
+from scanner.detectors.local import polygon_iou
 
 FRAME = (1280, 720)
 SIZES = (40, 44, 48, 56, 64, 80, 100)
@@ -46,11 +47,8 @@ MIN_IOU = 0.4
 
 
 def iou(a, b) -> float:
-    """Intersection over union of two ``[x0, y0, x1, y1]`` boxes."""
-    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0, x1 - x0) * max(0, y1 - y0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0
+    """Intersection over union of two ``[x0, y0, x1, y1]`` boxes (``image.local``'s polygon IoU)."""
+    return polygon_iou(*(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64) for x0, y0, x1, y1 in (a, b)))
 
 
 def frames(photos: list[tuple[Image.Image, list[int]]], scenes: list[Image.Image], sizes, seed: int):

@@ -28,21 +28,12 @@ def test_options():
     assert session_options(3).intra_op_num_threads == 3
 
 
-def test_sscd_session_does_not_spin():
+@pytest.mark.parametrize("name", ["image.sscd", "audio.melody"])
+def test_detector_session_does_not_spin(name):
     from scanner.detectors.base import create
 
     try:
-        det = create("image.sscd", Settings())
-    except ModelMissingError as exc:
-        pytest.skip(str(exc))
-    assert _spinning(det._session) == "0"
-
-
-def test_melody_session_does_not_spin():
-    from scanner.detectors.base import create
-
-    try:
-        det = create("audio.melody", Settings())
+        det = create(name, Settings())
     except ModelMissingError as exc:
         pytest.skip(str(exc))
     assert _spinning(det._session) == "0"
