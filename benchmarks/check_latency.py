@@ -1,6 +1,7 @@
-"""Latency of one ``Scanner.check`` of a 1280x720 frame with the default detectors, at a catalog size.
+"""Latency of one ``Scanner.check`` of a 1280x720 frame (or ``--frame``) with the default detectors, at a catalog size.
 
     .venv/bin/python -m benchmarks.check_latency [--data DIR] [--refs 1000] [--repeats 2] [--keep DIR]
+        [--frame 1920x1080]
 
 Issue 13's target: a 1280x720 query with the default detectors in at most 0.5 s on the 2-core development
 machine at 1,000 references. Works are every image of ``images/``, ``characters/`` and ``stamps/`` under
@@ -61,6 +62,26 @@ dlib's HOG face finder, ~0.3 s CPU in colour and ~0.2 s on the luma plane for a 
 (which gets the upsampled pass), is the longest lane, and the two lanes share two cores; a copy adds
 ``image.local``'s verification and text detection. The first pass flagged 7 of the 8 copies; verdicts
 were identical both ways in every run.
+
+Run 5, ``--frame 1920x1080`` (2 passes; the character is pasted at most 540 px on its long side, but
+``thumbnail`` does not enlarge, so most characters keep their 720p size and fill a smaller share of the
+frame: 4 of the 8 copies flagged, in every way). With a talent, one more way: image.face's full pass at the
+frame's own size (``fine_pixels=0``, as before it was enlarged above 1.5 MP, which missed faces under
+~56 px there: ``benchmarks/face_frames.py``)::
+
+    no talent    side by side                          397 / 459 / 428
+                 one after another                     380 / 489 / 435
+                 side by side, ORT spinning            412 / 471 / 441
+                 scan, ms per asset                    479 (spinning 468)
+    one talent   side by side                          651 / 646 / 649
+                 one after another                     931 / 954 / 942
+                 side by side, colour HOG              881 / 847 / 864
+                 side by side, ORT spinning            702 / 697 / 699
+                 side by side, face pass not enlarged  467 / 511 / 489
+                 scan, ms per asset                    649 (spinning 646)
+
+So finding 40-56 px faces in a 1080p frame costs a check ~160 ms (489 -> 649 ms) once a talent is
+registered; without one image.face does not run and nothing changes.
 """
 
 from __future__ import annotations
@@ -79,14 +100,16 @@ from scanner import scanning
 from scanner.api import Scanner
 from scanner.config import Settings
 from scanner.detectors import onnx_session
+from scanner.detectors.face import FINE_PIXELS
 from scanner.errors import ScannerError
 
 SIDE = (1280, 720)
 PASTE = 360  # px, long side of the pasted character
 
 
-def build(root: Path, data: Path, n_refs: int, seed: int) -> tuple[Settings, list[Path], list[Path]]:
-    """(settings of a workspace holding ``n_refs`` works, copy queries, clean queries)."""
+def build(root: Path, data: Path, n_refs: int, seed: int, side: tuple[int, int] = SIDE
+          ) -> tuple[Settings, list[Path], list[Path]]:
+    """(settings of a workspace holding ``n_refs`` works, copy queries, clean queries of ``side`` px)."""
     works = [p for sub in ("images", "characters", "stamps") for p in media_files(data / sub, IMAGE_SUFFIXES)]
     walls = media_files(data / "images", IMAGE_SUFFIXES)
     chars = media_files(data / "characters", IMAGE_SUFFIXES)
@@ -110,33 +133,46 @@ def build(root: Path, data: Path, n_refs: int, seed: int) -> tuple[Settings, lis
         s.add_reference(refs)
         s.build_index()
     copies, clean = [], []
-    (root / "queries").mkdir(exist_ok=True)
+    folder = root / f"queries-{side[0]}x{side[1]}"
+    folder.mkdir(exist_ok=True)
+    f = side[1] / SIDE[1]  # the pasted character keeps its share of the frame
     for k in range(2 * max(1, len(scenes))):
-        scene = Image.open(scenes[k % len(scenes)]).convert("RGB").resize(SIDE)
+        scene = Image.open(scenes[k % len(scenes)]).convert("RGB").resize(side)
         if k % 2 == 0:
             cut = Image.open(chars[(13 * k) % len(chars)]).convert("RGBA")
-            cut.thumbnail((PASTE, PASTE))
-            scene.paste(cut, (400, 250), cut)
-        path = root / "queries" / f"{'copy' if k % 2 == 0 else 'clean'}_{k:02d}.jpg"
+            cut.thumbnail((round(PASTE * f), round(PASTE * f)))
+            scene.paste(cut, (round(400 * f), round(250 * f)), cut)
+        path = folder / f"{'copy' if k % 2 == 0 else 'clean'}_{k:02d}.jpg"
         scene.save(path, quality=90)
         (copies if k % 2 == 0 else clean).append(path)
     return settings, copies, clean
 
 
-WAYS = {  # name: (one-thread detectors beside the others, image.face's passes on the luma plane, ORT spins)
-    "side by side": (True, True, False),  # as shipped
-    "one after another": (False, True, False),
-    "side by side, colour HOG": (True, False, False),  # image.face as before its luma passes
-    "side by side, ORT spinning": (True, True, True),  # ONNX Runtime's idle workers spinning, as before
+Way = tuple[bool, dict, bool]  # one-thread detectors beside the others, image.face attributes, ORT spins
+FACE = {"grey_queries": True, "fine_pixels": FINE_PIXELS}  # image.face's query attributes as shipped
+WAYS: dict[str, Way] = {
+    "side by side": (True, {}, False),  # as shipped
+    "one after another": (False, {}, False),
+    "side by side, colour HOG": (True, {"grey_queries": False}, False),  # image.face as before its luma passes
+    "side by side, ORT spinning": (True, {}, True),  # ONNX Runtime's idle workers spinning, as before
 }
 
 
-def timed(s: Scanner, query: Path, way: str) -> tuple[float, str]:
-    """Wall seconds and verdict of one check, the detectors set up as ``WAYS[way]`` says."""
-    scanning.SIDE_BY_SIDE, grey, _ = WAYS[way]
+def ways_for(side: tuple[int, int]) -> dict[str, Way]:
+    """``WAYS``, and for frames over 1.5 MP image.face's full pass at the frame's own size (as before it was
+    enlarged there too)."""
+    if side[0] * side[1] <= 1_500_000:
+        return WAYS
+    return {**WAYS, "side by side, face pass not enlarged": (True, {"fine_pixels": 0}, False)}
+
+
+def timed(s: Scanner, query: Path, way: Way) -> tuple[float, str]:
+    """Wall seconds and verdict of one check, the detectors set up as ``way`` says."""
+    scanning.SIDE_BY_SIDE, face_attrs, _ = way
     face = s.detectors.get("image.face")
     if face is not None:
-        face.grey_queries = grey
+        for name, value in {**FACE, **face_attrs}.items():
+            setattr(face, name, value)
     t = time.perf_counter()
     verdict = s.check(query).verdict.value
     return time.perf_counter() - t, verdict
@@ -155,17 +191,18 @@ def scanner_for(settings: Settings, spinning: bool, warm_up: Path) -> Scanner:
 
 
 def report(label: str, settings: Settings, copies: list[Path], clean: list[Path], repeats: int,
-           ways: tuple[str, ...]) -> None:
+           table: dict[str, Way]) -> None:
     shipped = scanning.SIDE_BY_SIDE
+    ways = tuple(table)
     runs: dict[str, dict[str, list[float]]] = {way: {"copy": [], "clean": []} for way in ways}
     verdicts: dict[str, dict[tuple[int, int], str]] = {}
-    scanners = {spin: scanner_for(settings, spin, copies[0]) for spin in sorted({WAYS[w][2] for w in ways})}
+    scanners = {spin: scanner_for(settings, spin, copies[0]) for spin in sorted({table[w][2] for w in ways})}
     queries = [("copy", q) for q in copies] + [("clean", q) for q in clean]
     for rep in range(repeats):
         for i, (kind, q) in enumerate(queries):
             k = (i + rep) % len(ways)  # every way in turn, starting with another one at each query
             for way in ways[k:] + ways[:k]:
-                seconds, verdict = timed(scanners[WAYS[way][2]], q, way)
+                seconds, verdict = timed(scanners[table[way][2]], q, table[way])
                 runs[way][kind].append(seconds)
                 verdicts.setdefault(way, {})[(rep, i)] = verdict
     scanning.SIDE_BY_SIDE = shipped
@@ -178,10 +215,10 @@ def report(label: str, settings: Settings, copies: list[Path], clean: list[Path]
                 n = sum(1 for _ in scanners[spin].scan([folder]))
                 scans[spin].append((time.perf_counter() - t) / n)
     print(f"\n{label}")
-    print("  detectors                    clean ms   copy ms   all ms   (mean wall per check)")
+    print(f"  {'detectors':36s} clean ms   copy ms   all ms   (mean wall per check)")
     for way in ways:
         r = runs[way]
-        print(f"  {way:27s} {1000 * statistics.mean(r['clean']):8.0f} {1000 * statistics.mean(r['copy']):9.0f} "
+        print(f"  {way:35s} {1000 * statistics.mean(r['clean']):8.0f} {1000 * statistics.mean(r['copy']):9.0f} "
               f"{1000 * statistics.mean(r['clean'] + r['copy']):8.0f}")
     if len(scanners) > 1:
         print(f"  scan of the {len(queries)} queries, ms per asset: ORT idle workers sleeping (shipped) "
@@ -198,19 +235,22 @@ def main() -> None:
     ap.add_argument("--refs", type=int, default=1000, help="catalog size (default 1000)")
     ap.add_argument("--repeats", type=int, default=2, help="passes over the queries per way (default 2)")
     ap.add_argument("--keep", type=Path, default=None, help="workspace to keep and reuse (default: a temp dir)")
+    ap.add_argument("--frame", type=cli.frame_size, default=f"{SIDE[0]}x{SIDE[1]}",
+                    help="query frame size WxH (default %(default)s)")
     args = ap.parse_args()
+    side = args.frame
     data = require_dir(args.data, "--data", "images", "characters", "stamps", "scenes", "faces")
     with tempfile.TemporaryDirectory(prefix="check-latency-") as tmp:
         root = args.keep or Path(tmp)
         t = time.perf_counter()
-        settings, copies, clean = build(root, data, args.refs, args.seed)
+        settings, copies, clean = build(root, data, args.refs, args.seed, side)
         print(f"workspace ready in {time.perf_counter() - t:.0f} s: {Scanner(settings).catalog.count()} works, "
-              f"{len(copies)} copy and {len(clean)} clean 1280x720 queries")
+              f"{len(copies)} copy and {len(clean)} clean {side[0]}x{side[1]} queries")
         s = Scanner(settings)
         for talent in s.catalog.talents():  # a kept workspace's talent, from the second half of a last run
             s.catalog.remove_talent(talent.id)
         report(f"{args.refs} works, no talent (image.face does not run)", settings, copies, clean, args.repeats,
-               ("side by side", "one after another", "side by side, ORT spinning"))
+               {w: WAYS[w] for w in ("side by side", "one after another", "side by side, ORT spinning")})
         for face in media_files(data / "faces", IMAGE_SUFFIXES):
             try:  # the first photo with exactly one face
                 s.add_talent("Benchmark talent", photos=[face])
@@ -219,7 +259,7 @@ def main() -> None:
                 continue
         s.build_index()
         report(f"{args.refs} works and one talent (image.face runs too)", settings, copies, clean, args.repeats,
-               tuple(WAYS))
+               ways_for(side))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Faces in wide frames: are small faces found, and how long does a 1280x720 frame take?
 
     .venv/bin/python -m benchmarks.face_frames [--data DIR] [--sizes 40,48,64,100] [--seed N] [--quick]
+        [--frame 1920x1080] [--baseline colour|no-enlarge]
 
 Data (``--data``, default ``../shared/data``): every labelled photo of ``faces/`` with exactly one
 face (its box from the reference pass, i.e. dlib's full upsampled HOG in colour) and the ``scenes/``
@@ -9,7 +10,9 @@ region three faces wide around it is pasted at a seeded place of a seeded scene:
 whose only face is that one (the backgrounds are painted landscapes: no other face).
 
 Query detection is run two ways on the same frames, alternating so machine load moves both: as shipped
-(the luma plane, ``grey_queries=True``) and in colour (``grey_queries=False``, the earlier way). Per face
+and a ``--baseline``: ``colour`` (``grey_queries=False``, HOG on the colour image, before the luma plane)
+or ``no-enlarge`` (``fine_pixels=0``: the full pass at the work image's own size, as it ran on images over
+1.5 MP before it was enlarged there too). Per face
 size: the share of frames whose face is found (a detection of at least ``min_face`` px with IoU >= 0.4
 against the true box), the same-photo cosine against the reference (found faces), and the frames with a
 detection that is not the face. Then the mean ms per frame of ``embed_queries`` (detection, landmarks,
@@ -23,6 +26,13 @@ descriptors 1 - cosine median 0.00000, max 0.00195; grey 262 ms per frame agains
 (``auto_upsample``: none above 1.5 MP), so 40 px faces are found 0 % both ways and 56 px faces 90.3 %
 (56/62) on the luma plane against 91.9 % (57/62) in colour; 80 px and larger 100 % both ways; 163 against
 217 ms per frame.
+
+After the full pass was enlarged above 1.5 MP (``--baseline no-enlarge``, same run each): at 1920x1080,
+``--sizes 40,48,56,64,80,100`` (372 frames), 40 / 48 / 56 / 64 px faces found 100 % each against 0 / 40.3 /
+88.7 / 98.4 %, 80-100 px 100 % both, no other detection either way, found faces' descriptors within 0.0072
+cosine of each other; 501 against 166 ms per frame. At 3840x2160 (work image 2048x1152, enlarged 1.88x),
+``--sizes 56,64,80,100,130``: 83.9 / 98.4 / 98.4 / 100 / 100 % against 0 / 0 / 0 / 79.0 / 100 %; 582
+against 236 ms per frame.
 """
 
 from __future__ import annotations
@@ -44,6 +54,11 @@ from scanner.detectors.local import polygon_iou
 FRAME = (1280, 720)
 SIZES = (40, 44, 48, 56, 64, 80, 100)
 MIN_IOU = 0.4
+# the baseline ways, as FaceDetector keyword arguments for a frame size
+BASELINES = {
+    "colour": lambda size: {"grey_queries": False},  # HOG on the colour image (before the luma plane)
+    "no-enlarge": lambda size: {"fine_pixels": 0},  # full pass not enlarged (as before, above 1.5 MP)
+}
 
 
 def iou(a, b) -> float:
@@ -75,11 +90,16 @@ def main() -> None:
     cli.add_seed(ap)
     cli.add_quick(ap, "12 photos, 3 sizes")
     ap.add_argument("--sizes", type=cli.names, default=None, help=f"face sizes in px (default {SIZES})")
-    ap.add_argument("--frame", default=f"{FRAME[0]}x{FRAME[1]}", help="frame size WxH (default %(default)s)")
+    ap.add_argument("--frame", type=cli.frame_size, default=f"{FRAME[0]}x{FRAME[1]}",
+                    help="frame size WxH (default %(default)s)")
+    ap.add_argument("--baseline", choices=sorted(BASELINES), default="colour",
+                    help="the way shipped detection is compared with (default %(default)s)")
     args = ap.parse_args()
     data = require_dir(args.data, "--data", "faces", "scenes")
     sizes = tuple(int(s) for s in args.sizes) if args.sizes else ((40, 56, 100) if args.quick else SIZES)
-    ways = {"grey (shipped)": FaceDetector(Settings()), "colour": FaceDetector(Settings(), grey_queries=False)}
+    frame_size = args.frame
+    ways = {"shipped": FaceDetector(Settings()),
+            args.baseline: FaceDetector(Settings(), **BASELINES[args.baseline](frame_size))}
     ref_det = next(iter(ways.values()))
     photos, refs = [], []
     for path in media_files(data / "faces", IMAGE_SUFFIXES):
@@ -92,7 +112,6 @@ def main() -> None:
         raise SystemExit(f"no photo in {data / 'faces'} shows exactly one face: nothing to measure")
     if args.quick:
         photos, refs = photos[:12], refs[:12]
-    frame_size = tuple(int(v) for v in args.frame.lower().split("x"))
     scenes = [Image.open(p).convert("RGB").resize(frame_size) for p in media_files(data / "scenes", IMAGE_SUFFIXES)]
     print(f"{len(photos)} one-face photos x {len(sizes)} sizes in {frame_size[0]}x{frame_size[1]} frames "
           f"({len(scenes)} scenes); model {ref_det.model_id}, min_face {ref_det.min_face} px")

