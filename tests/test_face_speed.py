@@ -187,6 +187,16 @@ def test_a_bad_pixel_budget_is_a_config_error(bad):
         FaceDetector(Settings(), fine_pixels=bad)
 
 
+def test_warm_up_loads_the_network_a_first_face_would_wait_for():
+    det = FaceDetector(Settings())
+    assert det._net is None
+    det.warm_up()
+    assert det._net is not None
+    q = det.embed_queries([_img("person_a_1")])[0]
+    cold = FaceDetector(Settings()).embed_queries([_img("person_a_1")])[0]
+    assert np.array_equal(q.vectors, cold.vectors)
+
+
 def test_images_too_small_for_a_useful_face_are_not_detected():
     det, spy = _spied()
     q = det.embed_queries([_img("person_a_1").resize((30, 40))])[0]

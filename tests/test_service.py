@@ -190,6 +190,17 @@ def in_thread(fn, *args):
 
 
 # ----- health, auth, scopes ------------------------------------------------------------------
+def test_every_detector_is_warmed_up_before_the_service_is_ready(ws, serve, monkeypatch):
+    """Models loaded on first use (image.face's network) load at start, not on the first request."""
+    from scanner.detectors.base import Detector
+
+    warmed = []
+    monkeypatch.setattr(Detector, "warm_up", lambda self: warmed.append(self.name))
+    srv = serve()
+    wait_until(lambda: srv.client.get("/v1/health").json()["ready"], what="ready")
+    assert warmed == [PDQ]
+
+
 def test_health_without_a_key_is_bare_liveness_and_details_need_a_key(ws, serve):
     srv = serve()
     r = srv.client.get("/v1/health")

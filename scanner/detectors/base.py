@@ -135,6 +135,10 @@ class Detector(ABC):
     def describe(self) -> str:
         return f"{self.name} [{self.model_label}]"
 
+    def warm_up(self) -> None:
+        """Pay first-use costs (a model loaded on first use) now: a long-running process (the service)
+        calls it at start so its first request is not the slow one. Nothing to do by default."""
+
     @abstractmethod
     def embed_references(self, media: Sequence[Any]) -> list[Embedding]:
         """Signals to index for each reference item (PIL image or audio clip, per ``modality``)."""

@@ -228,7 +228,20 @@ class FaceDetector(VectorDetector):
         faces, _, _ = self._faces(img, limit=self.max_faces, cascade=self.cascade)
         return [(box, score) for box, score, _, _, _ in faces]
 
+    def warm_up(self) -> None:
+        """Load the descriptor network now (torch's import and the weights: ~2.5 s on the first face)."""
+        if self.net == "torch":
+            with self._lock:
+                self._network()(np.zeros((1, 150, 150, 3), np.uint8))
+
     # ------------------------------------------------------------------ internals
+
+    def _network(self):
+        """The torch descriptor network, loaded on first use (keeps start-up free of torch); under the lock."""
+        if self._net is None:
+            from scanner.detectors.face_net import load as load_net
+            self._net = load_net(self._weights)
+        return self._net
 
     def _empty(self, note: str) -> Embedding:
         return Embedding(np.zeros((0, self.dim), np.float32), note,
@@ -343,13 +356,11 @@ class FaceDetector(VectorDetector):
             for f in faces:
                 shapes.append(self._shape(arr, f[3]))
             if self.net == "torch" and self.jitter == 0:  # dlib's jitter is its own random augmentation
-                if self._net is None:
-                    from scanner.detectors.face_net import load as load_net
-                    self._net = load_net(self._weights)
+                net = self._network()
                 chips = list(dlib.get_face_chips(arr, shapes, size=150, padding=0.25))
                 if self.mirror:
                     chips += [np.ascontiguousarray(c[:, ::-1]) for c in chips]
-                desc = self._net(chips)
+                desc = net(chips)
                 if self.mirror:
                     desc = desc[: len(faces)] + desc[len(faces):]
             elif self.mirror:

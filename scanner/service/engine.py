@@ -221,6 +221,8 @@ class Engine:
                            "modality": d.modality} for n, d in scanner.detectors.items()}
         scanner.calibration  # noqa: B018 - fail at start, not on the first request
         scanner.build_index()
+        for detector in scanner.detectors.values():  # models loaded on first use: now, not on a request
+            detector.warm_up()
         self.scanner = scanner
         self._note_indexes()
         log.info("scanner ready: %s", ", ".join(f"{n} [{m['model']}]" for n, m in self.models.items()))

@@ -146,7 +146,7 @@ class DetectorKit:
     """The contract checks for one ``DetectorCase``. Each ``check_*`` raises ``AssertionError`` on a breach."""
 
     CHECKS = ("deterministic", "batch_equals_single", "blank", "params_json", "store_round_trip",
-              "copy_matches", "calibration_entry")
+              "copy_matches", "calibration_entry", "warm_up")
 
     def __init__(self, detector: Detector, examples: Examples, settings: Settings | None = None,
                  label: str | None = None):
@@ -304,6 +304,15 @@ class DetectorKit:
             self.calibration.floors(det.name, det.calibration_id, type(det).FLOORS)
         except CalibrationError as exc:
             raise AssertionError(f"{self.label}: {exc}") from None
+
+    def check_warm_up(self) -> None:
+        """``warm_up`` may be called at any time, more than once, and leaves the signals as they were."""
+        self.detector.warm_up()
+        self.detector.warm_up()
+        items = self.examples.batch
+        for item, a, b in zip(items, self.queries, self.detector.embed_queries(list(items))):
+            diff = embedding_difference(a, b, FLOAT_ATOL)
+            assert not diff, f"{self.label}: query embedding of {_describe(item)} changed after warm_up: {diff}"
 
     def run_all(self) -> None:
         """Every check in order (for use outside pytest)."""
