@@ -63,25 +63,30 @@ dlib's HOG face finder, ~0.3 s CPU in colour and ~0.2 s on the luma plane for a 
 ``image.local``'s verification and text detection. The first pass flagged 7 of the 8 copies; verdicts
 were identical both ways in every run.
 
-Run 5, ``--frame 1920x1080`` (2 passes; the character is pasted at most 540 px on its long side, but
-``thumbnail`` does not enlarge, so most characters keep their 720p size and fill a smaller share of the
-frame: 4 of the 8 copies flagged, in every way). With a talent, one more way: image.face's full pass at the
-frame's own size (``fine_pixels=0``, as before it was enlarged above 1.5 MP, which missed faces under
-~56 px there: ``benchmarks/face_frames.py``)::
+Run 6 (3 passes at 1280x720, 2 at ``--frame 1920x1080``; every query checked once, untimed, before the
+clock starts: in runs 1-5 the warm-up was one copy without a face, so the first frame where a face was found
+(~2.3 s: torch's import and the face network) landed in the mean of whichever way met it first). At 1080p
+the character is pasted at most 540 px on its long side, but ``thumbnail`` does not enlarge, so most
+characters keep their 720p size and fill a smaller share of the frame: 4 of the 8 copies flagged, in every
+way. With a talent at 1080p, one more way: image.face's full pass at the frame's own size
+(``fine_pixels=0``, as before it was enlarged above 1.5 MP, when it missed faces under ~56 px there:
+``benchmarks/face_frames.py``)::
 
-    no talent    side by side                          397 / 459 / 428
-                 one after another                     380 / 489 / 435
-                 side by side, ORT spinning            412 / 471 / 441
-                 scan, ms per asset                    479 (spinning 468)
-    one talent   side by side                          651 / 646 / 649
-                 one after another                     931 / 954 / 942
-                 side by side, colour HOG              881 / 847 / 864
-                 side by side, ORT spinning            702 / 697 / 699
-                 side by side, face pass not enlarged  467 / 511 / 489
-                 scan, ms per asset                    649 (spinning 646)
+                                                       1280x720           1920x1080
+    no talent    side by side                          393 / 459 / 426    463 / 546 / 505
+                 one after another                     383 / 445 / 414    468 / 516 / 492
+                 side by side, ORT spinning            373 / 454 / 414    437 / 575 / 506
+                 scan, ms per asset                    398 (spinning 405) 475 (spinning 463)
+    one talent   side by side                          462 / 545 / 504    607 / 657 / 632
+                 one after another                     592 / 689 / 640    885 / 942 / 914
+                 side by side, colour HOG              512 / 589 / 551    810 / 850 / 830
+                 side by side, ORT spinning            491 / 584 / 537    637 / 706 / 672
+                 side by side, face pass not enlarged                     424 / 531 / 477
+                 scan, ms per asset                    527 (spinning 498) 624 (spinning 623)
 
-So finding 40-56 px faces in a 1080p frame costs a check ~160 ms (489 -> 649 ms) once a talent is
-registered; without one image.face does not run and nothing changes.
+So the warm-up artefact was not what kept copies with a talent over 0.5 s (545 ms, against 571 in run 4);
+finding 40-56 px faces in a 1080p frame costs a check ~155 ms (477 -> 632 ms) once a talent is registered;
+without one image.face does not run and nothing changes.
 """
 
 from __future__ import annotations
