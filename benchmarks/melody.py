@@ -90,6 +90,12 @@ with the voice taken out) and its lines join the query's. Pooled seeds 17,18, re
 same cached transcriptions): the residual *instead of* the mix where speech is found (all covers 74.5 %,
 recording + dialogue 71.7 %, cover + dialogue 56.6 %), and a magnitude-domain residual (|X| - |Y| with X's phase,
 instead of the time-aligned difference; united with the mix: 75.9 % at review 10, recording + dialogue 52.8 %).
+Measured 2026-12-02 and not kept (same cached transcriptions, seeds 17,18 pooled, baseline 76.9 % reproduced
+in the same session): onset groups whose top note starts under a higher note still held 0.1 s / 0.5 s past it
+set aside as accompaniment (the idea: a sustained organ cover does not re-strike the held melody note, so the
+accompaniment tops those groups): all covers 56.1 % / 69.1 %, tempo -10 % (organ) 35.8 % / 43.4 % against
+67.9 %; Basic Pitch's note ends run on, so real melody notes were masked too (no melody 14.6 % / 10.4 %
+against 8.5 %).
 What is left: 8.7 % of covers give no melody at all, and 4 of the 26 registered excerpts of seed 17
 have fewer than 12 melody notes even in the reference's own transcription (sparse passages), so ~85 %
 is the ceiling of every cover condition here; the organ timbre (timbre, tempo -10 %) loses re-struck
