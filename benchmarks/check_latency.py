@@ -105,7 +105,7 @@ from scanner import scanning
 from scanner.api import Scanner
 from scanner.config import Settings
 from scanner.detectors import onnx_session
-from scanner.detectors.face import FINE_PIXELS
+from scanner.detectors.face import FINE_PIXELS, auto_upsample
 from scanner.errors import ScannerError
 
 SIDE = (1280, 720)
@@ -166,7 +166,7 @@ WAYS: dict[str, Way] = {
 def ways_for(side: tuple[int, int]) -> dict[str, Way]:
     """``WAYS``, and for frames over 1.5 MP image.face's full pass at the frame's own size (as before it was
     enlarged there too)."""
-    if side[0] * side[1] <= 1_500_000:
+    if auto_upsample(*side) > 0:  # dlib's own rule still upsamples such frames
         return WAYS
     return {**WAYS, "side by side, face pass not enlarged": (True, {"fine_pixels": 0}, False)}
 

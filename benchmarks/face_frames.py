@@ -54,10 +54,10 @@ from scanner.detectors.local import polygon_iou
 FRAME = (1280, 720)
 SIZES = (40, 44, 48, 56, 64, 80, 100)
 MIN_IOU = 0.4
-# the baseline ways, as FaceDetector keyword arguments for a frame size
+# the baseline ways, as FaceDetector keyword arguments
 BASELINES = {
-    "colour": lambda size: {"grey_queries": False},  # HOG on the colour image (before the luma plane)
-    "no-enlarge": lambda size: {"fine_pixels": 0},  # full pass not enlarged (as before, above 1.5 MP)
+    "colour": {"grey_queries": False},  # HOG on the colour image (before the luma plane)
+    "no-enlarge": {"fine_pixels": 0},  # full pass not enlarged (as before, above 1.5 MP)
 }
 
 
@@ -99,7 +99,7 @@ def main() -> None:
     sizes = tuple(int(s) for s in args.sizes) if args.sizes else ((40, 56, 100) if args.quick else SIZES)
     frame_size = args.frame
     ways = {"shipped": FaceDetector(Settings()),
-            args.baseline: FaceDetector(Settings(), **BASELINES[args.baseline](frame_size))}
+            args.baseline: FaceDetector(Settings(), **BASELINES[args.baseline])}
     ref_det = next(iter(ways.values()))
     photos, refs = [], []
     for path in media_files(data / "faces", IMAGE_SUFFIXES):

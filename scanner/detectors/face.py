@@ -283,7 +283,7 @@ class FaceDetector(VectorDetector):
         """The full pass, enlarged only as far as a ``min_face`` face needs and ``fine_pixels`` allows.
 
         The target is ``auto_upsample``'s (faces of ~40 px, ``min_face`` on images under 0.15 MP) at every
-        image size: above 1.5 MP dlib's rule stops upsampling, which left faces under ~80 px of a 1080p
+        image size: above 1.5 MP dlib's rule stops upsampling, which left faces under ~56 px of a 1080p
         frame unseen. dlib doubles the image per upsampling step; two steps (small images) make 20 px faces
         visible, but faces under ``min_face`` are dropped anyway, so the image is enlarged by just
         ``HOG_WINDOW / min_face`` (2.5x instead of 4x: 2.6x fewer pixels to scan). The enlargement is then
