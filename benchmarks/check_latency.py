@@ -1,7 +1,7 @@
 """Latency of one ``Scanner.check`` of a 1280x720 frame (or ``--frame``) with the default detectors, at a catalog size.
 
     .venv/bin/python -m benchmarks.check_latency [--data DIR] [--refs 1000] [--repeats 2] [--keep DIR]
-        [--frame 1920x1080]
+        [--frame 1920x1080] [--ways "side by side; side by side, text for every candidate"]
 
 Issue 13's target: a 1280x720 query with the default detectors in at most 0.5 s on the 2-core development
 machine at 1,000 references. Works are every image of ``images/``, ``characters/`` and ``stamps/`` under
@@ -87,6 +87,20 @@ way. With a talent at 1080p, one more way: image.face's full pass at the frame's
 So the warm-up artefact was not what kept copies with a talent over 0.5 s (545 ms, against 571 in run 4);
 finding 40-56 px faces in a 1080p frame costs a check ~155 ms (477 -> 632 ms) once a talent is registered;
 without one image.face does not run and nothing changes.
+
+Run 7 (3 passes at 1280x720, ``--ways "side by side; side by side, text for every candidate"``): image.local
+dropping candidates that no homography could verify before the asset's text is looked for (shipped) against
+verifying every candidate with it::
+
+    no talent    side by side                              375 / 444 / 409
+                 side by side, text for every candidate    363 / 445 / 404
+    one talent   side by side                              453 / 513 / 483
+                 side by side, text for every candidate    448 / 516 / 482
+
+No difference here: these clean frames leave image.local no candidate to verify either way, and a copy
+needs its text. On the scenes suite's 1024x768 composites, where most queries have candidates, it halves
+the text detections (``scanner/detectors/local.py``, "Choices"). Copies with a talent: 513 ms this run
+(545 in run 6, same code otherwise: the machine's noise between runs is of that order).
 """
 
 from __future__ import annotations
@@ -153,13 +167,18 @@ def build(root: Path, data: Path, n_refs: int, seed: int, side: tuple[int, int] 
     return settings, copies, clean
 
 
-Way = tuple[bool, dict, bool]  # one-thread detectors beside the others, image.face attributes, ORT spins
-FACE = {"grey_queries": True, "fine_pixels": FINE_PIXELS}  # image.face's query attributes as shipped
+Way = tuple[bool, dict[str, dict], bool]  # one-thread detectors beside the others, detector attributes, ORT spins
+SHIPPED = {  # the detectors' query attributes as shipped, which a way's own override
+    "image.face": {"grey_queries": True, "fine_pixels": FINE_PIXELS},
+    "image.local": {"skip_unverifiable": True},
+}
 WAYS: dict[str, Way] = {
     "side by side": (True, {}, False),  # as shipped
     "one after another": (False, {}, False),
-    "side by side, colour HOG": (True, {"grey_queries": False}, False),  # image.face as before its luma passes
+    "side by side, colour HOG": (True, {"image.face": {"grey_queries": False}}, False),  # before its luma passes
     "side by side, ORT spinning": (True, {}, True),  # ONNX Runtime's idle workers spinning, as before
+    # image.local looking for an asset's text for any candidate, as before it dropped those no fit could verify
+    "side by side, text for every candidate": (True, {"image.local": {"skip_unverifiable": False}}, False),
 }
 
 
@@ -168,16 +187,17 @@ def ways_for(side: tuple[int, int]) -> dict[str, Way]:
     enlarged there too)."""
     if auto_upsample(*side) > 0:  # dlib's own rule still upsamples such frames
         return WAYS
-    return {**WAYS, "side by side, face pass not enlarged": (True, {"fine_pixels": 0}, False)}
+    return {**WAYS, "side by side, face pass not enlarged": (True, {"image.face": {"fine_pixels": 0}}, False)}
 
 
 def timed(s: Scanner, query: Path, way: Way) -> tuple[float, str]:
     """Wall seconds and verdict of one check, the detectors set up as ``way`` says."""
-    scanning.SIDE_BY_SIDE, face_attrs, _ = way
-    face = s.detectors.get("image.face")
-    if face is not None:
-        for name, value in {**FACE, **face_attrs}.items():
-            setattr(face, name, value)
+    scanning.SIDE_BY_SIDE, attrs, _ = way
+    for name, shipped in SHIPPED.items():
+        det = s.detectors.get(name)
+        if det is not None:
+            for attr, value in {**shipped, **attrs.get(name, {})}.items():
+                setattr(det, attr, value)
     t = time.perf_counter()
     verdict = s.check(query).verdict.value
     return time.perf_counter() - t, verdict
@@ -200,6 +220,9 @@ def scanner_for(settings: Settings, spinning: bool, warm_up: list[Path]) -> Scan
 
 def report(label: str, settings: Settings, copies: list[Path], clean: list[Path], repeats: int,
            table: dict[str, Way]) -> None:
+    if not table:
+        print(f"\n{label}: none of the chosen ways")
+        return
     shipped = scanning.SIDE_BY_SIDE
     ways = tuple(table)
     runs: dict[str, dict[str, list[float]]] = {way: {"copy": [], "clean": []} for way in ways}
@@ -223,10 +246,11 @@ def report(label: str, settings: Settings, copies: list[Path], clean: list[Path]
                 n = sum(1 for _ in scanners[spin].scan([folder]))
                 scans[spin].append((time.perf_counter() - t) / n)
     print(f"\n{label}")
-    print(f"  {'detectors':36s} clean ms   copy ms   all ms   (mean wall per check)")
+    width = max(35, *map(len, ways))
+    print(f"  {'detectors':{width + 1}s} clean ms   copy ms   all ms   (mean wall per check)")
     for way in ways:
         r = runs[way]
-        print(f"  {way:35s} {1000 * statistics.mean(r['clean']):8.0f} {1000 * statistics.mean(r['copy']):9.0f} "
+        print(f"  {way:{width}s} {1000 * statistics.mean(r['clean']):8.0f} {1000 * statistics.mean(r['copy']):9.0f} "
               f"{1000 * statistics.mean(r['clean'] + r['copy']):8.0f}")
     if len(scanners) > 1:
         print(f"  scan of the {len(queries)} queries, ms per asset: ORT idle workers sleeping (shipped) "
@@ -236,6 +260,11 @@ def report(label: str, settings: Settings, copies: list[Path], clean: list[Path]
           f"{sum(first[(0, i)] != 'pass' for i in range(len(copies)))}/{len(copies)} (first pass)")
 
 
+def chosen(table: dict[str, Way], wanted: list[str] | None) -> dict[str, Way]:
+    """The ways of ``table`` named in ``wanted`` (all of them when None), in ``table``'s order."""
+    return table if wanted is None else {w: way for w, way in table.items() if w in wanted}
+
+
 def main() -> None:
     ap = cli.parser(__doc__)
     cli.add_data(ap)
@@ -243,10 +272,16 @@ def main() -> None:
     ap.add_argument("--refs", type=int, default=1000, help="catalog size (default 1000)")
     ap.add_argument("--repeats", type=int, default=2, help="passes over the queries per way (default 2)")
     ap.add_argument("--keep", type=Path, default=None, help="workspace to keep and reuse (default: a temp dir)")
+    ap.add_argument("--ways", default=None,
+                    help="only these ways: names as printed, separated by ';' (default: every way)")
     ap.add_argument("--frame", type=cli.frame_size, default=f"{SIDE[0]}x{SIDE[1]}",
                     help="query frame size WxH (default %(default)s)")
     args = ap.parse_args()
     side = args.frame
+    wanted = None if args.ways is None else [w.strip() for w in args.ways.split(";") if w.strip()]
+    unknown = sorted(set(wanted or ()) - set(ways_for(side)))
+    if unknown:
+        ap.error(f"--ways: no way named {', '.join(map(repr, unknown))}; the ways are: {'; '.join(ways_for(side))}")
     data = require_dir(args.data, "--data", "images", "characters", "stamps", "scenes", "faces")
     with tempfile.TemporaryDirectory(prefix="check-latency-") as tmp:
         root = args.keep or Path(tmp)
@@ -257,8 +292,10 @@ def main() -> None:
         s = Scanner(settings)
         for talent in s.catalog.talents():  # a kept workspace's talent, from the second half of a last run
             s.catalog.remove_talent(talent.id)
+        no_talent = ("side by side", "one after another", "side by side, ORT spinning",
+                     "side by side, text for every candidate")
         report(f"{args.refs} works, no talent (image.face does not run)", settings, copies, clean, args.repeats,
-               {w: WAYS[w] for w in ("side by side", "one after another", "side by side, ORT spinning")})
+               chosen({w: WAYS[w] for w in no_talent}, wanted))
         for face in media_files(data / "faces", IMAGE_SUFFIXES):
             try:  # the first photo with exactly one face
                 s.add_talent("Benchmark talent", photos=[face])
@@ -267,7 +304,7 @@ def main() -> None:
                 continue
         s.build_index()
         report(f"{args.refs} works and one talent (image.face runs too)", settings, copies, clean, args.repeats,
-               ways_for(side))
+               chosen(ways_for(side), wanted))
 
 
 if __name__ == "__main__":

@@ -211,6 +211,35 @@ def test_text_is_looked_for_only_when_a_candidate_is_verified(det, monkeypatch):
     assert lazy and lazy == det.search(index, [eager])[0]
 
 
+def test_candidates_no_homography_could_verify_are_dropped_before_the_text_is_looked_for(det, monkeypatch):
+    """The same hits as verifying every candidate with the asset's text; text detection runs only for an
+    asset with a candidate whose fit on every match explains ``min_inliers``."""
+    calls = []
+    finder = det._text
+    real = type(finder).boxes
+    monkeypatch.setattr(finder, "boxes", lambda img: calls.append(img.size) or real(finder, img))
+    ref = titled(work(13))
+    index = build(det, {81: ref, 82: titled(work(14))})
+    queries = [paste(ref, QUAD), paste(titled(work(15)), QUAD), titled(work(16)), paste(work(17), QUAD)]
+
+    def run(skip: bool) -> tuple[list, int]:
+        monkeypatch.setattr(det, "skip_unverifiable", skip)
+        calls.clear()
+        found = [[(h.ref_id, h.score, h.extra["evidence"]) for h in hits]
+                 for hits in det.search(index, det.embed_queries(queries))]
+        return found, len(calls)
+
+    (every, n_every), (skipped, n_skipped) = run(False), run(True)
+    assert skipped == every
+    assert every[0] and every[0][0][0] == 81 and every[0][0][1] >= MIN_INLIERS  # the copy
+    assert every[1] and all(score < MIN_INLIERS for _, score, _ in every[1])  # shares the title only
+    assert n_skipped < n_every
+    monkeypatch.setattr(det, "min_inliers", 10**6)  # nothing could verify: no text detection at all
+    calls.clear()
+    det.search(index, det.embed_queries(queries[:1]))
+    assert calls == []
+
+
 def test_a_pickled_query_embedding_keeps_its_text_flags(det):
     import pickle
 

@@ -39,7 +39,8 @@ on every match when that explains at least as much of the artwork, and its evide
 when the lettering dominates ("mostly text"). When only the lettering agrees, the hit is
 returned with its score below ``min_inliers`` and the evidence "shares the title lettering
 only". An asset whose text detection fails is still checked, and its hits say so. An asset's text is
-looked for only when a candidate is verified (most assets have none): see ``_QueryText``.
+looked for only when a candidate is verified, and only for a candidate whose fit on every
+match explains ``min_inliers`` (most assets have none): see ``_QueryText`` and ``_may_verify``.
 
 Alpha. For an image with transparent pixels (``scanner.media.image.alpha_mask``: the
 decoder keeps the mask beside the RGB pixels) the opaque region is the work: keypoints come
@@ -74,6 +75,14 @@ Choices, measured with ``benchmarks/partial_copy.py --suite works`` on scenes bu
 * ``MIN_ASPECT`` of text boxes (``ocr.py``): the detector also fires on compact shapes of
   pictures (ring logos, ellipses), which would hide art keypoints; lines of lettering are
   elongated.
+* Candidates whose fit on every match explains fewer than ``min_inliers`` are dropped before the
+  asset's text is looked for (``skip_unverifiable``). ``--suite scenes`` cases, 8 per kind, 160
+  queries at the shipped floor, same run: 71 instead of 156 text detections (20.6 instead of 46.2
+  Mpx), search 133 instead of 177 ms per query, no query's hits different. Measured and not kept:
+  looking for the text only around the candidates' matches (a crop at the whole frame's detection
+  scale, grown by a share of its size and a margin of context): 9.3-15.5 Mpx, but the detector
+  reads text differently without the frame around it, and 2-6 of the 160 queries' hits changed,
+  one from "shares the title lettering only" to a verified match.
 
 Coordinates. Everything a hit carries is in the pixels of the PIL images this
 detector was given (the asset as decoded, the reference as indexed); ``asset_size``
@@ -180,8 +189,8 @@ def _find_text(finder: TextFinder, img: Image.Image, side: int, shape: tuple[int
 class _QueryText:
     """Which of an asset's keypoints lie on text, found the first time a search asks (``Embedding.deferred``).
 
-    Only verifying a candidate needs them, and most assets have none to verify. Found once, under a
-    lock; the image is let go afterwards. Pickling finds them first, so a stored embedding needs no model.
+    Only verifying a candidate needs them, and most assets have none that could verify. Found once, under
+    a lock; the image is let go afterwards. Pickling finds them first, so a stored embedding needs no model.
     """
 
     def __init__(self, finder: TextFinder, img: Image.Image, side: int, shape: tuple[int, int], scale: float,
@@ -491,6 +500,31 @@ def _plausible(H: np.ndarray, ref_size: tuple[int, int], mirrored: bool) -> bool
 # ---------------------------------------------------------------- detector
 
 
+class _Pair:
+    """A candidate reference's tentative matches with an asset, in the coordinates the homographies use."""
+
+    def __init__(self, index: LocalIndex, ref_id: int, q: Embedding, qrows: np.ndarray, kps: np.ndarray,
+                 mirrored: bool):
+        self.ref_id, self.qrows, self.kps, self.mirrored = ref_id, qrows, kps, mirrored
+        self.ref_all = index.keypoints(ref_id)
+        self.ref_xy = self.ref_all[kps].astype(np.float64)
+        self.asset_xy = q.extra["xy"][qrows].astype(np.float64)
+        w, h = (int(v) for v in q.extra["size"][0])
+        self.size = (w, h)
+        self.tol = REPROJ_PX * float(q.extra["scale"][qrows[0]])
+        # USAC rejects orientation-reversing samples, so a mirrored copy is fitted in the
+        # mirror image's coordinates and the flip is composed back afterwards.
+        self.flip = np.array([[-1.0, 0.0, w], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if mirrored else np.eye(3)
+        self.fit_xy = _project(self.flip, self.asset_xy)  # the flip is its own inverse
+        self.every: np.ndarray | None | bool = False  # the fit on every match; False: not fitted yet
+
+    def explained(self, H: np.ndarray) -> np.ndarray:
+        """Which matches ``H`` (reference to fitting coordinates) maps within the tolerance."""
+        with np.errstate(all="ignore"):
+            err = np.linalg.norm(_project(H, self.ref_xy) - self.fit_xy, axis=1)
+        return np.isfinite(err) & (err <= self.tol)
+
+
 @register("image.local")
 class LocalDetector(Detector):
     """RootSIFT keypoints + FAISS retrieval + MAGSAC homography verification, text-aware, alpha-masked."""
@@ -539,6 +573,9 @@ class LocalDetector(Detector):
         self._sift = cv2.SIFT_create(nfeatures=0, contrastThreshold=contrast_threshold)
         # text=False is for experiments and the benchmark's baseline only: lettering then verifies matches
         self._text: TextFinder | None = TextFinder(settings, model=opts.model) if text else None
+        # candidates no homography could verify are dropped before the asset's text is looked for (False:
+        # every candidate is verified with it, as before; benchmarks/check_latency.py measures both)
+        self.skip_unverifiable = True
 
     @property
     def model_label(self) -> str:
@@ -617,9 +654,9 @@ class LocalDetector(Detector):
         The mirror's descriptors are the same keypoints' descriptors with ``MIRROR_PERMUTATION``
         applied (SIFT is mirror-equivariant: see ``mirror_descriptors``); their positions stay
         in the asset's own pixels and ``extra["mirrored"]`` marks them. Which keypoints lie on text is
-        found only when a search first verifies a candidate (``deferred``: most assets match nothing, and
-        text detection is ~75 ms of a 1280 x 720 query); when it fails the asset is still checked and the
-        hits say so. Without a text finder ``extra["text"]`` flags no keypoint.
+        found only when a search first verifies a candidate that could verify (``deferred``: most assets
+        match nothing, and text detection is ~45 ms of a 1280 x 720 query); when it fails the asset is still
+        checked and the hits say so. Without a text finder ``extra["text"]`` flags no keypoint.
         """
         out = []
         for img in images:
@@ -667,17 +704,33 @@ class LocalDetector(Detector):
         nb = index.search(q.vectors, self.search_k, groups=q.extra["mirrored"],  # shortlists per orientation
                           positions=q.extra["xy"] / q.extra["size"])
         matches = _tentative(index, nb, q.extra["mirrored"])
-        hits: dict[int, Hit] = {}
+        pairs = []
         for mirrored in (False, True):
             cands = matches.get(mirrored, {})
             ranked = sorted(cands.items(), key=lambda kv: -len(kv[1][0]))[:MAX_CANDIDATES]
-            for ref_id, (qrows, kps) in ranked:
-                if len(qrows) < self.min_tentative:
-                    break
-                hit = self._verify(index, ref_id, q, np.array(qrows), np.array(kps), mirrored)
-                if hit is not None and (ref_id not in hits or _better(hit, hits[ref_id])):
-                    hits[ref_id] = hit
+            pairs += [_Pair(index, ref_id, q, np.array(qrows), np.array(kps), mirrored)
+                      for ref_id, (qrows, kps) in ranked if len(qrows) >= self.min_tentative]
+        if self.skip_unverifiable:  # the asset's text is looked for only when a candidate is left
+            pairs = [p for p in pairs if self._may_verify(p)]
+        hits: dict[int, Hit] = {}
+        for p in pairs:
+            hit = self._verify(index, p, q)
+            if hit is not None and (p.ref_id not in hits or _better(hit, hits[p.ref_id])):
+                hits[p.ref_id] = hit
         return sorted(hits.values(), key=lambda h: (-h.score, -h.extra.get("text_inliers", 0)))
+
+    def _every(self, p: _Pair) -> np.ndarray | None:
+        """The homography fitted on every tentative match of ``p``, text or not (fitted once)."""
+        if p.every is False:
+            p.every = self._fit(p.ref_xy, p.fit_xy, p.tol)
+        return p.every
+
+    def _may_verify(self, p: _Pair) -> bool:
+        """Whether the fit on every match explains ``min_inliers``: when it does not, no subset of the
+        matches (those off the text) has a homography that does either (up to what MAGSAC finds), so the
+        asset's text need not be known to reject the candidate."""
+        H = self._every(p)
+        return H is not None and _one_to_one(p.qrows, p.kps, p.explained(H)) >= self.min_inliers
 
     def _fit(self, ref_xy: np.ndarray, fit_xy: np.ndarray, tol: float) -> np.ndarray | None:
         if len(ref_xy) < self.min_tentative:
@@ -687,8 +740,7 @@ class LocalDetector(Detector):
             return None
         return H
 
-    def _verify(self, index: LocalIndex, ref_id: int, q: Embedding, qrows: np.ndarray, kps: np.ndarray,
-                mirrored: bool) -> Hit | None:
+    def _verify(self, index: LocalIndex, p: _Pair, q: Embedding) -> Hit | None:
         """Fit a homography on the matches off the text; count what it explains on and off the text.
 
         A match is "on text" when its reference keypoint or its asset keypoint lies on text. The
@@ -697,25 +749,16 @@ class LocalDetector(Detector):
         if lettering alone agrees, the hit says "shares the title lettering only" with its score
         (inliers off the text) below ``min_inliers``.
         """
-        ref_all = index.keypoints(ref_id)
-        ref_xy = ref_all[kps].astype(np.float64)
-        asset_xy = q.extra["xy"][qrows].astype(np.float64)
+        ref_id, qrows, kps, mirrored = p.ref_id, p.qrows, p.kps, p.mirrored
+        ref_all, ref_xy, asset_xy, fit_xy, flip, tol = p.ref_all, p.ref_xy, p.asset_xy, p.fit_xy, p.flip, p.tol
         q_text, text_note = _query_text(q)
         on_text = index.on_text(ref_id)[kps] | (np.zeros(len(qrows), bool) if q_text is None else q_text[qrows])
-        w, h = (int(v) for v in q.extra["size"][0])
-        work_scale = float(q.extra["scale"][qrows[0]])
-        tol = REPROJ_PX * work_scale
+        w, h = p.size
         ref_size = index.size(ref_id)
-        # USAC rejects orientation-reversing samples, so a mirrored copy is fitted in the
-        # mirror image's coordinates and the flip is composed back afterwards.
-        flip = np.array([[-1.0, 0.0, w], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if mirrored else np.eye(3)
-        fit_xy = _project(flip, asset_xy)  # the flip is its own inverse
         art = ~on_text
 
         def explained(H: np.ndarray) -> tuple[np.ndarray, int, int]:
-            with np.errstate(all="ignore"):
-                err = np.linalg.norm(_project(H, ref_xy) - fit_xy, axis=1)
-            inl = np.isfinite(err) & (err <= tol)
+            inl = p.explained(H)
             return inl, _one_to_one(qrows, kps, inl & art), _one_to_one(qrows, kps, inl & on_text)
 
         H = self._fit(ref_xy[art], fit_xy[art], tol)
@@ -727,13 +770,13 @@ class LocalDetector(Detector):
         if verdict == "art" and on_text.any():
             # a copy that keeps its title: one fit on every match is better conditioned (the lettering
             # lies where the art does not); kept only if it explains at least as much of the art
-            H_all = self._fit(ref_xy, fit_xy, tol)
+            H_all = self._every(p)
             if H_all is not None and _plausible(flip @ H_all, ref_size, mirrored):
                 joint = explained(H_all)
                 if joint[1] >= n_art:
                     H, (inl, n_art, n_text) = H_all, joint
         if verdict is None and int(on_text.sum()) >= self.min_tentative:
-            H = self._fit(ref_xy, fit_xy, tol)
+            H = self._every(p)
             if H is not None:
                 inl, n_art, n_text = explained(H)
                 if n_text >= self.min_inliers and _plausible(flip @ H, ref_size, mirrored):
