@@ -78,7 +78,7 @@ Choices, measured with ``benchmarks/partial_copy.py --suite works`` on scenes bu
 * Candidates whose fit on every match explains fewer than ``min_inliers`` are dropped before the
   asset's text is looked for (``skip_unverifiable``). ``--suite scenes`` cases, 8 per kind, 160
   queries at the shipped floor, same run: 71 instead of 156 text detections (20.6 instead of 46.2
-  Mpx), search 133 instead of 177 ms per query, no query's hits different. Measured and not kept:
+  Mpx), search 132 instead of 172 ms per query, no query's hits different. Measured and not kept:
   looking for the text only around the candidates' matches (a crop at the whole frame's detection
   scale, grown by a share of its size and a margin of context): 9.3-15.5 Mpx, but the detector
   reads text differently without the frame around it, and 2-6 of the 160 queries' hits changed,
