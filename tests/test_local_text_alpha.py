@@ -184,13 +184,19 @@ def test_failed_text_detection_still_checks_the_asset_with_a_note(det, monkeypat
     assert "text detection failed" in evidence and "checked without text boxes" in evidence
 
 
-def test_text_is_looked_for_only_when_a_candidate_is_verified(det, monkeypatch):
-    """An asset that shares nothing with the catalog never runs text detection; one that does runs it
-    once, and its hits are those of finding the text at embedding time."""
-    calls = []
+def text_calls(det: LocalDetector, monkeypatch) -> list[tuple[int, int]]:
+    """The size of every image the detector's text finder is given from now on (the finder still runs)."""
+    calls: list[tuple[int, int]] = []
     finder = det._text
     real = type(finder).boxes
     monkeypatch.setattr(finder, "boxes", lambda img: calls.append(img.size) or real(finder, img))
+    return calls
+
+
+def test_text_is_looked_for_only_when_a_candidate_is_verified(det, monkeypatch):
+    """An asset that shares nothing with the catalog never runs text detection; one that does runs it
+    once, and its hits are those of finding the text at embedding time."""
+    calls = text_calls(det, monkeypatch)
     ref = titled(work(9))
     index = build(det, {61: ref, 62: titled(work(10))})
     calls.clear()  # the references' own text boxes
@@ -214,10 +220,7 @@ def test_text_is_looked_for_only_when_a_candidate_is_verified(det, monkeypatch):
 def test_candidates_no_homography_could_verify_are_dropped_before_the_text_is_looked_for(det, monkeypatch):
     """The same hits as verifying every candidate with the asset's text; text detection runs only for an
     asset with a candidate whose fit on every match explains ``min_inliers``."""
-    calls = []
-    finder = det._text
-    real = type(finder).boxes
-    monkeypatch.setattr(finder, "boxes", lambda img: calls.append(img.size) or real(finder, img))
+    calls = text_calls(det, monkeypatch)
     ref = titled(work(13))
     index = build(det, {81: ref, 82: titled(work(14))})
     queries = [paste(ref, QUAD), paste(titled(work(15)), QUAD), titled(work(16)), paste(work(17), QUAD)]
