@@ -75,6 +75,8 @@ fusion (``FUSED-white``) or ``LOCAL`` at its own level, FPR at the design size b
 With ``--local``, two works whose untransformed queries verify at least ``SAME_CONTENT_INLIERS`` inliers on each
 other (a body or prop reused between two portraits: thumbnails cannot see it) are related: their pairs are left
 out of the comparison for every method (neither copy nor negative); the report names them.
+``benchmarks/region_look.py`` runs this with ``--local`` plus a second look (SSCD on the work outline a weak
+``image.local`` fit located); measured 2026-12-03 and not kept: see its docstring.
 ``--postprocess`` compares, on a 2-fold protocol,
 the raw descriptor, that shipped whitening and whitenings fitted on this benchmark's own
 held-out queries (the optimistic in-benchmark fit), also per transform.
@@ -2003,8 +2005,10 @@ def load_works(data: Path, settings: Settings) -> tuple[list[Source], list[Sourc
     return works, faces, scenes
 
 
-def run_benchmark(args: argparse.Namespace) -> Run:
-    """Load data and methods, run every query, and derive the operating points."""
+def run_benchmark(args: argparse.Namespace, local_search: Callable[..., "LocalSearch"] | None = None) -> Run:
+    """Load data and methods, run every query, and derive the operating points; with ``--local``, image.local
+    runs as ``local_search`` (default ``LocalSearch``; ``benchmarks/region_look.py`` passes one that also
+    describes the regions it locates)."""
     if not args.data.is_dir():
         sys.exit(f"data folder not found: {args.data} (pass --data DIR)")
     settings = Settings()
@@ -2032,7 +2036,7 @@ def run_benchmark(args: argparse.Namespace) -> Run:
     distractors = {m.label: Catalog(m.metric, refs_of(m, held)) for m in methods}
     floors: dict[str, float] = {}
     if args.local:
-        local = LocalSearch(refs, held)
+        local = (local_search or LocalSearch)(refs, held)
         lm = local.method()
         methods.append(lm)
         cache.open(lm)
