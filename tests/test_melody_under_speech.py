@@ -116,3 +116,20 @@ def test_long_clip_under_speech_reads_only_the_bounded_segments(det, monkeypatch
     x = _under_dialogue(np.tile(render_tune(melody_tune(31)), 5))  # ~90 s, dialogue throughout
     small.embed_queries([AudioClip(x, SR)])
     assert len(calls) == 4 and max(calls) <= 10.0 * melody.BP_SR + 1  # 2 segments, each plain and under speech
+
+
+def test_benchmark_counts_covers_only_of_excerpts_found_as_themselves():
+    import numpy as np
+
+    from benchmarks.melody import within_found_recordings
+
+    cond = np.array(["recording", "timbre", "tempo -10%", "recording", "timbre", "recording + dialogue 0 dB",
+                     "timbre"])
+    excerpt = np.array(["a", "a", "a", "b", "b", "b", "n"])
+    pos = np.array([True, True, True, True, True, True, False])  # "n" is a negative's cover
+    found = np.array([True, True, False, False, False, True, True])
+    # excerpt b's recording is not found: its cover does not count; a's covers: 1 of 2
+    assert within_found_recordings(cond, excerpt, found, pos) == (0.5, 1, 2)
+    found[1] = False
+    assert within_found_recordings(cond, excerpt, found, pos) == (0.0, 1, 2)
+    assert within_found_recordings(cond, excerpt, np.zeros(7, bool), pos) == (0.0, 0, 2)
