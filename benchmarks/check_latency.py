@@ -101,6 +101,15 @@ No difference here: these clean frames leave image.local no candidate to verify 
 needs its text. On the scenes suite's 1024x768 composites, where most queries have candidates, it halves
 the text detections (``scanner/detectors/local.py``, "Choices"). Copies with a talent: 513 ms this run
 (545 in run 6, same code otherwise: the machine's noise between runs is of that order).
+
+Measured 2026-12-03 on the same workspace (an ad hoc harness, not a way of this benchmark; 1280x720, one talent,
+2 passes): a copy's check took 546 ms of wall and 998 ms of process CPU (a clean frame 463 / 880 ms), so the
+two cores are busy 1.83 of the time; per detector (wall, inside the check, the two lanes overlapping)
+image.face 404 ms, image.local 233 ms of keypoints (SIFT's detectAndCompute ~206 ms of it) and 185 ms of
+search, image.sscd 61 ms, image.pdq 9 ms. Running image.local first in the multi-threaded lane (its serial
+verification beside the face finder, SSCD's threaded inference last) changed nothing: 548 against 554 ms
+per copy, 477 against 474 per clean frame, identical verdicts. Only less work per frame, which changes
+results, can bring a copy with a talent under 0.5 s here.
 """
 
 from __future__ import annotations
