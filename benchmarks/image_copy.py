@@ -197,7 +197,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
@@ -698,17 +698,24 @@ class LocalSearch:
     def rows(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
         """One row per query: its inliers against every reference, catalog first, then distractors."""
         out = []
-        for e in self.det.embed_queries(images):
+        for img, e in zip(images, self.det.embed_queries(images)):
             row = np.zeros(sum(self.sizes))
+            hits = []  # (column of the row, hit)
             if e.empty:
                 row[:] = -np.inf
             else:
                 for offset, index in zip((0, self.sizes[0]), self.indexes):
                     for hit in self.det.search(index, [e])[0]:
                         row[offset + hit.ref_id] = max(row[offset + hit.ref_id], hit.score)
+                        hits.append((offset + hit.ref_id, hit))
             row[self.not_indexed] = -np.inf
             out.append(row[None, :])
+            self.seen(img, hits)
         return out
+
+    def seen(self, image: Image.Image, hits: list[tuple[int, Any]]) -> None:
+        """Called with each query and its verified hits (column, hit) as ``rows`` makes its row; a subclass
+        that measures more of the same search (``benchmarks/region_look.py``) reads them here."""
 
     def method(self) -> Method:
         return Method(LOCAL_LABEL, self.description, Metric.COUNT, _unused, self.rows,
@@ -917,6 +924,12 @@ def _normal_cdf(z: float) -> float:
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
+def clopper_pearson_upper(k: np.ndarray, n: int, confidence: float = 0.95) -> np.ndarray:
+    """One-sided Clopper-Pearson upper bound of a rate when ``k`` of ``n`` (>= 1) trials pass."""
+    k = np.asarray(k, dtype=np.float64)
+    return np.where(k >= n, 1.0, beta_dist.ppf(confidence, k + 1, np.maximum(n - k, 1)))
+
+
 def pair_rate_target(fpr: float, refs: int) -> float:
     """Per-pair false-match rate giving per-query FPR ``fpr`` against ``refs`` independent references."""
     return -math.expm1(math.log1p(-fpr) / refs)
@@ -1061,9 +1074,7 @@ class PairModel:
 
     def upper_bound(self, k: np.ndarray, confidence: float = 0.95) -> np.ndarray:
         """One-sided Clopper-Pearson upper bound of the per-pair rate when ``k`` of the ``n`` pairs pass."""
-        k = np.asarray(k, dtype=np.float64)
-        n = max(self.n, 1)
-        return np.where(k >= n, 1.0, beta_dist.ppf(confidence, k + 1, np.maximum(n - k, 1)))
+        return clopper_pearson_upper(k, max(self.n, 1), confidence)
 
     def threshold(self, target: float) -> float:
         """Loosest stored threshold whose estimated rate, and that of every stricter one, is at most ``target``.

@@ -445,7 +445,7 @@ def main() -> None:
             print(f"  seed {seed}: false matches at the pooled review {float(np.mean(neg_s >= review)):.2%} of "
                   f"{neg_s.size} (its own 1 % level: >= {own:g}); covers found {rec_s:.1%}")
     q_speed = f"{q_audio / t_query:.1f}x real time" if t_query > 0.5 else "not timed (every query came from the cache)"
-    r_speed = f"{speed:.1f}x real time (wall, uncached)" if speed == speed else "not timed (every track came from the cache)"
+    r_speed = f"{speed:.1f}x real time (wall, uncached)" if t_embed > 0.5 else "not timed (every track came from the cache)"
     print(f"query transcription + signature: {q_speed} (wall, {q_audio:.0f} s of covers transcribed now); "
           f"reference transcription {r_speed}")
     if empty_refs:

@@ -42,14 +42,12 @@ several times more negative pairs with a weak fit than this data has.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
-from scipy.stats import beta as beta_dist
 
 from benchmarks import image_copy as ic
 from benchmarks.common.stats import pct
@@ -89,39 +87,20 @@ class RegionLocalSearch(ic.LocalSearch):
         self.region: list[np.ndarray] = []
         self.crops = 0
 
-    def rows(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
-        out = []
-        for img in images:
-            e = self.det.embed_queries([img])[0]
-            row = np.zeros(sum(self.sizes))
-            region = np.full(sum(self.sizes), -np.inf)
-            if e.empty:
-                row[:] = -np.inf
-            else:
-                crops, owners = [], []
-                for offset, index in zip((0, self.sizes[0]), self.indexes):
-                    for hit in self.det.search(index, [e])[0]:
-                        row[offset + hit.ref_id] = max(row[offset + hit.ref_id], hit.score)
-                        box = work_box(hit, img.width, img.height)
-                        if box is not None:
-                            crops.append(img.crop(box))
-                            owners.append(offset + hit.ref_id)
-                self.crops += len(crops)
-                for owner, c in zip(owners, self.sscd.embed_queries(crops) if crops else []):
-                    rows = self.ref_rows[owner]
-                    if not c.empty and len(rows):
-                        region[owner] = max(region[owner], float((c.vectors @ rows.T).max()))
-            row[self.not_indexed] = -np.inf
-            out.append(row[None, :])
-            self.region.append(region)
-        return out
+    def seen(self, image: Image.Image, hits: list[tuple[int, Any]]) -> None:
+        region = np.full(sum(self.sizes), -np.inf)
+        located = [(column, box) for column, hit in hits if (box := work_box(hit, image.width, image.height))]
+        self.crops += len(located)
+        if located:
+            for (column, _), c in zip(located, self.sscd.embed_queries([image.crop(box) for _, box in located])):
+                rows = self.ref_rows[column]
+                if not c.empty and len(rows):
+                    region[column] = max(region[column], float((c.vectors @ rows.T).max()))
+        self.region.append(region)
 
 
 def _upper95(k: np.ndarray, n: int) -> np.ndarray:
-    k = np.asarray(k, np.float64)
-    if n == 0:
-        return np.ones_like(k)
-    return np.where(k >= n, 1.0, beta_dist.ppf(0.95, k + 1, np.maximum(n - k, 1)))
+    return np.ones_like(np.asarray(k, np.float64)) if n == 0 else ic.clopper_pearson_upper(k, n)
 
 
 def region_rule(run: ic.Run, region: np.ndarray, floor: int, target: float, refs: int) -> ic.Operating | None:
