@@ -150,7 +150,21 @@ def test_at_most_never_raises_the_count():
     assert torch.n == 2
 
 
-def test_an_interrupt_starts_no_further_detector(mixed, monkeypatch):
+@pytest.fixture
+def ctrl_c():
+    """SIGINT raising KeyboardInterrupt in the main thread, as Ctrl-C in a terminal does, for the test's duration.
+
+    A process started in the background by a shell without job control (``cmd &`` in a script, some CI
+    runners) inherits SIGINT ignored, and Python then installs no handler of its own: the signal this test
+    sends would vanish and the scan run to its end ("DID NOT RAISE KeyboardInterrupt" under ``.ci/run`` run
+    that way). That is POSIX's rule for background jobs, not the scan's doing, so the test sets the
+    terminal's behaviour itself instead of depending on how pytest was started."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_an_interrupt_starts_no_further_detector(mixed, monkeypatch, ctrl_c):
     settings, deliv = mixed
     s = Scanner(settings)
     ran = []
