@@ -1,7 +1,12 @@
 """Melody benchmark: registered compositions found in covers that share no recording with them.
 
     .venv/bin/python -m benchmarks.melody [--music DIR] [--seed N | --pool-seeds 17,18] [--quick] [--cache DIR]
-        [--write-calibration [PATH]]
+        [--write-calibration [PATH]] [--keep-posteriorgrams] [--set NAME=VALUE ...]
+
+``--set`` runs the detector under test with other ``MelodyParams`` (e.g. ``--set onset_thresh=0.4``: note
+creation, on references and covers alike) while the covers stay the same audio (synthesised from the shipped
+params' transcription); with ``--keep-posteriorgrams`` Basic Pitch's outputs are kept, so such a run costs the
+note extraction and search, not the model.
 
 Data. Every audio file in ``--music`` (default ``../shared/data/music``, 20 orchestral tracks) is a
 composition. Tracks are shuffled with ``--seed``; ``HELD_OUT`` are never registered, the rest are
@@ -280,6 +285,46 @@ def transcribed(det, path: Path | str, clip: AudioClip, cache: Path, under_speec
     return notes, True
 
 
+def keeping_posteriorgrams(cache: Path, real):
+    """``real`` (``melody_transcribe.posteriorgrams``) with its outputs kept under ``cache/posteriorgrams`` by the
+    audio's bytes (float32, as computed): Basic Pitch's model is most of a run's time and does not depend on the
+    note params that ``--set`` changes, so a second run with other note params transcribes nothing anew."""
+    folder = cache / "posteriorgrams"
+
+    def run(session, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        key = hashlib.sha256(np.ascontiguousarray(audio, np.float32).tobytes()).hexdigest()[:24]
+        f = folder / f"{key}.npz"
+        if f.is_file():
+            with np.load(f) as z:
+                return z["frames"], z["onsets"], z["contour"]
+        frames, onsets, contour = real(session, audio)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{key}.{id(audio)}.tmp.npz"
+        np.savez(tmp, frames=frames, onsets=onsets, contour=contour)
+        tmp.replace(f)
+        return frames, onsets, contour
+
+    return run
+
+
+def param_overrides(pairs: list[str]) -> dict:
+    """``--set`` values (``name=value``) as MelodyParams fields, each cast to its field's type; a clear
+    error for an unknown name."""
+    from dataclasses import fields
+
+    from scanner.detectors.melody import MelodyParams
+
+    kinds = {f.name: type(f.default) for f in fields(MelodyParams)}
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or name not in kinds:
+            sys.exit(f"--set {pair!r}: expected NAME=VALUE with NAME one of {', '.join(sorted(kinds))}")
+        kind = kinds[name]
+        out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return out
+
+
 def best(hits, right: int | None) -> tuple[float, bool]:
     """(score of the right work or the best score, whether the right work is the top hit)."""
     if not hits:
@@ -291,13 +336,16 @@ def best(hits, right: int | None) -> tuple[float, bool]:
     return (float(mine[0]) if mine else 0.0), top.ref_id == right
 
 
-def collect(args, seed: int, files: list[Path], mel, fp) -> tuple[list[tuple], dict]:
+def collect(args, seed: int, files: list[Path], mel, fp, shipped=None) -> tuple[list[tuple], dict]:
     """Every (condition, positive, melody score, melody top ok, fp score, fp top ok, empty) row of one
-    seed's split and covers, and what the report says about that run."""
+    seed's split and covers, and what the report says about that run.
+
+    ``shipped``: a detector with the shipped params whose transcription of each track the covers are
+    synthesised from (``--set`` changes the detector under test, not the covers); ``mel`` when None."""
     held_i, registered_i = hold_out(len(files), HELD_OUT, seed)
     held = [files[i] for i in held_i]
     registered = [files[i] for i in registered_i]
-    clips, notes = {}, {}
+    clips, notes, cover_notes = {}, {}, {}
     t_embed, audio_s = 0.0, 0.0
     for path in files:
         clips[path] = decode_audio(path.read_bytes(), SR)
@@ -306,6 +354,7 @@ def collect(args, seed: int, files: list[Path], mel, fp) -> tuple[list[tuple], d
         if fresh:
             t_embed += time.perf_counter() - t0
             audio_s += clips[path].duration
+        cover_notes[path] = notes[path] if shipped is None else transcribed(shipped, path, clips[path], args.cache)[0]
     print(f"seed {seed}: {len(registered)} registered, {len(held)} held out; {audio_s:.0f} s of audio transcribed now")
     ref_ids = {p: i + 1 for i, p in enumerate(registered)}
     mel_refs = {ref_ids[p]: mel.embed_notes(notes[p]) for p in registered}
@@ -332,7 +381,7 @@ def collect(args, seed: int, files: list[Path], mel, fp) -> tuple[list[tuple], d
             for cond in CONDITIONS:
                 tag = f"{path.name}|{start:.2f}|{cond}|{seed}"
                 qrng = np.random.default_rng(int(hashlib.sha256(tag.encode()).hexdigest()[:8], 16))
-                q = make_query(cond, clip, notes[path], float(start), qrng)
+                q = make_query(cond, clip, cover_notes[path], float(start), qrng)
                 t0 = time.perf_counter()
                 qnotes, fresh = transcribed(mel, tag, q, args.cache)
                 under, fresh_u = transcribed(mel, tag, q, args.cache, under_speech=True)
@@ -379,20 +428,42 @@ def main() -> None:
     ap.add_argument("--pool-seeds", default="", metavar="LIST",
                     help="comma-separated seeds (splits and covers) whose rows are pooled: thresholds from every "
                          "seed's negatives together, each seed's false-match rate at them printed (default: --seed)")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a MelodyParams value for the detector under test (repeatable); the covers are still "
+                         "synthesised from the shipped params' transcription, so they are the same audio")
+    ap.add_argument("--keep-posteriorgrams", action="store_true",
+                    help="keep Basic Pitch's outputs under --cache (a few GB for both seeds) so that runs with other "
+                         "note params (--set onset_thresh=...) do not run the model again")
     cli.add_write_calibration(ap)
     args = ap.parse_args()
+    overrides = param_overrides(args.set)
+    if overrides and args.write_calibration:
+        sys.exit("--set and --write-calibration together would calibrate params the detector does not ship with")
     files = media_files(args.music, AUDIO_SUFFIXES) if args.music.is_dir() else []
     if len(files) < HELD_OUT + 2:
         sys.exit(f"need at least {HELD_OUT + 2} tracks in {args.music}")
     seeds = [int(x) for x in args.pool_seeds.split(",") if x.strip()] or [args.seed]
     settings = Settings()
-    mel = create("audio.melody", settings)
+    if args.keep_posteriorgrams:
+        import scanner.detectors.melody as melody_module
+
+        melody_module.posteriorgrams = keeping_posteriorgrams(args.cache, melody_module.posteriorgrams)
+    shipped = create("audio.melody", settings)
+    mel = shipped
+    if overrides:
+        from dataclasses import replace
+
+        from scanner.detectors.melody import MelodyDetector
+
+        mel = MelodyDetector(settings, replace(shipped.p, **overrides))
+        print(f"detector under test: {', '.join(f'{k}={v!r}' for k, v in overrides.items())} "
+              "(covers from the shipped params' notes)")
     fp = create("audio.fingerprint", settings)
     cal = load_calibration(settings.calibration)
     fp_review = cal.thresholds("audio.fingerprint", fp.model_id, Stage.FINAL).review
     rows, seed_of, infos = [], [], []
     for seed in seeds:
-        r, info = collect(args, seed, files, mel, fp)
+        r, info = collect(args, seed, files, mel, fp, shipped if overrides else None)
         rows += r
         seed_of += [seed] * len(r)
         infos.append(info)

@@ -133,3 +133,39 @@ def test_benchmark_counts_covers_only_of_excerpts_found_as_themselves():
     found[1] = False
     assert within_found_recordings(cond, excerpt, found, pos) == (0.0, 1, 2)
     assert within_found_recordings(cond, excerpt, np.zeros(7, bool), pos) == (0.0, 0, 2)
+
+
+def test_benchmark_keeps_posteriorgrams_by_audio_and_runs_the_model_once_per_audio(tmp_path):
+    import numpy as np
+
+    from benchmarks.melody import keeping_posteriorgrams
+
+    calls = []
+
+    def real(session, audio):
+        calls.append(audio.shape[0])
+        k = float(audio.sum())
+        return np.full((3, 88), k, np.float32), np.full((3, 88), k + 1, np.float32), np.full((3, 264), k, np.float32)
+
+    run = keeping_posteriorgrams(tmp_path, real)
+    a, b = np.ones(100, np.float32), np.full(100, 2.0, np.float32)
+    first = run(None, a)
+    again = run(None, a.copy())  # same bytes: read back, the model not run
+    other = run(None, b)
+    assert calls == [100, 100]
+    assert all(np.array_equal(x, y) and x.dtype == y.dtype for x, y in zip(first, again))
+    assert float(other[0][0, 0]) == 200.0 and float(first[1][0, 0]) == 101.0
+    assert not list(tmp_path.rglob("*.tmp.npz"))  # written whole, then renamed
+
+
+def test_benchmark_param_overrides_are_typed_and_unknown_names_are_refused():
+    import pytest
+
+    from benchmarks.melody import param_overrides
+
+    assert param_overrides(["onset_thresh=0.4", "min_notes=10", "fold_octaves=false", "line=frames"]) == {
+        "onset_thresh": 0.4, "min_notes": 10, "fold_octaves": False, "line": "frames"}
+    with pytest.raises(SystemExit, match="onset_thresh"):
+        param_overrides(["onset=0.4"])
+    with pytest.raises(SystemExit):
+        param_overrides(["onset_thresh"])
