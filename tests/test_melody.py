@@ -220,6 +220,27 @@ def test_alignment_counts_pitches_in_semitones_not_pitch_classes(det):
     assert not scrambled or scrambled[0].score < copy[0].score / 4, (scrambled, copy)
 
 
+def test_a_note_inserted_after_the_keyed_notes_does_not_stop_their_match_voting(det, monkeypatch):
+    # a cover's line with a note on top after every 3rd melody note (a harmonic, an accompaniment note, a
+    # syllable): the keyed triples still match, but the 4th note came 70 ms after their last one instead of a
+    # beat later, so the 3-interval span put every match's time scale out of range and nothing voted
+    from scanner.detectors import melody
+
+    t = 1.0 + 0.45 * np.arange(60)
+    _, pitch = _random_melody(25)
+    index = build_index(det, {1: det.embed_notes(_notes(t, pitch))})
+    extra = np.random.default_rng(5).choice([7, 8, 9, 10], 19)
+    qt = np.concatenate([t, t[2::3][:-1] + 0.07])
+    qp = np.concatenate([pitch, pitch[2::3][:-1] + extra])
+    order = np.argsort(qt, kind="stable")
+    q = det.embed_notes(_notes(qt[order] * 1.05 + 2.0, qp[order] + 2), query=True)
+    hits = det.search(index, [q])[0]
+    assert hits and hits[0].ref_id == 1 and hits[0].score >= 40, hits
+    assert melody.span_intervals(det.p) == (2, 3)
+    monkeypatch.setattr(melody, "span_intervals", lambda p: (3,))  # the span of the 4 notes only, as before
+    assert not det.search(index, [q])[0]
+
+
 def test_transposition_by_more_than_an_octave_is_reported_within_a_fifth(det):
     from scanner.detectors.melody import align
 
