@@ -137,8 +137,6 @@ def test_benchmark_counts_covers_only_of_excerpts_found_as_themselves():
 
 
 def test_benchmark_keeps_posteriorgrams_by_audio_and_runs_the_model_once_per_audio(tmp_path):
-    import numpy as np
-
     from benchmarks.melody import keeping_posteriorgrams
 
     calls = []
@@ -160,8 +158,6 @@ def test_benchmark_keeps_posteriorgrams_by_audio_and_runs_the_model_once_per_aud
 
 
 def test_benchmark_param_overrides_are_typed_and_unknown_names_are_refused():
-    import pytest
-
     from benchmarks.melody import param_overrides
 
     assert param_overrides(["onset_thresh=0.4", "min_notes=10", "fold_octaves=false", "line=frames"]) == {

@@ -24,20 +24,21 @@ with ``extra["line"]`` 1): a cover's timbre can put its harmonics on top of the 
 reference recording had none; each line is searched and a reference keeps its best line's hit.
 (References keep the plain skyline: setting ghosts aside on both sides measured worse.)
 
-Search: the index (``scanner.index.melody_index``) returns every reference note whose key a query
-note shares. Matches vote, per reference, for one transposition (pitch class shift, so an octave
-error of the transcription still agrees), one time scale (asset time = s x reference time + o, s in
-0.85..1.18; each match votes near its own scales, the ratios of the two n-grams' durations over the 2
-intervals the key holds and over 3, ``span_intervals``) and one line position; the best few hypotheses
-per reference are verified by a banded alignment of the two whole melodies: note pairs within a
-tolerance of the mapped time with the same pitch class after the transposition, the longest chain
-increasing in both (a monotone alignment, like DTW without repeats), the time map refitted on the
-chain by least squares, and the alignment redone tighter (0.6, 0.3, 0.12, then 0.07 s). A last pass
-(``EXACT_TOL_S``, 0.13 s) keeps only pairs whose pitches differ by exactly the chain's most common difference in semitones: a cover keeps its melody's contour,
-while the pitch-class pairs of a chance alignment jump octaves at random (benchmarks/melody.py, with
-10 hypotheses per reference: covers 65.4 -> 75.5 % recall at 1 % false matches on seed 17, where it
-was chosen, 61.1 -> 74.5 % on seed 18, held out; thresholds from both seeds' negatives pooled: review
-13 -> 9, block 15 -> 12 aligned notes, 74.1 % of all covers at 0.81 % false matches).
+Search: the index (``scanner.index.melody_index``) returns every reference note whose key a query note
+shares. Matches vote, per reference, for one transposition (pitch class shift, so an octave error of the
+transcription still agrees), one time scale (asset time = s x reference time + o, s in 0.85..1.18; each
+match votes near its own scales, the ratios of the two n-grams' durations over the 2 intervals the key
+holds and over 3, ``span_intervals``) and one line position; the best few hypotheses per reference are
+verified by a banded alignment of the two whole melodies: note pairs within a tolerance of the mapped
+time with the same pitch class after the transposition, the longest chain increasing in both (a monotone
+alignment, like DTW without repeats), the time map refitted on the chain by least squares, and the
+alignment redone tighter (0.6, 0.3, 0.12, then 0.07 s). A last pass (``EXACT_TOL_S``, 0.13 s) keeps only
+pairs whose pitches differ by exactly the chain's most common difference in semitones: a cover keeps its
+melody's contour, while the pitch-class pairs of a chance alignment jump octaves at random
+(benchmarks/melody.py, with 10 hypotheses per reference: covers 65.4 -> 75.5 % recall at 1 % false
+matches on seed 17, where it was chosen, 61.1 -> 74.5 % on seed 18, held out; thresholds from both
+seeds' negatives pooled: review 13 -> 9, block 15 -> 12 aligned notes, 74.1 % of all covers at 0.81 %
+false matches).
 
 Score (``Metric.COUNT``): aligned notes that belong to runs of at least ``RUN`` consecutive notes in
 both melodies, inside the best ``SCORE_WINDOW_S`` seconds of the asset (so a long asset does not
