@@ -50,17 +50,21 @@ def stricter_than_stored(entry: dict[str, Any], path: Path, detector: str, model
     lower = entry.get("metric") == "hamming"
     out = json.loads(json.dumps(entry))
     own = {stage: dict(out[stage]) for stage in ("final", "ideation")}
+    measured = old.get("measured", {})
+    # The stored entry is the other benchmark's, or ours from an earlier run (then the other's measurement is
+    # inside it, under ``stored_as``).
+    other = (measured[stored_as] if isinstance(measured.get(stored_as), dict)
+             else {k: v for k, v in measured.items() if k not in (ours_as, "levels")})  # not its copy of ours
     # Compare with the other benchmark's own levels (kept as measured.own_levels), not the stored ones, which
     # may already hold ours: otherwise a level could only ever get stricter.
-    theirs = old.get("measured", {}).get("own_levels") or old
+    theirs = other.get("own_levels") or old
     for stage in ("final", "ideation"):
         for level in ("review", "block"):
             stored = theirs.get(stage, {}).get(level)
             if stored is not None:
                 mine = out[stage][level]
                 out[stage][level] = min(mine, stored) if lower else max(mine, stored)
-    out["measured"][stored_as] = {k: v for k, v in old.get("measured", {}).items()
-                                  if k not in (ours_as, "levels")}  # not its copy of our older measurement
+    out["measured"][stored_as] = other
     out["measured"]["levels"] = f"stricter of this benchmark and {stored_by} (measured.{stored_as})"
     out["measured"]["own_levels"] = own
     return out
