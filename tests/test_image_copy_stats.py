@@ -15,8 +15,9 @@ from scanner.types import Metric
 
 pytest.importorskip("augly")
 sys.path.insert(0, str(REPO_ROOT))
-from benchmarks.image_copy import (LOCAL_LABEL, Method, Operating, PairModel, Queries, content_links,  # noqa: E402
-                                   drop_linked_pairs, negative_pool, pair_rate_target, query_fpr, union)
+from benchmarks.image_copy import (FPR_LEVELS, FUSIONS, LOCAL_LABEL, PRODUCTS, Method, Operating,  # noqa: E402
+                                   PairModel, Queries, content_links, drop_linked_pairs, level_share,
+                                   negative_pool, operating_point, pair_rate_target, query_fpr, union)
 
 
 def _counts(n_pairs: int, tail: dict[int, int]) -> np.ndarray:
@@ -57,6 +58,24 @@ def test_fitted_tail_of_counts_decreases_with_inliers():
     assert model.scale == "-inliers"
 
 
+def test_a_tail_recorded_only_from_a_floor_is_fitted_from_there():
+    # Inlier counts of unrelated pairs with a geometric tail (each inlier more a third as likely), recorded
+    # only from 5 inliers on: fits with 1-4 inliers read 0, as image.local's diagnostic floor makes them.
+    n = 2_000_000
+    true = {k: n * 2e-4 * 3.0 ** -(k - 1) for k in range(1, 13)}  # expected pairs with exactly k
+    counts = {k: round(v) for k, v in true.items() if k >= 5 and round(v) > 0}
+    x = _counts(n, {**counts, 2: 3})  # and a few stray low scores (text-only hits), as in a real run
+    rate_at = lambda k: sum(v for j, v in true.items() if j >= k) / n  # noqa: E731
+    censored = PairModel(Metric.COUNT, x, recorded_from=5)
+    assert censored.fit is not None and censored.recorded_from == 5
+    fitted = float(censored.fitted(np.asarray([10.0]))[0])
+    assert rate_at(10) / 3 < fitted < rate_at(10) * 3  # beyond the data, near the true rate
+    # Fitted through the thresholds under the floor, where the share of pairs stays flat because nothing was
+    # recorded there, the tail decays far too slowly.
+    flattened = PairModel(Metric.COUNT, x)
+    assert float(flattened.fitted(np.asarray([10.0]))[0]) > 10 * rate_at(10)
+
+
 def _op(found: list[bool], flagged: list[bool], fpr_design: float) -> Operating:
     return Operating("1%", 10.0, float(np.mean(flagged)), float(np.mean(found)), 1, 1e-6, False, fpr_design,
                      np.asarray(found), np.asarray(flagged))
@@ -70,6 +89,29 @@ def test_union_flags_what_either_flags_and_bounds_the_design_rate():
     assert u.fpr == pytest.approx(2 / 3)
     assert u.fpr_at_design == pytest.approx(0.009)
     assert math.isnan(u.threshold)
+
+
+def test_the_default_scans_parts_share_each_level_so_their_union_meets_it():
+    assert all(level_share(label) + level_share(local) == pytest.approx(1.0) for label, local in PRODUCTS.values())
+    assert all(0 < level_share(label) < 1 for label in FUSIONS)
+    assert level_share("PDQ") == level_share("SSCD-white") == 1.0  # alone, a detector keeps the whole level
+    rng = np.random.default_rng(0)
+    pos = [True] * 50 + [False] * 200
+    q = Queries(positive=pos, group=list(range(50)) + [-1] * 200)
+    ref_groups = np.arange(50)
+    ops = []
+    for label, metric, negatives, own in (
+            ("FUSED-white", Metric.COSINE, np.tanh(rng.normal(0, 0.25, 2_000_000)), rng.uniform(0.5, 1, 50)),
+            (LOCAL_LABEL, Metric.COUNT, np.round(np.abs(rng.normal(0, 4, 2_000_000))), rng.integers(0, 80, 50))):
+        q.score[label] = list(own) + [0.0] * 200
+        q.best_ref[label] = list(range(50)) + [0] * 200
+        m = Method(label, label, metric, None, None, None)
+        model = PairModel(metric, negatives)
+        ops.append([operating_point(m, q, ref_groups, model, t, 10_000) for t in FPR_LEVELS])
+        for op, t in zip(ops[-1], FPR_LEVELS):
+            assert op.fpr_at_design <= t * level_share(label) * 1.0001  # its share, not the whole level
+    for (f, loc), t in zip(zip(*ops), FPR_LEVELS):
+        assert union(f, loc, "").fpr_at_design <= t * 1.0001
 
 
 def test_design_rate_round_trip():
@@ -133,6 +175,14 @@ def test_two_benchmarks_keep_the_stricter_level_without_ratcheting(tmp_path):
     store(b)
     c = stricter_than_stored(_entry(15, 20, source="copy"), path, "image.local", "m", "scenes_suite", "image_copy", "s")
     assert c["final"] == {"review": 15, "block": 20}  # compared with the scenes suite's own 11 / 13, not 19 / 25
+    store(c)
+    # The same benchmark again, over its own entry: compared with the scenes suite's levels kept inside it,
+    # not with its own earlier 15 / 20, and the scenes suite's measurement is kept as it was (not nested).
+    d = stricter_than_stored(_entry(14, 18, source="copy"), path, "image.local", "m", "scenes_suite", "image_copy", "s")
+    assert d["final"] == {"review": 14, "block": 18}
+    assert d["measured"]["scenes_suite"]["source"] == "scenes"
+    assert "scenes_suite" not in d["measured"]["scenes_suite"]
+    assert d["measured"]["own_levels"]["final"] == {"review": 14, "block": 18}
     assert stricter_than_stored(_entry(1, 2), tmp_path / "none.json", "image.local", "m", "x", "y", "z")["final"] == \
         {"review": 1, "block": 2}
 
