@@ -1164,7 +1164,7 @@ def operating_point(m: Method, q: Queries, ref_groups: np.ndarray, model: PairMo
         thr = max(thr, floor)
     name = LEVEL_NAMES[FPR_LEVELS.index(target)]
     return measure(m, q, ref_groups, model, design_refs, thr,
-                   f"{pct(target * share)} ({name}" + (f": {pct(share)} of {pct(target)})" if share < 1 else ")"))
+                   f"{fmt_rate(target * share)} ({name}" + (f": {pct(share)} of {pct(target)})" if share < 1 else ")"))
 
 
 def measure(m: Method, q: Queries, ref_groups: np.ndarray, model: PairModel, design_refs: int, thr: float,
@@ -1225,8 +1225,9 @@ def add_product(ops: dict[str, list[Operating]], by_size: dict[str, dict[int, li
     """Add each decision of ``PRODUCTS`` (its parts united per FPR level) where both parts were measured."""
     for label, (a, b) in PRODUCTS.items():
         if a in ops and b in ops:
-            ops[label] = [union(x, y, x.label) for x, y in zip(ops[a], ops[b])]
-            by_size[label] = {n: [union(x, y, x.label) for x, y in zip(by_size[a][n], by_size[b][n])]
+            names = [f"{pct(t)} ({name})" for t, name in zip(FPR_LEVELS, LEVEL_NAMES)]  # the whole level
+            ops[label] = [union(x, y, k) for x, y, k in zip(ops[a], ops[b], names)]
+            by_size[label] = {n: [union(x, y, k) for x, y, k in zip(by_size[a][n], by_size[b][n], names)]
                               for n in by_size[a]}
 
 
@@ -1599,7 +1600,7 @@ def ideation_review(m: Method, q: Queries, ref_groups: np.ndarray, model: PairMo
             thr = 1.0 / (1.0 + math.exp(-(z - 0.01)))
         else:
             thr = round(block.threshold - 1e-4, 4)
-    return measure(m, q, ref_groups, model, design_refs, thr, f"{pct(target)} (ideation review)")
+    return measure(m, q, ref_groups, model, design_refs, thr, f"{fmt_rate(target)} (ideation review)")
 
 
 def calibration_entry(m: Method, ops: Sequence[Operating], model: PairModel, run: "Run") -> dict:
