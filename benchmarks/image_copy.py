@@ -1027,12 +1027,13 @@ class PairModel:
         self.n = int(finite.size)
         self.sorted = np.sort(finite)
         x = self.fit_scale(np.clip(finite, -1 + 1e-9, 1 - 1e-9) if metric is Metric.COSINE else finite)
-        recorded = math.inf if recorded_from is None else float(self.fit_scale(np.asarray([recorded_from]))[0])
+        # the same on the fit scale (lower is closer), what the fit and the goodness check compare with
+        self.recorded = math.inf if recorded_from is None else float(self.fit_scale(np.asarray([recorded_from]))[0])
         self.choice = ""  # why the family was chosen (family "auto")
         if family != "auto":
-            self.fit = fit_tail(x, share, family, recorded) if self.n else None
+            self.fit = fit_tail(x, share, family, self.recorded) if self.n else None
             return
-        fits = {f: fit_tail(x, share, f, recorded) if self.n else None for f in TAIL_FAMILIES}
+        fits = {f: fit_tail(x, share, f, self.recorded) if self.n else None for f in TAIL_FAMILIES}
         worst = {}
         for f, fit in fits.items():
             self.fit = fit
@@ -1237,8 +1238,7 @@ def goodness_points(model: PairModel) -> list[float]:
         return []
     if model.metric in (Metric.HAMMING, Metric.COUNT):  # integer scores, closest first
         vals = np.unique(model.sorted)[::-1 if model.metric is Metric.COUNT else 1]
-        if model.recorded_from is not None:  # under it the empirical share is not the rate (see PairModel)
-            vals = vals[model.fit_scale(vals) <= model.fit_scale(np.asarray([model.recorded_from]))[0]]
+        vals = vals[model.fit_scale(vals) <= model.recorded]  # less close, the share is not the rate (PairModel)
         k = model.passing(vals)
         sel = vals[(k >= MIN_EMPIRICAL_PAIRS) & (k <= model.fit.share * model.n)]
         return [int(v) for v in sel[:8]]
